@@ -1,0 +1,165 @@
+//! Layer manifests: the sorted tree of one layer, and its versioned binary encoding.
+//!
+//! A manifest lists every entry of a layer in [`path_cmp`] order (a directory
+//! before its children, siblings by bytes), starting with the root (empty path).
+//! The encoding lives in [`v1`]; `docs/format.md` documents it.
+
+pub mod v1;
+
+use std::cmp::Ordering;
+
+use crate::ids::{ChunkId, PackId};
+
+pub use v1::{decode, encode, FORMAT_VERSION};
+
+/// One layer's tree: entries sorted by [`path_cmp`], unique paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// The entries, root (empty path) first when present.
+    pub entries: Vec<Entry>,
+}
+
+/// One path of a layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative path, components joined by `/`, no leading or trailing `/`,
+    /// no `.` or `..` components; the root is the empty path.
+    pub path: Vec<u8>,
+    /// Ownership, permissions, time and extended attributes.
+    pub meta: Meta,
+    /// What the path is.
+    pub kind: EntryKind,
+}
+
+/// Metadata of an entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Permission bits including setuid/setgid/sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner user id.
+    pub uid: u32,
+    /// Owner group id.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch (may be negative).
+    pub mtime_sec: i64,
+    /// Modification time, nanoseconds part (< 1e9).
+    pub mtime_nsec: u32,
+    /// Extended attributes as (name, value), sorted by name, unique names.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The kind of an entry and its kind-specific data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A directory. `opaque`: entries of lower layers below this path are hidden.
+    Dir {
+        /// Hide everything lower layers have below this directory.
+        opaque: bool,
+    },
+    /// A regular file.
+    File(FileData),
+    /// A symbolic link to `target` (bytes as stored, not resolved).
+    Symlink {
+        /// The link's target.
+        target: Vec<u8>,
+    },
+    /// The path was deleted: lower layers' entry at this path (and below) is hidden.
+    Whiteout,
+}
+
+/// Content of a regular file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileData {
+    /// File size in bytes: the sum of the chunk lengths.
+    pub size: u64,
+    /// The chunks, in file order.
+    pub chunks: Vec<ChunkRef>,
+    /// Hard-link group within this layer: 0 when the file has a single name;
+    /// files of one layer with the same non-zero `link` are one inode.
+    pub link: u32,
+}
+
+/// One chunk of a file and where its bytes live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRef {
+    /// Digest of the chunk's plain bytes.
+    pub id: ChunkId,
+    /// Plain length in bytes.
+    pub len: u32,
+    /// The compressed frame holding the chunk.
+    pub loc: ChunkLocation,
+}
+
+/// Where a chunk lives: a zstd frame of a pack, and the chunk's offset in the
+/// frame's decompressed bytes. One ranged read of the frame returns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChunkLocation {
+    /// The pack object.
+    pub pack: PackId,
+    /// Byte offset of the frame in the pack.
+    pub frame_offset: u64,
+    /// Compressed length of the frame.
+    pub frame_len: u32,
+    /// Decompressed length of the frame.
+    pub frame_plain_len: u32,
+    /// Offset of the chunk in the decompressed frame.
+    pub offset_in_frame: u32,
+}
+
+/// Orders paths component by component, so that a directory sorts right
+/// before its descendants (`a` < `a/b` < `a/c` < `a-b`).
+pub fn path_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    let mut a_parts = a.split(|&c| c == b'/').filter(|p| !p.is_empty());
+    let mut b_parts = b.split(|&c| c == b'/').filter(|p| !p.is_empty());
+    loop {
+        match (a_parts.next(), b_parts.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => match x.cmp(y) {
+                Ordering::Equal => continue,
+                other => return other,
+            },
+        }
+    }
+}
+
+/// True when `path` is `dir` itself or lies below it (`dir` empty = root).
+pub fn is_within(path: &[u8], dir: &[u8]) -> bool {
+    dir.is_empty()
+        || path == dir
+        || (path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/')
+}
+
+/// The parent path of `path` (`a/b` → `a`, `a` → root), `None` for the root.
+pub fn parent_of(path: &[u8]) -> Option<&[u8]> {
+    if path.is_empty() {
+        return None;
+    }
+    Some(match path.iter().rposition(|&c| c == b'/') {
+        Some(i) => &path[..i],
+        None => &[],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_sort_before_their_children() {
+        let mut paths: Vec<&[u8]> = vec![b"a-b", b"a/c", b"", b"a", b"a/b", b"b"];
+        paths.sort_by(|a, b| path_cmp(a, b));
+        assert_eq!(paths, vec![&b""[..], b"a", b"a/b", b"a/c", b"a-b", b"b"]);
+    }
+
+    #[test]
+    fn within_and_parent() {
+        assert!(is_within(b"a/b", b"a"));
+        assert!(!is_within(b"ab", b"a"));
+        assert!(is_within(b"x", b""));
+        assert_eq!(parent_of(b"a/b/c"), Some(&b"a/b"[..]));
+        assert_eq!(parent_of(b"a"), Some(&b""[..]));
+        assert_eq!(parent_of(b""), None);
+    }
+}
