@@ -1,1 +1,34 @@
+//! The wsfs daemon API: the protobuf schema (`proto/wsfs.proto`), its gRPC
+//! client and server stubs, and where a daemon lives (state dir, socket).
+//!
+//! Only this crate knows protobuf; the daemon serves it, the CLI calls it.
 
+pub mod paths;
+
+/// Generated messages and stubs of `wsfs.v1`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("wsfs.v1");
+}
+
+use std::path::Path;
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint};
+
+/// A client of the daemon listening on `socket`.
+pub type Client = pb::wsfs_client::WsfsClient<Channel>;
+
+/// Connects to the daemon's Unix socket.
+pub async fn connect(socket: &Path) -> Result<Client, tonic::transport::Error> {
+    let socket = socket.to_path_buf();
+    // The URI is required by the API but unused: the connector dials the socket.
+    let channel = Endpoint::from_static("http://wsfsd.invalid")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
+        }))
+        .await?;
+    Ok(pb::wsfs_client::WsfsClient::new(channel)
+        .max_decoding_message_size(64 << 20))
+}

@@ -1,1 +1,68 @@
-fn main(){}
+//! wsfs: the command-line client. It parses, asks the daemon, prints; it
+//! holds no storage logic.
+
+mod args;
+mod client;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::client::Daemon;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let outcome = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<tonic::Status>() {
+                Some(status) => eprintln!("error: {}", status.message()),
+                None => eprintln!("error: {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let daemon = Daemon::from_env();
+    match cli.command {
+        Command::Persist {
+            workspace,
+            root,
+            paths,
+            output,
+        } => {
+            let mut client = daemon.connect_or_start().await?;
+            commands::persist::run(&mut client, &workspace, &root, &paths, output.json).await
+        }
+        Command::Attach {
+            workspace,
+            mountpoint,
+            output,
+        } => {
+            let mut client = daemon.connect_or_start().await?;
+            commands::mount::attach(&mut client, &workspace, &mountpoint, output.json).await
+        }
+        Command::Detach { mountpoint, output } => {
+            let mut client = daemon.connect_or_start().await?;
+            commands::mount::detach(&mut client, &mountpoint, output.json).await
+        }
+        Command::Log { workspace, output } => {
+            let mut client = daemon.connect_or_start().await?;
+            commands::workspaces::log(&mut client, &workspace, output.json).await
+        }
+        Command::Ls { namespace, output } => {
+            let mut client = daemon.connect_or_start().await?;
+            commands::workspaces::ls(&mut client, namespace.as_deref(), output.json).await
+        }
+        Command::Status { output } => commands::daemon::status(&daemon, output.json).await,
+        Command::Shutdown { output } => commands::daemon::shutdown(&daemon, output.json).await,
+    }
+}

@@ -1,1 +1,109 @@
-fn main(){}
+//! wsfsd: the wsfs daemon. Owns the store of one state dir, its mounts and
+//! the API socket. Usually started by the `wsfs` CLI; see `wsfsd --help`.
+
+mod config;
+mod mounts;
+mod server;
+mod service;
+mod shutdown;
+mod state;
+mod sys;
+
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use wsfs_fs::store::{Store, StoreConfig};
+
+use crate::config::Config;
+use crate::mounts::Mounts;
+use crate::shutdown::Shutdown;
+use crate::state::{host_name, Daemon};
+
+/// The wsfs daemon: serves workspaces to the `wsfs` CLI over a Unix socket.
+///
+/// Configured by WSFS_STATE_DIR, WSFS_SOCKET, WSFS_REMOTE, WSFS_CACHE_BYTES,
+/// WSFS_REMOTE_TIMEOUT and WSFS_LOG (a tracing filter, default "info").
+/// Logs go to wsfsd.log in the state dir.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Print "ready" on stdout once the socket accepts connections.
+    #[arg(long)]
+    notify_ready: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wsfsd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let config = Config::from_env()?;
+    let _lock = lock_state_dir(&config)?;
+    init_logging(&config)?;
+    let store = Store::open(&StoreConfig {
+        state_dir: config.state_dir.clone(),
+        remote_url: config.remote.clone(),
+        cache_bytes: config.cache_bytes,
+        remote_timeout: config.remote_timeout,
+    })?;
+    let store = Arc::new(store);
+    let mounts = Mounts::recover(store.clone(), &config.state_dir)?;
+    let daemon = Arc::new(Daemon {
+        config,
+        store,
+        mounts,
+        shutdown: Shutdown::new(),
+        host: host_name(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(server::run(daemon, args.notify_ready))
+}
+
+/// One daemon per state dir: an exclusive lock on `wsfsd.lock`, held for life.
+fn lock_state_dir(config: &Config) -> Result<std::fs::File> {
+    let path = config.state_dir.join("wsfsd.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: a valid descriptor; flock has no memory effects.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!(
+            "another wsfsd already serves state dir {} (stop it with `wsfs shutdown`)",
+            config.state_dir.display()
+        );
+    }
+    Ok(file)
+}
+
+fn init_logging(config: &Config) -> Result<()> {
+    let path = config.state_dir.join("wsfsd.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open log {}", path.display()))?;
+    let filter = EnvFilter::try_from_env("WSFS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .init();
+    Ok(())
+}

@@ -2,11 +2,29 @@
 //!
 //! # Layout
 //! - [`ids`]: `ChunkId`, `LayerId`, `PackId` (BLAKE3 digests).
+//! - [`chunking`]: content-defined chunking of file contents.
+//! - [`pack`]: packs of zstd frames grouping neighbouring chunks, with an index.
 //! - [`manifest`]: a layer's sorted tree and its versioned binary format.
 //! - [`merge`]: stacking layers into one tree (later layers win).
-//! - [`error`]: typed errors.
+//! - [`store`]: remote object store, local RocksDB index, frame cache; the chunk read path.
+//! - [`workspace`]: workspace names and their layer records in the remote.
+//! - [`persist`]: source paths → chunks → packs → manifest → workspace record.
+//! - [`tree`]: the FUSE-free inode table of a merged tree, with reads.
+//! - [`fuse`]: the thin `fuser` adapter over [`tree`].
+//! - [`metrics`]: counters; [`error`]: typed errors.
+//!
+//! The library is synchronous; only `store::remote` runs async code, on a
+//! runtime of its own.
 
+pub mod chunking;
 pub mod error;
+pub mod fuse;
 pub mod ids;
 pub mod manifest;
 pub mod merge;
+pub mod metrics;
+pub mod pack;
+pub mod persist;
+pub mod store;
+pub mod tree;
+pub mod workspace;

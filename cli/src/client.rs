@@ -1,0 +1,155 @@
+//! Reaching the daemon: connect to its socket, starting it when absent.
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use wsfs_api::{connect, paths, Client};
+
+/// How long a starting daemon may take to open its store and listen.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `shutdown` waits for the daemon to exit.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where this CLI's daemon lives.
+pub struct Daemon {
+    /// The state dir.
+    pub state_dir: PathBuf,
+    /// The socket.
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// The daemon of `WSFS_STATE_DIR` / `WSFS_SOCKET`.
+    pub fn from_env() -> Daemon {
+        let state_dir = paths::state_dir();
+        let socket = paths::socket(&state_dir);
+        Daemon { state_dir, socket }
+    }
+
+    /// Connects to the running daemon, if any.
+    pub async fn connect_running(&self) -> Option<Client> {
+        connect(&self.socket).await.ok()
+    }
+
+    /// Connects, starting the daemon first when none answers.
+    pub async fn connect_or_start(&self) -> Result<Client> {
+        if let Some(client) = self.connect_running().await {
+            return Ok(client);
+        }
+        std::fs::create_dir_all(&self.state_dir)
+            .with_context(|| format!("cannot create state dir {}", self.state_dir.display()))?;
+        // One starter at a time: others wait here, then find it running.
+        let _guard = lock_blocking(&self.state_dir.join("wsfsd.start.lock"), START_TIMEOUT)?;
+        if let Some(client) = self.connect_running().await {
+            return Ok(client);
+        }
+        self.start()?;
+        connect(&self.socket)
+            .await
+            .with_context(|| format!("the daemon started but its socket {} does not answer", self.socket.display()))
+    }
+
+    /// Starts `wsfsd` in its own session and waits until it says "ready".
+    fn start(&self) -> Result<()> {
+        let log_path = self.state_dir.join("wsfsd.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let mut command = Command::new(daemon_binary());
+        command
+            .arg("--notify-ready")
+            .env("WSFS_STATE_DIR", &self.state_dir)
+            .env("WSFS_SOCKET", &self.socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        // SAFETY: setsid is async-signal-safe; the daemon must not die with this terminal.
+        unsafe {
+            command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start the daemon {:?} (set WSFS_DAEMON to its path)", daemon_binary()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) if line.trim() == "ready" => Ok(()),
+            Ok(_) => {
+                let _ = child.wait();
+                Err(anyhow!("the daemon failed to start: {}", last_error(&log_path)))
+            }
+            Err(_) => bail!(
+                "the daemon did not become ready within {}s: see {}",
+                START_TIMEOUT.as_secs(),
+                log_path.display()
+            ),
+        }
+    }
+
+    /// Waits until the daemon of this state dir has exited (its lock is free).
+    pub fn wait_stopped(&self) -> Result<()> {
+        lock_blocking(&self.state_dir.join("wsfsd.lock"), STOP_TIMEOUT).map(drop)
+    }
+}
+
+/// `WSFS_DAEMON`, else `wsfsd` next to this executable, else `wsfsd` on PATH.
+fn daemon_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("WSFS_DAEMON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let sibling = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("wsfsd")));
+    sibling.filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("wsfsd"))
+}
+
+/// The daemon's last error line in its log.
+fn last_error(log: &Path) -> String {
+    std::fs::read_to_string(log)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .rev()
+                .find(|l| l.starts_with("wsfsd: error:"))
+                .map(|l| l.trim_start_matches("wsfsd: error:").trim().to_string())
+        })
+        .unwrap_or_else(|| format!("see {}", log.display()))
+}
+
+/// Takes an exclusive lock on `path`, waiting at most `timeout`.
+fn lock_blocking(path: &Path, timeout: Duration) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // The waiting thread owns a duplicate descriptor: flock locks belong to
+    // the open file, so the lock it takes is held by `file` too.
+    let waiter = file.try_clone()?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: `waiter` is a valid descriptor owned by this thread.
+        let rc = unsafe { libc::flock(waiter.as_raw_fd(), libc::LOCK_EX) };
+        let _ = tx.send(rc);
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(0) => Ok(file),
+        Ok(_) => Err(std::io::Error::last_os_error()).with_context(|| format!("cannot lock {}", path.display())),
+        Err(_) => bail!("timed out after {}s waiting for {}", timeout.as_secs(), path.display()),
+    }
+}

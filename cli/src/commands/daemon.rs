@@ -1,0 +1,78 @@
+//! `wsfs status` and `wsfs shutdown`: the daemon itself.
+
+use anyhow::Result;
+use serde_json::json;
+use wsfs_api::pb;
+
+use crate::client::Daemon;
+use crate::commands::mount::mount_json;
+use crate::output::{bytes, emit, table};
+
+/// Prints counters and mounts (starting the daemon if needed).
+pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
+    let mut client = daemon.connect_or_start().await?;
+    let s = client.status(pb::StatusRequest {}).await?.into_inner();
+    let value = json!({
+        "pid": s.pid,
+        "version": s.version,
+        "state_dir": s.state_dir,
+        "remote": s.remote,
+        "remote_get_requests": s.remote_get_requests,
+        "remote_bytes_fetched": s.remote_bytes_fetched,
+        "remote_put_requests": s.remote_put_requests,
+        "remote_bytes_stored": s.remote_bytes_stored,
+        "cache_hits": s.cache_hits,
+        "cache_misses": s.cache_misses,
+        "cache_bytes": s.cache_bytes,
+        "cache_budget_bytes": s.cache_budget_bytes,
+        "read_errors": s.read_errors,
+        "mounts": s.mounts.iter().map(mount_json).collect::<Vec<_>>(),
+    });
+    emit(json, value, || {
+        let mut text = format!(
+            "daemon {} (pid {}), state dir {}\nremote {}: {} GETs, {} fetched; {} PUTs, {} stored\n\
+             cache: {} of {} used, {} hits, {} misses, {} read errors",
+            s.version,
+            s.pid,
+            s.state_dir,
+            s.remote,
+            s.remote_get_requests,
+            bytes(s.remote_bytes_fetched),
+            s.remote_put_requests,
+            bytes(s.remote_bytes_stored),
+            bytes(s.cache_bytes),
+            bytes(s.cache_budget_bytes),
+            s.cache_hits,
+            s.cache_misses,
+            s.read_errors,
+        );
+        if !s.mounts.is_empty() {
+            let rows: Vec<Vec<String>> = s
+                .mounts
+                .iter()
+                .map(|m| vec![m.mountpoint.clone(), m.workspace.clone(), m.version.clone(), m.view.clone()])
+                .collect();
+            text.push_str("\n\n");
+            text.push_str(&table(&["MOUNTPOINT", "WORKSPACE", "VERSION", "VIEW"], &rows));
+        }
+        text
+    });
+    Ok(())
+}
+
+/// Detaches everything and stops the daemon; fine when none runs.
+pub async fn shutdown(daemon: &Daemon, json: bool) -> Result<()> {
+    let Some(mut client) = daemon.connect_running().await else {
+        emit(json, json!({ "running": false, "unmounted": 0 }), || {
+            format!("no daemon running for {}", daemon.state_dir.display())
+        });
+        return Ok(());
+    };
+    let reply = client.shutdown(pb::ShutdownRequest {}).await?.into_inner();
+    drop(client);
+    daemon.wait_stopped()?;
+    emit(json, json!({ "running": true, "unmounted": reply.unmounted }), || {
+        format!("daemon stopped; {} views detached", reply.unmounted)
+    });
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! One module per group of verbs.
+
+pub mod daemon;
+pub mod mount;
+pub mod persist;
+pub mod workspaces;

@@ -1,0 +1,77 @@
+//! `wsfs persist`: stream the paths to the daemon, show progress, print the layer.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use wsfs_api::pb::{self, persist_event::Event};
+use wsfs_api::Client;
+
+use crate::output::{bytes, emit};
+
+/// Persists `paths` (relative to `root`) to `workspace`.
+pub async fn run(client: &mut Client, workspace: &str, root: &Path, paths: &[PathBuf], json: bool) -> Result<()> {
+    let root = std::env::current_dir()
+        .context("cannot read the current directory")?
+        .join(root);
+    let request = pb::PersistRequest {
+        workspace: workspace.to_string(),
+        root: root.as_os_str().as_bytes().to_vec(),
+        paths: paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect(),
+    };
+    let mut events = client.persist(request).await?.into_inner();
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    while let Some(event) = events.message().await? {
+        match event.event {
+            Some(Event::Progress(p)) => {
+                bar.set_length(p.bytes_total);
+                bar.set_position(p.bytes_done);
+                bar.set_message(format!("{}/{} files", p.files_done, p.files_total));
+            }
+            Some(Event::Result(r)) => {
+                bar.finish_and_clear();
+                print_result(&r, json);
+                return Ok(());
+            }
+            None => {}
+        }
+    }
+    bar.finish_and_clear();
+    bail!("the daemon ended the persist without a result: see its log")
+}
+
+fn print_result(r: &pb::PersistResult, json: bool) {
+    let value = json!({
+        "workspace": r.workspace,
+        "layer": r.layer,
+        "files": r.files,
+        "bytes": r.bytes,
+        "new_bytes": r.new_bytes,
+        "stored_bytes": r.stored_bytes,
+        "skipped": r.skipped,
+    });
+    emit(json, value, || {
+        let mut text = format!(
+            "persisted layer {} to {}: {} files, {}, {} new, {} stored",
+            r.layer,
+            r.workspace,
+            r.files,
+            bytes(r.bytes),
+            bytes(r.new_bytes),
+            bytes(r.stored_bytes)
+        );
+        for path in &r.skipped {
+            text.push_str(&format!("\nskipped {path}: not a regular file, directory or symlink"));
+        }
+        text
+    });
+}

@@ -1,0 +1,78 @@
+//! Serving the API on the daemon's Unix socket until a shutdown.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use wsfs_api::pb::wsfs_server::WsfsServer;
+
+use crate::service::Service;
+use crate::state::Daemon;
+
+/// Longest socket path the kernel accepts (`sun_path` minus the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Binds the socket (mode 0600), says "ready" on stdout when asked to, and
+/// serves until the daemon's shutdown signal or SIGTERM/SIGINT; then detaches
+/// every view and removes the socket.
+pub async fn run(daemon: Arc<Daemon>, notify_ready: bool) -> Result<()> {
+    let socket = daemon.config.socket.clone();
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        bail!(
+            "socket path {} is longer than {MAX_SOCKET_PATH} bytes: set WSFS_SOCKET to a shorter path",
+            socket.display()
+        );
+    }
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // The state-dir lock is held: a socket file left here belongs to a dead daemon.
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    tracing::info!(socket = %socket.display(), remote = %daemon.store.remote().url(), "serving");
+    if notify_ready {
+        announce_ready()?;
+    }
+    let stop = daemon.shutdown.clone();
+    tokio::spawn(stop_on_signals(stop.clone()));
+    let served = tonic::transport::Server::builder()
+        .add_service(WsfsServer::new(Service::new(daemon.clone())).max_decoding_message_size(64 << 20))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move { stop.wait().await })
+        .await;
+    let cleanup = daemon.clone();
+    let detached = tokio::task::spawn_blocking(move || cleanup.mounts.detach_all()).await?;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!(detached, "stopped");
+    served.context("serving the API")
+}
+
+/// Tells the starting CLI that the socket accepts connections, then lets go
+/// of stdout (the CLI's pipe) so no later write can fail on it.
+fn announce_ready() -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(b"ready\n")?;
+    out.flush()?;
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    // SAFETY: both descriptors are valid; dup2 replaces fd 1 atomically.
+    if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1) } < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
+async fn stop_on_signals(stop: crate::shutdown::Shutdown) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("signal received, stopping");
+    stop.trigger();
+}

@@ -1,0 +1,240 @@
+//! The gRPC service: one handler per request kind, each a thin translation
+//! between protobuf messages and the store or the mount table. Blocking work
+//! (persist, attach, detach) runs on tokio's blocking pool.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use wsfs_api::pb::{self, wsfs_server::Wsfs};
+use wsfs_fs::error::StoreError;
+use wsfs_fs::persist::{persist, PersistError, PersistRequest};
+use wsfs_fs::workspace::{self, WorkspaceName};
+
+use crate::mounts::{MountError, View};
+use crate::state::Daemon;
+
+/// How often persist progress is sent to the client.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// The wsfs API served over the daemon's socket.
+pub struct Service {
+    daemon: Arc<Daemon>,
+}
+
+impl Service {
+    /// Serves requests against `daemon`.
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        Service { daemon }
+    }
+}
+
+fn workspace_name(text: &str) -> Result<WorkspaceName, Status> {
+    text.parse().map_err(|e: workspace::WorkspaceNameError| Status::invalid_argument(e.to_string()))
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::Remote { not_found: false, .. } | StoreError::RemoteUrl { .. } => Status::unavailable(e.to_string()),
+        StoreError::MissingLayer(_) => Status::not_found(e.to_string()),
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+fn mount_status(e: MountError) -> Status {
+    match e {
+        MountError::BadMountpoint(..) => Status::invalid_argument(e.to_string()),
+        MountError::NoWorkspace(_) | MountError::NotMounted(_) => Status::not_found(e.to_string()),
+        MountError::Busy(..) => Status::failed_precondition(e.to_string()),
+        MountError::System(..) => Status::internal(e.to_string()),
+        MountError::Store(e) => store_status(e),
+    }
+}
+
+fn absolute(text: &str, what: &str) -> Result<PathBuf, Status> {
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(Status::invalid_argument(format!("{what} {text:?} must be an absolute path")))
+    }
+}
+
+fn view_info(v: &View) -> pb::MountInfo {
+    pb::MountInfo {
+        mountpoint: v.mountpoint.display().to_string(),
+        workspace: v.workspace.to_string(),
+        version: v.version.clone(),
+        layers: v.layers.iter().map(|l| l.to_hex()).collect(),
+        view: "read-only".to_string(),
+        files: v.totals.0,
+        bytes: v.totals.1,
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("request handler failed: {e}")))?
+}
+
+#[tonic::async_trait]
+impl Wsfs for Service {
+    type PersistStream = ReceiverStream<Result<pb::PersistEvent, Status>>;
+
+    async fn persist(&self, request: Request<pb::PersistRequest>) -> Result<Response<Self::PersistStream>, Status> {
+        let req = request.into_inner();
+        let ws = workspace_name(&req.workspace)?;
+        let root = PathBuf::from(std::ffi::OsStr::from_bytes(&req.root));
+        let paths: Vec<PathBuf> = req.paths.iter().map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p))).collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let daemon = self.daemon.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut last = Instant::now();
+            let mut report = |p: &wsfs_fs::persist::Progress| {
+                if last.elapsed() >= PROGRESS_EVERY || p.files_done == p.files_total {
+                    last = Instant::now();
+                    let progress = pb::Progress {
+                        files_done: p.files_done,
+                        files_total: p.files_total,
+                        bytes_done: p.bytes_done,
+                        bytes_total: p.bytes_total,
+                    };
+                    let event = pb::persist_event::Event::Progress(progress);
+                    let _ = tx.blocking_send(Ok(pb::PersistEvent { event: Some(event) }));
+                }
+            };
+            let request = PersistRequest {
+                root: &root,
+                paths: &paths,
+                workspace: &ws,
+                host: &daemon.host,
+            };
+            let outcome = persist(&daemon.store, &request, &mut report);
+            let event = match outcome {
+                Ok(o) => {
+                    tracing::info!(workspace = %ws, layer = %o.layer, files = o.files, new_bytes = o.new_bytes, "persisted");
+                    Ok(pb::PersistEvent {
+                        event: Some(pb::persist_event::Event::Result(pb::PersistResult {
+                            workspace: ws.to_string(),
+                            layer: o.layer.to_hex(),
+                            files: o.files,
+                            bytes: o.bytes,
+                            new_bytes: o.new_bytes,
+                            stored_bytes: o.stored_bytes,
+                            skipped: o.skipped,
+                        })),
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(workspace = %ws, error = %e, "persist failed");
+                    Err(match e {
+                        PersistError::BadPath { .. } => Status::invalid_argument(e.to_string()),
+                        PersistError::Source { .. } => Status::failed_precondition(e.to_string()),
+                        PersistError::Store(e) => store_status(e),
+                    })
+                }
+            };
+            let _ = tx.blocking_send(event);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn attach(&self, request: Request<pb::AttachRequest>) -> Result<Response<pb::MountInfo>, Status> {
+        let req = request.into_inner();
+        let ws = workspace_name(&req.workspace)?;
+        let mountpoint = absolute(&req.mountpoint, "mountpoint")?;
+        let daemon = self.daemon.clone();
+        let view = blocking(move || daemon.mounts.attach(&ws, &mountpoint).map_err(mount_status)).await?;
+        Ok(Response::new(view_info(&view)))
+    }
+
+    async fn detach(&self, request: Request<pb::DetachRequest>) -> Result<Response<pb::DetachReply>, Status> {
+        let mountpoint = absolute(&request.into_inner().mountpoint, "mountpoint")?;
+        let daemon = self.daemon.clone();
+        let target = mountpoint.clone();
+        blocking(move || daemon.mounts.detach(&target, false).map_err(mount_status)).await?;
+        Ok(Response::new(pb::DetachReply {
+            mountpoint: mountpoint.display().to_string(),
+        }))
+    }
+
+    async fn log(&self, request: Request<pb::LogRequest>) -> Result<Response<pb::LogReply>, Status> {
+        let ws = workspace_name(&request.into_inner().workspace)?;
+        let daemon = self.daemon.clone();
+        let name = ws.clone();
+        let records = blocking(move || workspace::records(&daemon.store, &name).map_err(store_status)).await?;
+        if records.is_empty() {
+            return Err(mount_status(MountError::NoWorkspace(ws)));
+        }
+        Ok(Response::new(pb::LogReply {
+            workspace: ws.to_string(),
+            layers: records
+                .into_iter()
+                .map(|r| pb::LayerInfo {
+                    layer: r.layer.to_hex(),
+                    persisted_at_ms: r.persisted_at_ms,
+                    host: r.host,
+                    files: r.files,
+                    bytes: r.bytes,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListReply>, Status> {
+        let namespace = request.into_inner().namespace;
+        if !namespace.is_empty() {
+            workspace_name(&format!("{namespace}/x"))?;
+        }
+        let daemon = self.daemon.clone();
+        let found = blocking(move || {
+            let ns = Some(namespace.as_str()).filter(|n| !n.is_empty());
+            workspace::list(&daemon.store, ns).map_err(store_status)
+        })
+        .await?;
+        Ok(Response::new(pb::ListReply {
+            workspaces: found
+                .into_iter()
+                .map(|(ws, layers)| pb::WorkspaceInfo {
+                    workspace: ws.to_string(),
+                    layers: layers as u64,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
+        let d = &self.daemon;
+        let m = d.store.metrics().snapshot();
+        let cache = d.store.frame_cache();
+        Ok(Response::new(pb::StatusReply {
+            pid: std::process::id(),
+            state_dir: d.config.state_dir.display().to_string(),
+            remote: d.store.remote().url().to_string(),
+            remote_get_requests: m.remote_get_requests,
+            remote_bytes_fetched: m.remote_bytes_fetched,
+            remote_put_requests: m.remote_put_requests,
+            remote_bytes_stored: m.remote_bytes_stored,
+            cache_hits: m.cache_hits,
+            cache_misses: m.cache_misses,
+            cache_bytes: cache.bytes(),
+            cache_budget_bytes: cache.budget(),
+            read_errors: m.read_errors,
+            mounts: d.mounts.views().iter().map(view_info).collect(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn shutdown(&self, _request: Request<pb::ShutdownRequest>) -> Result<Response<pb::ShutdownReply>, Status> {
+        let daemon = self.daemon.clone();
+        let unmounted = blocking(move || Ok(daemon.mounts.detach_all())).await?;
+        self.daemon.shutdown.trigger();
+        Ok(Response::new(pb::ShutdownReply {
+            unmounted: unmounted as u32,
+        }))
+    }
+}

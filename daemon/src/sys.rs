@@ -1,0 +1,122 @@
+//! Kernel mount calls and `/proc` readings the mount table needs.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Bind-mounts `source` at `target`, read-only.
+pub fn bind_read_only(source: &Path, target: &Path) -> io::Result<()> {
+    let (source, target) = (c_path(source)?, c_path(target)?);
+    // SAFETY: valid NUL-terminated paths; null fstype and data are allowed for binds.
+    check(unsafe {
+        libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
+    })?;
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+    // SAFETY: as above.
+    let remounted =
+        check(unsafe { libc::mount(std::ptr::null(), target.as_ptr(), std::ptr::null(), flags, std::ptr::null()) });
+    if remounted.is_err() {
+        let _ = unmount(target_path(&target), true);
+    }
+    remounted
+}
+
+fn target_path(c: &CString) -> &Path {
+    Path::new(std::ffi::OsStr::from_bytes(c.as_bytes()))
+}
+
+/// Unmounts `target`; `lazy` detaches it even while busy.
+pub fn unmount(target: &Path, lazy: bool) -> io::Result<()> {
+    let target = c_path(target)?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: valid NUL-terminated path.
+    check(unsafe { libc::umount2(target.as_ptr(), flags) })
+}
+
+/// Mount points of this mount namespace, from `/proc/self/mountinfo`.
+pub fn mount_points() -> io::Result<Vec<PathBuf>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|escaped| PathBuf::from(unescape(escaped)))
+        .collect())
+}
+
+/// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
+fn unescape(field: &str) -> std::ffi::OsString {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            out.push((bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    std::ffi::OsStr::from_bytes(&out).to_os_string()
+}
+
+/// Processes whose working directory, root or open files lie under `path`,
+/// as `pid (command)`: what keeps a mount busy.
+pub fn holders(path: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for proc_dir in procs.flatten() {
+        let Some(pid) = proc_dir.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let base = proc_dir.path();
+        let mut links: Vec<PathBuf> = vec![base.join("cwd"), base.join("root")];
+        if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
+            links.extend(fds.flatten().map(|fd| fd.path()));
+        }
+        let holds = links
+            .iter()
+            .filter_map(|l| std::fs::read_link(l).ok())
+            .any(|target| target.starts_with(path));
+        if holds {
+            let comm = std::fs::read_to_string(base.join("comm")).unwrap_or_default();
+            out.push(format!("{pid} ({})", comm.trim()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape(r"/mnt/a\040b"), std::ffi::OsString::from("/mnt/a b"));
+        assert_eq!(unescape(r"/x\\"), std::ffi::OsString::from(r"/x\\"));
+    }
+
+    #[test]
+    fn this_process_holds_its_working_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        let me = format!("{} ", std::process::id());
+        assert!(holders(&cwd).iter().any(|h| h.starts_with(&me)));
+        assert!(mount_points().unwrap().contains(&PathBuf::from("/")));
+    }
+}

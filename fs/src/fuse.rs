@@ -1,0 +1,245 @@
+//! The FUSE adapter: translates kernel requests into [`Tree`] calls and replies.
+//!
+//! Everything is immutable, so the kernel may cache entries, attributes,
+//! directory listings and pages for long. `open` answers `ENOSYS`: the
+//! kernel then stops sending OPEN/RELEASE and keeps page cache across opens,
+//! which makes warm reads as fast as native ones (see MEASUREMENTS.md).
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use fuser::{
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request, SessionACL,
+};
+
+use crate::tree::{Attr, ChunkSource, NodeType, Tree, TreeError};
+
+pub use fuser::BackgroundSession;
+
+/// Entries and attributes never change while a mount lives.
+const TTL: Duration = Duration::from_secs(24 * 3600);
+/// Preferred I/O size reported in `st_blksize`.
+const BLOCK_SIZE: u32 = 128 * 1024;
+/// Threads serving requests: reads may wait on the remote, so more than one.
+const THREADS: usize = 4;
+
+/// A read-only filesystem serving one [`Tree`].
+pub struct WsfsFs {
+    tree: Arc<Tree>,
+    source: Arc<dyn ChunkSource>,
+}
+
+impl WsfsFs {
+    /// Serves `tree`, reading chunks from `source`.
+    pub fn new(tree: Arc<Tree>, source: Arc<dyn ChunkSource>) -> Self {
+        WsfsFs { tree, source }
+    }
+}
+
+/// Mounts `fs` read-only at `mountpoint`; the mount lives as long as the returned session.
+pub fn mount(fs: WsfsFs, mountpoint: &Path, fsname: &str) -> io::Result<BackgroundSession> {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::FSName(fsname.to_string()),
+        MountOption::Subtype("wsfs".to_string()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    config.acl = SessionACL::All;
+    config.n_threads = Some(THREADS);
+    config.clone_fd = true;
+    fuser::spawn_mount(fs, mountpoint, &config)
+}
+
+fn errno(e: &TreeError) -> Errno {
+    match e {
+        TreeError::NoInode(_) => Errno::ENOENT,
+        TreeError::WrongKind(_, NodeType::Dir) => Errno::EISDIR,
+        TreeError::WrongKind(..) => Errno::EINVAL,
+        TreeError::Store(_) => Errno::EIO,
+    }
+}
+
+fn file_type(kind: NodeType) -> FileType {
+    match kind {
+        NodeType::Dir => FileType::Directory,
+        NodeType::File => FileType::RegularFile,
+        NodeType::Symlink => FileType::Symlink,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    let mtime = if a.mtime_sec >= 0 {
+        UNIX_EPOCH + Duration::new(a.mtime_sec as u64, a.mtime_nsec)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(a.mtime_sec.unsigned_abs()) + Duration::from_nanos(a.mtime_nsec.into())
+    };
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: mtime,
+        mtime,
+        ctime: mtime,
+        crtime: mtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: BLOCK_SIZE,
+        flags: 0,
+    }
+}
+
+/// The entries of a directory listing: `.`, `..`, then the children.
+fn listing(tree: &Tree, ino: u64) -> Result<Vec<(u64, &[u8])>, TreeError> {
+    let children = tree.children(ino)?;
+    let mut out = Vec::with_capacity(children.len() + 2);
+    out.push((ino, &b"."[..]));
+    out.push((ino, &b".."[..]));
+    out.extend(children.iter().map(|(name, child)| (*child, &name[..])));
+    Ok(out)
+}
+
+/// Replies to an xattr request: its size when `size` is 0, else the bytes.
+fn reply_xattr(reply: ReplyXattr, size: u32, bytes: &[u8]) {
+    if size == 0 {
+        reply.size(bytes.len() as u32);
+    } else if (size as usize) < bytes.len() {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(bytes);
+    }
+}
+
+impl Filesystem for WsfsFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        if let Err(max) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(max);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.tree.lookup(parent.0, name.as_bytes()) {
+            Ok(Some(attr)) => reply.entry(&TTL, &file_attr(attr), Generation(0)),
+            Ok(None) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.tree.attr(ino.0) {
+            Ok(attr) => reply.attr(&TTL, &file_attr(attr)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.tree.read_link(ino.0) {
+            Ok(target) => reply.data(target),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // No per-open state: reads are located by inode alone.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.tree.read(ino.0, offset, size, self.source.as_ref()) {
+            Ok(bytes) => reply.data(&bytes),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR);
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match listing(&self.tree, ino.0) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        for (i, (child, name)) in entries.iter().enumerate().skip(offset as usize) {
+            let kind = self.tree.attr(*child).map(|a| a.kind).unwrap_or(NodeType::Dir);
+            if reply.add(INodeNo(*child), i as u64 + 1, file_type(kind), OsStr::from_bytes(name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = match listing(&self.tree, ino.0) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        for (i, (child, name)) in entries.iter().enumerate().skip(offset as usize) {
+            let Ok(attr) = self.tree.attr(*child) else { continue };
+            if reply.add(INodeNo(*child), i as u64 + 1, OsStr::from_bytes(name), &TTL, &file_attr(attr), Generation(0)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (_, bytes) = self.tree.totals();
+        let blocks = bytes.div_ceil(u64::from(BLOCK_SIZE));
+        reply.statfs(blocks, 0, 0, self.tree.inodes(), 0, BLOCK_SIZE, 255, BLOCK_SIZE);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.tree.xattrs(ino.0) {
+            Ok(xattrs) => match xattrs.iter().find(|(n, _)| n[..] == *name.as_bytes()) {
+                Some((_, value)) => reply_xattr(reply, size, value),
+                None => reply.error(Errno::ENODATA),
+            },
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.tree.xattrs(ino.0) {
+            Ok(xattrs) => {
+                let mut names = Vec::new();
+                for (name, _) in xattrs {
+                    names.extend_from_slice(name);
+                    names.push(0);
+                }
+                reply_xattr(reply, size, &names);
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Packs: objects holding many chunks, compressed in zstd frames that group
+//! neighbouring chunks, followed by an index of every chunk.
+//!
+//! ```text
+//! [frame 0] [frame 1] ... [frame n-1] [index: one zstd frame] [footer: 24 bytes]
+//! ```
+//! A chunk is read with one ranged read of its frame (its [`ChunkLocation`]
+//! is in the layer manifest); the index makes a pack self-describing for
+//! maintenance (GC, repacking, recovery). `docs/format.md` has the details.
+//!
+//! [`ChunkLocation`]: crate::manifest::ChunkLocation
+
+pub mod reader;
+pub mod writer;
+
+pub use reader::{chunk_in_frame, decode_frame, read_index};
+pub use writer::{PackWriter, SealedPack};
+
+/// Last 8 bytes of every pack.
+pub const PACK_MAGIC: [u8; 8] = *b"WSFSPAK1";
+/// Footer: index offset (u64 LE), index length (u32 LE), chunk count (u32 LE), magic.
+pub const FOOTER_LEN: usize = 24;
+/// One index record: id, frame offset (u64), frame length, frame plain length,
+/// offset in frame, chunk length (u32 each), little-endian.
+pub const INDEX_RECORD_LEN: usize = 32 + 8 + 4 * 4;
+/// A frame is closed once it holds this many plain bytes: big enough that
+/// small files compress together (see MEASUREMENTS.md), small enough that a
+/// cold read of one small file fetches little.
+pub const FRAME_TARGET: usize = 512 * 1024;
+/// A pack is sealed once its frames reach this many compressed bytes.
+pub const PACK_TARGET: usize = 64 * 1024 * 1024;
+/// zstd level for frames and indexes.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// The remote key of a pack.
+pub fn pack_key(id: &crate::ids::PackId) -> String {
+    format!("packs/{id}")
+}

@@ -1,0 +1,130 @@
+//! Reading packs: one frame, one chunk of a frame, or the whole index.
+
+use super::{FOOTER_LEN, INDEX_RECORD_LEN, PACK_MAGIC};
+
+/// More chunks than a pack of bounded size can hold: the index is lying.
+const MAX_INDEX_CHUNKS: usize = 1 << 24;
+use crate::error::PackError;
+use crate::ids::{ChunkId, PackId};
+use crate::manifest::ChunkLocation;
+
+/// Decompresses one frame fetched from a pack. The frame must decode to
+/// exactly `loc.frame_plain_len` bytes; nothing larger is ever allocated.
+pub fn decode_frame(compressed: &[u8], loc: &ChunkLocation) -> Result<Vec<u8>, PackError> {
+    let plain = zstd::bulk::decompress(compressed, loc.frame_plain_len as usize)
+        .map_err(|e| PackError::Frame(loc.pack, loc.frame_offset, e.to_string()))?;
+    if plain.len() != loc.frame_plain_len as usize {
+        return Err(PackError::Frame(
+            loc.pack,
+            loc.frame_offset,
+            format!("{} plain bytes, expected {}", plain.len(), loc.frame_plain_len),
+        ));
+    }
+    Ok(plain)
+}
+
+/// The bytes of a chunk inside its decoded frame, checked against its digest.
+pub fn chunk_in_frame<'a>(
+    frame: &'a [u8],
+    id: &ChunkId,
+    len: u32,
+    loc: &ChunkLocation,
+) -> Result<&'a [u8], PackError> {
+    let start = loc.offset_in_frame as usize;
+    let bytes = start
+        .checked_add(len as usize)
+        .and_then(|end| frame.get(start..end))
+        .ok_or(PackError::Digest(*id))?;
+    if ChunkId::of(bytes) != *id {
+        return Err(PackError::Digest(*id));
+    }
+    Ok(bytes)
+}
+
+/// Parses the index of a whole pack object: every chunk with its length and location.
+pub fn read_index(id: PackId, pack: &[u8]) -> Result<Vec<(ChunkId, u32, ChunkLocation)>, PackError> {
+    let bad = |what: &str| PackError::Index(id, what.to_string());
+    if pack.len() < FOOTER_LEN || pack[pack.len() - 8..] != PACK_MAGIC {
+        return Err(bad("no pack footer"));
+    }
+    let footer = &pack[pack.len() - FOOTER_LEN..];
+    let index_offset = u64::from_le_bytes(footer[0..8].try_into().unwrap()) as usize;
+    let index_len = u32::from_le_bytes(footer[8..12].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(footer[12..16].try_into().unwrap()) as usize;
+    let index = index_offset
+        .checked_add(index_len)
+        .filter(|&end| end <= pack.len() - FOOTER_LEN)
+        .map(|end| &pack[index_offset..end])
+        .ok_or_else(|| bad("index out of bounds"))?;
+    let plain_len = count
+        .checked_mul(INDEX_RECORD_LEN)
+        .filter(|_| count <= MAX_INDEX_CHUNKS)
+        .ok_or_else(|| bad("implausible chunk count"))?;
+    let plain = zstd::bulk::decompress(index, plain_len).map_err(|e| bad(&e.to_string()))?;
+    if plain.len() != plain_len {
+        return Err(bad("index length does not match its chunk count"));
+    }
+    let u32_at = |r: &[u8], at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
+    Ok(plain
+        .chunks_exact(INDEX_RECORD_LEN)
+        .map(|r| {
+            let loc = ChunkLocation {
+                pack: id,
+                frame_offset: u64::from_le_bytes(r[32..40].try_into().unwrap()),
+                frame_len: u32_at(r, 40),
+                frame_plain_len: u32_at(r, 44),
+                offset_in_frame: u32_at(r, 48),
+            };
+            (ChunkId(r[..32].try_into().unwrap()), u32_at(r, 52), loc)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::PackWriter;
+    use super::*;
+
+    #[test]
+    fn chunks_come_back_from_their_frames_and_the_index() {
+        let mut w = PackWriter::new().unwrap();
+        let datas: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 30_000 + i as usize]).collect();
+        for d in &datas {
+            assert!(w.add(ChunkId::of(d), d).unwrap().is_none());
+        }
+        let sealed = w.finish().unwrap().unwrap();
+        assert!(w.finish().unwrap().is_none());
+        assert_eq!(sealed.id, PackId::of(&sealed.bytes));
+        assert_eq!(sealed.chunks.len(), datas.len());
+        for ((id, len, loc), d) in sealed.chunks.iter().zip(&datas) {
+            let start = loc.frame_offset as usize;
+            let frame = decode_frame(&sealed.bytes[start..start + loc.frame_len as usize], loc).unwrap();
+            assert_eq!(chunk_in_frame(&frame, id, *len, loc).unwrap(), &d[..]);
+        }
+        assert_eq!(read_index(sealed.id, &sealed.bytes).unwrap(), sealed.chunks);
+    }
+
+    #[test]
+    fn a_corrupted_frame_never_yields_wrong_bytes() {
+        let mut w = PackWriter::new().unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        w.add(ChunkId::of(&data), &data).unwrap();
+        let sealed = w.finish().unwrap().unwrap();
+        let (id, len, loc) = sealed.chunks[0];
+        let mut frame = sealed.bytes[..loc.frame_len as usize].to_vec();
+        let mid = frame.len() / 2;
+        frame[mid] ^= 0x55;
+        let outcome = decode_frame(&frame, &loc).and_then(|f| chunk_in_frame(&f, &id, len, &loc).map(|_| ()));
+        assert!(outcome.is_err());
+    }
+
+    #[test]
+    fn garbage_is_not_an_index() {
+        let id = PackId::of(b"x");
+        assert!(read_index(id, b"short").is_err());
+        let mut fake = vec![0u8; 100];
+        fake[92..].copy_from_slice(&PACK_MAGIC);
+        fake[76..84].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(read_index(id, &fake).is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! The local RocksDB database of one state dir.
+//!
+//! Column families:
+//! - `chunks`: chunk id → length and location, for deduplication on persist;
+//! - `manifests`: layer id → encoded manifest (verified when first fetched);
+//! - `files`: absolute source path → stat stamp and chunk list, so that
+//!   re-persisting an unchanged file neither reads nor re-chunks it;
+//! - `mounts`: the daemon's mount table (opaque records it encodes itself).
+//!
+//! Values are fixed-width little-endian records; a record that does not
+//! decode is treated as absent, never trusted.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB};
+
+use crate::error::StoreError;
+use crate::ids::{ChunkId, LayerId, PackId};
+use crate::manifest::{ChunkLocation, ChunkRef};
+
+const CF_CHUNKS: &str = "chunks";
+const CF_MANIFESTS: &str = "manifests";
+const CF_FILES: &str = "files";
+const CF_MOUNTS: &str = "mounts";
+/// Length, pack, frame offset, frame length, frame plain length, offset in frame.
+const LOCATION_LEN: usize = 4 + 32 + 8 + 4 * 3;
+const REF_LEN: usize = 32 + LOCATION_LEN;
+const STAMP_LEN: usize = 8 * 3 + 12 * 2;
+
+/// What identifies an unchanged source file: device, inode, size, mtime and ctime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// `st_size`.
+    pub size: u64,
+    /// `st_mtime`, `st_mtime_nsec`.
+    pub mtime: (i64, u32),
+    /// `st_ctime`, `st_ctime_nsec`.
+    pub ctime: (i64, u32),
+}
+
+/// The local database.
+pub struct Db {
+    db: DB,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Db, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = [CF_CHUNKS, CF_MANIFESTS, CF_FILES, CF_MOUNTS]
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::Db {
+            path: path.to_path_buf(),
+            message: e.into_string(),
+        })?;
+        Ok(Db {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, e: rocksdb::Error) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            message: e.into_string(),
+        }
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf), key).map_err(|e| self.err(e))
+    }
+
+    /// Where a known chunk lives.
+    pub fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRef>, StoreError> {
+        Ok(self
+            .get(CF_CHUNKS, &id.0)?
+            .and_then(|v| decode_location(&v).map(|(len, loc)| ChunkRef { id: *id, len, loc })))
+    }
+
+    /// Records where chunks live (after their pack is safely in the remote).
+    pub fn put_chunks<'a>(&self, refs: impl IntoIterator<Item = &'a ChunkRef>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for r in refs {
+            batch.put_cf(self.cf(CF_CHUNKS), r.id.0, encode_location(r.len, &r.loc));
+        }
+        self.db.write(batch).map_err(|e| self.err(e))
+    }
+
+    /// A cached manifest.
+    pub fn manifest(&self, layer: &LayerId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(CF_MANIFESTS, &layer.0)
+    }
+
+    /// Caches a manifest whose bytes were checked against `layer`.
+    pub fn put_manifest(&self, layer: &LayerId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .put_cf(self.cf(CF_MANIFESTS), layer.0, bytes)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The chunks of a source file as last persisted, if its stamp still matches.
+    pub fn file_chunks(&self, path: &[u8], stamp: &FileStamp) -> Result<Option<Vec<ChunkRef>>, StoreError> {
+        let Some(v) = self.get(CF_FILES, path)? else {
+            return Ok(None);
+        };
+        if v.len() < STAMP_LEN || (v.len() - STAMP_LEN) % REF_LEN != 0 || decode_stamp(&v) != *stamp {
+            return Ok(None);
+        }
+        Ok(v[STAMP_LEN..].chunks_exact(REF_LEN).map(decode_ref).collect())
+    }
+
+    /// Remembers the chunks of source files for the next persist.
+    pub fn put_file_chunks<'a>(
+        &self,
+        files: impl IntoIterator<Item = (&'a [u8], &'a FileStamp, &'a [ChunkRef])>,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (path, stamp, refs) in files {
+            let mut v = Vec::with_capacity(STAMP_LEN + refs.len() * REF_LEN);
+            encode_stamp(&mut v, stamp);
+            for r in refs {
+                v.extend_from_slice(&r.id.0);
+                v.extend_from_slice(&encode_location(r.len, &r.loc));
+            }
+            batch.put_cf(self.cf(CF_FILES), path, v);
+        }
+        self.db.write(batch).map_err(|e| self.err(e))
+    }
+
+    /// Every mount record.
+    pub fn mounts(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.db
+            .iterator_cf(self.cf(CF_MOUNTS), IteratorMode::Start)
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    /// Adds or replaces a mount record.
+    pub fn put_mount(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.db.put_cf(self.cf(CF_MOUNTS), key, value).map_err(|e| self.err(e))
+    }
+
+    /// Removes a mount record.
+    pub fn delete_mount(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.db.delete_cf(self.cf(CF_MOUNTS), key).map_err(|e| self.err(e))
+    }
+}
+
+fn encode_location(len: u32, loc: &ChunkLocation) -> [u8; LOCATION_LEN] {
+    let mut v = [0u8; LOCATION_LEN];
+    v[0..4].copy_from_slice(&len.to_le_bytes());
+    v[4..36].copy_from_slice(&loc.pack.0);
+    v[36..44].copy_from_slice(&loc.frame_offset.to_le_bytes());
+    v[44..48].copy_from_slice(&loc.frame_len.to_le_bytes());
+    v[48..52].copy_from_slice(&loc.frame_plain_len.to_le_bytes());
+    v[52..56].copy_from_slice(&loc.offset_in_frame.to_le_bytes());
+    v
+}
+
+fn decode_location(v: &[u8]) -> Option<(u32, ChunkLocation)> {
+    if v.len() != LOCATION_LEN {
+        return None;
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(v[at..at + 4].try_into().unwrap());
+    Some((
+        u32_at(0),
+        ChunkLocation {
+            pack: PackId(v[4..36].try_into().unwrap()),
+            frame_offset: u64::from_le_bytes(v[36..44].try_into().unwrap()),
+            frame_len: u32_at(44),
+            frame_plain_len: u32_at(48),
+            offset_in_frame: u32_at(52),
+        },
+    ))
+}
+
+fn decode_ref(v: &[u8]) -> Option<ChunkRef> {
+    let (len, loc) = decode_location(&v[32..])?;
+    Some(ChunkRef {
+        id: ChunkId(v[..32].try_into().unwrap()),
+        len,
+        loc,
+    })
+}
+
+fn encode_stamp(v: &mut Vec<u8>, s: &FileStamp) {
+    for x in [s.dev, s.ino, s.size] {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    for (sec, nsec) in [s.mtime, s.ctime] {
+        v.extend_from_slice(&sec.to_le_bytes());
+        v.extend_from_slice(&nsec.to_le_bytes());
+    }
+}
+
+fn decode_stamp(v: &[u8]) -> FileStamp {
+    let u64_at = |at: usize| u64::from_le_bytes(v[at..at + 8].try_into().unwrap());
+    let u32_at = |at: usize| u32::from_le_bytes(v[at..at + 4].try_into().unwrap());
+    FileStamp {
+        dev: u64_at(0),
+        ino: u64_at(8),
+        size: u64_at(16),
+        mtime: (u64_at(24) as i64, u32_at(32)),
+        ctime: (u64_at(36) as i64, u32_at(44)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_ref(n: u8) -> ChunkRef {
+        ChunkRef {
+            id: ChunkId([n; 32]),
+            len: 1000 + n as u32,
+            loc: ChunkLocation {
+                pack: PackId([9; 32]),
+                frame_offset: 1 << 40,
+                frame_len: 77,
+                frame_plain_len: 5000,
+                offset_in_frame: 12,
+            },
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_stale_stamps_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let refs = [sample_ref(1), sample_ref(2)];
+        db.put_chunks(&refs).unwrap();
+        assert_eq!(db.chunk(&refs[1].id).unwrap(), Some(refs[1]));
+        assert_eq!(db.chunk(&ChunkId([7; 32])).unwrap(), None);
+        let stamp = FileStamp { dev: 1, ino: 2, size: 2001, mtime: (-5, 6), ctime: (7, 8) };
+        db.put_file_chunks([(&b"/src/a"[..], &stamp, &refs[..])]).unwrap();
+        assert_eq!(db.file_chunks(b"/src/a", &stamp).unwrap(), Some(refs.to_vec()));
+        let touched = FileStamp { ctime: (7, 9), ..stamp };
+        assert_eq!(db.file_chunks(b"/src/a", &touched).unwrap(), None);
+        db.put_mount(b"/mnt", b"rec").unwrap();
+        assert_eq!(db.mounts().unwrap(), vec![(b"/mnt".to_vec(), b"rec".to_vec())]);
+        db.delete_mount(b"/mnt").unwrap();
+        assert!(db.mounts().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,248 @@
+//! The remote object store behind a blocking API.
+//!
+//! `object_store` is async; the rest of this crate is not (FUSE callbacks
+//! and persist run on plain threads), so the remote owns a small tokio
+//! runtime and blocks on it. This is the only module that touches async code.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+
+use crate::error::StoreError;
+
+/// A handle on the remote: any `object_store` URL (`file://`, `memory:`, `s3://`).
+pub struct Remote {
+    store: Arc<dyn ObjectStore>,
+    runtime: tokio::runtime::Runtime,
+    url: String,
+}
+
+/// An object listed under a prefix.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    /// Key relative to the remote's root.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl Remote {
+    /// Opens the remote at `url`. `timeout` bounds how long one request keeps
+    /// retrying before it fails.
+    pub fn open(url: &str, timeout: Duration) -> Result<Remote, StoreError> {
+        let bad = |why: String| StoreError::RemoteUrl {
+            url: redact(url),
+            why,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+            "file" => {
+                let dir = parsed
+                    .to_file_path()
+                    .map_err(|_| bad("not an absolute local path".into()))?;
+                std::fs::create_dir_all(&dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+                Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?)
+            }
+            "memory" => Arc::new(InMemory::new()),
+            "s3" | "s3a" => {
+                let bucket = parsed
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| bad("missing bucket: use s3://BUCKET/PREFIX".into()))?;
+                let retry = RetryConfig {
+                    max_retries: 10,
+                    retry_timeout: timeout,
+                    ..RetryConfig::default()
+                };
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        "5s",
+                    )
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                        format!("{}s", timeout.as_secs().max(1)),
+                    )
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                let prefix = parsed.path().trim_matches('/');
+                if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(PrefixStore::new(s3, prefix))
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "unsupported scheme {other:?}: use file:///DIR, s3://BUCKET/PREFIX or memory:"
+                )))
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("wsfs-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| bad(format!("cannot start I/O runtime: {e}")))?;
+        Ok(Remote {
+            store,
+            runtime,
+            url: redact(url),
+        })
+    }
+
+    /// The URL, without credentials, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn err(&self, op: &'static str, key: &str, source: object_store::Error) -> StoreError {
+        StoreError::Remote {
+            remote: self.url.clone(),
+            op,
+            key: key.to_string(),
+            message: source.to_string(),
+            not_found: matches!(source, object_store::Error::NotFound { .. }),
+        }
+    }
+
+    /// The whole object at `key`; `None` when it does not exist.
+    pub fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let path = Path::from(key);
+        let fetched = self.runtime.block_on(async {
+            match self.store.get(&path).await {
+                Ok(got) => got.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        fetched.map_err(|e| self.err("GET", key, e))
+    }
+
+    /// Bytes `range` of the object at `key`.
+    pub fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        let path = Path::from(key);
+        self.runtime
+            .block_on(self.store.get_range(&path, range))
+            .map_err(|e| self.err("GET", key, e))
+    }
+
+    /// Writes `bytes` at `key` atomically (readers see all or nothing).
+    pub fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        self.spawn_put(key.to_string(), bytes).wait()
+    }
+
+    /// Starts writing `bytes` at `key` in the background; join the handle for the outcome.
+    pub fn spawn_put(&self, key: String, bytes: Bytes) -> PendingPut {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let handle = self.runtime.spawn(async move {
+            store
+                .put(&Path::from(key.as_str()), PutPayload::from(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| StoreError::Remote {
+                    remote: url,
+                    op: "PUT",
+                    key,
+                    message: e.to_string(),
+                    not_found: false,
+                })
+        });
+        PendingPut {
+            handle,
+            runtime: self.runtime.handle().clone(),
+        }
+    }
+
+    /// Every object under `prefix` (a `/`-separated key prefix), sorted by key.
+    pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        let path = Path::from(prefix);
+        let mut listed: Vec<Listed> = self
+            .runtime
+            .block_on(
+                self.store
+                    .list(Some(&path))
+                    .map_ok(|meta| Listed {
+                        key: meta.location.to_string(),
+                        size: meta.size,
+                    })
+                    .try_collect(),
+            )
+            .map_err(|e| self.err("LIST", prefix, e))?;
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listed)
+    }
+}
+
+/// A write started by [`Remote::spawn_put`].
+pub struct PendingPut {
+    handle: tokio::task::JoinHandle<Result<(), StoreError>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl PendingPut {
+    /// Waits for the write to finish.
+    pub fn wait(self) -> Result<(), StoreError> {
+        self.runtime
+            .block_on(self.handle)
+            .unwrap_or_else(|e| Err(StoreError::Internal(format!("upload task failed: {e}"))))
+    }
+}
+
+/// Drops user info and query (where credentials could hide) from a URL
+/// (an unparsable text is shown as given: it has no parts to hide).
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_remote_round_trip_and_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let remote = Remote::open(&url, Duration::from_secs(5)).unwrap();
+        remote.put("a/2", Bytes::from_static(b"two")).unwrap();
+        remote.spawn_put("a/1".into(), Bytes::from_static(b"one")).wait().unwrap();
+        assert_eq!(remote.get("a/1").unwrap().unwrap(), &b"one"[..]);
+        assert_eq!(remote.get_range("a/2", 1..3).unwrap(), &b"wo"[..]);
+        assert!(remote.get("missing").unwrap().is_none());
+        let keys: Vec<_> = remote.list("a").unwrap().into_iter().map(|l| l.key).collect();
+        assert_eq!(keys, ["a/1", "a/2"]);
+    }
+
+    #[test]
+    fn bad_urls_are_named() {
+        for url in ["ftp://x/y", "s3:///nobucket", "not a url"] {
+            let err = Remote::open(url, Duration::from_secs(1)).err().unwrap().to_string();
+            assert!(err.contains(url), "{err}");
+        }
+    }
+
+    #[test]
+    fn credentials_never_show() {
+        assert_eq!(redact("s3://KEY:SECRET@bucket/p?token=T"), "s3://bucket/p");
+    }
+}

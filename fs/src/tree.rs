@@ -1,0 +1,376 @@
+//! The inode table of a mounted workspace version: the merged tree of its
+//! layers, answering lookups, attributes, directory listings and reads
+//! without any FUSE type, so it is tested without mounting.
+//!
+//! Inode numbers are dense (`1` is the root) and never change while the
+//! tree lives: layers are immutable, so is the tree built from them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::error::StoreError;
+use crate::manifest::{parent_of, ChunkRef, EntryKind, Manifest};
+use crate::merge::merge;
+use crate::store::Store;
+
+/// Inode number of the root directory.
+pub const ROOT_INO: u64 = 1;
+
+/// What an inode is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeType {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// The attributes of an inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: u64,
+    /// Kind.
+    pub kind: NodeType,
+    /// Size in bytes (file length, symlink target length, 0 for directories).
+    pub size: u64,
+    /// Permission bits with setuid, setgid and sticky.
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds.
+    pub mtime_sec: i64,
+    /// Modification time, nanoseconds.
+    pub mtime_nsec: u32,
+    /// Number of names (directories: 2 + subdirectories).
+    pub nlink: u32,
+}
+
+enum Data {
+    /// Children sorted by name.
+    Dir(Vec<(Box<[u8]>, u64)>),
+    /// Chunks and the end offset of each.
+    File(Box<[ChunkRef]>, Box<[u64]>),
+    Symlink(Box<[u8]>),
+}
+
+struct Node {
+    attr: Attr,
+    data: Data,
+    xattrs: Box<[(Vec<u8>, Vec<u8>)]>,
+}
+
+/// Where the bytes of chunks come from: the store, or a fake in unit tests.
+pub trait ChunkSource: Send + Sync {
+    /// The verified plain bytes of `chunk`.
+    fn chunk(&self, chunk: &ChunkRef) -> Result<Arc<[u8]>, StoreError>;
+}
+
+impl ChunkSource for Store {
+    fn chunk(&self, chunk: &ChunkRef) -> Result<Arc<[u8]>, StoreError> {
+        self.read_chunk(chunk)
+    }
+}
+
+/// Why a tree operation failed.
+#[derive(Debug, Error)]
+pub enum TreeError {
+    /// No such inode (ENOENT).
+    #[error("no inode {0}")]
+    NoInode(u64),
+    /// The inode is not of the kind the operation needs (EINVAL / EISDIR / ENOTDIR).
+    #[error("inode {0} is a {1:?}")]
+    WrongKind(u64, NodeType),
+    /// A chunk could not be read (EIO).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The merged, immutable tree of one workspace version.
+pub struct Tree {
+    nodes: Vec<Node>,
+    files: u64,
+    bytes: u64,
+}
+
+impl Tree {
+    /// Merges `layers` (lowest first) into an inode table.
+    pub fn build(layers: &[Manifest]) -> Tree {
+        let refs: Vec<&Manifest> = layers.iter().collect();
+        let merged = merge(&refs);
+        let mut nodes: Vec<Node> = Vec::with_capacity(merged.len());
+        let mut by_path: HashMap<&[u8], u64> = HashMap::with_capacity(merged.len());
+        let mut links: HashMap<(usize, u32), u64> = HashMap::new();
+        let (mut files, mut bytes) = (0, 0);
+        for m in &merged {
+            let entry = m.entry;
+            let parent = parent_of(&entry.path).and_then(|p| by_path.get(p).copied());
+            let name = entry.path.rsplit(|&c| c == b'/').next().unwrap_or_default();
+            if let EntryKind::File(f) = &entry.kind {
+                files += 1;
+                bytes += f.size;
+                if f.link != 0 {
+                    if let Some(&ino) = links.get(&(m.layer, f.link)) {
+                        nodes[ino as usize - 1].attr.nlink += 1;
+                        if let Some(p) = parent {
+                            push_child(&mut nodes, p, name, ino);
+                        }
+                        by_path.insert(&entry.path, ino);
+                        continue;
+                    }
+                }
+            }
+            let ino = nodes.len() as u64 + 1;
+            let (kind, size, data) = match &entry.kind {
+                EntryKind::Dir { .. } => (NodeType::Dir, 0, Data::Dir(Vec::new())),
+                EntryKind::File(f) => {
+                    if f.link != 0 {
+                        links.insert((m.layer, f.link), ino);
+                    }
+                    let ends = f
+                        .chunks
+                        .iter()
+                        .scan(0u64, |end, c| {
+                            *end += u64::from(c.len);
+                            Some(*end)
+                        })
+                        .collect();
+                    (NodeType::File, f.size, Data::File(f.chunks.clone().into(), ends))
+                }
+                EntryKind::Symlink { target } => {
+                    (NodeType::Symlink, target.len() as u64, Data::Symlink(target.clone().into()))
+                }
+                EntryKind::Whiteout => unreachable!("merge removes whiteouts"),
+            };
+            let meta = &entry.meta;
+            nodes.push(Node {
+                attr: Attr {
+                    ino,
+                    kind,
+                    size,
+                    perm: (meta.mode & 0o7777) as u16,
+                    uid: meta.uid,
+                    gid: meta.gid,
+                    mtime_sec: meta.mtime_sec,
+                    mtime_nsec: meta.mtime_nsec,
+                    nlink: if kind == NodeType::Dir { 2 } else { 1 },
+                },
+                data,
+                xattrs: meta.xattrs.clone().into(),
+            });
+            if let Some(p) = parent {
+                push_child(&mut nodes, p, name, ino);
+                if kind == NodeType::Dir {
+                    nodes[p as usize - 1].attr.nlink += 1;
+                }
+            }
+            by_path.insert(&entry.path, ino);
+        }
+        Tree { nodes, files, bytes }
+    }
+
+    fn node(&self, ino: u64) -> Result<&Node, TreeError> {
+        ino.checked_sub(1)
+            .and_then(|i| self.nodes.get(i as usize))
+            .ok_or(TreeError::NoInode(ino))
+    }
+
+    /// Regular files (names) and their total size.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.files, self.bytes)
+    }
+
+    /// Number of inodes.
+    pub fn inodes(&self) -> u64 {
+        self.nodes.len() as u64
+    }
+
+    /// The attributes of `ino`.
+    pub fn attr(&self, ino: u64) -> Result<&Attr, TreeError> {
+        Ok(&self.node(ino)?.attr)
+    }
+
+    /// The child `name` of directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Option<&Attr>, TreeError> {
+        let children = self.children(parent)?;
+        Ok(children
+            .binary_search_by(|(n, _)| (**n).cmp(name))
+            .ok()
+            .map(|i| &self.nodes[children[i].1 as usize - 1].attr))
+    }
+
+    /// The children of directory `ino`, sorted by name.
+    pub fn children(&self, ino: u64) -> Result<&[(Box<[u8]>, u64)], TreeError> {
+        let node = self.node(ino)?;
+        match &node.data {
+            Data::Dir(children) => Ok(children),
+            _ => Err(TreeError::WrongKind(ino, node.attr.kind)),
+        }
+    }
+
+    /// The target of symlink `ino`.
+    pub fn read_link(&self, ino: u64) -> Result<&[u8], TreeError> {
+        let node = self.node(ino)?;
+        match &node.data {
+            Data::Symlink(target) => Ok(target),
+            _ => Err(TreeError::WrongKind(ino, node.attr.kind)),
+        }
+    }
+
+    /// The extended attributes of `ino`, sorted by name.
+    pub fn xattrs(&self, ino: u64) -> Result<&[(Vec<u8>, Vec<u8>)], TreeError> {
+        Ok(&self.node(ino)?.xattrs)
+    }
+
+    /// The inode at `path` (`/`-separated, relative to the root), not following symlinks.
+    pub fn resolve(&self, path: &[u8]) -> Result<Option<u64>, TreeError> {
+        let mut ino = ROOT_INO;
+        for part in path.split(|&c| c == b'/').filter(|p| !p.is_empty()) {
+            match self.lookup(ino, part) {
+                Ok(Some(attr)) => ino = attr.ino,
+                Ok(None) | Err(TreeError::WrongKind(..)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(ino))
+    }
+
+    /// Up to `size` bytes of file `ino` from `offset`, fetching only the chunks they touch.
+    pub fn read(&self, ino: u64, offset: u64, size: u32, source: &dyn ChunkSource) -> Result<Vec<u8>, TreeError> {
+        let node = self.node(ino)?;
+        let Data::File(chunks, ends) = &node.data else {
+            return Err(TreeError::WrongKind(ino, node.attr.kind));
+        };
+        let end = node.attr.size.min(offset.saturating_add(u64::from(size)));
+        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut pos = offset;
+        let mut i = ends.partition_point(|&e| e <= offset);
+        while pos < end && i < chunks.len() {
+            let start = ends[i] - u64::from(chunks[i].len);
+            let bytes = source.chunk(&chunks[i])?;
+            let from = (pos - start) as usize;
+            let to = ((end - start) as usize).min(bytes.len());
+            out.extend_from_slice(&bytes[from..to]);
+            pos = start + to as u64;
+            i += 1;
+        }
+        Ok(out)
+    }
+}
+
+fn push_child(nodes: &mut [Node], parent: u64, name: &[u8], ino: u64) {
+    if let Data::Dir(children) = &mut nodes[parent as usize - 1].data {
+        children.push((name.into(), ino));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ChunkId, PackId};
+    use crate::manifest::{ChunkLocation, Entry, FileData, Meta};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Serves chunks from memory and counts requests.
+    #[derive(Default)]
+    struct FakeSource {
+        chunks: HashMap<ChunkId, Arc<[u8]>>,
+        requests: AtomicUsize,
+    }
+
+    impl ChunkSource for FakeSource {
+        fn chunk(&self, chunk: &ChunkRef) -> Result<Arc<[u8]>, StoreError> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            Ok(self.chunks[&chunk.id].clone())
+        }
+    }
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            meta: Meta { mode: 0o644, ..Meta::default() },
+            kind,
+        }
+    }
+
+    fn dir(path: &str) -> Entry {
+        entry(path, EntryKind::Dir { opaque: false })
+    }
+
+    fn file(source: &mut FakeSource, path: &str, parts: &[&[u8]], link: u32) -> Entry {
+        let chunks: Vec<ChunkRef> = parts
+            .iter()
+            .map(|p| {
+                let id = ChunkId::of(p);
+                source.chunks.insert(id, Arc::from(*p));
+                ChunkRef {
+                    id,
+                    len: p.len() as u32,
+                    loc: ChunkLocation {
+                        pack: PackId([0; 32]),
+                        frame_offset: 0,
+                        frame_len: 0,
+                        frame_plain_len: 0,
+                        offset_in_frame: 0,
+                    },
+                }
+            })
+            .collect();
+        let size = parts.iter().map(|p| p.len() as u64).sum();
+        entry(path, EntryKind::File(FileData { size, chunks, link }))
+    }
+
+    fn sample() -> (Tree, FakeSource) {
+        let mut src = FakeSource::default();
+        let layer = Manifest {
+            entries: vec![
+                dir(""),
+                dir("d"),
+                file(&mut src, "d/big", &[b"hello ", b"wonderful ", b"world"], 0),
+                file(&mut src, "d/link1", &[b"same"], 1),
+                dir("d/sub"),
+                file(&mut src, "d/sub/link2", &[b"same"], 1),
+                entry("s", EntryKind::Symlink { target: b"d/big".to_vec() }),
+            ],
+        };
+        (Tree::build(&[layer]), src)
+    }
+
+    #[test]
+    fn lookups_listings_and_links() {
+        let (tree, _) = sample();
+        let d = tree.lookup(ROOT_INO, b"d").unwrap().unwrap().ino;
+        let names: Vec<&[u8]> = tree.children(d).unwrap().iter().map(|(n, _)| &**n).collect();
+        assert_eq!(names, [&b"big"[..], b"link1", b"sub"]);
+        assert_eq!(tree.attr(d).unwrap().nlink, 3);
+        let l1 = tree.resolve(b"d/link1").unwrap().unwrap();
+        assert_eq!(tree.resolve(b"d/sub/link2").unwrap(), Some(l1));
+        assert_eq!(tree.attr(l1).unwrap().nlink, 2);
+        let s = tree.resolve(b"s").unwrap().unwrap();
+        assert_eq!(tree.read_link(s).unwrap(), b"d/big");
+        assert_eq!(tree.resolve(b"d/big/x").unwrap(), None);
+        assert_eq!(tree.resolve(b"nope").unwrap(), None);
+        assert!(matches!(tree.attr(999), Err(TreeError::NoInode(999))));
+        assert_eq!(tree.totals(), (3, 29));
+    }
+
+    #[test]
+    fn reads_fetch_only_the_chunks_they_touch() {
+        let (tree, src) = sample();
+        let big = tree.resolve(b"d/big").unwrap().unwrap();
+        assert_eq!(tree.read(big, 0, 100, &src).unwrap(), b"hello wonderful world");
+        src.requests.store(0, Ordering::SeqCst);
+        assert_eq!(tree.read(big, 8, 4, &src).unwrap(), b"nder");
+        assert_eq!(src.requests.load(Ordering::SeqCst), 1);
+        assert_eq!(tree.read(big, 4, 4, &src).unwrap(), b"o wo");
+        assert_eq!(tree.read(big, 21, 10, &src).unwrap(), b"");
+        assert_eq!(tree.read(big, 100, 10, &src).unwrap(), b"");
+        assert!(matches!(tree.read(ROOT_INO, 0, 1, &src), Err(TreeError::WrongKind(..))));
+    }
+}

@@ -1,0 +1,215 @@
+//! Workspaces: named, ordered stacks of layers, kept in the remote as one
+//! small immutable record per persist.
+//!
+//! A record's key sorts in persist order and names its layer:
+//! `workspaces/<ns>/<name>/<unix nanos, 20 digits>-<random>-<layer id>`.
+//! Listing the prefix gives the stack without reading any record, and
+//! persists from many hosts at once all land: no record is ever rewritten,
+//! so no compare-and-swap is needed (some S3 servers ignore preconditions).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::error::StoreError;
+use crate::ids::LayerId;
+use crate::store::Store;
+
+/// A workspace name `NAMESPACE/NAME`, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkspaceName {
+    namespace: String,
+    name: String,
+}
+
+/// A text that is not a valid workspace name.
+#[derive(Debug, Error)]
+#[error(
+    "invalid workspace name {0:?}: expected NAMESPACE/NAME (e.g. run-42/build), each part 1-128 \
+     letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+)]
+pub struct WorkspaceNameError(pub String);
+
+fn valid_part(part: &str) -> bool {
+    (1..=128).contains(&part.len())
+        && !part.starts_with(['.', '-'])
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl FromStr for WorkspaceName {
+    type Err = WorkspaceNameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('/') {
+            Some((ns, name)) if valid_part(ns) && valid_part(name) => Ok(WorkspaceName {
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            }),
+            _ => Err(WorkspaceNameError(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for WorkspaceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl WorkspaceName {
+    /// The remote prefix of this workspace's records.
+    fn prefix(&self) -> String {
+        format!("workspaces/{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What one persist added to a workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerRecord {
+    /// The layer.
+    pub layer: LayerId,
+    /// When it was persisted, milliseconds since the epoch.
+    pub persisted_at_ms: u64,
+    /// The host that persisted it.
+    pub host: String,
+    /// Regular files in the layer.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+}
+
+const RECORD_HEADER: &str = "wsfs-layer-record 1";
+
+impl LayerRecord {
+    fn encode(&self) -> String {
+        format!(
+            "{RECORD_HEADER}\nlayer {}\npersisted_at_ms {}\nhost {}\nfiles {}\nbytes {}\n",
+            self.layer, self.persisted_at_ms, self.host, self.files, self.bytes
+        )
+    }
+
+    fn decode(text: &str) -> Option<LayerRecord> {
+        let mut lines = text.lines();
+        if lines.next()? != RECORD_HEADER {
+            return None;
+        }
+        let mut field = |name: &str| lines.next()?.strip_prefix(name)?.strip_prefix(' ').map(str::to_string);
+        Some(LayerRecord {
+            layer: field("layer")?.parse().ok()?,
+            persisted_at_ms: field("persisted_at_ms")?.parse().ok()?,
+            host: field("host")?,
+            files: field("files")?.parse().ok()?,
+            bytes: field("bytes")?.parse().ok()?,
+        })
+    }
+}
+
+/// Appends a layer to a workspace: the last write of a persist, made only
+/// once the layer's packs and manifest are in the remote.
+pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result<(), StoreError> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let key = format!(
+        "{}/{nanos:020}-{:016x}-{}",
+        ws.prefix(),
+        rand::random::<u64>(),
+        record.layer
+    );
+    store.put_object(key, Bytes::from(record.encode()))
+}
+
+/// The layer ids of a workspace, oldest first (empty when it does not exist).
+pub fn layers(store: &Store, ws: &WorkspaceName) -> Result<Vec<LayerId>, StoreError> {
+    Ok(store
+        .remote()
+        .list(&ws.prefix())?
+        .iter()
+        .filter_map(|l| l.key.rsplit('-').next()?.parse().ok())
+        .collect())
+}
+
+/// The records of a workspace, oldest first.
+pub fn records(store: &Store, ws: &WorkspaceName) -> Result<Vec<LayerRecord>, StoreError> {
+    let mut out = Vec::new();
+    for listed in store.remote().list(&ws.prefix())? {
+        let Some(bytes) = store.remote().get(&listed.key)? else {
+            continue;
+        };
+        match std::str::from_utf8(&bytes).ok().and_then(LayerRecord::decode) {
+            Some(record) => out.push(record),
+            None => tracing::warn!(key = %listed.key, "ignoring unreadable workspace record"),
+        }
+    }
+    Ok(out)
+}
+
+/// Every workspace (optionally of one namespace) with its number of layers.
+pub fn list(store: &Store, namespace: Option<&str>) -> Result<Vec<(WorkspaceName, usize)>, StoreError> {
+    let prefix = match namespace {
+        Some(ns) => format!("workspaces/{ns}"),
+        None => "workspaces".to_string(),
+    };
+    let mut out: Vec<(WorkspaceName, usize)> = Vec::new();
+    for listed in store.remote().list(&prefix)? {
+        let mut parts = listed.key.split('/').skip(1);
+        let (Some(ns), Some(name)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(ws) = format!("{ns}/{name}").parse::<WorkspaceName>() else {
+            continue;
+        };
+        match out.last_mut() {
+            Some((last, n)) if *last == ws => *n += 1,
+            _ => out.push((ws, 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// A short name for one exact stack of layers: attaches of the same version share a mount.
+pub fn version(layers: &[LayerId]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for layer in layers {
+        hasher.update(&layer.0);
+    }
+    hasher.finalize().to_hex()[..16].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!("run-42/build".parse::<WorkspaceName>().unwrap().to_string(), "run-42/build");
+        for bad in ["noslash", "a/b/c", "../x", "", "a b/c", "a/", "/a", ".a/b", "a/-b"] {
+            let err = bad.parse::<WorkspaceName>().unwrap_err().to_string();
+            assert!(err.contains("NAMESPACE/NAME"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let r = LayerRecord {
+            layer: LayerId::of(b"x"),
+            persisted_at_ms: 12,
+            host: "builder-1".into(),
+            files: 3,
+            bytes: 4,
+        };
+        assert_eq!(LayerRecord::decode(&r.encode()), Some(r));
+        assert_eq!(LayerRecord::decode("garbage"), None);
+    }
+
+    #[test]
+    fn version_depends_on_order() {
+        let (a, b) = (LayerId::of(b"a"), LayerId::of(b"b"));
+        assert_ne!(version(&[a, b]), version(&[b, a]));
+    }
+}

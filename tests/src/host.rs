@@ -1,0 +1,562 @@
+//! [`Host`]: one machine running wsfs, as a CI job would see it.
+//!
+//! Every host has its own state dir (`WSFS_STATE_DIR`: daemon, socket, RocksDB,
+//! chunk cache, `wsfsd.log`) and shares the test's `file://` remote with its
+//! peers. All hosts of one test live in one temporary directory:
+//!
+//! ```text
+//! <tmp>/remote/              the shared remote (WSFS_REMOTE=file://<tmp>/remote)
+//! <tmp>/hosts/<name>/state/  a host's WSFS_STATE_DIR
+//! <tmp>/hosts/<name>/runs/   stdout/stderr of each wsfs run
+//! <tmp>/...                  sources and mountpoints (`Host::path`)
+//! ```
+//!
+//! Dropping a host runs `wsfs shutdown`, ends its daemon if it is still there,
+//! and lazily unmounts what it left; dropping the last host of a test unmounts
+//! anything still mounted under `<tmp>` before deleting it.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::mounts;
+use crate::process;
+
+/// How to set up a [`Host`].
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Short unique name within the test (a directory name).
+    pub name: String,
+    /// `WSFS_CACHE_BYTES`, the chunk cache budget.
+    pub cache_bytes: Option<u64>,
+    /// `WSFS_REMOTE`; default the test's shared `file://` remote.
+    pub remote: Option<String>,
+    /// Extra environment for every `wsfs` run (and so the auto-started daemon).
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig::named("a")
+    }
+}
+
+impl HostConfig {
+    /// A default config for host `name`.
+    pub fn named(name: &str) -> Self {
+        HostConfig {
+            name: name.to_string(),
+            cache_bytes: None,
+            remote: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets `WSFS_CACHE_BYTES`.
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets `WSFS_REMOTE` (instead of the shared `file://` remote).
+    pub fn remote(mut self, url: &str) -> Self {
+        self.remote = Some(url.to_string());
+        self
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// The temporary directory of one test, shared by its hosts.
+struct TestDir {
+    root: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let left = mounts::unmount_all_under(&self.root);
+        if !left.is_empty() {
+            eprintln!("wsfs-tests: lazily unmounted leftovers: {left:?}");
+        }
+    }
+}
+
+/// One machine running wsfs: its own state dir and daemon, the shared remote.
+pub struct Host {
+    test: Arc<TestDir>,
+    name: String,
+    dir: PathBuf,
+    state_dir: PathBuf,
+    remote_url: String,
+    env: Vec<(String, String)>,
+    runs: AtomicU64,
+    attached: Mutex<Vec<PathBuf>>,
+}
+
+/// Time limit of one `wsfs` run: `WSFS_TEST_TIMEOUT_SECS`, default 600.
+pub fn default_timeout() -> Duration {
+    let secs = std::env::var("WSFS_TEST_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    Duration::from_secs(secs)
+}
+
+/// The `wsfs` binary: `$WSFS_BIN`, else next to the running executable's
+/// profile dir (`target/<profile>/deps/..`), else `$CARGO_TARGET_DIR/release`,
+/// else `<workspace>/target/release`. Panics with a hint when there is none.
+pub fn wsfs_bin() -> PathBuf {
+    find_wsfs_bin().unwrap_or_else(|| {
+        panic!(
+            "wsfs binary not found (tried {:?}); run \
+             `cargo build --release -p wsfs-cli -p wsfs-daemon` or set WSFS_BIN",
+            bin_candidates()
+        )
+    })
+}
+
+/// [`wsfs_bin`] without the panic.
+pub fn find_wsfs_bin() -> Option<PathBuf> {
+    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BIN.get_or_init(|| bin_candidates().into_iter().find(|p| p.is_file()))
+        .clone()
+}
+
+fn bin_candidates() -> Vec<PathBuf> {
+    if let Some(p) = std::env::var_os("WSFS_BIN") {
+        return vec![PathBuf::from(p)];
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            candidates.push(dir.join("wsfs"));
+        }
+    }
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(Path::new(&t).join("release/wsfs"));
+    }
+    if let Some(t) = option_env!("CARGO_TARGET_DIR") {
+        candidates.push(Path::new(t).join("release/wsfs"));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/wsfs"));
+    candidates
+}
+
+impl Host {
+    /// Host "a" of a new test: a fresh temporary directory and remote.
+    pub fn new() -> Host {
+        Host::with_config(HostConfig::default())
+    }
+
+    /// The first host of a new test, configured.
+    pub fn with_config(config: HostConfig) -> Host {
+        let dir = tempfile::Builder::new()
+            .prefix("wsfs-test-")
+            .tempdir()
+            .expect("create test temp dir");
+        let root = dir.path().canonicalize().expect("canonicalize temp dir");
+        fs::create_dir_all(root.join("remote")).expect("create remote dir");
+        let test = Arc::new(TestDir { root, _dir: dir });
+        Host::on(test, config)
+    }
+
+    /// Another host of the same test: own state dir, same remote (unless configured).
+    pub fn peer(&self, config: HostConfig) -> Host {
+        Host::on(self.test.clone(), config)
+    }
+
+    /// Another host named `name` with a default config.
+    pub fn peer_named(&self, name: &str) -> Host {
+        self.peer(HostConfig::named(name))
+    }
+
+    fn on(test: Arc<TestDir>, config: HostConfig) -> Host {
+        let dir = test.root.join("hosts").join(&config.name);
+        assert!(!dir.exists(), "host name {:?} used twice", config.name);
+        let state_dir = dir.join("state");
+        fs::create_dir_all(&state_dir).expect("create state dir");
+        fs::create_dir_all(dir.join("runs")).expect("create runs dir");
+        let remote_url = config
+            .remote
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", test.root.join("remote").display()));
+        let mut env = vec![
+            ("WSFS_STATE_DIR".to_string(), state_dir.display().to_string()),
+            ("WSFS_REMOTE".to_string(), remote_url.clone()),
+        ];
+        if let Some(bytes) = config.cache_bytes {
+            env.push(("WSFS_CACHE_BYTES".to_string(), bytes.to_string()));
+        }
+        env.extend(config.env.iter().cloned());
+        Host {
+            test,
+            name: config.name,
+            dir,
+            state_dir,
+            remote_url,
+            env,
+            runs: AtomicU64::new(0),
+            attached: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The host's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The test's temporary directory (shared by all hosts of the test).
+    pub fn test_dir(&self) -> &Path {
+        &self.test.root
+    }
+
+    /// `rel` under the test's temporary directory (not created).
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.test.root.join(rel)
+    }
+
+    /// The shared remote's directory (when it is the default `file://` remote).
+    pub fn remote_dir(&self) -> PathBuf {
+        self.test.root.join("remote")
+    }
+
+    /// Files under `<remote>/<prefix>` (e.g. `packs`, `workspaces`), relative
+    /// to the remote's directory, sorted; empty if the prefix does not exist.
+    pub fn remote_objects(&self, prefix: &str) -> Vec<PathBuf> {
+        let dir = self.remote_dir().join(prefix);
+        if !dir.exists() {
+            return Vec::new();
+        }
+        crate::compare::list_paths(&dir)
+            .expect("list remote objects")
+            .into_iter()
+            .filter(|p| dir.join(p).is_file())
+            .map(|p| Path::new(prefix).join(p))
+            .collect()
+    }
+
+    /// This host's `WSFS_REMOTE`.
+    pub fn remote_url(&self) -> &str {
+        &self.remote_url
+    }
+
+    /// This host's `WSFS_STATE_DIR`.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The daemon's socket (contract default: `$WSFS_STATE_DIR/wsfsd.sock`).
+    pub fn socket(&self) -> PathBuf {
+        self.state_dir.join("wsfsd.sock")
+    }
+
+    /// The last `lines` lines of the daemon's log (`$WSFS_STATE_DIR/wsfsd.log`).
+    pub fn daemon_log_tail(&self, lines: usize) -> String {
+        match fs::read(self.state_dir.join("wsfsd.log")) {
+            Ok(data) => {
+                let text = String::from_utf8_lossy(&data);
+                let all: Vec<&str> = text.lines().collect();
+                all[all.len().saturating_sub(lines)..].join("\n")
+            }
+            Err(e) => format!("(no daemon log: {e})"),
+        }
+    }
+
+    /// A `wsfs` command with this host's environment, run from the host's dir.
+    /// Inherited `WSFS_*` variables (except `WSFS_DAEMON`) are removed.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(wsfs_bin());
+        cmd.args(args).current_dir(&self.dir).stdin(Stdio::null());
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("WSFS_") && k != "WSFS_DAEMON" {
+                cmd.env_remove(&key);
+            }
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs `wsfs args` from `cwd` (default: the host's dir) within `timeout`;
+    /// `None` if it had to be killed. Output goes through files, so a daemon
+    /// that inherits stdout/stderr cannot keep the run open.
+    pub fn run_within<I, S>(&self, cwd: Option<&Path>, args: I, timeout: Duration) -> Option<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.try_run(cwd, args, timeout)
+            .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", wsfs_bin()))
+    }
+
+    fn try_run<I, S>(&self, cwd: Option<&Path>, args: I, timeout: Duration) -> std::io::Result<Option<Output>>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        if args.first().is_some_and(|a| a == "attach") {
+            if let Some(mp) = args.last() {
+                self.attached.lock().unwrap().push(PathBuf::from(mp));
+            }
+        }
+        let n = self.runs.fetch_add(1, Ordering::Relaxed);
+        let (out_path, err_path) = (
+            self.dir.join(format!("runs/{n:04}.out")),
+            self.dir.join(format!("runs/{n:04}.err")),
+        );
+        let mut cmd = self.command(&args);
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
+        cmd.stdout(fs::File::create(&out_path)?)
+            .stderr(fs::File::create(&err_path)?);
+        let Some(status) = process::run_with_timeout(&mut cmd, timeout)? else {
+            return Ok(None);
+        };
+        Ok(Some(Output {
+            status,
+            stdout: fs::read(&out_path)?,
+            stderr: fs::read(&err_path)?,
+        }))
+    }
+
+    /// Runs `wsfs args` (panics if it exceeds [`default_timeout`]).
+    pub fn wsfs<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.wsfs_in(None, args)
+    }
+
+    /// Runs `wsfs args` from `cwd` (panics if it exceeds [`default_timeout`]).
+    pub fn wsfs_in<I, S>(&self, cwd: Option<&Path>, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let timeout = default_timeout();
+        self.run_within(cwd, &args, timeout).unwrap_or_else(|| {
+            panic!(
+                "`wsfs {}` on host {} did not finish within {timeout:?}\n{}",
+                show_args(&args),
+                self.name,
+                self.log_section()
+            )
+        })
+    }
+
+    /// Runs `wsfs args` with `--json` added after the verb, asserts exit 0 and
+    /// returns stdout parsed as one JSON object.
+    pub fn ok_json<I, S>(&self, args: I) -> Value
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.ok_json_in(None, args)
+    }
+
+    /// [`Host::ok_json`] run from `cwd`.
+    pub fn ok_json_in<I, S>(&self, cwd: Option<&Path>, args: I) -> Value
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args = with_json(args);
+        let out = self.wsfs_in(cwd, &args);
+        if !out.status.success() {
+            panic!("{}", self.describe("failed", &args, &out));
+        }
+        let value: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{}",
+                self.describe(&format!("printed invalid JSON ({e})"), &args, &out)
+            )
+        });
+        assert!(
+            value.is_object(),
+            "{}",
+            self.describe("printed JSON that is not an object", &args, &out)
+        );
+        value
+    }
+
+    /// Runs `wsfs args` as given, asserts a non-zero exit, nothing on stdout and
+    /// an `error:` line on stderr (the contract's error shape); returns stderr.
+    pub fn fails<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let out = self.wsfs(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() {
+            panic!("{}", self.describe("succeeded but should fail", &args, &out));
+        }
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            self.describe("failed but printed on stdout", &args, &out)
+        );
+        assert!(
+            stderr.contains("error:"),
+            "{}",
+            self.describe("failed without an `error:` message", &args, &out)
+        );
+        stderr
+    }
+
+    /// `wsfs persist --workspace WS --root ROOT PATHS... --json`.
+    pub fn persist<S: AsRef<OsStr>>(&self, workspace: &str, root: &Path, paths: &[S]) -> Value {
+        let mut args: Vec<OsString> = vec![
+            "persist".into(),
+            "--workspace".into(),
+            workspace.into(),
+            "--root".into(),
+            root.into(),
+        ];
+        args.extend(paths.iter().map(|p| p.as_ref().to_os_string()));
+        self.ok_json(args)
+    }
+
+    /// `wsfs attach --workspace WS MOUNTPOINT --json`.
+    pub fn attach(&self, workspace: &str, mountpoint: &Path) -> Value {
+        self.ok_json([
+            OsStr::new("attach"),
+            OsStr::new("--workspace"),
+            OsStr::new(workspace),
+            mountpoint.as_os_str(),
+        ])
+    }
+
+    /// `wsfs detach MOUNTPOINT --json`.
+    pub fn detach(&self, mountpoint: &Path) -> Value {
+        self.ok_json([OsStr::new("detach"), mountpoint.as_os_str()])
+    }
+
+    /// `wsfs status --json`.
+    pub fn status(&self) -> Value {
+        self.ok_json(["status"])
+    }
+
+    /// `wsfs log WS --json`.
+    pub fn log(&self, workspace: &str) -> Value {
+        self.ok_json(["log", workspace])
+    }
+
+    /// `wsfs shutdown --json` (asserts exit 0).
+    pub fn shutdown(&self) -> Value {
+        self.ok_json(["shutdown"])
+    }
+
+    fn log_section(&self) -> String {
+        format!(
+            "--- {}/wsfsd.log (tail) ---\n{}",
+            self.state_dir.display(),
+            self.daemon_log_tail(40)
+        )
+    }
+
+    fn describe(&self, what: &str, args: &[OsString], out: &Output) -> String {
+        format!(
+            "`wsfs {}` on host {} {what} ({})\n--- stdout ---\n{}\n--- stderr ---\n{}\n{}",
+            show_args(args),
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_section()
+        )
+    }
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Host::new()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let shutdown = match find_wsfs_bin() {
+            Some(_) => self.try_run(None, ["shutdown"], Duration::from_secs(60)),
+            None => Ok(None),
+        };
+        match shutdown {
+            Err(e) => eprintln!(
+                "wsfs-tests: cannot run `wsfs shutdown` on host {}: {e}",
+                self.name
+            ),
+            Ok(None) if find_wsfs_bin().is_none() => {}
+            Ok(None) => eprintln!("wsfs-tests: `wsfs shutdown` on host {} timed out", self.name),
+            Ok(Some(out)) if !out.status.success() => eprintln!(
+                "wsfs-tests: `wsfs shutdown` on host {} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Ok(Some(_)) => {}
+        }
+        // Only processes that name this host's state dir: its daemon(s).
+        for pid in process::processes_mentioning(&self.state_dir) {
+            if !process::wait_for_exit(pid, Duration::from_secs(10)) {
+                eprintln!(
+                    "wsfs-tests: pid {pid} (host {}) survived shutdown; killing it",
+                    self.name
+                );
+                process::kill_and_wait(pid, Duration::from_secs(10));
+            }
+        }
+        let mut left = mounts::unmount_all_under(&self.state_dir);
+        for mp in self.attached.lock().unwrap().iter() {
+            if mounts::is_mounted(mp) {
+                left.extend(mounts::unmount_all_under(mp));
+            }
+        }
+        if !left.is_empty() {
+            eprintln!(
+                "wsfs-tests: host {} left mounts, lazily unmounted: {left:?}",
+                self.name
+            );
+        }
+    }
+}
+
+/// `args` with `--json` inserted after the verb (unless already present).
+fn with_json<I, S>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+    if !args.iter().any(|a| a == "--json") {
+        args.insert(args.len().min(1), "--json".into());
+    }
+    args
+}
+
+fn show_args(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| format!("{:?}", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,178 @@
+//! Data arrives lazily: attaching fetches (almost) nothing, reading fetches
+//! what it touches, a small cache still serves right bytes, and two attaches of
+//! one version share what was fetched.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use serde_json::Value;
+use wsfs_tests::compare::{assert_same_tree, compare_random_ranges, drop_page_cache, CompareOptions};
+use wsfs_tests::json::{array_of, str_of, u64_of};
+use wsfs_tests::tree::{generate, TreeSpec};
+use wsfs_tests::{Host, HostConfig, MIB};
+
+fn mountpoints(status: &Value) -> BTreeSet<PathBuf> {
+    array_of(status, "mounts")
+        .iter()
+        .map(|m| PathBuf::from(str_of(m, "mountpoint")))
+        .collect()
+}
+
+fn read_same(src: &Path, mnt: &Path, rel: &Path) {
+    let want = fs::read(src.join(rel)).unwrap();
+    let got = fs::read(mnt.join(rel)).unwrap_or_else(|e| panic!("read {:?}: {e}", mnt.join(rel)));
+    assert!(
+        got == want,
+        "{rel:?} read through {mnt:?} differs from the source"
+    );
+}
+
+/// A job on a fresh host attaches a large layer and reads one small file: only
+/// a small fraction of the layer is fetched from the remote, and the read
+/// itself is what fetched it. Reading everything afterwards fetches the rest.
+#[test]
+fn reading_one_small_file_of_a_large_layer_fetches_a_small_fraction() {
+    let a = Host::new();
+    let src = a.path("src");
+    let tree = generate(&src, &TreeSpec::plain(5, 2000).with_big_file(50 * MIB)).unwrap();
+    let p = a.persist("lazy/big", &src, &tree.top_level());
+    let stored = u64_of(&p, "stored_bytes");
+    assert!(
+        stored >= 30 * MIB,
+        "> 37 MiB of random data stored in {stored} bytes: {p}"
+    );
+
+    let b = a.peer_named("b");
+    let mnt = a.path("mnt");
+    b.attach("lazy/big", &mnt);
+    let attached = b.status();
+    let small = tree.small_files(16 * 1024).next().unwrap().path.clone();
+    read_same(&src, &mnt, &small);
+    let one = b.status();
+
+    let (gets, fetched) = (
+        u64_of(&one, "remote_get_requests"),
+        u64_of(&one, "remote_bytes_fetched"),
+    );
+    assert!(
+        gets > 0 && fetched > 0,
+        "a cold read fetched nothing from the remote: {one}"
+    );
+    assert!(
+        fetched > u64_of(&attached, "remote_bytes_fetched"),
+        "reading {small:?} on a cold cache fetched nothing: attach was not lazy? after attach: \
+         {attached}, after read: {one}"
+    );
+    assert!(
+        fetched * 20 < stored,
+        "reading one small file fetched {fetched} bytes, >= 5% of the layer's {stored} stored bytes"
+    );
+    assert!(
+        u64_of(&one, "cache_misses") > 0,
+        "a cold read had no cache miss: {one}"
+    );
+
+    assert_same_tree(&src, &mnt, &CompareOptions::ignoring_root());
+    let all = b.status();
+    let fetched_all = u64_of(&all, "remote_bytes_fetched");
+    assert!(
+        fetched_all > fetched && fetched_all >= stored / 2,
+        "reading every file fetched {fetched_all} bytes (layer stored {stored}, one file {fetched})"
+    );
+}
+
+/// A host with a chunk cache (4 MiB) far smaller than the layer (> 50 MiB)
+/// reads everything twice, with concurrent readers: every byte is right and
+/// the cache stays within its budget.
+#[test]
+fn a_cache_smaller_than_the_data_still_serves_every_byte_right() {
+    let budget = 4 * MIB;
+    let a = Host::with_config(HostConfig::named("a").cache_bytes(budget));
+    let src = a.path("src");
+    let tree = generate(&src, &TreeSpec::plain(6, 300).with_big_file(50 * MIB)).unwrap();
+    a.persist("small/cache", &src, &tree.top_level());
+    let s = a.status();
+    assert_eq!(
+        u64_of(&s, "cache_budget_bytes"),
+        budget,
+        "WSFS_CACHE_BYTES not applied: {s}"
+    );
+    assert!(
+        u64_of(&s, "cache_bytes") <= budget,
+        "persist overfilled the cache: {s}"
+    );
+
+    let b = a.peer(HostConfig::named("b").cache_bytes(budget));
+    let mnt = a.path("mnt");
+    b.attach("small/cache", &mnt);
+    let big = tree.big_file.clone().unwrap();
+    for round in 0..2u64 {
+        thread::scope(|s| {
+            s.spawn(|| compare_random_ranges(&src.join(&big), &mnt.join(&big), round, 300, 600_000).unwrap());
+            s.spawn(|| assert_same_tree(&src, &mnt, &CompareOptions::ignoring_root()));
+        });
+        // Make the second round read through the daemon again, not the page cache.
+        drop_page_cache(&mnt).unwrap();
+        let s = b.status();
+        assert_eq!(u64_of(&s, "cache_budget_bytes"), budget);
+        assert!(
+            u64_of(&s, "cache_bytes") <= budget,
+            "round {round}: cache holds {} bytes, budget {budget}: {s}",
+            u64_of(&s, "cache_bytes")
+        );
+    }
+    let s = b.status();
+    assert!(
+        u64_of(&s, "remote_bytes_fetched") >= 30 * MIB,
+        "reading > 37 MiB of random data fetched less than 30 MiB: {s}"
+    );
+}
+
+/// Two steps on one host attach the same workspace version at two
+/// mountpoints: what the first step's read fetched serves the second step
+/// without another remote request, and `status` lists both mounts.
+#[test]
+fn two_attaches_of_one_version_share_fetched_data() {
+    let a = Host::new();
+    let src = a.path("src");
+    let tree = generate(&src, &TreeSpec::plain(8, 200).with_big_file(6 * MIB)).unwrap();
+    a.persist("shared/ws", &src, &tree.top_level());
+
+    let b = a.peer_named("b");
+    let (m1, m2) = (a.path("step-1"), a.path("step-2"));
+    let v1 = b.attach("shared/ws", &m1);
+    let v2 = b.attach("shared/ws", &m2);
+    assert_eq!(
+        v1["version"], v2["version"],
+        "same workspace, same version: {v1} {v2}"
+    );
+    let s = b.status();
+    assert!(
+        mountpoints(&s).is_superset(&BTreeSet::from([m1.clone(), m2.clone()])),
+        "status does not list both mounts: {s}"
+    );
+    for m in array_of(&s, "mounts") {
+        assert_eq!(str_of(m, "workspace"), "shared/ws");
+        assert_eq!(m["version"], v1["version"], "{m}");
+    }
+
+    let big = tree.big_file.clone().unwrap();
+    let before = b.status();
+    read_same(&src, &m1, &big);
+    let after_first = b.status();
+    assert!(
+        u64_of(&after_first, "remote_get_requests") > u64_of(&before, "remote_get_requests"),
+        "a cold read through {m1:?} made no remote request: {after_first}"
+    );
+    read_same(&src, &m2, &big);
+    let after_second = b.status();
+    for counter in ["remote_get_requests", "remote_bytes_fetched"] {
+        assert_eq!(
+            u64_of(&after_second, counter),
+            u64_of(&after_first, counter),
+            "reading through the second mount went to the remote again ({counter})"
+        );
+    }
+}
