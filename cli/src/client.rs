@@ -17,6 +17,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where this CLI's daemon lives.
+#[derive(Clone)]
 pub struct Daemon {
     /// The state dir.
     pub state_dir: PathBuf,

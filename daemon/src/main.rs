@@ -70,7 +70,11 @@ fn run(args: Args) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(server::run(daemon, args.notify_ready))
+    let served = runtime.block_on(server::run(daemon.clone(), args.notify_ready));
+    // The store owns a runtime of its own: drop it here, outside any async context.
+    drop(runtime);
+    drop(daemon);
+    served
 }
 
 /// One daemon per state dir: an exclusive lock on `wsfsd.lock`, held for life.

@@ -12,6 +12,8 @@ use wsfs_api::pb::wsfs_server::WsfsServer;
 use crate::service::Service;
 use crate::state::Daemon;
 
+/// How long open connections may take to close once a shutdown began.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Longest socket path the kernel accepts (`sun_path` minus the NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -39,10 +41,15 @@ pub async fn run(daemon: Arc<Daemon>, notify_ready: bool) -> Result<()> {
     }
     let stop = daemon.shutdown.clone();
     tokio::spawn(stop_on_signals(stop.clone()));
-    let served = tonic::transport::Server::builder()
+    let graceful = stop.clone();
+    let serve = tonic::transport::Server::builder()
         .add_service(WsfsServer::new(Service::new(daemon.clone())).max_decoding_message_size(64 << 20))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move { stop.wait().await })
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move { graceful.wait().await });
+    // A client that keeps its connection open must not keep the daemon alive.
+    let served = tokio::select! {
+        served = serve => served,
+        () = async { stop.wait().await; tokio::time::sleep(CLOSE_GRACE).await } => Ok(()),
+    };
     let cleanup = daemon.clone();
     let detached = tokio::task::spawn_blocking(move || cleanup.mounts.detach_all()).await?;
     let _ = std::fs::remove_file(&socket);

@@ -5,7 +5,7 @@
 
 use std::io::{self, Read};
 
-use fastcdc::v2020::StreamCDC;
+use fastcdc::v2020::FastCDC;
 
 use crate::ids::ChunkId;
 
@@ -15,39 +15,47 @@ pub const MIN_CHUNK: u32 = 16 * 1024;
 pub const AVG_CHUNK: u32 = 64 * 1024;
 /// Largest chunk.
 pub const MAX_CHUNK: u32 = 256 * 1024;
+/// Bytes read ahead of the cut-point search. Cuts are those of chunking the
+/// whole input at once: a chunk is only taken once `MAX_CHUNK` bytes after
+/// its start are buffered (or the input ended).
+const WINDOW: usize = 8 << 20;
 
 /// One chunk of a source: its id and plain bytes.
-pub struct Chunk {
+pub struct Chunk<'a> {
     /// BLAKE3 of `data`.
     pub id: ChunkId,
     /// The plain bytes.
-    pub data: Vec<u8>,
+    pub data: &'a [u8],
 }
 
 /// Cuts `source` into content-defined chunks, calling `each` in order.
-/// An empty source yields no chunk.
-pub fn chunk_stream<R: Read>(
-    source: R,
-    mut each: impl FnMut(Chunk) -> io::Result<()>,
-) -> io::Result<()> {
-    let cdc = StreamCDC::new(
-        source,
-        MIN_CHUNK as usize,
-        AVG_CHUNK as usize,
-        MAX_CHUNK as usize,
-    );
-    for piece in cdc {
-        let piece = match piece {
-            Ok(piece) => piece,
-            Err(fastcdc::v2020::Error::Empty) => break,
-            Err(e) => return Err(e.into()),
-        };
-        each(Chunk {
-            id: ChunkId::of(&piece.data),
-            data: piece.data,
-        })?;
+/// An empty source yields no chunk. Small inputs cost one read and no
+/// buffer larger than themselves.
+pub fn chunk_stream<R: Read>(mut source: R, mut each: impl FnMut(Chunk<'_>) -> io::Result<()>) -> io::Result<()> {
+    let mut buf = Vec::new();
+    let mut eof = false;
+    loop {
+        if !eof {
+            let want = (WINDOW - buf.len()) as u64;
+            eof = (&mut source).take(want).read_to_end(&mut buf)? < want as usize;
+        }
+        let mut consumed = 0;
+        for cut in FastCDC::new(&buf, MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize) {
+            if !eof && cut.offset + MAX_CHUNK as usize > buf.len() {
+                break;
+            }
+            let data = &buf[cut.offset..cut.offset + cut.length];
+            each(Chunk {
+                id: ChunkId::of(data),
+                data,
+            })?;
+            consumed = cut.offset + cut.length;
+        }
+        buf.drain(..consumed);
+        if eof && buf.is_empty() {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -66,10 +74,10 @@ mod tests {
             .collect()
     }
 
-    fn chunks_of(data: &[u8]) -> Vec<Chunk> {
+    fn chunks_of(data: &[u8]) -> Vec<(ChunkId, Vec<u8>)> {
         let mut out = Vec::new();
         chunk_stream(data, |c| {
-            out.push(c);
+            out.push((c.id, c.data.to_vec()));
             Ok(())
         })
         .unwrap();
@@ -80,12 +88,22 @@ mod tests {
     fn chunks_cover_the_input_within_bounds() {
         let data = pseudo_random(3 << 20, 7);
         let chunks = chunks_of(&data);
-        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.1.clone()).collect();
         assert_eq!(joined, data);
-        for c in &chunks[..chunks.len() - 1] {
-            assert!(c.data.len() >= MIN_CHUNK as usize && c.data.len() <= MAX_CHUNK as usize);
-            assert_eq!(c.id, ChunkId::of(&c.data));
+        for (id, bytes) in &chunks[..chunks.len() - 1] {
+            assert!(bytes.len() >= MIN_CHUNK as usize && bytes.len() <= MAX_CHUNK as usize);
+            assert_eq!(*id, ChunkId::of(bytes));
         }
+    }
+
+    #[test]
+    fn cuts_do_not_depend_on_the_read_window() {
+        let data = pseudo_random(WINDOW * 2 + 12345, 3);
+        let whole: Vec<usize> = FastCDC::new(&data, MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize)
+            .map(|c| c.length)
+            .collect();
+        let streamed: Vec<usize> = chunks_of(&data).iter().map(|c| c.1.len()).collect();
+        assert_eq!(streamed, whole);
     }
 
     #[test]
@@ -93,9 +111,9 @@ mod tests {
         let data = pseudo_random(2 << 20, 9);
         let mut edited = data.clone();
         edited.splice(1000..1000, b"inserted".iter().copied());
-        let before: std::collections::HashSet<_> = chunks_of(&data).iter().map(|c| c.id).collect();
+        let before: std::collections::HashSet<_> = chunks_of(&data).iter().map(|c| c.0).collect();
         let after = chunks_of(&edited);
-        let changed = after.iter().filter(|c| !before.contains(&c.id)).count();
+        let changed = after.iter().filter(|c| !before.contains(&c.0)).count();
         assert!(changed <= 2, "{changed} chunks changed");
     }
 

@@ -34,7 +34,10 @@ pub enum PackError {
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// A request to the remote failed (after retries).
-    #[error("remote {remote}: {op} {key} failed: {message}")]
+    #[error(
+        "remote {remote}: {op} {key} failed: {message}{}",
+        if *not_found { "" } else { " (is the remote reachable? check WSFS_REMOTE and its credentials)" }
+    )]
     Remote {
         /// The remote URL, without credentials.
         remote: String,

@@ -69,8 +69,10 @@ pub async fn shutdown(daemon: &Daemon, json: bool) -> Result<()> {
         return Ok(());
     };
     let reply = client.shutdown(pb::ShutdownRequest {}).await?.into_inner();
+    // Close the connection before waiting, so the daemon need not wait for it.
     drop(client);
-    daemon.wait_stopped()?;
+    let stopping = daemon.clone();
+    tokio::task::spawn_blocking(move || stopping.wait_stopped()).await??;
     emit(json, json!({ "running": true, "unmounted": reply.unmounted }), || {
         format!("daemon stopped; {} views detached", reply.unmounted)
     });

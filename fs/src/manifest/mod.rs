@@ -107,20 +107,18 @@ pub struct ChunkLocation {
 }
 
 /// Orders paths component by component, so that a directory sorts right
-/// before its descendants (`a` < `a/b` < `a/c` < `a-b`).
+/// before its descendants (`a` < `a/b` < `a/c` < `a-b`). Defined for valid
+/// manifest paths (no empty components).
 pub fn path_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    let mut a_parts = a.split(|&c| c == b'/').filter(|p| !p.is_empty());
-    let mut b_parts = b.split(|&c| c == b'/').filter(|p| !p.is_empty());
-    loop {
-        match (a_parts.next(), b_parts.next()) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) => match x.cmp(y) {
-                Ordering::Equal => continue,
-                other => return other,
-            },
-        }
+    // Comparing bytes with `/` ranked below every other byte is the same as
+    // comparing component by component (names never contain NUL), in one pass.
+    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let rank = |c: u8| if c == b'/' { 0 } else { c };
+    match (a.get(common), b.get(common)) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(&x), Some(&y)) => rank(x).cmp(&rank(y)),
     }
 }
 

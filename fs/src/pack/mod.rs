@@ -20,13 +20,15 @@ pub use writer::{PackWriter, SealedPack};
 pub const PACK_MAGIC: [u8; 8] = *b"WSFSPAK1";
 /// Footer: index offset (u64 LE), index length (u32 LE), chunk count (u32 LE), magic.
 pub const FOOTER_LEN: usize = 24;
-/// One index record: id, frame offset (u64), frame length, frame plain length,
-/// offset in frame, chunk length (u32 each), little-endian.
-pub const INDEX_RECORD_LEN: usize = 32 + 8 + 4 * 4;
+/// One index record: frame offset (u64), frame length, frame plain length,
+/// offset in frame, chunk length (u32 each), little-endian. Chunk ids are not
+/// stored: they are the digests of the bytes, and would add 32 incompressible
+/// bytes per chunk to what the layer manifests already carry.
+pub const INDEX_RECORD_LEN: usize = 8 + 4 * 4;
 /// A frame is closed once it holds this many plain bytes: big enough that
 /// small files compress together (see MEASUREMENTS.md), small enough that a
 /// cold read of one small file fetches little.
-pub const FRAME_TARGET: usize = 512 * 1024;
+pub const FRAME_TARGET: usize = 1024 * 1024;
 /// A pack is sealed once its frames reach this many compressed bytes.
 pub const PACK_TARGET: usize = 64 * 1024 * 1024;
 /// zstd level for frames and indexes.

@@ -41,7 +41,9 @@ pub fn chunk_in_frame<'a>(
     Ok(bytes)
 }
 
-/// Parses the index of a whole pack object: every chunk with its length and location.
+/// Parses the index of a whole pack object: every chunk with its length and
+/// location. Chunk ids are recomputed from the bytes (the index does not
+/// store them), so a corrupt frame is found here too.
 pub fn read_index(id: PackId, pack: &[u8]) -> Result<Vec<(ChunkId, u32, ChunkLocation)>, PackError> {
     let bad = |what: &str| PackError::Index(id, what.to_string());
     if pack.len() < FOOTER_LEN || pack[pack.len() - 8..] != PACK_MAGIC {
@@ -56,28 +58,42 @@ pub fn read_index(id: PackId, pack: &[u8]) -> Result<Vec<(ChunkId, u32, ChunkLoc
         .filter(|&end| end <= pack.len() - FOOTER_LEN)
         .map(|end| &pack[index_offset..end])
         .ok_or_else(|| bad("index out of bounds"))?;
-    let plain_len = count
-        .checked_mul(INDEX_RECORD_LEN)
-        .filter(|_| count <= MAX_INDEX_CHUNKS)
-        .ok_or_else(|| bad("implausible chunk count"))?;
-    let plain = zstd::bulk::decompress(index, plain_len).map_err(|e| bad(&e.to_string()))?;
-    if plain.len() != plain_len {
+    if count > MAX_INDEX_CHUNKS {
+        return Err(bad("implausible chunk count"));
+    }
+    let plain = zstd::bulk::decompress(index, count * INDEX_RECORD_LEN).map_err(|e| bad(&e.to_string()))?;
+    if plain.len() != count * INDEX_RECORD_LEN {
         return Err(bad("index length does not match its chunk count"));
     }
     let u32_at = |r: &[u8], at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
-    Ok(plain
-        .chunks_exact(INDEX_RECORD_LEN)
-        .map(|r| {
-            let loc = ChunkLocation {
-                pack: id,
-                frame_offset: u64::from_le_bytes(r[32..40].try_into().unwrap()),
-                frame_len: u32_at(r, 40),
-                frame_plain_len: u32_at(r, 44),
-                offset_in_frame: u32_at(r, 48),
-            };
-            (ChunkId(r[..32].try_into().unwrap()), u32_at(r, 52), loc)
-        })
-        .collect())
+    let mut frame: Option<(u64, Vec<u8>)> = None;
+    let mut out = Vec::with_capacity(count);
+    for r in plain.chunks_exact(INDEX_RECORD_LEN) {
+        let loc = ChunkLocation {
+            pack: id,
+            frame_offset: u64::from_le_bytes(r[0..8].try_into().unwrap()),
+            frame_len: u32_at(r, 8),
+            frame_plain_len: u32_at(r, 12),
+            offset_in_frame: u32_at(r, 16),
+        };
+        let len = u32_at(r, 20);
+        if frame.as_ref().map(|f| f.0) != Some(loc.frame_offset) {
+            let start = loc.frame_offset as usize;
+            let compressed = start
+                .checked_add(loc.frame_len as usize)
+                .filter(|&end| end <= index_offset)
+                .map(|end| &pack[start..end])
+                .ok_or_else(|| bad("frame out of bounds"))?;
+            frame = Some((loc.frame_offset, decode_frame(compressed, &loc)?));
+        }
+        let plain_frame = &frame.as_ref().expect("decoded above").1;
+        let bytes = (loc.offset_in_frame as usize)
+            .checked_add(len as usize)
+            .and_then(|end| plain_frame.get(loc.offset_in_frame as usize..end))
+            .ok_or_else(|| bad("chunk out of its frame"))?;
+        out.push((ChunkId::of(bytes), len, loc));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

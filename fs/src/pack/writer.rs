@@ -101,7 +101,6 @@ impl PackWriter {
     fn seal(&mut self) -> io::Result<SealedPack> {
         let mut index = Vec::with_capacity(self.placed.len() * INDEX_RECORD_LEN);
         for p in &self.placed {
-            index.extend_from_slice(&p.id.0);
             index.extend_from_slice(&p.frame_offset.to_le_bytes());
             for v in [p.frame_len, p.frame_plain_len, p.offset_in_frame, p.len] {
                 index.extend_from_slice(&v.to_le_bytes());

@@ -1,0 +1,333 @@
+//! Persist: turn paths of a source tree into a layer and append it to a workspace.
+//!
+//! Order of writes, so that a crash never leaves a visible partial layer:
+//! packs → manifest → workspace record. The local index learns about new
+//! chunks only once their pack is in the remote. Files whose stat stamp is
+//! unchanged since the last persist are neither read nor chunked again.
+
+mod packer;
+mod source;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+
+use crate::chunking::chunk_stream;
+use crate::error::StoreError;
+use crate::ids::{ChunkId, LayerId};
+use crate::manifest::{ChunkRef, Entry, EntryKind, FileData, Manifest};
+use crate::store::db::FileStamp;
+use crate::store::Store;
+use crate::workspace::{self, LayerRecord, WorkspaceName};
+use packer::Packer;
+use source::{meta_of, source_err, stamp_of, SourceTree};
+
+/// What to persist.
+pub struct PersistRequest<'a> {
+    /// The directory the paths are relative to.
+    pub root: &'a Path,
+    /// Paths to persist, relative to `root` (or absolute inside it).
+    pub paths: &'a [PathBuf],
+    /// The workspace that gets the layer.
+    pub workspace: &'a WorkspaceName,
+    /// This host's name, for the workspace record.
+    pub host: &'a str,
+}
+
+/// Progress of a persist, reported after each file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    /// Regular files done.
+    pub files_done: u64,
+    /// Regular files in all.
+    pub files_total: u64,
+    /// Bytes of regular files done.
+    pub bytes_done: u64,
+    /// Bytes of regular files in all.
+    pub bytes_total: u64,
+}
+
+/// The result of a persist.
+#[derive(Clone, Debug)]
+pub struct PersistOutcome {
+    /// The new layer.
+    pub layer: LayerId,
+    /// Regular files (each name of a hard-linked file counts).
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Plain bytes of chunks the store did not have before.
+    pub new_bytes: u64,
+    /// Bytes uploaded: packs and the manifest.
+    pub stored_bytes: u64,
+    /// Paths not persisted (sockets, devices, FIFOs), relative to the root.
+    pub skipped: Vec<String>,
+}
+
+/// Why a persist failed. Nothing is visible in the workspace when it does.
+#[derive(Debug, Error)]
+pub enum PersistError {
+    /// A requested path that cannot be persisted.
+    #[error("{path}: {why}")]
+    BadPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong and what to do.
+        why: String,
+    },
+    /// Reading the source tree failed.
+    #[error("reading {path}: {source}")]
+    Source {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Persists `req.paths` as a new layer on top of `req.workspace`.
+pub fn persist(
+    store: &Store,
+    req: &PersistRequest<'_>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<PersistOutcome, PersistError> {
+    let bad_root = |why: String| PersistError::BadPath {
+        path: req.root.display().to_string(),
+        why,
+    };
+    let root = fs::canonicalize(req.root).map_err(|e| bad_root(format!("cannot use as --root: {e}")))?;
+    if !root.is_dir() {
+        return Err(bad_root("--root is not a directory".into()));
+    }
+    if req.paths.is_empty() {
+        return Err(PersistError::BadPath {
+            path: String::new(),
+            why: "no path given: name the files and directories to persist".into(),
+        });
+    }
+    let tree = source::collect(&root, req.paths)?;
+    let mut layer = LayerBuilder::new(store, &tree)?;
+    let new_refs = std::thread::scope(|scope| {
+        let packer = Packer::start(scope, store);
+        let chunked = layer.chunk_files(&packer, progress);
+        let packed = packer.finish();
+        // A chunking error first (it explains a packer that stopped early), then the packer's.
+        chunked?;
+        let packed = packed?;
+        layer.stored_bytes += packed.stored_bytes;
+        Ok::<_, PersistError>(packed.refs)
+    })?;
+    layer.finish(req, new_refs)
+}
+
+/// A file's chunks (ids and lengths) before all their packs are sealed.
+type PendingChunks = Vec<(ChunkId, u32)>;
+
+/// A regular file to chunk.
+struct FileJob {
+    /// Index of its entry.
+    entry: usize,
+    abs: PathBuf,
+    stamp: FileStamp,
+    /// `(dev, ino)` when other names of this inode are in the layer.
+    inode: Option<(u64, u64)>,
+}
+
+/// Builds one layer: entries in tree order, file contents chunked and deduplicated.
+struct LayerBuilder<'s> {
+    store: &'s Store,
+    /// Entries in tree order; a file entry gets its chunks at the end.
+    entries: Vec<(Entry, Option<PendingChunks>)>,
+    files: Vec<FileJob>,
+    skipped: Vec<String>,
+    /// Chunks the store already had, with their location.
+    known: HashMap<ChunkId, ChunkRef>,
+    /// Chunks new in this persist, handed to the packer.
+    new: HashSet<ChunkId>,
+    /// Files chunked whole, for the stat cache: source path, stamp, entry index.
+    stamps: Vec<(Vec<u8>, FileStamp, usize)>,
+    new_bytes: u64,
+    stored_bytes: u64,
+}
+
+impl<'s> LayerBuilder<'s> {
+    fn new(store: &'s Store, tree: &SourceTree) -> Result<Self, PersistError> {
+        let mut names_per_inode: HashMap<(u64, u64), u32> = HashMap::new();
+        for source in tree.values() {
+            if source.meta.is_file() && source.meta.nlink() > 1 {
+                *names_per_inode.entry((source.meta.dev(), source.meta.ino())).or_default() += 1;
+            }
+        }
+        let mut link_ids: HashMap<(u64, u64), u32> = HashMap::new();
+        let mut layer = LayerBuilder {
+            store,
+            entries: Vec::with_capacity(tree.len()),
+            files: Vec::new(),
+            skipped: Vec::new(),
+            known: HashMap::new(),
+            new: HashSet::new(),
+            stamps: Vec::new(),
+            new_bytes: 0,
+            stored_bytes: 0,
+        };
+        for (path, source) in tree {
+            let ft = source.meta.file_type();
+            let kind = if ft.is_dir() {
+                EntryKind::Dir { opaque: false }
+            } else if ft.is_symlink() {
+                let target = fs::read_link(&source.abs).map_err(source_err(&source.abs))?;
+                EntryKind::Symlink {
+                    target: target.as_os_str().as_bytes().to_vec(),
+                }
+            } else if ft.is_file() {
+                let inode = (source.meta.dev(), source.meta.ino());
+                let linked = names_per_inode.get(&inode).is_some_and(|&n| n > 1);
+                let next_id = link_ids.len() as u32 + 1;
+                let link = if linked { *link_ids.entry(inode).or_insert(next_id) } else { 0 };
+                layer.files.push(FileJob {
+                    entry: layer.entries.len(),
+                    abs: source.abs.clone(),
+                    stamp: stamp_of(&source.meta),
+                    inode: linked.then_some(inode),
+                });
+                EntryKind::File(FileData {
+                    size: 0,
+                    chunks: Vec::new(),
+                    link,
+                })
+            } else {
+                // Sockets, FIFOs and devices have no content to persist.
+                layer.skipped.push(String::from_utf8_lossy(&path.0).into_owned());
+                continue;
+            };
+            let entry = Entry {
+                path: path.0.clone(),
+                meta: meta_of(source)?,
+                kind,
+            };
+            layer.entries.push((entry, None));
+        }
+        Ok(layer)
+    }
+
+    /// Chunks every regular file, reusing what the store already has.
+    fn chunk_files(&mut self, packer: &Packer<'_>, progress: &mut dyn FnMut(&Progress)) -> Result<(), PersistError> {
+        let mut p = Progress {
+            files_total: self.files.len() as u64,
+            bytes_total: self.files.iter().map(|f| f.stamp.size).sum(),
+            ..Progress::default()
+        };
+        let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
+        for job in std::mem::take(&mut self.files) {
+            let chunks = match job.inode.and_then(|i| first_name.get(&i)) {
+                Some(&first) => self.entries[first].1.clone().expect("chunked before"),
+                None => self.chunk_file(packer, &job)?,
+            };
+            if let Some(inode) = job.inode {
+                first_name.entry(inode).or_insert(job.entry);
+            }
+            self.entries[job.entry].1 = Some(chunks);
+            p.files_done += 1;
+            p.bytes_done += job.stamp.size;
+            progress(&p);
+        }
+        Ok(())
+    }
+
+    fn chunk_file(&mut self, packer: &Packer<'_>, job: &FileJob) -> Result<PendingChunks, PersistError> {
+        let key = job.abs.as_os_str().as_bytes();
+        if let Some(refs) = self.store.db().file_chunks(key, &job.stamp)? {
+            let chunks = refs.iter().map(|r| (r.id, r.len)).collect();
+            self.known.extend(refs.into_iter().map(|r| (r.id, r)));
+            return Ok(chunks);
+        }
+        let file = File::open(&job.abs).map_err(source_err(&job.abs))?;
+        let mut chunks = Vec::new();
+        let mut failure = None;
+        chunk_stream(file, |chunk| {
+            chunks.push((chunk.id, chunk.data.len() as u32));
+            self.add_chunk(packer, chunk.id, chunk.data).map_err(|e| {
+                failure = Some(e);
+                io::Error::other("store failure")
+            })
+        })
+        .map_err(|e| failure.take().unwrap_or_else(|| source_err(&job.abs)(e)))?;
+        let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
+        if size == job.stamp.size {
+            self.stamps.push((key.to_vec(), job.stamp, job.entry));
+        } else {
+            tracing::warn!(file = %job.abs.display(), "file changed while being persisted");
+        }
+        Ok(chunks)
+    }
+
+    fn add_chunk(&mut self, packer: &Packer<'_>, id: ChunkId, data: &[u8]) -> Result<(), PersistError> {
+        if self.known.contains_key(&id) || self.new.contains(&id) {
+            return Ok(());
+        }
+        if let Some(known) = self.store.db().chunk(&id)? {
+            self.known.insert(id, known);
+            return Ok(());
+        }
+        self.new_bytes += data.len() as u64;
+        self.new.insert(id);
+        packer
+            .add(id, data.to_vec())
+            // The packer stopped on an error; `Packer::finish` reports it.
+            .map_err(|()| StoreError::Internal("the packer stopped".into()).into())
+    }
+
+    fn finish(mut self, req: &PersistRequest<'_>, new_refs: Vec<ChunkRef>) -> Result<PersistOutcome, PersistError> {
+        self.known.extend(new_refs.iter().map(|r| (r.id, *r)));
+        let (mut files, mut bytes) = (0, 0);
+        let mut entries = Vec::with_capacity(self.entries.len());
+        for (mut entry, chunks) in self.entries {
+            if let (EntryKind::File(data), Some(chunks)) = (&mut entry.kind, chunks) {
+                data.chunks = chunks.iter().map(|(id, _)| self.known[id]).collect();
+                data.size = chunks.iter().map(|c| u64::from(c.1)).sum();
+                files += 1;
+                bytes += data.size;
+            }
+            entries.push(entry);
+        }
+        let manifest = Manifest { entries };
+        let (layer, manifest_bytes) = self.store.put_manifest(&manifest)?;
+        self.store.db().put_chunks(&new_refs)?;
+        let stamped = self
+            .stamps
+            .iter()
+            .filter_map(|(path, stamp, index)| match &manifest.entries[*index].kind {
+                EntryKind::File(data) => Some((&path[..], stamp, &data.chunks[..])),
+                _ => None,
+            });
+        self.store.db().put_file_chunks(stamped)?;
+        let record = LayerRecord {
+            layer,
+            persisted_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            host: req.host.to_string(),
+            files,
+            bytes,
+        };
+        workspace::append(self.store, req.workspace, &record)?;
+        Ok(PersistOutcome {
+            layer,
+            files,
+            bytes,
+            new_bytes: self.new_bytes,
+            stored_bytes: self.stored_bytes + manifest_bytes,
+            skipped: self.skipped,
+        })
+    }
+}

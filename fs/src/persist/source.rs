@@ -1,0 +1,190 @@
+//! Reading the source tree: which paths a persist covers, and their metadata.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs::{self, Metadata};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use super::PersistError;
+use crate::manifest::{path_cmp, Meta};
+use crate::store::db::FileStamp;
+
+/// A path of the source tree relative to the root, ordered like manifest entries.
+#[derive(PartialEq, Eq)]
+pub struct TreePath(pub Vec<u8>);
+
+impl Ord for TreePath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        path_cmp(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for TreePath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// One path of the source with its metadata (not following symlinks).
+pub struct Source {
+    /// Absolute path.
+    pub abs: PathBuf,
+    /// `lstat` of it.
+    pub meta: Metadata,
+}
+
+/// The paths a persist covers, in manifest order.
+pub type SourceTree = BTreeMap<TreePath, Source>;
+
+pub(super) fn source_err(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
+    move |source| PersistError::Source {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn bad_path(path: &Path, why: String) -> PersistError {
+    PersistError::BadPath {
+        path: path.display().to_string(),
+        why,
+    }
+}
+
+/// Collects the root, each requested path with its ancestors, and everything
+/// below requested directories.
+pub fn collect(root: &Path, paths: &[PathBuf]) -> Result<SourceTree, PersistError> {
+    let mut tree = SourceTree::new();
+    add(root, &[], &mut tree)?;
+    for path in paths {
+        let rel = relative_path(root, path)?;
+        add_ancestors(root, &rel, path, &mut tree)?;
+        walk(root, &rel, &mut tree)?;
+    }
+    Ok(tree)
+}
+
+/// Checks a requested path and makes it relative to the root.
+fn relative_path(root: &Path, path: &Path) -> Result<Vec<u8>, PersistError> {
+    let rel = if path.is_absolute() {
+        path.strip_prefix(root).map_err(|_| {
+            bad_path(path, format!("is outside --root {}: give paths inside it", root.display()))
+        })?
+    } else {
+        path
+    };
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.as_bytes()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(bad_path(path, "contains '..': give paths inside --root without '..'".into()))
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(bad_path(path, "is not relative to --root".into()))
+            }
+        }
+    }
+    Ok(parts.join(&b'/'))
+}
+
+fn abs_of(root: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(OsStr::from_bytes(rel))
+    }
+}
+
+/// Adds the ancestor directories of `rel`, refusing paths that go through symlinks.
+fn add_ancestors(root: &Path, rel: &[u8], given: &Path, tree: &mut SourceTree) -> Result<(), PersistError> {
+    let parts: Vec<&[u8]> = rel.split(|&c| c == b'/').filter(|p| !p.is_empty()).collect();
+    for depth in 1..parts.len() {
+        let ancestor = parts[..depth].join(&b'/');
+        let abs = abs_of(root, &ancestor);
+        match fs::symlink_metadata(&abs) {
+            Ok(meta) if meta.is_dir() => add(root, &ancestor, tree)?,
+            Ok(_) => {
+                return Err(bad_path(
+                    given,
+                    format!("goes through {}, which is not a directory (a symlink?): name the real path", abs.display()),
+                ))
+            }
+            Err(_) => return Err(bad_path(given, format!("does not exist under --root {}", root.display()))),
+        }
+    }
+    if fs::symlink_metadata(abs_of(root, rel)).is_err() {
+        return Err(bad_path(given, format!("does not exist under --root {}", root.display())));
+    }
+    Ok(())
+}
+
+fn add(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistError> {
+    let abs = abs_of(root, rel);
+    let meta = fs::symlink_metadata(&abs).map_err(source_err(&abs))?;
+    tree.insert(TreePath(rel.to_vec()), Source { abs, meta });
+    Ok(())
+}
+
+/// Adds `rel` and, for a directory, everything below it (symlinks are not followed).
+fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistError> {
+    let mut pending = vec![rel.to_vec()];
+    while let Some(rel) = pending.pop() {
+        let abs = abs_of(root, &rel);
+        let meta = fs::symlink_metadata(&abs).map_err(source_err(&abs))?;
+        let is_dir = meta.is_dir();
+        tree.insert(TreePath(rel.clone()), Source { abs: abs.clone(), meta });
+        if !is_dir {
+            continue;
+        }
+        for child in fs::read_dir(&abs).map_err(source_err(&abs))? {
+            let child = child.map_err(source_err(&abs))?;
+            let mut child_rel = rel.clone();
+            if !child_rel.is_empty() {
+                child_rel.push(b'/');
+            }
+            child_rel.extend_from_slice(child.file_name().as_bytes());
+            pending.push(child_rel);
+        }
+    }
+    Ok(())
+}
+
+/// Ownership, permissions, mtime and extended attributes of a source path.
+pub fn meta_of(source: &Source) -> Result<Meta, PersistError> {
+    let m = &source.meta;
+    let mut xattrs = Vec::new();
+    match xattr::list(&source.abs) {
+        Ok(names) => {
+            for name in names {
+                if let Some(value) = xattr::get(&source.abs, &name).map_err(source_err(&source.abs))? {
+                    xattrs.push((name.as_bytes().to_vec(), value));
+                }
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
+        Err(e) => return Err(source_err(&source.abs)(e)),
+    }
+    xattrs.sort();
+    Ok(Meta {
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        mtime_sec: m.mtime(),
+        mtime_nsec: m.mtime_nsec() as u32,
+        xattrs,
+    })
+}
+
+/// What tells an unchanged file from a changed one.
+pub fn stamp_of(m: &Metadata) -> FileStamp {
+    FileStamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime: (m.mtime(), m.mtime_nsec() as u32),
+        ctime: (m.ctime(), m.ctime_nsec() as u32),
+    }
+}
