@@ -29,6 +29,19 @@ const BLOCK_SIZE: u32 = 128 * 1024;
 /// Threads serving requests: reads may wait on the remote, so more than one.
 const THREADS: usize = 4;
 
+/// The attributes sent with a negative lookup reply (node id 0).
+const NEGATIVE: Attr = Attr {
+    ino: 0,
+    kind: NodeType::File,
+    size: 0,
+    perm: 0,
+    uid: 0,
+    gid: 0,
+    mtime_sec: 0,
+    mtime_nsec: 0,
+    nlink: 0,
+};
+
 /// A read-only filesystem serving one [`Tree`].
 pub struct WsfsFs {
     tree: Arc<Tree>,
@@ -133,7 +146,9 @@ impl Filesystem for WsfsFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.tree.lookup(parent.0, name.as_bytes()) {
             Ok(Some(attr)) => reply.entry(&TTL, &file_attr(attr), Generation(0)),
-            Ok(None) => reply.error(Errno::ENOENT),
+            // Node id 0: a negative entry the kernel caches for TTL (build
+            // tools probe many paths that do not exist).
+            Ok(None) => reply.entry(&TTL, &file_attr(&NEGATIVE), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -30,6 +30,7 @@ fn rejects(a: &Host, args: &[&str], needles: &[&str]) -> String {
     let mut first = None;
     for run in [args, &with_json[..]] {
         let stderr = a.fails(run);
+        eprintln!("wsfs {run:?}\n  -> {}", stderr.trim_end());
         let lower = stderr.to_lowercase();
         for n in needles {
             assert!(
@@ -252,5 +253,8 @@ fn persist_reports_an_unreachable_remote() {
             .any(|n| lower.contains(n)),
         "the error does not mention the remote:\n{stderr}"
     );
-    eprintln!("unreachable remote reported after {:?}", start.elapsed());
+    eprintln!(
+        "unreachable remote reported after {:?}:\n{stderr}",
+        start.elapsed()
+    );
 }

@@ -51,6 +51,7 @@ fn reading_one_small_file_of_a_large_layer_fetches_a_small_fraction() {
     let small = tree.small_files(16 * 1024).next().unwrap().path.clone();
     read_same(&src, &mnt, &small);
     let one = b.status();
+    eprintln!("layer stored {stored} bytes; after attach: {attached}; after one read: {one}");
 
     let (gets, fetched) = (
         u64_of(&one, "remote_get_requests"),
@@ -76,6 +77,7 @@ fn reading_one_small_file_of_a_large_layer_fetches_a_small_fraction() {
 
     assert_same_tree(&src, &mnt, &CompareOptions::ignoring_root());
     let all = b.status();
+    eprintln!("after reading everything: {all}");
     let fetched_all = u64_of(&all, "remote_bytes_fetched");
     assert!(
         fetched_all > fetched && fetched_all >= stored / 2,
@@ -124,6 +126,7 @@ fn a_cache_smaller_than_the_data_still_serves_every_byte_right() {
         );
     }
     let s = b.status();
+    eprintln!("after two rounds with a {budget}-byte cache: {s}");
     assert!(
         u64_of(&s, "remote_bytes_fetched") >= 30 * MIB,
         "reading > 37 MiB of random data fetched less than 30 MiB: {s}"
@@ -168,6 +171,7 @@ fn two_attaches_of_one_version_share_fetched_data() {
     );
     read_same(&src, &m2, &big);
     let after_second = b.status();
+    eprintln!("before: {before}\nafter m1: {after_first}\nafter m2: {after_second}");
     for counter in ["remote_get_requests", "remote_bytes_fetched"] {
         assert_eq!(
             u64_of(&after_second, counter),

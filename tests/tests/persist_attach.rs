@@ -85,6 +85,7 @@ fn a_persisted_tree_attaches_identically_here_and_on_another_host() {
     assert!(tree.file_names() >= 3000);
 
     let p = a.persist("run-1/build", &src, &tree.top_level());
+    eprintln!("persist: {p}");
     let layer = str_of(&p, "layer").to_string();
     assert!(is_hex64(&layer), "layer id is not 64 hex digits: {p}");
     assert_eq!(str_of(&p, "workspace"), "run-1/build");
@@ -313,6 +314,7 @@ fn re_persisting_an_unchanged_tree_uploads_nothing_new() {
         a.remote_dir()
     );
     let again = a.persist("run-9/ws", &src, &top);
+    eprintln!("first: {first}\nagain: {again}");
     assert_eq!(
         str_of(&again, "layer"),
         str_of(&first, "layer"),
