@@ -180,3 +180,49 @@ fn two_attaches_of_one_version_share_fetched_data() {
         );
     }
 }
+
+/// Sixteen jobs on a fresh host read one large file at the same moment: every
+/// frame is fetched once, so the host sends exactly as many GETs as a host
+/// where a single job read the file alone.
+#[test]
+fn concurrent_readers_of_one_file_fetch_each_frame_once() {
+    let a = Host::new();
+    let src = a.path("src");
+    let tree = generate(&src, &TreeSpec::plain(11, 4).with_big_file(24 * MIB)).unwrap();
+    let stored = u64_of(&a.persist("lazy/shared", &src, &tree.top_level()), "stored_bytes");
+    let big = tree.big_file.clone().expect("the spec asks for a big file");
+    let want = fs::read(src.join(&big)).unwrap();
+
+    let alone = a.peer_named("alone");
+    let mnt_alone = a.path("mnt-alone");
+    alone.attach("lazy/shared", &mnt_alone);
+    let before = u64_of(&alone.status(), "remote_get_requests");
+    assert!(fs::read(mnt_alone.join(&big)).unwrap() == want);
+    let one_reader = u64_of(&alone.status(), "remote_get_requests") - before;
+
+    let crowd = a.peer_named("crowd");
+    let mnt_crowd = a.path("mnt-crowd");
+    crowd.attach("lazy/shared", &mnt_crowd);
+    let (before, fetched_before) = {
+        let s = crowd.status();
+        (u64_of(&s, "remote_get_requests"), u64_of(&s, "remote_bytes_fetched"))
+    };
+    let barrier = std::sync::Barrier::new(16);
+    thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                barrier.wait();
+                assert!(fs::read(mnt_crowd.join(&big)).unwrap() == want, "a concurrent reader got wrong bytes");
+            });
+        }
+    });
+    let after = crowd.status();
+    let sixteen_readers = u64_of(&after, "remote_get_requests") - before;
+    let fetched = u64_of(&after, "remote_bytes_fetched") - fetched_before;
+    assert!(one_reader > 8, "a 24 MiB file spans many frames, got {one_reader} GETs");
+    assert!(
+        fetched <= stored,
+        "16 concurrent readers fetched {fetched} bytes of a layer stored in {stored}: a frame was fetched twice"
+    );
+    assert_eq!(sixteen_readers, one_reader, "16 concurrent readers must fetch each frame once");
+}
