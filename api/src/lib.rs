@@ -23,12 +23,14 @@ pub type Client = pb::wsfs_client::WsfsClient<Channel>;
 pub async fn connect(socket: &Path) -> Result<Client, tonic::transport::Error> {
     let socket = socket.to_path_buf();
     // The URI is required by the API but unused: the connector dials the socket.
-    let channel = Endpoint::from_static("http://wsfsd.invalid")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
-        }))
-        .await?;
-    Ok(pb::wsfs_client::WsfsClient::new(channel)
-        .max_decoding_message_size(64 << 20))
+    let channel =
+        Endpoint::from_static("http://wsfsd.invalid")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let socket = socket.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?))
+                }
+            }))
+            .await?;
+    Ok(pb::wsfs_client::WsfsClient::new(channel).max_decoding_message_size(64 << 20))
 }

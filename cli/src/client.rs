@@ -51,9 +51,12 @@ impl Daemon {
             return Ok(client);
         }
         self.start()?;
-        connect(&self.socket)
-            .await
-            .with_context(|| format!("the daemon started but its socket {} does not answer", self.socket.display()))
+        connect(&self.socket).await.with_context(|| {
+            format!(
+                "the daemon started but its socket {} does not answer",
+                self.socket.display()
+            )
+        })
     }
 
     /// Starts `wsfsd` in its own session and waits until it says "ready".
@@ -79,9 +82,12 @@ impl Daemon {
                 Ok(())
             });
         }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start the daemon {:?} (set WSFS_DAEMON to its path)", daemon_binary()))?;
+        let mut child = command.spawn().with_context(|| {
+            format!(
+                "cannot start the daemon {:?} (set WSFS_DAEMON to its path)",
+                daemon_binary()
+            )
+        })?;
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -114,8 +120,12 @@ fn daemon_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("WSFS_DAEMON").filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    let sibling = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("wsfsd")));
-    sibling.filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("wsfsd"))
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("wsfsd")));
+    sibling
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("wsfsd"))
 }
 
 /// The daemon's last error line in its log.
@@ -150,7 +160,13 @@ fn lock_blocking(path: &Path, timeout: Duration) -> Result<std::fs::File> {
     });
     match rx.recv_timeout(timeout) {
         Ok(0) => Ok(file),
-        Ok(_) => Err(std::io::Error::last_os_error()).with_context(|| format!("cannot lock {}", path.display())),
-        Err(_) => bail!("timed out after {}s waiting for {}", timeout.as_secs(), path.display()),
+        Ok(_) => {
+            Err(std::io::Error::last_os_error()).with_context(|| format!("cannot lock {}", path.display()))
+        }
+        Err(_) => bail!(
+            "timed out after {}s waiting for {}",
+            timeout.as_secs(),
+            path.display()
+        ),
     }
 }

@@ -17,7 +17,9 @@ use crate::client::Daemon;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-    let outcome = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
+    let outcome = runtime
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cli)));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

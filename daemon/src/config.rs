@@ -38,8 +38,9 @@ impl Config {
             _ => format!("file://{}", state_dir.join("remote").display()),
         };
         let cache_bytes = match std::env::var("WSFS_CACHE_BYTES") {
-            Ok(text) if !text.is_empty() => parse_bytes(&text)
-                .with_context(|| format!("WSFS_CACHE_BYTES={text:?}: expected a size such as 10G, 512M or 1048576"))?,
+            Ok(text) if !text.is_empty() => parse_bytes(&text).with_context(|| {
+                format!("WSFS_CACHE_BYTES={text:?}: expected a size such as 10G, 512M or 1048576")
+            })?,
             _ => DEFAULT_CACHE_BYTES,
         };
         let remote_timeout = match std::env::var("WSFS_REMOTE_TIMEOUT") {
@@ -47,7 +48,9 @@ impl Config {
                 .trim_end_matches('s')
                 .parse()
                 .map(Duration::from_secs)
-                .with_context(|| format!("WSFS_REMOTE_TIMEOUT={text:?}: expected seconds such as 30 or 30s"))?,
+                .with_context(|| {
+                    format!("WSFS_REMOTE_TIMEOUT={text:?}: expected seconds such as 30 or 30s")
+                })?,
             _ => DEFAULT_REMOTE_TIMEOUT,
         };
         Ok(Config {
@@ -66,7 +69,12 @@ fn parse_bytes(text: &str) -> Result<u64> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse()?;
-    let shift = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 0,
         "K" => 10,
         "M" => 20,

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use wsfs_fs::fuse::BackgroundSession;
 use thiserror::Error;
 use wsfs_fs::error::StoreError;
+use wsfs_fs::fuse::BackgroundSession;
 use wsfs_fs::fuse::{mount, WsfsFs};
 use wsfs_fs::ids::LayerId;
 use wsfs_fs::store::Store;
@@ -115,7 +115,10 @@ impl Mounts {
     pub fn attach(&self, ws: &WorkspaceName, mountpoint: &Path) -> Result<View, MountError> {
         let mut table = self.table.lock().unwrap();
         if table.views.contains_key(mountpoint) {
-            return Err(MountError::BadMountpoint(mountpoint.into(), "is already a wsfs mount".into()));
+            return Err(MountError::BadMountpoint(
+                mountpoint.into(),
+                "is already a wsfs mount".into(),
+            ));
         }
         let created = prepare_mountpoint(mountpoint)?;
         let attached = self.attach_at(&mut table, ws, mountpoint, created);
@@ -154,7 +157,14 @@ impl Mounts {
             let source: Arc<dyn wsfs_fs::tree::ChunkSource> = self.store.clone();
             let session = mount(WsfsFs::new(tree, source), &path, &format!("wsfs:{ws}"))
                 .map_err(|e| MountError::System(path.clone(), e))?;
-            table.shared.insert(version.clone(), Shared { path, session, views: 0 });
+            table.shared.insert(
+                version.clone(),
+                Shared {
+                    path,
+                    session,
+                    views: 0,
+                },
+            );
         }
         let shared = table.shared.get_mut(&version).expect("inserted above");
         if let Err(e) = sys::bind_read_only(&shared.path, mountpoint) {
@@ -173,9 +183,10 @@ impl Mounts {
             totals: totals.unwrap_or_default(),
             created,
         };
-        self.store
-            .db()
-            .put_mount(mountpoint.as_os_str().as_encoded_bytes(), if created { b"1" } else { b"0" })?;
+        self.store.db().put_mount(
+            mountpoint.as_os_str().as_encoded_bytes(),
+            if created { b"1" } else { b"0" },
+        )?;
         table.views.insert(mountpoint.to_path_buf(), view.clone());
         tracing::info!(workspace = %ws, mountpoint = %mountpoint.display(), version = %view.version, "attached");
         Ok(view)
@@ -191,7 +202,11 @@ impl Mounts {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 let holders = sys::holders(mountpoint);
-                let who = if holders.is_empty() { "another process".to_string() } else { holders.join(", ") };
+                let who = if holders.is_empty() {
+                    "another process".to_string()
+                } else {
+                    holders.join(", ")
+                };
                 return Err(MountError::Busy(mountpoint.into(), who));
             }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -200,7 +215,9 @@ impl Mounts {
             Err(e) => return Err(MountError::System(mountpoint.into(), e)),
         }
         table.views.remove(mountpoint);
-        self.store.db().delete_mount(mountpoint.as_os_str().as_encoded_bytes())?;
+        self.store
+            .db()
+            .delete_mount(mountpoint.as_os_str().as_encoded_bytes())?;
         if view.created {
             let _ = std::fs::remove_dir(mountpoint);
         }
@@ -241,7 +258,9 @@ fn prepare_mountpoint(mountpoint: &Path) -> Result<bool, MountError> {
         Ok(_) => {
             let mut entries = std::fs::read_dir(mountpoint).map_err(|e| bad(&e.to_string()))?;
             if entries.next().is_some() {
-                return Err(bad("is not empty: give an empty directory (nothing is mounted over files)"));
+                return Err(bad(
+                    "is not empty: give an empty directory (nothing is mounted over files)",
+                ));
             }
             if sys::mount_points().is_ok_and(|points| points.iter().any(|p| p == mountpoint)) {
                 return Err(bad("is already a mount point"));

@@ -33,7 +33,8 @@ pub async fn run(daemon: Arc<Daemon>, notify_ready: bool) -> Result<()> {
     }
     // The state-dir lock is held: a socket file left here belongs to a dead daemon.
     let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
+    let listener =
+        UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %socket.display(), remote = %daemon.store.remote().url(), "serving");
     if notify_ready {
@@ -44,7 +45,10 @@ pub async fn run(daemon: Arc<Daemon>, notify_ready: bool) -> Result<()> {
     let graceful = stop.clone();
     let serve = tonic::transport::Server::builder()
         .add_service(WsfsServer::new(Service::new(daemon.clone())).max_decoding_message_size(64 << 20))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move { graceful.wait().await });
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener),
+            async move { graceful.wait().await },
+        );
     // A client that keeps its connection open must not keep the daemon alive.
     let served = tokio::select! {
         served = serve => served,
@@ -73,7 +77,8 @@ fn announce_ready() -> Result<()> {
 
 async fn stop_on_signals(stop: crate::shutdown::Shutdown) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         return;
     };
     tokio::select! {

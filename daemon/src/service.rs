@@ -33,12 +33,15 @@ impl Service {
 }
 
 fn workspace_name(text: &str) -> Result<WorkspaceName, Status> {
-    text.parse().map_err(|e: workspace::WorkspaceNameError| Status::invalid_argument(e.to_string()))
+    text.parse()
+        .map_err(|e: workspace::WorkspaceNameError| Status::invalid_argument(e.to_string()))
 }
 
 fn store_status(e: StoreError) -> Status {
     match e {
-        StoreError::Remote { not_found: false, .. } | StoreError::RemoteUrl { .. } => Status::unavailable(e.to_string()),
+        StoreError::Remote { not_found: false, .. } | StoreError::RemoteUrl { .. } => {
+            Status::unavailable(e.to_string())
+        }
         StoreError::MissingLayer(_) => Status::not_found(e.to_string()),
         _ => Status::internal(e.to_string()),
     }
@@ -59,7 +62,9 @@ fn absolute(text: &str, what: &str) -> Result<PathBuf, Status> {
     if path.is_absolute() {
         Ok(path)
     } else {
-        Err(Status::invalid_argument(format!("{what} {text:?} must be an absolute path")))
+        Err(Status::invalid_argument(format!(
+            "{what} {text:?} must be an absolute path"
+        )))
     }
 }
 
@@ -75,7 +80,9 @@ fn view_info(v: &View) -> pb::MountInfo {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("request handler failed: {e}")))?
@@ -85,11 +92,18 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Sen
 impl Wsfs for Service {
     type PersistStream = ReceiverStream<Result<pb::PersistEvent, Status>>;
 
-    async fn persist(&self, request: Request<pb::PersistRequest>) -> Result<Response<Self::PersistStream>, Status> {
+    async fn persist(
+        &self,
+        request: Request<pb::PersistRequest>,
+    ) -> Result<Response<Self::PersistStream>, Status> {
         let req = request.into_inner();
         let ws = workspace_name(&req.workspace)?;
         let root = PathBuf::from(std::ffi::OsStr::from_bytes(&req.root));
-        let paths: Vec<PathBuf> = req.paths.iter().map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p))).collect();
+        let paths: Vec<PathBuf> = req
+            .paths
+            .iter()
+            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+            .collect();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let daemon = self.daemon.clone();
         tokio::task::spawn_blocking(move || {
@@ -166,7 +180,8 @@ impl Wsfs for Service {
         let ws = workspace_name(&request.into_inner().workspace)?;
         let daemon = self.daemon.clone();
         let name = ws.clone();
-        let records = blocking(move || workspace::records(&daemon.store, &name).map_err(store_status)).await?;
+        let records =
+            blocking(move || workspace::records(&daemon.store, &name).map_err(store_status)).await?;
         if records.is_empty() {
             return Err(mount_status(MountError::NoWorkspace(ws)));
         }
@@ -207,7 +222,10 @@ impl Wsfs for Service {
         }))
     }
 
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
         let d = &self.daemon;
         let m = d.store.metrics().snapshot();
         let cache = d.store.frame_cache();
@@ -229,7 +247,10 @@ impl Wsfs for Service {
         }))
     }
 
-    async fn shutdown(&self, _request: Request<pb::ShutdownRequest>) -> Result<Response<pb::ShutdownReply>, Status> {
+    async fn shutdown(
+        &self,
+        _request: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<pb::ShutdownReply>, Status> {
         let daemon = self.daemon.clone();
         let unmounted = blocking(move || Ok(daemon.mounts.detach_all())).await?;
         self.daemon.shutdown.trigger();

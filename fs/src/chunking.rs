@@ -31,7 +31,10 @@ pub struct Chunk<'a> {
 /// Cuts `source` into content-defined chunks, calling `each` in order.
 /// An empty source yields no chunk. Small inputs cost one read and no
 /// buffer larger than themselves.
-pub fn chunk_stream<R: Read>(mut source: R, mut each: impl FnMut(Chunk<'_>) -> io::Result<()>) -> io::Result<()> {
+pub fn chunk_stream<R: Read>(
+    mut source: R,
+    mut each: impl FnMut(Chunk<'_>) -> io::Result<()>,
+) -> io::Result<()> {
     let mut buf = Vec::new();
     let mut eof = false;
     loop {
@@ -99,9 +102,10 @@ mod tests {
     #[test]
     fn cuts_do_not_depend_on_the_read_window() {
         let data = pseudo_random(WINDOW * 2 + 12345, 3);
-        let whole: Vec<usize> = FastCDC::new(&data, MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize)
-            .map(|c| c.length)
-            .collect();
+        let whole: Vec<usize> =
+            FastCDC::new(&data, MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize)
+                .map(|c| c.length)
+                .collect();
         let streamed: Vec<usize> = chunks_of(&data).iter().map(|c| c.1.len()).collect();
         assert_eq!(streamed, whole);
     }

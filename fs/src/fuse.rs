@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request, SessionACL,
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
+    LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyXattr, Request, SessionACL,
 };
 
 use crate::tree::{Attr, ChunkSource, NodeType, Tree, TreeError};
@@ -93,7 +93,8 @@ fn file_attr(a: &Attr) -> FileAttr {
     let mtime = if a.mtime_sec >= 0 {
         UNIX_EPOCH + Duration::new(a.mtime_sec as u64, a.mtime_nsec)
     } else {
-        UNIX_EPOCH - Duration::from_secs(a.mtime_sec.unsigned_abs()) + Duration::from_nanos(a.mtime_nsec.into())
+        UNIX_EPOCH - Duration::from_secs(a.mtime_sec.unsigned_abs())
+            + Duration::from_nanos(a.mtime_nsec.into())
     };
     FileAttr {
         ino: INodeNo(a.ino),
@@ -190,7 +191,10 @@ impl Filesystem for WsfsFs {
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR);
+        reply.opened(
+            FileHandle(0),
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+        );
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
@@ -200,7 +204,12 @@ impl Filesystem for WsfsFs {
         };
         for (i, (child, name)) in entries.iter().enumerate().skip(offset as usize) {
             let kind = self.tree.attr(*child).map(|a| a.kind).unwrap_or(NodeType::Dir);
-            if reply.add(INodeNo(*child), i as u64 + 1, file_type(kind), OsStr::from_bytes(name)) {
+            if reply.add(
+                INodeNo(*child),
+                i as u64 + 1,
+                file_type(kind),
+                OsStr::from_bytes(name),
+            ) {
                 break;
             }
         }
@@ -220,8 +229,17 @@ impl Filesystem for WsfsFs {
             Err(e) => return reply.error(errno(&e)),
         };
         for (i, (child, name)) in entries.iter().enumerate().skip(offset as usize) {
-            let Ok(attr) = self.tree.attr(*child) else { continue };
-            if reply.add(INodeNo(*child), i as u64 + 1, OsStr::from_bytes(name), &TTL, &file_attr(attr), Generation(0)) {
+            let Ok(attr) = self.tree.attr(*child) else {
+                continue;
+            };
+            if reply.add(
+                INodeNo(*child),
+                i as u64 + 1,
+                OsStr::from_bytes(name),
+                &TTL,
+                &file_attr(attr),
+                Generation(0),
+            ) {
                 break;
             }
         }

@@ -137,6 +137,9 @@ pub fn merge<'a>(layers: &[&'a Manifest]) -> Vec<MergedEntry<'a>> {
     out
 }
 
+/// An entry and the index of its layer.
+type Layered<'a> = (usize, &'a Entry);
+
 /// What one path becomes in the merged tree.
 enum Resolved<'a> {
     Absent,
@@ -147,7 +150,7 @@ enum Resolved<'a> {
 
 /// Resolves a non-root path from the entries layers have at it (lowest layer
 /// first), given that its parent's children are visible from layer `cutoff` on.
-fn resolve<'a>(group: &[(usize, &'a Entry)], cutoff: usize) -> Resolved<'a> {
+fn resolve<'a>(group: &[Layered<'a>], cutoff: usize) -> Resolved<'a> {
     // Entries below the cutoff were hidden, or dropped as orphans, before
     // anything visible happened at this path.
     let visible = &group[group.partition_point(|&(layer, _)| layer < cutoff)..];
@@ -186,7 +189,7 @@ fn resolve<'a>(group: &[(usize, &'a Entry)], cutoff: usize) -> Resolved<'a> {
 /// Resolves the root from the root entries of the layers (lowest first). The
 /// root always exists, so unlike [`resolve`] only an opaque directory or a
 /// non-directory ends the visibility of lower layers.
-fn resolve_root<'a>(group: &[(usize, &'a Entry)]) -> (MergedEntry<'a>, usize) {
+fn resolve_root<'a>(group: &[Layered<'a>]) -> (MergedEntry<'a>, usize) {
     let default = MergedEntry {
         entry: root_entry(),
         layer: 0,
@@ -254,7 +257,7 @@ struct Groups<'a, 'l> {
     /// Index of the next entry to push, per layer.
     next: Vec<usize>,
     heap: BinaryHeap<Head<'a>>,
-    group: Vec<(usize, &'a Entry)>,
+    group: Vec<Layered<'a>>,
 }
 
 impl<'a, 'l> Groups<'a, 'l> {
@@ -275,15 +278,12 @@ impl<'a, 'l> Groups<'a, 'l> {
     fn advance(&mut self, layer: usize) {
         if let Some(e) = self.layers[layer].entries.get(self.next[layer]) {
             self.next[layer] += 1;
-            self.heap.push(Head {
-                path: &e.path,
-                layer,
-            });
+            self.heap.push(Head { path: &e.path, layer });
         }
     }
 
     /// The next path and the entries layers have at it, lowest layer first.
-    fn next_group(&mut self) -> Option<(&'a [u8], &[(usize, &'a Entry)])> {
+    fn next_group(&mut self) -> Option<(&'a [u8], &[Layered<'a>])> {
         let first = self.heap.pop()?;
         self.group.clear();
         self.take(first.layer);
@@ -391,11 +391,7 @@ mod tests {
             let path = &m.entry.path[..];
             if i > 0 {
                 let before = &out[i - 1].entry.path;
-                assert_eq!(
-                    path_cmp(before, path),
-                    Ordering::Less,
-                    "strictly sorted at {i}"
-                );
+                assert_eq!(path_cmp(before, path), Ordering::Less, "strictly sorted at {i}");
                 let parent = parent_of(path).expect("only the root has no parent");
                 assert_eq!(
                     is_dir.get(parent),
@@ -417,10 +413,7 @@ mod tests {
         assert_eq!(show(&[&empty, &empty]), ["/:default"]);
         let root = root_entry();
         assert_eq!(root.meta.mode, 0o755);
-        assert_eq!(
-            (root.meta.uid, root.meta.gid, root.meta.mtime_sec),
-            (0, 0, 0)
-        );
+        assert_eq!((root.meta.uid, root.meta.gid, root.meta.mtime_sec), (0, 0, 0));
         assert!(root.meta.xattrs.is_empty());
     }
 
@@ -507,8 +500,8 @@ mod tests {
             ("a/s", dir()),
             ("a/s/2", file()),
         ]);
-        l0.entries[1].meta.mode = 0o700;
-        l1.entries[1].meta.mode = 0o750;
+        l0.entries[0].meta.mode = 0o700;
+        l1.entries[0].meta.mode = 0o750;
         let out = merge(&[&l0, &l1]);
         assert_eq!(out[1].entry.meta.mode, 0o750);
         assert_eq!(
@@ -529,10 +522,7 @@ mod tests {
     fn dir_over_non_dir_replaces_it() {
         let l0 = layer(vec![("a", file()), ("b", symlink())]);
         let l1 = layer(vec![("a", dir()), ("a/x", file()), ("b", dir())]);
-        assert_eq!(
-            show(&[&l0, &l1]),
-            ["/:default", "a:d@1", "a/x:f@1", "b:d@1"]
-        );
+        assert_eq!(show(&[&l0, &l1]), ["/:default", "a:d@1", "a/x:f@1", "b:d@1"]);
     }
 
     #[test]
@@ -553,12 +543,7 @@ mod tests {
 
     #[test]
     fn file_or_symlink_over_anything_replaces_it() {
-        let l0 = layer(vec![
-            ("a", file()),
-            ("b", file()),
-            ("c", symlink()),
-            ("d", dir()),
-        ]);
+        let l0 = layer(vec![("a", file()), ("b", file()), ("c", symlink()), ("d", dir())]);
         let l1 = layer(vec![
             ("a", file()),
             ("b", symlink()),
@@ -598,10 +583,7 @@ mod tests {
     fn entry_may_rely_on_a_parent_from_a_lower_layer() {
         let l0 = layer(vec![("a", dir())]);
         let l1 = layer(vec![("a/b", dir()), ("a/b/c", file())]);
-        assert_eq!(
-            show(&[&l0, &l1]),
-            ["/:default", "a:d@0", "a/b:d@1", "a/b/c:f@1"]
-        );
+        assert_eq!(show(&[&l0, &l1]), ["/:default", "a:d@0", "a/b:d@1", "a/b/c:f@1"]);
     }
 
     #[test]

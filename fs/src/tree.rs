@@ -11,12 +11,15 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::error::StoreError;
-use crate::manifest::{parent_of, ChunkRef, EntryKind, Manifest};
+use crate::manifest::{parent_of, ChunkRef, EntryKind, Manifest, Xattr};
 use crate::merge::merge;
 use crate::store::Store;
 
 /// Inode number of the root directory.
 pub const ROOT_INO: u64 = 1;
+
+/// A directory entry: name and inode number.
+pub type Child = (Box<[u8]>, u64);
 
 /// What an inode is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +57,7 @@ pub struct Attr {
 
 enum Data {
     /// Children sorted by name.
-    Dir(Vec<(Box<[u8]>, u64)>),
+    Dir(Vec<Child>),
     /// Chunks and the end offset of each.
     File(Box<[ChunkRef]>, Box<[u64]>),
     Symlink(Box<[u8]>),
@@ -63,7 +66,7 @@ enum Data {
 struct Node {
     attr: Attr,
     data: Data,
-    xattrs: Box<[(Vec<u8>, Vec<u8>)]>,
+    xattrs: Box<[Xattr]>,
 }
 
 /// Where the bytes of chunks come from: the store, or a fake in unit tests.
@@ -143,9 +146,11 @@ impl Tree {
                         .collect();
                     (NodeType::File, f.size, Data::File(f.chunks.clone().into(), ends))
                 }
-                EntryKind::Symlink { target } => {
-                    (NodeType::Symlink, target.len() as u64, Data::Symlink(target.clone().into()))
-                }
+                EntryKind::Symlink { target } => (
+                    NodeType::Symlink,
+                    target.len() as u64,
+                    Data::Symlink(target.clone().into()),
+                ),
                 EntryKind::Whiteout => unreachable!("merge removes whiteouts"),
             };
             let meta = &entry.meta;
@@ -206,7 +211,7 @@ impl Tree {
     }
 
     /// The children of directory `ino`, sorted by name.
-    pub fn children(&self, ino: u64) -> Result<&[(Box<[u8]>, u64)], TreeError> {
+    pub fn children(&self, ino: u64) -> Result<&[Child], TreeError> {
         let node = self.node(ino)?;
         match &node.data {
             Data::Dir(children) => Ok(children),
@@ -224,7 +229,7 @@ impl Tree {
     }
 
     /// The extended attributes of `ino`, sorted by name.
-    pub fn xattrs(&self, ino: u64) -> Result<&[(Vec<u8>, Vec<u8>)], TreeError> {
+    pub fn xattrs(&self, ino: u64) -> Result<&[Xattr], TreeError> {
         Ok(&self.node(ino)?.xattrs)
     }
 
@@ -242,7 +247,13 @@ impl Tree {
     }
 
     /// Up to `size` bytes of file `ino` from `offset`, fetching only the chunks they touch.
-    pub fn read(&self, ino: u64, offset: u64, size: u32, source: &dyn ChunkSource) -> Result<Vec<u8>, TreeError> {
+    pub fn read(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+        source: &dyn ChunkSource,
+    ) -> Result<Vec<u8>, TreeError> {
         let node = self.node(ino)?;
         let Data::File(chunks, ends) = &node.data else {
             return Err(TreeError::WrongKind(ino, node.attr.kind));
@@ -294,7 +305,10 @@ mod tests {
     fn entry(path: &str, kind: EntryKind) -> Entry {
         Entry {
             path: path.as_bytes().to_vec(),
-            meta: Meta { mode: 0o644, ..Meta::default() },
+            meta: Meta {
+                mode: 0o644,
+                ..Meta::default()
+            },
             kind,
         }
     }
@@ -336,7 +350,12 @@ mod tests {
                 file(&mut src, "d/link1", &[b"same"], 1),
                 dir("d/sub"),
                 file(&mut src, "d/sub/link2", &[b"same"], 1),
-                entry("s", EntryKind::Symlink { target: b"d/big".to_vec() }),
+                entry(
+                    "s",
+                    EntryKind::Symlink {
+                        target: b"d/big".to_vec(),
+                    },
+                ),
             ],
         };
         (Tree::build(&[layer]), src)
@@ -371,6 +390,9 @@ mod tests {
         assert_eq!(tree.read(big, 4, 4, &src).unwrap(), b"o wo");
         assert_eq!(tree.read(big, 21, 10, &src).unwrap(), b"");
         assert_eq!(tree.read(big, 100, 10, &src).unwrap(), b"");
-        assert!(matches!(tree.read(ROOT_INO, 0, 1, &src), Err(TreeError::WrongKind(..))));
+        assert!(matches!(
+            tree.read(ROOT_INO, 0, 1, &src),
+            Err(TreeError::WrongKind(..))
+        ));
     }
 }

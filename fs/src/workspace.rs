@@ -97,7 +97,13 @@ impl LayerRecord {
         if lines.next()? != RECORD_HEADER {
             return None;
         }
-        let mut field = |name: &str| lines.next()?.strip_prefix(name)?.strip_prefix(' ').map(str::to_string);
+        let mut field = |name: &str| {
+            lines
+                .next()?
+                .strip_prefix(name)?
+                .strip_prefix(' ')
+                .map(str::to_string)
+        };
         Some(LayerRecord {
             layer: field("layer")?.parse().ok()?,
             persisted_at_ms: field("persisted_at_ms")?.parse().ok()?,
@@ -187,8 +193,13 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        assert_eq!("run-42/build".parse::<WorkspaceName>().unwrap().to_string(), "run-42/build");
-        for bad in ["noslash", "a/b/c", "../x", "", "a b/c", "a/", "/a", ".a/b", "a/-b"] {
+        assert_eq!(
+            "run-42/build".parse::<WorkspaceName>().unwrap().to_string(),
+            "run-42/build"
+        );
+        for bad in [
+            "noslash", "a/b/c", "../x", "", "a b/c", "a/", "/a", ".a/b", "a/-b",
+        ] {
             let err = bad.parse::<WorkspaceName>().unwrap_err().to_string();
             assert!(err.contains("NAMESPACE/NAME"), "{bad}: {err}");
         }

@@ -50,7 +50,14 @@ pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
             let rows: Vec<Vec<String>> = s
                 .mounts
                 .iter()
-                .map(|m| vec![m.mountpoint.clone(), m.workspace.clone(), m.version.clone(), m.view.clone()])
+                .map(|m| {
+                    vec![
+                        m.mountpoint.clone(),
+                        m.workspace.clone(),
+                        m.version.clone(),
+                        m.view.clone(),
+                    ]
+                })
                 .collect();
             text.push_str("\n\n");
             text.push_str(&table(&["MOUNTPOINT", "WORKSPACE", "VERSION", "VIEW"], &rows));
@@ -73,8 +80,10 @@ pub async fn shutdown(daemon: &Daemon, json: bool) -> Result<()> {
     drop(client);
     let stopping = daemon.clone();
     tokio::task::spawn_blocking(move || stopping.wait_stopped()).await??;
-    emit(json, json!({ "running": true, "unmounted": reply.unmounted }), || {
-        format!("daemon stopped; {} views detached", reply.unmounted)
-    });
+    emit(
+        json,
+        json!({ "running": true, "unmounted": reply.unmounted }),
+        || format!("daemon stopped; {} views detached", reply.unmounted),
+    );
     Ok(())
 }

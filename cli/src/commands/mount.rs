@@ -50,7 +50,9 @@ pub async fn detach(client: &mut Client, mountpoint: &Path, json: bool) -> Resul
         mountpoint: absolute(mountpoint)?.display().to_string(),
     };
     let reply = client.detach(request).await?.into_inner();
-    emit(json, json!({ "mountpoint": reply.mountpoint }), || format!("detached {}", reply.mountpoint));
+    emit(json, json!({ "mountpoint": reply.mountpoint }), || {
+        format!("detached {}", reply.mountpoint)
+    });
     Ok(())
 }
 

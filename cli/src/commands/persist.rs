@@ -12,7 +12,13 @@ use wsfs_api::Client;
 use crate::output::{bytes, emit};
 
 /// Persists `paths` (relative to `root`) to `workspace`.
-pub async fn run(client: &mut Client, workspace: &str, root: &Path, paths: &[PathBuf], json: bool) -> Result<()> {
+pub async fn run(
+    client: &mut Client,
+    workspace: &str,
+    root: &Path,
+    paths: &[PathBuf],
+    json: bool,
+) -> Result<()> {
     let root = std::env::current_dir()
         .context("cannot read the current directory")?
         .join(root);
@@ -23,9 +29,11 @@ pub async fn run(client: &mut Client, workspace: &str, root: &Path, paths: &[Pat
     };
     let mut events = client.persist(request).await?.into_inner();
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     if json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -70,7 +78,9 @@ fn print_result(r: &pb::PersistResult, json: bool) {
             bytes(r.stored_bytes)
         );
         for path in &r.skipped {
-            text.push_str(&format!("\nskipped {path}: not a regular file, directory or symlink"));
+            text.push_str(&format!(
+                "\nskipped {path}: not a regular file, directory or symlink"
+            ));
         }
         text
     });

@@ -28,22 +28,26 @@ pub async fn log(client: &mut Client, workspace: &str, json: bool) -> Result<()>
             })
         })
         .collect();
-    emit(json, json!({ "workspace": reply.workspace, "layers": layers }), || {
-        let rows: Vec<Vec<String>> = reply
-            .layers
-            .iter()
-            .map(|l| {
-                vec![
-                    l.layer[..16].to_string(),
-                    time_ms(l.persisted_at_ms),
-                    l.host.clone(),
-                    l.files.to_string(),
-                    bytes(l.bytes),
-                ]
-            })
-            .collect();
-        table(&["LAYER", "PERSISTED", "HOST", "FILES", "SIZE"], &rows)
-    });
+    emit(
+        json,
+        json!({ "workspace": reply.workspace, "layers": layers }),
+        || {
+            let rows: Vec<Vec<String>> = reply
+                .layers
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.layer[..16].to_string(),
+                        time_ms(l.persisted_at_ms),
+                        l.host.clone(),
+                        l.files.to_string(),
+                        bytes(l.bytes),
+                    ]
+                })
+                .collect();
+            table(&["LAYER", "PERSISTED", "HOST", "FILES", "SIZE"], &rows)
+        },
+    );
     Ok(())
 }
 

@@ -31,6 +31,9 @@ pub struct Entry {
     pub kind: EntryKind,
 }
 
+/// An extended attribute: name and value.
+pub type Xattr = (Vec<u8>, Vec<u8>);
+
 /// Metadata of an entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Meta {
@@ -44,8 +47,8 @@ pub struct Meta {
     pub mtime_sec: i64,
     /// Modification time, nanoseconds part (< 1e9).
     pub mtime_nsec: u32,
-    /// Extended attributes as (name, value), sorted by name, unique names.
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Extended attributes, sorted by name, unique names.
+    pub xattrs: Vec<Xattr>,
 }
 
 /// The kind of an entry and its kind-specific data.

@@ -11,9 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 
-use super::{
-    is_within, path_cmp, ChunkLocation, ChunkRef, Entry, EntryKind, FileData, Manifest, Meta,
-};
+use super::{is_within, path_cmp, ChunkLocation, ChunkRef, Entry, EntryKind, FileData, Manifest, Meta};
 use crate::ids::{ChunkId, PackId};
 
 /// The manifest format version this code writes and reads.
@@ -65,7 +63,9 @@ pub enum FormatError {
         found: Vec<u8>,
     },
     /// Written by another (newer) version of the format.
-    #[error("layer manifest version {got} is not supported (this wsfs reads version {expected}): upgrade wsfs")]
+    #[error(
+        "layer manifest version {got} is not supported (this wsfs reads version {expected}): upgrade wsfs"
+    )]
     UnsupportedVersion {
         /// The version in the header.
         got: u16,
@@ -619,10 +619,7 @@ fn parse_body(body: &[u8]) -> Result<Manifest> {
         )));
     }
     if r.remaining() != 0 {
-        return Err(invalid(format!(
-            "{} bytes follow the last entry",
-            r.remaining()
-        )));
+        return Err(invalid(format!("{} bytes follow the last entry", r.remaining())));
     }
     Ok(Manifest { entries })
 }
@@ -703,12 +700,7 @@ impl<'a> Reader<'a> {
 
     fn varint_u32(&mut self, what: &str) -> Result<u32> {
         let v = self.varint(what)?;
-        u32::try_from(v).map_err(|_| {
-            invalid(format!(
-                "{}: {v} does not fit in 32 bits",
-                self.context(what)
-            ))
-        })
+        u32::try_from(v).map_err(|_| invalid(format!("{}: {v} does not fit in 32 bits", self.context(what))))
     }
 
     /// An element count, refused when the remaining bytes cannot hold that
@@ -890,10 +882,7 @@ mod tests {
     fn header_errors() {
         let good = encode(&sample());
         assert!(matches!(decode(b""), Err(FormatError::Truncated { .. })));
-        assert!(matches!(
-            decode(b"WSFS"),
-            Err(FormatError::Truncated { .. })
-        ));
+        assert!(matches!(decode(b"WSFS"), Err(FormatError::Truncated { .. })));
         assert!(matches!(
             decode(b"PK\x03\x04 zip file"),
             Err(FormatError::BadMagic { .. })
@@ -903,10 +892,7 @@ mod tests {
         let err = decode(&v7).unwrap_err();
         assert!(matches!(
             err,
-            FormatError::UnsupportedVersion {
-                got: 7,
-                expected: 1
-            }
+            FormatError::UnsupportedVersion { got: 7, expected: 1 }
         ));
         assert_eq!(
             err.to_string(),
@@ -959,10 +945,7 @@ mod tests {
         assert!(frame.len() < 1 << 16);
         let mut out = Vec::new();
         let err = decompress_body(&frame, 1000, &mut out).unwrap_err();
-        assert!(
-            err.to_string().contains("more than the 1000 bytes"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("more than the 1000 bytes"), "{err}");
         assert!(out.capacity() < 1 << 20, "allocated {}", out.capacity());
     }
 
@@ -1026,8 +1009,7 @@ mod tests {
         m.entries[0].kind = EntryKind::Whiteout;
         rejects(&m, "root entry");
         let mut m = base.clone();
-        m.entries
-            .insert(8, entry("c/d", meta(0), EntryKind::Whiteout));
+        m.entries.insert(8, entry("c/d", meta(0), EntryKind::Whiteout));
         rejects(&m, "lies below \"c\"");
         let mut m = base.clone();
         m.entries[3].meta.mode = 0o10000;
@@ -1189,17 +1171,11 @@ mod tests {
         let b = encode_body(&m);
         println!(
             "OBJECT {}",
-            o.iter()
-                .map(|x| format!("{x:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            o.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
         );
         println!(
             "BODY {}",
-            b.iter()
-                .map(|x| format!("{x:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
         );
         println!("ID {}", crate::ids::LayerId::of(&o).to_hex());
         println!("CHUNK {}", ChunkId::of(b"hello\n").to_hex());
@@ -1226,10 +1202,7 @@ mod tests {
         );
         let mut plain = Vec::new();
         decompress_body(&object[HEADER_LEN..], body.len() as u64, &mut plain).unwrap();
-        assert_eq!(
-            &plain, body,
-            "the annotated body is the example object's body"
-        );
+        assert_eq!(&plain, body, "the annotated body is the example object's body");
         let id = crate::ids::LayerId::of(object).to_hex();
         assert!(
             FORMAT_MD.contains(&format!("`{id}`")),
@@ -1312,8 +1285,7 @@ mod tests {
                     chunks,
                     link
                 })),
-            prop::collection::vec(1u8..=255, 1..12)
-                .prop_map(|target| EntryKind::Symlink { target }),
+            prop::collection::vec(1u8..=255, 1..12).prop_map(|target| EntryKind::Symlink { target }),
             Just(EntryKind::Whiteout),
         ]
     }

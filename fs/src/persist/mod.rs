@@ -164,7 +164,9 @@ impl<'s> LayerBuilder<'s> {
         let mut names_per_inode: HashMap<(u64, u64), u32> = HashMap::new();
         for source in tree.values() {
             if source.meta.is_file() && source.meta.nlink() > 1 {
-                *names_per_inode.entry((source.meta.dev(), source.meta.ino())).or_default() += 1;
+                *names_per_inode
+                    .entry((source.meta.dev(), source.meta.ino()))
+                    .or_default() += 1;
             }
         }
         let mut link_ids: HashMap<(u64, u64), u32> = HashMap::new();
@@ -192,7 +194,11 @@ impl<'s> LayerBuilder<'s> {
                 let inode = (source.meta.dev(), source.meta.ino());
                 let linked = names_per_inode.get(&inode).is_some_and(|&n| n > 1);
                 let next_id = link_ids.len() as u32 + 1;
-                let link = if linked { *link_ids.entry(inode).or_insert(next_id) } else { 0 };
+                let link = if linked {
+                    *link_ids.entry(inode).or_insert(next_id)
+                } else {
+                    0
+                };
                 layer.files.push(FileJob {
                     entry: layer.entries.len(),
                     abs: source.abs.clone(),
@@ -220,7 +226,11 @@ impl<'s> LayerBuilder<'s> {
     }
 
     /// Chunks every regular file, reusing what the store already has.
-    fn chunk_files(&mut self, packer: &Packer<'_>, progress: &mut dyn FnMut(&Progress)) -> Result<(), PersistError> {
+    fn chunk_files(
+        &mut self,
+        packer: &Packer<'_>,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<(), PersistError> {
         let mut p = Progress {
             files_total: self.files.len() as u64,
             bytes_total: self.files.iter().map(|f| f.stamp.size).sum(),
@@ -286,7 +296,11 @@ impl<'s> LayerBuilder<'s> {
             .map_err(|()| StoreError::Internal("the packer stopped".into()).into())
     }
 
-    fn finish(mut self, req: &PersistRequest<'_>, new_refs: Vec<ChunkRef>) -> Result<PersistOutcome, PersistError> {
+    fn finish(
+        mut self,
+        req: &PersistRequest<'_>,
+        new_refs: Vec<ChunkRef>,
+    ) -> Result<PersistOutcome, PersistError> {
         self.known.extend(new_refs.iter().map(|r| (r.id, *r)));
         let (mut files, mut bytes) = (0, 0);
         let mut entries = Vec::with_capacity(self.entries.len());
@@ -302,13 +316,13 @@ impl<'s> LayerBuilder<'s> {
         let manifest = Manifest { entries };
         let (layer, manifest_bytes) = self.store.put_manifest(&manifest)?;
         self.store.db().put_chunks(&new_refs)?;
-        let stamped = self
-            .stamps
-            .iter()
-            .filter_map(|(path, stamp, index)| match &manifest.entries[*index].kind {
-                EntryKind::File(data) => Some((&path[..], stamp, &data.chunks[..])),
-                _ => None,
-            });
+        let stamped =
+            self.stamps
+                .iter()
+                .filter_map(|(path, stamp, index)| match &manifest.entries[*index].kind {
+                    EntryKind::File(data) => Some((&path[..], stamp, &data.chunks[..])),
+                    _ => None,
+                });
         self.store.db().put_file_chunks(stamped)?;
         let record = LayerRecord {
             layer,

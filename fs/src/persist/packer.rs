@@ -65,14 +65,20 @@ fn pack(store: &Store, rx: Receiver<(ChunkId, Vec<u8>)>) -> Result<Packed, Store
     };
     let mut ship = |pack: SealedPack, uploads: &mut Vec<PendingPut>| -> Result<(), StoreError> {
         packed.stored_bytes += pack.bytes.len() as u64;
-        packed
-            .refs
-            .extend(pack.chunks.iter().map(|&(id, len, loc)| ChunkRef { id, len, loc }));
+        packed.refs.extend(
+            pack.chunks
+                .iter()
+                .map(|&(id, len, loc)| ChunkRef { id, len, loc }),
+        );
         store.count_put(pack.bytes.len());
         if uploads.len() >= UPLOADS_IN_FLIGHT {
             uploads.remove(0).wait()?;
         }
-        uploads.push(store.remote().spawn_put(pack_key(&pack.id), Bytes::from(pack.bytes)));
+        uploads.push(
+            store
+                .remote()
+                .spawn_put(pack_key(&pack.id), Bytes::from(pack.bytes)),
+        );
         Ok(())
     };
     for (id, data) in rx {

@@ -69,7 +69,10 @@ pub fn collect(root: &Path, paths: &[PathBuf]) -> Result<SourceTree, PersistErro
 fn relative_path(root: &Path, path: &Path) -> Result<Vec<u8>, PersistError> {
     let rel = if path.is_absolute() {
         path.strip_prefix(root).map_err(|_| {
-            bad_path(path, format!("is outside --root {}: give paths inside it", root.display()))
+            bad_path(
+                path,
+                format!("is outside --root {}: give paths inside it", root.display()),
+            )
         })?
     } else {
         path
@@ -80,7 +83,10 @@ fn relative_path(root: &Path, path: &Path) -> Result<Vec<u8>, PersistError> {
             Component::Normal(p) => parts.push(p.as_bytes()),
             Component::CurDir => {}
             Component::ParentDir => {
-                return Err(bad_path(path, "contains '..': give paths inside --root without '..'".into()))
+                return Err(bad_path(
+                    path,
+                    "contains '..': give paths inside --root without '..'".into(),
+                ))
             }
             Component::RootDir | Component::Prefix(_) => {
                 return Err(bad_path(path, "is not relative to --root".into()))
@@ -109,14 +115,25 @@ fn add_ancestors(root: &Path, rel: &[u8], given: &Path, tree: &mut SourceTree) -
             Ok(_) => {
                 return Err(bad_path(
                     given,
-                    format!("goes through {}, which is not a directory (a symlink?): name the real path", abs.display()),
+                    format!(
+                        "goes through {}, which is not a directory (a symlink?): name the real path",
+                        abs.display()
+                    ),
                 ))
             }
-            Err(_) => return Err(bad_path(given, format!("does not exist under --root {}", root.display()))),
+            Err(_) => {
+                return Err(bad_path(
+                    given,
+                    format!("does not exist under --root {}", root.display()),
+                ))
+            }
         }
     }
     if fs::symlink_metadata(abs_of(root, rel)).is_err() {
-        return Err(bad_path(given, format!("does not exist under --root {}", root.display())));
+        return Err(bad_path(
+            given,
+            format!("does not exist under --root {}", root.display()),
+        ));
     }
     Ok(())
 }
@@ -135,7 +152,13 @@ fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistErr
         let abs = abs_of(root, &rel);
         let meta = fs::symlink_metadata(&abs).map_err(source_err(&abs))?;
         let is_dir = meta.is_dir();
-        tree.insert(TreePath(rel.clone()), Source { abs: abs.clone(), meta });
+        tree.insert(
+            TreePath(rel.clone()),
+            Source {
+                abs: abs.clone(),
+                meta,
+            },
+        );
         if !is_dir {
             continue;
         }

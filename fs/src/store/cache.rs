@@ -81,9 +81,7 @@ impl FrameCache {
 
     /// The cached frame, if present.
     pub fn get(&self, key: &FrameKey) -> Option<Vec<u8>> {
-        if self.lru.lock().unwrap().get(key).is_none() {
-            return None;
-        }
+        self.lru.lock().unwrap().get(key)?;
         match fs::read(self.path(key)) {
             Ok(bytes) => Some(bytes),
             Err(_) => {

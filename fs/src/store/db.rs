@@ -27,6 +27,9 @@ const LOCATION_LEN: usize = 4 + 32 + 8 + 4 * 3;
 const REF_LEN: usize = 32 + LOCATION_LEN;
 const STAMP_LEN: usize = 8 * 3 + 12 * 2;
 
+/// A mount record: key and value, both opaque to the database.
+pub type MountRecord = (Vec<u8>, Vec<u8>);
+
 /// What identifies an unchanged source file: device, inode, size, mtime and ctime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileStamp {
@@ -74,7 +77,9 @@ impl Db {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column families are created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
     }
 
     fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -114,7 +119,8 @@ impl Db {
         let Some(v) = self.get(CF_FILES, path)? else {
             return Ok(None);
         };
-        if v.len() < STAMP_LEN || (v.len() - STAMP_LEN) % REF_LEN != 0 || decode_stamp(&v) != *stamp {
+        if v.len() < STAMP_LEN || !(v.len() - STAMP_LEN).is_multiple_of(REF_LEN) || decode_stamp(&v) != *stamp
+        {
             return Ok(None);
         }
         Ok(v[STAMP_LEN..].chunks_exact(REF_LEN).map(decode_ref).collect())
@@ -139,7 +145,7 @@ impl Db {
     }
 
     /// Every mount record.
-    pub fn mounts(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn mounts(&self) -> Result<Vec<MountRecord>, StoreError> {
         self.db
             .iterator_cf(self.cf(CF_MOUNTS), IteratorMode::Start)
             .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(e)))
@@ -148,12 +154,16 @@ impl Db {
 
     /// Adds or replaces a mount record.
     pub fn put_mount(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.db.put_cf(self.cf(CF_MOUNTS), key, value).map_err(|e| self.err(e))
+        self.db
+            .put_cf(self.cf(CF_MOUNTS), key, value)
+            .map_err(|e| self.err(e))
     }
 
     /// Removes a mount record.
     pub fn delete_mount(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.db.delete_cf(self.cf(CF_MOUNTS), key).map_err(|e| self.err(e))
+        self.db
+            .delete_cf(self.cf(CF_MOUNTS), key)
+            .map_err(|e| self.err(e))
     }
 }
 
@@ -242,10 +252,19 @@ mod tests {
         db.put_chunks(&refs).unwrap();
         assert_eq!(db.chunk(&refs[1].id).unwrap(), Some(refs[1]));
         assert_eq!(db.chunk(&ChunkId([7; 32])).unwrap(), None);
-        let stamp = FileStamp { dev: 1, ino: 2, size: 2001, mtime: (-5, 6), ctime: (7, 8) };
+        let stamp = FileStamp {
+            dev: 1,
+            ino: 2,
+            size: 2001,
+            mtime: (-5, 6),
+            ctime: (7, 8),
+        };
         db.put_file_chunks([(&b"/src/a"[..], &stamp, &refs[..])]).unwrap();
         assert_eq!(db.file_chunks(b"/src/a", &stamp).unwrap(), Some(refs.to_vec()));
-        let touched = FileStamp { ctime: (7, 9), ..stamp };
+        let touched = FileStamp {
+            ctime: (7, 9),
+            ..stamp
+        };
         assert_eq!(db.file_chunks(b"/src/a", &touched).unwrap(), None);
         db.put_mount(b"/mnt", b"rec").unwrap();
         assert_eq!(db.mounts().unwrap(), vec![(b"/mnt".to_vec(), b"rec".to_vec())]);

@@ -11,6 +11,12 @@ pub struct Lru<K, V> {
     total: u64,
 }
 
+impl<K: Hash + Eq + Clone, V> Default for Lru<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     /// An empty map.
     pub fn new() -> Self {

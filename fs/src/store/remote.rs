@@ -49,7 +49,8 @@ impl Remote {
                 let dir = parsed
                     .to_file_path()
                     .map_err(|_| bad("not an absolute local path".into()))?;
-                std::fs::create_dir_all(&dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
                 Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?)
             }
             "memory" => Arc::new(InMemory::new()),
@@ -66,10 +67,7 @@ impl Remote {
                 let s3 = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_retry(retry)
-                    .with_config(
-                        AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                        "5s",
-                    )
+                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), "5s")
                     .with_config(
                         AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
                         format!("{}s", timeout.as_secs().max(1)),
@@ -225,7 +223,10 @@ mod tests {
         let url = format!("file://{}", dir.path().display());
         let remote = Remote::open(&url, Duration::from_secs(5)).unwrap();
         remote.put("a/2", Bytes::from_static(b"two")).unwrap();
-        remote.spawn_put("a/1".into(), Bytes::from_static(b"one")).wait().unwrap();
+        remote
+            .spawn_put("a/1".into(), Bytes::from_static(b"one"))
+            .wait()
+            .unwrap();
         assert_eq!(remote.get("a/1").unwrap().unwrap(), &b"one"[..]);
         assert_eq!(remote.get_range("a/2", 1..3).unwrap(), &b"wo"[..]);
         assert!(remote.get("missing").unwrap().is_none());
@@ -236,7 +237,10 @@ mod tests {
     #[test]
     fn bad_urls_are_named() {
         for url in ["ftp://x/y", "s3:///nobucket", "not a url"] {
-            let err = Remote::open(url, Duration::from_secs(1)).err().unwrap().to_string();
+            let err = Remote::open(url, Duration::from_secs(1))
+                .err()
+                .unwrap()
+                .to_string();
             assert!(err.contains(url), "{err}");
         }
     }
