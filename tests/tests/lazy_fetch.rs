@@ -205,24 +205,36 @@ fn concurrent_readers_of_one_file_fetch_each_frame_once() {
     crowd.attach("lazy/shared", &mnt_crowd);
     let (before, fetched_before) = {
         let s = crowd.status();
-        (u64_of(&s, "remote_get_requests"), u64_of(&s, "remote_bytes_fetched"))
+        (
+            u64_of(&s, "remote_get_requests"),
+            u64_of(&s, "remote_bytes_fetched"),
+        )
     };
     let barrier = std::sync::Barrier::new(16);
     thread::scope(|s| {
         for _ in 0..16 {
             s.spawn(|| {
                 barrier.wait();
-                assert!(fs::read(mnt_crowd.join(&big)).unwrap() == want, "a concurrent reader got wrong bytes");
+                assert!(
+                    fs::read(mnt_crowd.join(&big)).unwrap() == want,
+                    "a concurrent reader got wrong bytes"
+                );
             });
         }
     });
     let after = crowd.status();
     let sixteen_readers = u64_of(&after, "remote_get_requests") - before;
     let fetched = u64_of(&after, "remote_bytes_fetched") - fetched_before;
-    assert!(one_reader > 8, "a 24 MiB file spans many frames, got {one_reader} GETs");
+    assert!(
+        one_reader > 8,
+        "a 24 MiB file spans many frames, got {one_reader} GETs"
+    );
     assert!(
         fetched <= stored,
         "16 concurrent readers fetched {fetched} bytes of a layer stored in {stored}: a frame was fetched twice"
     );
-    assert_eq!(sixteen_readers, one_reader, "16 concurrent readers must fetch each frame once");
+    assert_eq!(
+        sixteen_readers, one_reader,
+        "16 concurrent readers must fetch each frame once"
+    );
 }
