@@ -135,6 +135,7 @@ impl Mounts {
         mountpoint: &Path,
         created: bool,
     ) -> Result<View, MountError> {
+        let started = std::time::Instant::now();
         let layers = workspace::layers(&self.store, ws)?;
         if layers.is_empty() {
             return Err(MountError::NoWorkspace(ws.clone()));
@@ -150,13 +151,22 @@ impl Mounts {
                 .iter()
                 .map(|l| self.store.manifest(l))
                 .collect::<Result<Vec<_>, _>>()?;
+            let fetched = started.elapsed();
             let tree = Arc::new(Tree::build(&manifests));
+            let built = started.elapsed();
             totals = Some(tree.totals());
             let path = self.dir.join(&version);
             std::fs::create_dir_all(&path).map_err(|e| MountError::System(path.clone(), e))?;
             let source: Arc<dyn wsfs_fs::tree::ChunkSource> = self.store.clone();
             let session = mount(WsfsFs::new(tree, source), &path, &format!("wsfs:{ws}"))
                 .map_err(|e| MountError::System(path.clone(), e))?;
+            tracing::info!(
+                version = %version,
+                manifests_ms = fetched.as_millis() as u64,
+                tree_ms = (built - fetched).as_millis() as u64,
+                mount_ms = (started.elapsed() - built).as_millis() as u64,
+                "mounted workspace version"
+            );
             table.shared.insert(
                 version.clone(),
                 Shared {
@@ -188,7 +198,13 @@ impl Mounts {
             if created { b"1" } else { b"0" },
         )?;
         table.views.insert(mountpoint.to_path_buf(), view.clone());
-        tracing::info!(workspace = %ws, mountpoint = %mountpoint.display(), version = %view.version, "attached");
+        tracing::info!(
+            workspace = %ws,
+            mountpoint = %mountpoint.display(),
+            version = %view.version,
+            ms = started.elapsed().as_millis() as u64,
+            "attached"
+        );
         Ok(view)
     }
 

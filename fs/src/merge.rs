@@ -34,7 +34,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::manifest::{is_within, parent_of, Entry, EntryKind, Manifest, Meta};
+use crate::manifest::{is_within, parent_of, path_cmp, Entry, EntryKind, Manifest, Meta};
 
 /// One entry of the merged tree and the index of the layer it came from.
 ///
@@ -86,7 +86,7 @@ pub fn merge<'a>(layers: &[&'a Manifest]) -> Vec<MergedEntry<'a>> {
         // Validated manifests are sorted and unique; never emit an unsorted
         // tree should one slip through.
         if let Some(p) = prev {
-            if path_order(path, p) != Ordering::Greater {
+            if path_cmp(path, p) != Ordering::Greater {
                 continue;
             }
         }
@@ -212,17 +212,6 @@ fn resolve_root<'a>(group: &[Layered<'a>]) -> (MergedEntry<'a>, usize) {
     (root, cutoff)
 }
 
-/// [`path_cmp`](crate::manifest::path_cmp) for valid paths (no empty
-/// components), without splitting: `/` sorts before every other byte, so
-/// that a component sorts before its extensions (`a/…` < `a-b`).
-fn path_order(a: &[u8], b: &[u8]) -> Ordering {
-    let key = |c: u8| if c == b'/' { 0 } else { u16::from(c) + 1 };
-    match a.iter().zip(b).position(|(x, y)| x != y) {
-        Some(i) => key(a[i]).cmp(&key(b[i])),
-        None => a.len().cmp(&b.len()),
-    }
-}
-
 /// The next entry of one layer, ordered for a min-heap by (path, layer).
 struct Head<'a> {
     path: &'a [u8],
@@ -232,7 +221,7 @@ struct Head<'a> {
 impl Ord for Head<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
         // Reversed: `BinaryHeap` pops the greatest.
-        path_order(other.path, self.path).then(other.layer.cmp(&self.layer))
+        path_cmp(other.path, self.path).then(other.layer.cmp(&self.layer))
     }
 }
 
@@ -313,7 +302,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::manifest::{path_cmp, FileData};
+    use crate::manifest::FileData;
 
     // ---- helpers -------------------------------------------------------
 
@@ -768,19 +757,6 @@ mod tests {
             check_invariants(&out);
             let got: Vec<(&Entry, usize)> = out.iter().map(|m| (m.entry, m.layer)).collect();
             prop_assert_eq!(got, model(&refs));
-        }
-
-        #[test]
-        fn path_order_is_path_cmp(
-            a in prop::collection::vec("[a-c/.-]{1,2}|\u{ff}", 0..4),
-            b in prop::collection::vec("[a-c/.-]{1,2}|\u{ff}", 0..4),
-        ) {
-            // Valid paths: non-empty components without `/`.
-            let valid = |parts: Vec<String>| -> Vec<u8> {
-                parts.iter().map(|p| p.replace('/', "x")).collect::<Vec<_>>().join("/").into_bytes()
-            };
-            let (a, b) = (valid(a), valid(b));
-            prop_assert_eq!(path_order(&a, &b), path_cmp(&a, &b));
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::error::StoreError;
-use crate::manifest::{parent_of, ChunkRef, EntryKind, Manifest, Xattr};
+use crate::manifest::{parent_of, ChunkRef, Entry, EntryKind, Manifest, Xattr};
 use crate::merge::merge;
 use crate::store::Store;
 
@@ -58,8 +58,8 @@ pub struct Attr {
 enum Data {
     /// Children sorted by name.
     Dir(Vec<Child>),
-    /// Chunks and the end offset of each.
-    File(Box<[ChunkRef]>, Box<[u64]>),
+    /// The file's range in `Tree::chunks` and `Tree::ends`.
+    File(std::ops::Range<usize>),
     Symlink(Box<[u8]>),
 }
 
@@ -98,6 +98,10 @@ pub enum TreeError {
 /// The merged, immutable tree of one workspace version.
 pub struct Tree {
     nodes: Vec<Node>,
+    /// The chunks of every file, file after file (one allocation, not one per file).
+    chunks: Vec<ChunkRef>,
+    /// `ends[i]`: offset in its file just past `chunks[i]`.
+    ends: Vec<u64>,
     files: u64,
     bytes: u64,
 }
@@ -107,77 +111,103 @@ impl Tree {
     pub fn build(layers: &[Manifest]) -> Tree {
         let refs: Vec<&Manifest> = layers.iter().collect();
         let merged = merge(&refs);
-        let mut nodes: Vec<Node> = Vec::with_capacity(merged.len());
-        let mut by_path: HashMap<&[u8], u64> = HashMap::with_capacity(merged.len());
+        let mut tree = Tree {
+            nodes: Vec::with_capacity(merged.len()),
+            chunks: Vec::new(),
+            ends: Vec::new(),
+            files: 0,
+            bytes: 0,
+        };
+        // Entries come in preorder with every parent present, so the parent of
+        // an entry is on this stack of open directories: no path lookups.
+        let mut open_dirs: Vec<(&[u8], u64)> = Vec::new();
         let mut links: HashMap<(usize, u32), u64> = HashMap::new();
-        let (mut files, mut bytes) = (0, 0);
         for m in &merged {
             let entry = m.entry;
-            let parent = parent_of(&entry.path).and_then(|p| by_path.get(p).copied());
+            let parent_path = parent_of(&entry.path);
+            while open_dirs
+                .last()
+                .is_some_and(|(path, _)| Some(*path) != parent_path)
+            {
+                open_dirs.pop();
+            }
+            let parent = open_dirs.last().map(|(_, ino)| *ino);
             let name = entry.path.rsplit(|&c| c == b'/').next().unwrap_or_default();
-            if let EntryKind::File(f) = &entry.kind {
-                files += 1;
-                bytes += f.size;
-                if f.link != 0 {
-                    if let Some(&ino) = links.get(&(m.layer, f.link)) {
-                        nodes[ino as usize - 1].attr.nlink += 1;
-                        if let Some(p) = parent {
-                            push_child(&mut nodes, p, name, ino);
-                        }
-                        by_path.insert(&entry.path, ino);
-                        continue;
-                    }
-                }
-            }
-            let ino = nodes.len() as u64 + 1;
-            let (kind, size, data) = match &entry.kind {
-                EntryKind::Dir { .. } => (NodeType::Dir, 0, Data::Dir(Vec::new())),
+            let linked = match &entry.kind {
                 EntryKind::File(f) => {
-                    if f.link != 0 {
-                        links.insert((m.layer, f.link), ino);
-                    }
-                    let ends = f
-                        .chunks
-                        .iter()
-                        .scan(0u64, |end, c| {
-                            *end += u64::from(c.len);
-                            Some(*end)
-                        })
-                        .collect();
-                    (NodeType::File, f.size, Data::File(f.chunks.clone().into(), ends))
+                    tree.files += 1;
+                    tree.bytes += f.size;
+                    (f.link != 0).then_some((m.layer, f.link))
                 }
-                EntryKind::Symlink { target } => (
-                    NodeType::Symlink,
-                    target.len() as u64,
-                    Data::Symlink(target.clone().into()),
-                ),
-                EntryKind::Whiteout => unreachable!("merge removes whiteouts"),
+                _ => None,
             };
-            let meta = &entry.meta;
-            nodes.push(Node {
-                attr: Attr {
-                    ino,
-                    kind,
-                    size,
-                    perm: (meta.mode & 0o7777) as u16,
-                    uid: meta.uid,
-                    gid: meta.gid,
-                    mtime_sec: meta.mtime_sec,
-                    mtime_nsec: meta.mtime_nsec,
-                    nlink: if kind == NodeType::Dir { 2 } else { 1 },
-                },
-                data,
-                xattrs: meta.xattrs.clone().into(),
-            });
+            let ino = match linked.and_then(|key| links.get(&key)) {
+                Some(&ino) => {
+                    tree.nodes[ino as usize - 1].attr.nlink += 1;
+                    ino
+                }
+                None => {
+                    let ino = tree.push_node(entry);
+                    if let Some(key) = linked {
+                        links.insert(key, ino);
+                    }
+                    ino
+                }
+            };
             if let Some(p) = parent {
-                push_child(&mut nodes, p, name, ino);
-                if kind == NodeType::Dir {
-                    nodes[p as usize - 1].attr.nlink += 1;
+                let is_dir = matches!(entry.kind, EntryKind::Dir { .. });
+                let parent = &mut tree.nodes[p as usize - 1];
+                parent.attr.nlink += u32::from(is_dir);
+                if let Data::Dir(children) = &mut parent.data {
+                    children.push((name.into(), ino));
                 }
             }
-            by_path.insert(&entry.path, ino);
+            if matches!(entry.kind, EntryKind::Dir { .. }) {
+                open_dirs.push((&entry.path, ino));
+            }
         }
-        Tree { nodes, files, bytes }
+        tree
+    }
+
+    /// Adds the inode of `entry` and returns its number.
+    fn push_node(&mut self, entry: &Entry) -> u64 {
+        let ino = self.nodes.len() as u64 + 1;
+        let (kind, size, data) = match &entry.kind {
+            EntryKind::Dir { .. } => (NodeType::Dir, 0, Data::Dir(Vec::new())),
+            EntryKind::File(f) => {
+                let first = self.chunks.len();
+                let mut end = 0;
+                for c in &f.chunks {
+                    end += u64::from(c.len);
+                    self.ends.push(end);
+                }
+                self.chunks.extend_from_slice(&f.chunks);
+                (NodeType::File, f.size, Data::File(first..self.chunks.len()))
+            }
+            EntryKind::Symlink { target } => (
+                NodeType::Symlink,
+                target.len() as u64,
+                Data::Symlink(target.clone().into()),
+            ),
+            EntryKind::Whiteout => unreachable!("merge removes whiteouts"),
+        };
+        let meta = &entry.meta;
+        self.nodes.push(Node {
+            attr: Attr {
+                ino,
+                kind,
+                size,
+                perm: (meta.mode & 0o7777) as u16,
+                uid: meta.uid,
+                gid: meta.gid,
+                mtime_sec: meta.mtime_sec,
+                mtime_nsec: meta.mtime_nsec,
+                nlink: if kind == NodeType::Dir { 2 } else { 1 },
+            },
+            data,
+            xattrs: meta.xattrs.clone().into(),
+        });
+        ino
     }
 
     fn node(&self, ino: u64) -> Result<&Node, TreeError> {
@@ -255,9 +285,10 @@ impl Tree {
         source: &dyn ChunkSource,
     ) -> Result<Vec<u8>, TreeError> {
         let node = self.node(ino)?;
-        let Data::File(chunks, ends) = &node.data else {
+        let Data::File(range) = &node.data else {
             return Err(TreeError::WrongKind(ino, node.attr.kind));
         };
+        let (chunks, ends) = (&self.chunks[range.clone()], &self.ends[range.clone()]);
         let end = node.attr.size.min(offset.saturating_add(u64::from(size)));
         let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
         let mut pos = offset;
@@ -272,12 +303,6 @@ impl Tree {
             i += 1;
         }
         Ok(out)
-    }
-}
-
-fn push_child(nodes: &mut [Node], parent: u64, name: &[u8], ino: u64) {
-    if let Data::Dir(children) = &mut nodes[parent as usize - 1].data {
-        children.push((name.into(), ino));
     }
 }
 
