@@ -83,7 +83,7 @@ pub enum StoreError {
         /// The layer.
         layer: LayerId,
         /// Why it does not decode.
-        source: crate::manifest::v1::FormatError,
+        source: crate::manifest::FormatError,
     },
     /// A layer object whose bytes do not hash to its id.
     #[error("layer {0}: the stored manifest does not match its id (corrupt remote object)")]

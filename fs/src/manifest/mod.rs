@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 
 use crate::ids::{ChunkId, PackId};
 
-pub use v1::{decode, encode, FORMAT_VERSION};
+pub use v1::{decode, encode, validate, FormatError, FORMAT_VERSION};
 
 /// One layer's tree: entries sorted by [`path_cmp`], unique paths.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,7 +78,8 @@ pub struct FileData {
     /// The chunks, in file order.
     pub chunks: Vec<ChunkRef>,
     /// Hard-link group within this layer: 0 when the file has a single name;
-    /// files of one layer with the same non-zero `link` are one inode.
+    /// files of one layer with the same non-zero `link` are one inode, whose
+    /// metadata is that of the group's first entry.
     pub link: u32,
 }
 

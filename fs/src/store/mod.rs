@@ -186,9 +186,12 @@ impl Store {
         })
     }
 
-    /// Encodes and uploads a manifest (unless this host already has it);
+    /// Checks, encodes and uploads a manifest (unless this host already has it);
     /// returns its id and the bytes uploaded.
     pub fn put_manifest(&self, manifest: &Manifest) -> Result<(LayerId, u64), StoreError> {
+        // Never publish a layer that readers would refuse.
+        manifest::validate(manifest)
+            .map_err(|e| StoreError::Internal(format!("refusing to store an invalid layer: {e}")))?;
         let bytes = manifest::encode(manifest);
         let id = LayerId::of(&bytes);
         if self.db.manifest(&id)?.is_some() {
