@@ -302,20 +302,11 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::manifest::testing::entry;
     use crate::manifest::FileData;
 
     // ---- helpers -------------------------------------------------------
 
-    fn entry(path: &str, kind: EntryKind) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            meta: Meta {
-                mode: 0o644,
-                ..Meta::default()
-            },
-            kind,
-        }
-    }
     fn dir() -> EntryKind {
         EntryKind::Dir { opaque: false }
     }

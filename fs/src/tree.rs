@@ -310,7 +310,8 @@ impl Tree {
 mod tests {
     use super::*;
     use crate::ids::{ChunkId, PackId};
-    use crate::manifest::{ChunkLocation, Entry, FileData, Meta};
+    use crate::manifest::testing::entry;
+    use crate::manifest::{ChunkLocation, Entry, FileData};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Serves chunks from memory and counts requests.
@@ -324,17 +325,6 @@ mod tests {
         fn chunk(&self, chunk: &ChunkRef) -> Result<Arc<[u8]>, StoreError> {
             self.requests.fetch_add(1, Ordering::SeqCst);
             Ok(self.chunks[&chunk.id].clone())
-        }
-    }
-
-    fn entry(path: &str, kind: EntryKind) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            meta: Meta {
-                mode: 0o644,
-                ..Meta::default()
-            },
-            kind,
         }
     }
 

@@ -144,6 +144,24 @@ pub fn parent_of(path: &[u8]) -> Option<&[u8]> {
     })
 }
 
+/// Builders shared by the unit tests of the crate.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Entry, EntryKind, Meta};
+
+    /// An entry at `path` with mode 0644 and otherwise default metadata.
+    pub(crate) fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            meta: Meta {
+                mode: 0o644,
+                ..Meta::default()
+            },
+            kind,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
