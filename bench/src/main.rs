@@ -1,1 +1,200 @@
-fn main(){}
+//! wsfs-bench: measures wsfs against `tar | zstd` and the native filesystem on
+//! one tree, in one run, and prints a table of ratios (or `--json`).
+//!
+//! # Layout
+//! - `corpus`: the tree (given, or the default corpus copied from cargo's registry)
+//! - `host`: one wsfs host (state dir, daemon, CLI with `--json`)
+//! - `peers`: the baselines (`tar | zstd`, extraction, dropping caches)
+//! - `read`: reading trees, the same code through a mount and natively
+//! - `measure`: the measurements
+//! - `report`: rows, the markdown table, JSON
+
+mod corpus;
+mod host;
+mod measure;
+mod peers;
+mod read;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde_json::json;
+
+use crate::corpus::Tree;
+use crate::host::Bins;
+use crate::measure::Config;
+use crate::report::{bytes, ratio, time, Samples};
+
+/// Benchmarks wsfs (persist, attach, reads, bytes fetched and stored) against
+/// `tar -c | zstd -3` and reading an extracted tree natively. Every ratio is
+/// wsfs / baseline, both measured in this run; times are medians of --runs.
+#[derive(Parser)]
+#[command(name = "wsfs-bench", version)]
+struct Args {
+    /// The tree to measure; default: a corpus of real source files copied
+    /// from ~/.cargo/registry/src into --corpus-dir.
+    #[arg(long)]
+    tree: Option<PathBuf>,
+    /// Size of the default corpus, in files.
+    #[arg(long, default_value_t = 25_000)]
+    files: usize,
+    /// Where default corpora are built once and kept.
+    #[arg(long, default_value = "/var/tmp/wsfs-bench-corpus")]
+    corpus_dir: PathBuf,
+    /// Also time cold attach vs extraction on default corpora of these file
+    /// counts (e.g. 2000,8000), to see whether attach stays flat.
+    #[arg(long, value_delimiter = ',')]
+    scale: Vec<usize>,
+    /// Repetitions of each short measurement (the median is reported).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Directory holding `wsfs` and `wsfsd`; default: this executable's.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where the scratch directory (remote, state dirs, archives) is made.
+    #[arg(long, default_value = "/var/tmp")]
+    work_dir: PathBuf,
+    /// Seed of the random 5% sample.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Do not try `echo 3 > /proc/sys/vm/drop_caches` for a cold native read.
+    #[arg(long)]
+    no_drop_caches: bool,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let bins = Bins::find(args.bin_dir.as_deref())?;
+    std::fs::create_dir_all(&args.work_dir)?;
+    let work = tempfile::Builder::new()
+        .prefix("wsfs-bench-")
+        .tempdir_in(&args.work_dir)
+        .with_context(|| format!("cannot create a scratch dir in {}", args.work_dir.display()))?;
+    let result = bench(&args, &bins, work.path());
+    // Every host has been dropped (shut down) by now: nothing may stay mounted.
+    let left = host::mounts_under(work.path());
+    if !left.is_empty() {
+        let kept = work.keep();
+        bail!("mounts left behind under {}: {}", kept.display(), left.join(", "));
+    }
+    result
+}
+
+fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
+    let root = match &args.tree {
+        Some(tree) => tree.clone(),
+        None => corpus::default_corpus(&args.corpus_dir, args.files)?,
+    };
+    let tree = Tree::scan(&root)?;
+    let command = command_line();
+    let header = format!(
+        "tree {}: {} files, {} ({} bytes), {} dirs, {} symlinks; {} runs, medians; command: `{command}`",
+        tree.root.display(),
+        tree.files.len(),
+        bytes(tree.bytes),
+        tree.bytes,
+        tree.dirs,
+        tree.symlinks,
+        args.runs,
+    );
+    eprintln!("{header}");
+    let cfg = Config::new(
+        bins,
+        work.to_path_buf(),
+        args.runs as usize,
+        args.seed,
+        !args.no_drop_caches,
+    );
+    let outcome = measure::suite(&cfg, &tree)?;
+
+    let mut scale = vec![(
+        tree.files.len(),
+        tree.bytes,
+        outcome.attach.clone(),
+        outcome.extract.clone(),
+    )];
+    for &files in &args.scale {
+        let small = Tree::scan(&corpus::default_corpus(&args.corpus_dir, files)?)?;
+        let (attach, extract) = measure::attach_only(&cfg, &small)?;
+        scale.push((small.files.len(), small.bytes, attach, extract));
+    }
+    scale.sort_by_key(|s| s.0);
+    cfg.progress("done");
+
+    if args.json {
+        let value = json!({
+            "command": command,
+            "tree": { "root": tree.root, "files": tree.files.len(), "bytes": tree.bytes, "dirs": tree.dirs, "symlinks": tree.symlinks },
+            "runs": args.runs,
+            "rows": report::json_rows(&outcome.rows),
+            "facts": outcome.facts,
+            "scale": scale.iter().map(|(files, bytes, attach, extract)| json!({
+                "files": files,
+                "bytes": bytes,
+                "attach_first_byte_ms": attach.median().as_secs_f64() * 1e3,
+                "extract_ms": extract.median().as_secs_f64() * 1e3,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{value}");
+        return Ok(());
+    }
+    println!("{header}\n");
+    print!("{}", report::table(&outcome.rows));
+    println!();
+    for line in &outcome.details {
+        println!("- {line}");
+    }
+    if scale.len() > 1 {
+        println!("\n{}", scale_table(&scale));
+    }
+    Ok(())
+}
+
+/// Cold attach until the first byte vs extraction, per tree size.
+fn scale_table(scale: &[(usize, u64, Samples, Samples)]) -> String {
+    let mut out = String::from(
+        "| files | bytes | cold attach → first byte | zstd -d \\| tar -x | ratio |\n|---|---|---|---|---|\n",
+    );
+    for (files, size, attach, extract) in scale {
+        let (a, e) = (attach.median(), extract.median());
+        let r = a.as_secs_f64() / e.as_secs_f64();
+        out += &format!(
+            "| {files} | {} | {} | {} | {} |\n",
+            bytes(*size),
+            time(a),
+            time(e),
+            ratio(r)
+        );
+    }
+    out
+}
+
+/// This process's command line, shell-quoted where needed.
+fn command_line() -> String {
+    let quote = |a: String| {
+        if !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=,:".contains(c))
+        {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    std::env::args().map(quote).collect::<Vec<_>>().join(" ")
+}

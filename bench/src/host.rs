@@ -1,0 +1,163 @@
+//! A wsfs "host": its own state dir (so its own daemon and cache), a remote
+//! shared with the other hosts, and the CLI run with `--json`. Dropping a host
+//! shuts its daemon down and removes its state dir.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// Where the `wsfs` and `wsfsd` binaries are.
+pub struct Bins {
+    wsfs: PathBuf,
+    wsfsd: PathBuf,
+}
+
+impl Bins {
+    /// The binaries in `dir`, or next to this executable.
+    pub fn find(dir: Option<&Path>) -> Result<Bins> {
+        let dir = match dir {
+            Some(dir) => dir.to_path_buf(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("no executable dir")?
+                .to_path_buf(),
+        };
+        let bins = Bins {
+            wsfs: dir.join("wsfs"),
+            wsfsd: dir.join("wsfsd"),
+        };
+        for bin in [&bins.wsfs, &bins.wsfsd] {
+            if !bin.is_file() {
+                bail!(
+                    "{} not found: build the workspace or pass --bin-dir",
+                    bin.display()
+                );
+            }
+        }
+        Ok(bins)
+    }
+
+    /// Both binaries.
+    pub fn paths(&self) -> [&Path; 2] {
+        [&self.wsfs, &self.wsfsd]
+    }
+}
+
+/// One wsfs host; see the module docs.
+pub struct Host {
+    dir: PathBuf,
+    wsfs: PathBuf,
+    wsfsd: PathBuf,
+    remote: String,
+}
+
+impl Host {
+    /// A host whose state lives in the new directory `dir`, storing to the
+    /// `file://` remote `remote`. Its daemon starts on the first command.
+    pub fn fresh(bins: &Bins, dir: PathBuf, remote: &Path) -> Result<Host> {
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(remote)?;
+        Ok(Host {
+            dir,
+            wsfs: bins.wsfs.clone(),
+            wsfsd: bins.wsfsd.clone(),
+            remote: format!("file://{}", remote.display()),
+        })
+    }
+
+    /// Where `attach` mounts.
+    pub fn mountpoint(&self) -> PathBuf {
+        self.dir.join("view")
+    }
+
+    /// Runs `wsfs ARGS --json` and parses its output.
+    pub fn cli<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Value> {
+        let out = Command::new(&self.wsfs)
+            .args(args)
+            .arg("--json")
+            .env("WSFS_STATE_DIR", self.dir.join("state"))
+            .env("WSFS_REMOTE", &self.remote)
+            .env("WSFS_DAEMON", &self.wsfsd)
+            .env_remove("WSFS_SOCKET")
+            .output()
+            .with_context(|| format!("cannot run {}", self.wsfs.display()))?;
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
+        if !out.status.success() {
+            bail!(
+                "wsfs {} failed: {}",
+                shown.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("wsfs {}: output is not JSON", shown.join(" ")))
+    }
+
+    /// Persists the whole tree `root` to `workspace`.
+    pub fn persist(&self, workspace: &str, root: &Path) -> Result<Value> {
+        self.cli(&[
+            OsStr::new("persist"),
+            "--workspace".as_ref(),
+            workspace.as_ref(),
+            "--root".as_ref(),
+            root.as_ref(),
+            ".".as_ref(),
+        ])
+    }
+
+    /// Attaches `workspace` at [`Host::mountpoint`].
+    pub fn attach(&self, workspace: &str) -> Result<PathBuf> {
+        let mountpoint = self.mountpoint();
+        self.cli(&[
+            OsStr::new("attach"),
+            "--workspace".as_ref(),
+            workspace.as_ref(),
+            mountpoint.as_ref(),
+        ])?;
+        Ok(mountpoint)
+    }
+
+    /// The daemon's counters.
+    pub fn status(&self) -> Result<Value> {
+        self.cli(&["status"])
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Err(e) = self.cli(&["shutdown"]) {
+            eprintln!("warning: {e:#}");
+        }
+        let left = mounts_under(&self.dir);
+        if left.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("warning: still mounted after shutdown: {}", left.join(", "));
+        }
+    }
+}
+
+/// A counter of a JSON reply.
+pub fn field(value: &Value, key: &str) -> Result<u64> {
+    value[key]
+        .as_u64()
+        .with_context(|| format!("no number {key:?} in {value}"))
+}
+
+/// Mount points in /proc/mounts at or below `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    mounts
+        .lines()
+        .filter_map(|line| line.split(' ').nth(1))
+        .map(|point| point.replace("\\040", " "))
+        .filter(|point| point == &prefix || point.starts_with(&format!("{prefix}/")))
+        .collect()
+}

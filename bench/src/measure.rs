@@ -1,0 +1,518 @@
+//! The measurements. Every wsfs number is compared with a baseline measured
+//! in the same run, on the same tree; short things run `runs` times.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use rand::{rngs::StdRng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::corpus::Tree;
+use crate::host::{field, Bins, Host};
+use crate::peers;
+use crate::read::{self, Read};
+use crate::report::{bytes, time, Qty, Row, Samples, Target};
+
+/// The workspace the tree is persisted to.
+const WS: &str = "bench/tree";
+/// The workspace of the re-persist (so the attached workspace keeps one layer).
+const AGAIN: &str = "bench/again";
+/// Share of the files read for the "bytes fetched" measurement.
+const SAMPLE_PERCENT: usize = 5;
+
+/// How to run.
+pub struct Config<'a> {
+    /// The wsfs binaries.
+    pub bins: &'a Bins,
+    /// A scratch directory, removed by the caller.
+    pub work: PathBuf,
+    /// Repetitions of each short measurement.
+    pub runs: usize,
+    /// Seed of the random file sample.
+    pub seed: u64,
+    /// Whether to try dropping the kernel caches for a cold native read.
+    pub drop_caches: bool,
+    /// When the benchmark started (for progress lines).
+    pub started: Instant,
+    next: Cell<usize>,
+}
+
+impl<'a> Config<'a> {
+    /// A configuration; see the fields.
+    pub fn new(bins: &'a Bins, work: PathBuf, runs: usize, seed: u64, drop_caches: bool) -> Config<'a> {
+        Config {
+            bins,
+            work,
+            runs,
+            seed,
+            drop_caches,
+            started: Instant::now(),
+            next: Cell::new(0),
+        }
+    }
+
+    /// A new host with its own state dir, sharing `remote`.
+    fn host(&self, remote: &Path) -> Result<Host> {
+        let n = self.next.replace(self.next.get() + 1);
+        Host::fresh(self.bins, self.work.join(format!("host-{n}")), remote)
+    }
+
+    /// Prints a progress line on stderr.
+    pub fn progress(&self, what: &str) {
+        eprintln!("[{:6.1}s] {what}", self.started.elapsed().as_secs_f64());
+    }
+
+    fn progress_run(&self, what: &str, run: usize) {
+        self.progress(&format!("{what} ({}/{})", run + 1, self.runs));
+    }
+}
+
+/// The result of [`suite`].
+pub struct Outcome {
+    /// The table.
+    pub rows: Vec<Row>,
+    /// Breakdowns and side facts, one line each.
+    pub details: Vec<String>,
+    /// The same facts for `--json`.
+    pub facts: Value,
+    /// Cold attach until the first byte (for the scale table).
+    pub attach: Samples,
+    /// Extraction of the tar.zst (for the scale table).
+    pub extract: Samples,
+}
+
+/// Timings of every run.
+#[derive(Default)]
+struct Times {
+    tar1: Samples,
+    tar0: Samples,
+    persist: Samples,
+    again: Samples,
+    extract: Samples,
+    extract_read: Samples,
+    native_warm: Samples,
+    native_cold: Samples,
+    attach_cmd: Samples,
+    attach_first: Samples,
+    cold: Samples,
+    attach_read: Samples,
+    warm: Samples,
+    daemon_start: Samples,
+    attach_alone: Samples,
+    stat_walk: Samples,
+}
+
+/// Counters and sizes seen in the last run (`new_bytes` over all runs).
+#[derive(Default)]
+struct Seen {
+    stored_reported: u64,
+    new_bytes: u64,
+    persist_status: Value,
+    again_status: Value,
+    remote: Vec<(String, u64)>,
+    archive_bytes: u64,
+    dropped: bool,
+    attach_status: Value,
+    cold_status: Value,
+    warm_status: Value,
+    sample_files: usize,
+    sample_read: Read,
+    fetched: u64,
+}
+
+impl Seen {
+    fn stored(&self) -> u64 {
+        self.remote.iter().map(|(_, b)| b).sum()
+    }
+}
+
+/// Runs every measurement on `tree`: `cfg.runs` interleaved runs (so that load
+/// from elsewhere hits wsfs and its baselines alike), then attach split in two
+/// and the 5% sample.
+pub fn suite(cfg: &Config, tree: &Tree) -> Result<Outcome> {
+    let (mut t, mut seen) = (Times::default(), Seen::default());
+    for run in 0..cfg.runs {
+        one_run(cfg, tree, run, &mut t, &mut seen)?;
+    }
+    // Daemon start, then attach proper, on fresh hosts; the last one then
+    // reads a random 5% of the files.
+    let remote = cfg.work.join("remote");
+    let mut last = None;
+    for run in 0..cfg.runs {
+        cfg.progress_run("wsfs daemon start, attach; then a 5% sample", run);
+        let host = cfg.host(&remote)?;
+        push(&mut t.daemon_start, || host.status())?;
+        let mountpoint = push(&mut t.attach_alone, || host.attach(WS))?;
+        last = Some((host, mountpoint));
+    }
+    let (host, mountpoint) = last.expect("runs ≥ 1");
+    let sample = sample(tree, cfg.seed);
+    seen.sample_files = sample.len();
+    seen.attach_status = host.status()?;
+    seen.sample_read = read::read_files(&mountpoint, sample.iter().map(|p| p.as_path()))?;
+    seen.fetched = field(&host.status()?, "remote_bytes_fetched")?;
+    drop(host);
+    cfg.progress("native stat walk");
+    for _ in 0..cfg.runs {
+        push(&mut t.stat_walk, || read::stat_tree(&tree.root))?;
+    }
+    Ok(Outcome {
+        details: details(&t, &seen, tree)?,
+        facts: facts(&t, &seen, tree),
+        rows: rows(&t, &seen, tree),
+        attach: t.attach_first,
+        extract: t.extract,
+    })
+}
+
+/// The table's rows.
+fn rows(t: &Times, seen: &Seen, tree: &Tree) -> Vec<Row> {
+    let probe = tree.probe();
+    let (cold_base, cold_how) = if seen.dropped {
+        (&t.native_cold, "native read, caches dropped")
+    } else {
+        (&t.native_warm, "native read, page cache warm: drop_caches failed")
+    };
+    let tar1 = "tar -c | zstd -3 -T1";
+    vec![
+        Row::times(
+            "persist (fresh state dir)",
+            &t.persist,
+            &t.tar1,
+            tar1,
+            Target::None,
+        ),
+        Row::times(
+            "persist, vs multi-threaded zstd",
+            &t.persist,
+            &t.tar0,
+            "tar -c | zstd -3 -T0",
+            Target::None,
+        ),
+        Row::times(
+            "re-persist, unchanged tree",
+            &t.again,
+            &t.tar1,
+            tar1,
+            Target::Faster(10.0),
+        ),
+        Row {
+            name: "re-persist, new bytes".into(),
+            wsfs: Qty::Bytes(seen.new_bytes),
+            baseline: None,
+            target: Target::Zero,
+        },
+        Row::times(
+            format!(
+                "cold attach → first byte of one file (fresh state dir, {} dirs deep)",
+                depth(&probe.path)
+            ),
+            &t.attach_first,
+            &t.extract,
+            "zstd -d | tar -x",
+            Target::Faster(100.0),
+        ),
+        Row::times(
+            "full read, cold (first read through the mount; remote in page cache)",
+            &t.cold,
+            cold_base,
+            cold_how,
+            Target::None,
+        ),
+        Row::times(
+            "full read, warm (second read)",
+            &t.warm,
+            &t.native_warm,
+            "native read, page cache warm",
+            Target::AtMost(1.2),
+        ),
+        Row::times(
+            "cold attach + full read",
+            &t.attach_read,
+            &t.extract_read,
+            "extract + native read",
+            Target::AtMost(1.0),
+        ),
+        Row::new(
+            format!(
+                "bytes fetched reading {SAMPLE_PERCENT}% of the files ({}, fresh state dir)",
+                seen.sample_files
+            ),
+            Qty::Bytes(seen.fetched),
+            Qty::Bytes(seen.stored()),
+            "stored bytes",
+            Target::None,
+        ),
+        Row::new(
+            "stored bytes (remote dir)",
+            Qty::Bytes(seen.stored()),
+            Qty::Bytes(seen.archive_bytes),
+            "tar.zst, zstd -3",
+            Target::AtMost(1.0),
+        ),
+    ]
+}
+
+/// Breakdowns and evidence, one line each.
+fn details(t: &Times, seen: &Seen, tree: &Tree) -> Result<Vec<String>> {
+    let probe = tree.probe();
+    let (attach, cold, warm) = (&seen.attach_status, &seen.cold_status, &seen.warm_status);
+    let n = |v: &Value, key: &str| field(v, key);
+    let hits_cold = n(cold, "cache_hits")? - n(attach, "cache_hits")?;
+    let misses_cold = n(cold, "cache_misses")? - n(attach, "cache_misses")?;
+    let frame = n(cold, "cache_bytes")? / misses_cold.max(1);
+    let remote_parts: Vec<String> = seen
+        .remote
+        .iter()
+        .map(|(k, b)| format!("{k} {}", bytes(*b)))
+        .collect();
+    Ok(vec![
+        format!(
+            "attach (medians): `wsfs attach` incl. daemon start {} (separately: daemon start {}, attach with \
+             the daemon running {}), then first byte of {} ({}) {}; attach fetched {} in {} GETs",
+            time(t.attach_cmd.median()),
+            time(t.daemon_start.median()),
+            time(t.attach_alone.median()),
+            probe.path.display(),
+            bytes(probe.size),
+            time(t.attach_first.median().saturating_sub(t.attach_cmd.median())),
+            bytes(n(attach, "remote_bytes_fetched")?),
+            n(attach, "remote_get_requests")?,
+        ),
+        format!(
+            "cold full read: {} GETs, {} fetched; {misses_cold} frame-cache misses, {hits_cold} chunk reads served \
+             from the frame cache (each re-reads a decompressed frame of ~{}: ~{} re-read)",
+            n(cold, "remote_get_requests")? - n(attach, "remote_get_requests")?,
+            bytes(n(cold, "remote_bytes_fetched")? - n(attach, "remote_bytes_fetched")?),
+            bytes(frame),
+            bytes(hits_cold * frame),
+        ),
+        format!(
+            "warm full read: {} chunk reads still reached the daemon ({} hits, {} misses)",
+            n(warm, "cache_hits")? + n(warm, "cache_misses")? - n(cold, "cache_hits")? - n(cold, "cache_misses")?,
+            n(warm, "cache_hits")? - n(cold, "cache_hits")?,
+            n(warm, "cache_misses")? - n(cold, "cache_misses")?,
+        ),
+        format!(
+            "re-persist: {} PUTs, {} stored; a native stat walk of the tree takes {}",
+            n(&seen.again_status, "remote_put_requests")? - n(&seen.persist_status, "remote_put_requests")?,
+            bytes(n(&seen.again_status, "remote_bytes_stored")? - n(&seen.persist_status, "remote_bytes_stored")?),
+            time(t.stat_walk.median()),
+        ),
+        format!(
+            "{SAMPLE_PERCENT}% sample: {} files, {} of content read, {} fetched ({:.1}x the content read)",
+            seen.sample_read.files,
+            bytes(seen.sample_read.bytes),
+            bytes(seen.fetched),
+            seen.fetched as f64 / seen.sample_read.bytes.max(1) as f64,
+        ),
+        format!(
+            "stored: {}; persist reported stored_bytes {}",
+            remote_parts.join(", "),
+            bytes(seen.stored_reported)
+        ),
+        format!(
+            "drop_caches for the cold native read: {}",
+            if seen.dropped { "worked" } else { "not used or not permitted" }
+        ),
+    ])
+}
+
+/// The side facts for `--json`.
+fn facts(t: &Times, seen: &Seen, tree: &Tree) -> Value {
+    let probe = tree.probe();
+    json!({
+        "probe": { "path": probe.path, "bytes": probe.size },
+        "attach_command_ms": t.attach_cmd.median().as_secs_f64() * 1e3,
+        "daemon_start_ms": t.daemon_start.median().as_secs_f64() * 1e3,
+        "attach_daemon_running_ms": t.attach_alone.median().as_secs_f64() * 1e3,
+        "status_after_attach": seen.attach_status,
+        "status_after_cold_read": seen.cold_status,
+        "status_after_warm_read": seen.warm_status,
+        "status_after_repersist": seen.again_status,
+        "sample": { "files": seen.sample_read.files, "content_bytes": seen.sample_read.bytes, "fetched_bytes": seen.fetched },
+        "persist_stored_bytes": seen.stored_reported,
+        "remote_bytes": seen.remote.iter().map(|(k, b)| (k.clone(), json!(b))).collect::<serde_json::Map<_, _>>(),
+        "tar_zst_bytes": seen.archive_bytes,
+        "stat_walk_ms": t.stat_walk.median().as_secs_f64() * 1e3,
+        "drop_caches_worked": seen.dropped,
+    })
+}
+
+/// One run of every timed measurement, baselines and wsfs side by side.
+fn one_run(cfg: &Config, tree: &Tree, run: usize, t: &mut Times, seen: &mut Seen) -> Result<()> {
+    let expected = Read {
+        files: tree.files.len() as u64,
+        bytes: tree.bytes,
+    };
+    let (archive, remote, extracted) = (
+        cfg.work.join("tree.tar.zst"),
+        cfg.work.join("remote"),
+        cfg.work.join("extracted"),
+    );
+
+    // Persist and re-persist vs tar | zstd, all reading the tree from the page cache.
+    cfg.progress_run("tar | zstd -T1, -T0; persist; re-persist", run);
+    read::read_tree(&tree.root)?;
+    push(&mut t.tar1, || peers::tar_zstd(&tree.root, &archive, 1))?;
+    let other = cfg.work.join("t0.tar.zst");
+    push(&mut t.tar0, || peers::tar_zstd(&tree.root, &other, 0))?;
+    std::fs::remove_file(&other)?;
+    reset_dir(&remote)?;
+    let host = cfg.host(&remote)?;
+    seen.stored_reported = field(
+        &push(&mut t.persist, || host.persist(WS, &tree.root))?,
+        "stored_bytes",
+    )?;
+    seen.persist_status = host.status()?;
+    let again = push(&mut t.again, || host.persist(AGAIN, &tree.root))?;
+    seen.new_bytes = seen.new_bytes.max(field(&again, "new_bytes")?);
+    seen.again_status = host.status()?;
+    drop(host);
+    seen.archive_bytes = std::fs::metadata(&archive)?.len();
+    seen.remote = ["packs", "layers", "workspaces"]
+        .iter()
+        .map(|k| Ok((k.to_string(), dir_bytes(&remote.join(k))?)))
+        .collect::<Result<_>>()?;
+
+    // Baselines: extract, read right after (extract + read), read again (warm), cold.
+    cfg.progress_run("extract, native reads", run);
+    reset_dir(&extracted)?;
+    push(&mut t.extract, || peers::extract(&archive, &extracted))?;
+    let start = Instant::now();
+    check(read::read_tree(&extracted)?, expected, &extracted)?;
+    t.extract_read
+        .0
+        .push(*t.extract.0.last().expect("pushed") + start.elapsed());
+    check(
+        push(&mut t.native_warm, || read::read_tree(&extracted))?,
+        expected,
+        &extracted,
+    )?;
+    if cfg.drop_caches && peers::drop_caches() {
+        seen.dropped = true;
+        check(
+            push(&mut t.native_cold, || read::read_tree(&extracted))?,
+            expected,
+            &extracted,
+        )?;
+    }
+    std::fs::remove_dir_all(&extracted)?;
+
+    // wsfs: cold attach until the probe's first byte, then cold and warm full reads.
+    cfg.progress_run("wsfs cold attach, first byte, cold read, warm read", run);
+    // Back into the page cache after drop_caches: the remote (it stands for a
+    // fast object store) and the binaries (so are zstd and tar).
+    read::read_tree(&remote)?;
+    read::read_files(Path::new("/"), cfg.bins.paths())?;
+    let probe = &tree.probe().path;
+    let host = cfg.host(&remote)?;
+    let start = Instant::now();
+    let mountpoint = host.attach(WS)?;
+    let attached = start.elapsed();
+    read::first_byte(&mountpoint.join(probe))?;
+    let first = start.elapsed();
+    let read = read::read_tree(&mountpoint)?;
+    let cold = start.elapsed() - first;
+    check(read, expected, &mountpoint)?;
+    for (samples, d) in [
+        (&mut t.attach_cmd, attached),
+        (&mut t.attach_first, first),
+        (&mut t.cold, cold),
+        (&mut t.attach_read, first + cold),
+    ] {
+        samples.0.push(d);
+    }
+    seen.cold_status = host.status()?;
+    check(
+        push(&mut t.warm, || read::read_tree(&mountpoint))?,
+        expected,
+        &mountpoint,
+    )?;
+    seen.warm_status = host.status()?;
+    Ok(())
+}
+
+/// Cold attach until a first byte, vs extraction, on `tree` alone (for the
+/// scale table). Returns (attach samples, extract samples).
+pub fn attach_only(cfg: &Config, tree: &Tree) -> Result<(Samples, Samples)> {
+    let dir = cfg.work.join(format!("scale-{}", tree.files.len()));
+    reset_dir(&dir)?;
+    let (archive, remote, extracted) = (
+        dir.join("tree.tar.zst"),
+        dir.join("remote"),
+        dir.join("extracted"),
+    );
+    peers::tar_zstd(&tree.root, &archive, 1)?;
+    cfg.host(&remote)?.persist(WS, &tree.root)?;
+    let probe = &tree.probe().path;
+    let (mut attach, mut extract) = (Samples::default(), Samples::default());
+    for run in 0..cfg.runs {
+        cfg.progress_run(
+            &format!("scale {} files: cold attach, extract", tree.files.len()),
+            run,
+        );
+        let host = cfg.host(&remote)?;
+        push(&mut attach, || read::first_byte(&host.attach(WS)?.join(probe)))?;
+        drop(host);
+        reset_dir(&extracted)?;
+        push(&mut extract, || peers::extract(&archive, &extracted))?;
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok((attach, extract))
+}
+
+/// Times `f` once and adds the time to `samples`.
+fn push<T>(samples: &mut Samples, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let start = Instant::now();
+    let value = f()?;
+    samples.0.push(start.elapsed());
+    Ok(value)
+}
+
+/// A random `SAMPLE_PERCENT`% of the files (at least one), in walk order.
+fn sample(tree: &Tree, seed: u64) -> Vec<PathBuf> {
+    let n = tree.files.len();
+    let k = (n * SAMPLE_PERCENT / 100).max(1);
+    let mut picked = rand::seq::index::sample(&mut StdRng::seed_from_u64(seed), n, k).into_vec();
+    picked.sort_unstable();
+    picked.into_iter().map(|i| tree.files[i].path.clone()).collect()
+}
+
+fn check(read: Read, expected: Read, root: &Path) -> Result<()> {
+    ensure!(
+        read == expected,
+        "read {read:?} under {}, expected {expected:?}",
+        root.display()
+    );
+    Ok(())
+}
+
+/// Empties `dir` (creating it when missing).
+fn reset_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Sum of the sizes of the files below `dir`.
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+fn depth(path: &Path) -> usize {
+    path.components().count().saturating_sub(1)
+}
