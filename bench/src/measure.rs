@@ -262,7 +262,6 @@ fn details(t: &Times, seen: &Seen, tree: &Tree) -> Result<Vec<String>> {
     let n = |v: &Value, key: &str| field(v, key);
     let hits_cold = n(cold, "cache_hits")? - n(attach, "cache_hits")?;
     let misses_cold = n(cold, "cache_misses")? - n(attach, "cache_misses")?;
-    let frame = n(cold, "cache_bytes")? / misses_cold.max(1);
     let remote_parts: Vec<String> = seen
         .remote
         .iter()
@@ -282,12 +281,10 @@ fn details(t: &Times, seen: &Seen, tree: &Tree) -> Result<Vec<String>> {
             n(attach, "remote_get_requests")?,
         ),
         format!(
-            "cold full read: {} GETs, {} fetched; {misses_cold} frame-cache misses, {hits_cold} chunk reads served \
-             from the frame cache (each re-reads a decompressed frame of ~{}: ~{} re-read)",
+            "cold full read: {} GETs, {} fetched; {misses_cold} chunk reads missed the local caches, {hits_cold} \
+             were served from them",
             n(cold, "remote_get_requests")? - n(attach, "remote_get_requests")?,
             bytes(n(cold, "remote_bytes_fetched")? - n(attach, "remote_bytes_fetched")?),
-            bytes(frame),
-            bytes(hits_cold * frame),
         ),
         format!(
             "warm full read: {} chunk reads still reached the daemon ({} hits, {} misses)",

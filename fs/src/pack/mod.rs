@@ -13,7 +13,7 @@
 pub mod reader;
 pub mod writer;
 
-pub use reader::{chunk_in_frame, decode_frame, read_index};
+pub use reader::{check_chunk, chunk_in_frame, decode_frame, read_index};
 pub use writer::{PackWriter, SealedPack};
 
 /// Last 8 bytes of every pack.

@@ -35,10 +35,17 @@ pub fn chunk_in_frame<'a>(
         .checked_add(len as usize)
         .and_then(|end| frame.get(start..end))
         .ok_or(PackError::Digest(*id))?;
-    if ChunkId::of(bytes) != *id {
-        return Err(PackError::Digest(*id));
-    }
+    check_chunk(bytes, id)?;
     Ok(bytes)
+}
+
+/// Checks that `bytes` are the chunk `id`.
+pub fn check_chunk(bytes: &[u8], id: &ChunkId) -> Result<(), PackError> {
+    if ChunkId::of(bytes) == *id {
+        Ok(())
+    } else {
+        Err(PackError::Digest(*id))
+    }
 }
 
 /// Parses the index of a whole pack object: every chunk with its length and

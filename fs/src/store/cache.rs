@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -79,11 +80,14 @@ impl FrameCache {
         self.dir.join(&hex[..2]).join(format!("{hex}-{:x}", key.1))
     }
 
-    /// The cached frame, if present.
-    pub fn get(&self, key: &FrameKey) -> Option<Vec<u8>> {
+    /// `len` bytes at `offset` of a cached frame, if present: one chunk,
+    /// without reading the rest of its frame.
+    pub fn get_range(&self, key: &FrameKey, offset: u32, len: u32) -> Option<Vec<u8>> {
         self.lru.lock().unwrap().get(key)?;
-        match fs::read(self.path(key)) {
-            Ok(bytes) => Some(bytes),
+        let mut bytes = vec![0; len as usize];
+        let read = fs::File::open(self.path(key)).and_then(|f| f.read_exact_at(&mut bytes, offset.into()));
+        match read {
+            Ok(()) => Some(bytes),
             Err(_) => {
                 self.remove(key);
                 None
@@ -166,10 +170,11 @@ mod tests {
             cache.put(&(pack, i), &[i as u8; 100]);
             assert!(cache.bytes() <= 250);
         }
-        assert_eq!(cache.get(&(pack, 4)), Some(vec![4u8; 100]));
-        assert_eq!(cache.get(&(pack, 0)), None);
+        assert_eq!(cache.get_range(&(pack, 4), 10, 5), Some(vec![4u8; 5]));
+        assert_eq!(cache.get_range(&(pack, 4), 99, 5), None, "beyond the frame");
+        assert_eq!(cache.get_range(&(pack, 0), 0, 1), None, "evicted");
         cache.put(&(pack, 9), &[0u8; 1000]);
-        assert_eq!(cache.get(&(pack, 9)), None, "larger than the budget");
+        assert_eq!(cache.get_range(&(pack, 9), 0, 1), None, "larger than the budget");
         drop(cache);
         let reopened = FrameCache::open(dir.path(), 100).unwrap();
         assert_eq!(reopened.bytes(), 100);

@@ -22,7 +22,7 @@ use crate::error::{PackError, StoreError};
 use crate::ids::{ChunkId, LayerId};
 use crate::manifest::{self, ChunkRef, Manifest};
 use crate::metrics::{add, Metrics};
-use crate::pack::{chunk_in_frame, decode_frame, pack_key};
+use crate::pack::{check_chunk, chunk_in_frame, decode_frame, pack_key};
 use cache::{FrameCache, FrameKey};
 use db::Db;
 use lru::Lru;
@@ -121,11 +121,11 @@ impl Store {
             add(&self.metrics.cache_hits, 1);
             return Ok(bytes.clone());
         }
-        if let Some(frame) = self.frames.get(key) {
-            match chunk_in_frame(&frame, &chunk.id, chunk.len, &chunk.loc) {
-                Ok(bytes) => {
+        if let Some(bytes) = self.frames.get_range(key, chunk.loc.offset_in_frame, chunk.len) {
+            match check_chunk(&bytes, &chunk.id) {
+                Ok(()) => {
                     add(&self.metrics.cache_hits, 1);
-                    return Ok(self.remember(chunk.id, bytes));
+                    return Ok(self.remember(chunk.id, &bytes));
                 }
                 Err(e) => {
                     tracing::warn!(chunk = %chunk.id, error = %e, "dropping corrupt cached frame");
