@@ -156,13 +156,15 @@ fn lock_blocking(path: &Path, timeout: Duration) -> Result<std::fs::File> {
     std::thread::spawn(move || {
         // SAFETY: `waiter` is a valid descriptor owned by this thread.
         let rc = unsafe { libc::flock(waiter.as_raw_fd(), libc::LOCK_EX) };
-        let _ = tx.send(rc);
+        let _ = tx.send(if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        });
     });
     match rx.recv_timeout(timeout) {
-        Ok(0) => Ok(file),
-        Ok(_) => {
-            Err(std::io::Error::last_os_error()).with_context(|| format!("cannot lock {}", path.display()))
-        }
+        Ok(Ok(())) => Ok(file),
+        Ok(Err(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
         Err(_) => bail!(
             "timed out after {}s waiting for {}",
             timeout.as_secs(),

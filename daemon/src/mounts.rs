@@ -87,16 +87,22 @@ impl Mounts {
         let dir = state_dir.join("mnt");
         for (key, value) in store.db().mounts()? {
             let mountpoint = PathBuf::from(String::from_utf8_lossy(&key).into_owned());
-            tracing::info!(mountpoint = %mountpoint.display(), "clearing a view left by a previous daemon");
-            let _ = sys::unmount(&mountpoint, true);
+            // Only what is still a wsfs mount: the path may hold something else by now.
+            if sys::is_wsfs_mount(&mountpoint) {
+                tracing::info!(mountpoint = %mountpoint.display(), "clearing a view left by a previous daemon");
+                let _ = sys::unmount(&mountpoint, true);
+            }
             if value.first() == Some(&b'1') {
                 let _ = std::fs::remove_dir(&mountpoint);
             }
             store.db().delete_mount(&key)?;
         }
-        if let Ok(points) = sys::mount_points() {
-            for point in points.iter().filter(|p| p.starts_with(&dir)) {
-                let _ = sys::unmount(point, true);
+        if let Ok(mounts) = sys::mounts() {
+            for m in mounts
+                .iter()
+                .filter(|m| m.point.starts_with(&dir) && m.fstype == sys::WSFS_FSTYPE)
+            {
+                let _ = sys::unmount(&m.point, true);
             }
         }
         if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -180,7 +186,7 @@ impl Mounts {
         if let Err(e) = sys::bind_read_only(&shared.path, mountpoint) {
             if shared.views == 0 {
                 let shared = table.shared.remove(&version).expect("present");
-                close_shared(shared);
+                close_shared(shared, false);
             }
             return Err(MountError::System(mountpoint.into(), e));
         }
@@ -242,7 +248,7 @@ impl Mounts {
             s.views == 0
         });
         if last == Some(true) {
-            close_shared(table.shared.remove(&view.version).expect("present"));
+            close_shared(table.shared.remove(&view.version).expect("present"), force);
         }
         tracing::info!(mountpoint = %mountpoint.display(), "detached");
         Ok(())
@@ -278,7 +284,7 @@ fn prepare_mountpoint(mountpoint: &Path) -> Result<bool, MountError> {
                     "is not empty: give an empty directory (nothing is mounted over files)",
                 ));
             }
-            if sys::mount_points().is_ok_and(|points| points.iter().any(|p| p == mountpoint)) {
+            if sys::mounts().is_ok_and(|all| all.iter().any(|m| m.point == mountpoint)) {
                 return Err(bad("is already a mount point"));
             }
             Ok(false)
@@ -291,9 +297,15 @@ fn prepare_mountpoint(mountpoint: &Path) -> Result<bool, MountError> {
     }
 }
 
-fn close_shared(shared: Shared) {
-    let path = shared.path.clone();
-    if let Err(e) = shared.session.umount_and_join() {
+/// Unmounts a version's FUSE mount. `lazy`: processes may still use files of
+/// a lazily detached view, so the mount is detached lazily too and its
+/// threads, which serve until the last user is gone, are joined off this thread.
+fn close_shared(shared: Shared, lazy: bool) {
+    let Shared { path, session, .. } = shared;
+    if lazy {
+        let _ = sys::unmount(&path, true);
+        std::thread::spawn(move || drop(session));
+    } else if let Err(e) = session.umount_and_join() {
         tracing::warn!(path = %path.display(), error = %e, "unmounting lazily");
         let _ = sys::unmount(&path, true);
     }

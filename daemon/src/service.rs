@@ -251,9 +251,18 @@ impl Wsfs for Service {
         &self,
         _request: Request<pb::ShutdownRequest>,
     ) -> Result<Response<pb::ShutdownReply>, Status> {
+        // A task of its own: the daemon stops even if this client goes away.
         let daemon = self.daemon.clone();
-        let unmounted = blocking(move || Ok(daemon.mounts.detach_all())).await?;
-        self.daemon.shutdown.trigger();
+        let stopping = tokio::spawn(async move {
+            let cleanup = daemon.clone();
+            let detached = tokio::task::spawn_blocking(move || cleanup.mounts.detach_all()).await;
+            daemon.shutdown.trigger();
+            detached
+        });
+        let unmounted = stopping
+            .await
+            .and_then(|detached| detached)
+            .map_err(|e| Status::internal(format!("shutdown failed: {e}")))?;
         Ok(Response::new(pb::ShutdownReply {
             unmounted: unmounted as u32,
         }))

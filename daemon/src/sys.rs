@@ -59,15 +59,38 @@ pub fn unmount(target: &Path, lazy: bool) -> io::Result<()> {
     check(unsafe { libc::umount2(target.as_ptr(), flags) })
 }
 
-/// Mount points of this mount namespace, from `/proc/self/mountinfo`.
-pub fn mount_points() -> io::Result<Vec<PathBuf>> {
+/// One mount of this mount namespace.
+pub struct Mounted {
+    /// Where it is mounted.
+    pub point: PathBuf,
+    /// Its file system type (`fuse.wsfs` for wsfs mounts and their binds).
+    pub fstype: String,
+}
+
+/// The mounts of this mount namespace, from `/proc/self/mountinfo`.
+pub fn mounts() -> io::Result<Vec<Mounted>> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
     Ok(info
         .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|escaped| PathBuf::from(unescape(escaped)))
+        .filter_map(|line| {
+            let point = line.split(' ').nth(4)?;
+            // Optional fields end with " - ", then the type.
+            let fstype = line.split(" - ").nth(1)?.split(' ').next()?;
+            Some(Mounted {
+                point: PathBuf::from(unescape(point)),
+                fstype: fstype.to_string(),
+            })
+        })
         .collect())
 }
+
+/// True when a wsfs mount (or a bind of one) is mounted at `point`.
+pub fn is_wsfs_mount(point: &Path) -> bool {
+    mounts().is_ok_and(|all| all.iter().any(|m| m.point == point && m.fstype == WSFS_FSTYPE))
+}
+
+/// The type the kernel reports for wsfs mounts (`fuse.` + the subtype).
+pub const WSFS_FSTYPE: &str = "fuse.wsfs";
 
 /// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
 fn unescape(field: &str) -> std::ffi::OsString {
@@ -132,6 +155,7 @@ mod tests {
         let cwd = std::env::current_dir().unwrap();
         let me = format!("{} ", std::process::id());
         assert!(holders(&cwd).iter().any(|h| h.starts_with(&me)));
-        assert!(mount_points().unwrap().contains(&PathBuf::from("/")));
+        assert!(mounts().unwrap().iter().any(|m| m.point == Path::new("/")));
+        assert!(!is_wsfs_mount(Path::new("/")));
     }
 }

@@ -27,7 +27,7 @@ const TTL: Duration = Duration::from_secs(24 * 3600);
 /// Preferred I/O size reported in `st_blksize`.
 const BLOCK_SIZE: u32 = 128 * 1024;
 /// Threads serving requests: reads may wait on the remote, so more than one.
-const THREADS: usize = 4;
+const THREADS: usize = 8;
 
 /// The attributes sent with a negative lookup reply (node id 0).
 const NEGATIVE: Attr = Attr {

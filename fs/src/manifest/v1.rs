@@ -25,6 +25,11 @@ pub const MAGIC: [u8; 8] = *b"WSFSLYR\0";
 /// decompressing, so a hostile header cannot make us allocate more.
 pub const MAX_BODY_LEN: u64 = 1 << 28;
 
+/// Largest frame, compressed or plain, a chunk location may name: readers
+/// allocate a frame's declared size, so an untrusted manifest must not be able
+/// to ask for more. Writers close frames at about 1.25 MiB.
+pub const MAX_FRAME_BYTES: u32 = 16 << 20;
+
 /// Length of the fixed header: magic, version, flags, body length.
 pub const HEADER_LEN: usize = 8 + 2 + 2 + 8;
 
@@ -255,6 +260,8 @@ fn check_file(path: &[u8], f: &FileData) -> Result<()> {
         let fits = u64::from(l.offset_in_frame) + u64::from(c.len) <= u64::from(l.frame_plain_len);
         if c.len == 0
             || l.frame_len == 0
+            || l.frame_len > MAX_FRAME_BYTES
+            || l.frame_plain_len > MAX_FRAME_BYTES
             || !fits
             || l.frame_offset.checked_add(u64::from(l.frame_len)).is_none()
         {
@@ -1262,7 +1269,7 @@ mod tests {
             1u32..1 << 20,
             0usize..3,
             0u64..u64::MAX / 2,
-            1u32..=u32::MAX,
+            1u32..=MAX_FRAME_BYTES,
             0u32..1 << 20,
             prop_oneof![Just(0u32), 0u32..1 << 20],
         )

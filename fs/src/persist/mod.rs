@@ -120,13 +120,22 @@ pub fn persist(
         let packer = Packer::start(scope, store);
         let chunked = layer.chunk_files(&packer, progress);
         let packed = packer.finish();
-        // A chunking error first (it explains a packer that stopped early), then the packer's.
-        chunked?;
-        let packed = packed?;
+        // When the packer stopped (an upload failed), its error is the one to tell.
+        let packed = match (chunked, packed) {
+            (Err(_), Err(e)) if layer.packer_stopped => return Err(e.into()),
+            (Err(e), _) => return Err(e),
+            (Ok(()), packed) => packed?,
+        };
         layer.stored_bytes += packed.stored_bytes;
         Ok::<_, PersistError>(packed.refs)
     })?;
     layer.finish(req, new_refs)
+}
+
+/// Two seconds before now: coarser than any file system's timestamp tick.
+fn racy_after() -> (i64, u32) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (now.as_secs() as i64 - 2, now.subsec_nanos())
 }
 
 /// A file's chunks (ids and lengths) before all their packs are sealed.
@@ -157,6 +166,11 @@ struct LayerBuilder<'s> {
     stamps: Vec<(Vec<u8>, FileStamp, usize)>,
     new_bytes: u64,
     stored_bytes: u64,
+    /// The packer refused a chunk: it stopped on an error of its own.
+    packer_stopped: bool,
+    /// Files changed since this instant may change again within one timestamp
+    /// tick without their stamp changing: they are not remembered as unchanged.
+    racy_after: (i64, u32),
 }
 
 impl<'s> LayerBuilder<'s> {
@@ -180,6 +194,8 @@ impl<'s> LayerBuilder<'s> {
             stamps: Vec::new(),
             new_bytes: 0,
             stored_bytes: 0,
+            packer_stopped: false,
+            racy_after: racy_after(),
         };
         for (path, source) in tree {
             let ft = source.meta.file_type();
@@ -272,10 +288,10 @@ impl<'s> LayerBuilder<'s> {
         })
         .map_err(|e| failure.take().unwrap_or_else(|| source_err(&job.abs)(e)))?;
         let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
-        if size == job.stamp.size {
-            self.stamps.push((key.to_vec(), job.stamp, job.entry));
-        } else {
+        if size != job.stamp.size {
             tracing::warn!(file = %job.abs.display(), "file changed while being persisted");
+        } else if job.stamp.ctime < self.racy_after {
+            self.stamps.push((key.to_vec(), job.stamp, job.entry));
         }
         Ok(chunks)
     }
@@ -290,10 +306,11 @@ impl<'s> LayerBuilder<'s> {
         }
         self.new_bytes += data.len() as u64;
         self.new.insert(id);
-        packer
-            .add(id, data.to_vec())
-            // The packer stopped on an error; `Packer::finish` reports it.
-            .map_err(|()| StoreError::Internal("the packer stopped".into()).into())
+        packer.add(id, data.to_vec()).map_err(|()| {
+            // `Packer::finish` reports why.
+            self.packer_stopped = true;
+            StoreError::Internal("the packer stopped".into()).into()
+        })
     }
 
     fn finish(

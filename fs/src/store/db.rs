@@ -5,7 +5,8 @@
 //! - `manifests`: layer id → encoded manifest (verified when first fetched);
 //! - `files`: absolute source path → stat stamp and chunk list, so that
 //!   re-persisting an unchanged file neither reads nor re-chunks it;
-//! - `mounts`: the daemon's mount table (opaque records it encodes itself).
+//! - `mounts`: the daemon's mount table (opaque records it encodes itself);
+//! - `meta`: the remote the first three describe (see [`Db::bind_remote`]).
 //!
 //! Values are fixed-width little-endian records; a record that does not
 //! decode is treated as absent, never trusted.
@@ -22,6 +23,9 @@ const CF_CHUNKS: &str = "chunks";
 const CF_MANIFESTS: &str = "manifests";
 const CF_FILES: &str = "files";
 const CF_MOUNTS: &str = "mounts";
+const CF_META: &str = "meta";
+/// Key in `meta` of the remote the remote-derived column families describe.
+const REMOTE_KEY: &[u8] = b"remote";
 /// Length, pack, frame offset, frame length, frame plain length, offset in frame.
 const LOCATION_LEN: usize = 4 + 32 + 8 + 4 * 3;
 const REF_LEN: usize = 32 + LOCATION_LEN;
@@ -57,7 +61,7 @@ impl Db {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = [CF_CHUNKS, CF_MANIFESTS, CF_FILES, CF_MOUNTS]
+        let cfs = [CF_CHUNKS, CF_MANIFESTS, CF_FILES, CF_MOUNTS, CF_META]
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::Db {
             path: path.to_path_buf(),
@@ -84,6 +88,27 @@ impl Db {
 
     fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get_cf(self.cf(cf), key).map_err(|e| self.err(e))
+    }
+
+    /// Ties the chunk index, stat cache and manifest cache to `remote`. When
+    /// the state dir was used with another remote, they describe objects this
+    /// remote may not have (dedup would skip uploads), so they are emptied.
+    /// Returns whether they were.
+    pub fn bind_remote(&self, remote: &str) -> Result<bool, StoreError> {
+        let bound = self.get(CF_META, REMOTE_KEY)?;
+        if bound.as_deref() == Some(remote.as_bytes()) {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        for name in [CF_CHUNKS, CF_MANIFESTS, CF_FILES] {
+            let cf = self.cf(name);
+            for kv in self.db.iterator_cf(cf, IteratorMode::Start) {
+                batch.delete_cf(cf, kv.map_err(|e| self.err(e))?.0);
+            }
+        }
+        batch.put_cf(self.cf(CF_META), REMOTE_KEY, remote.as_bytes());
+        self.db.write(batch).map_err(|e| self.err(e))?;
+        Ok(bound.is_some())
     }
 
     /// Where a known chunk lives.
@@ -270,5 +295,20 @@ mod tests {
         assert_eq!(db.mounts().unwrap(), vec![(b"/mnt".to_vec(), b"rec".to_vec())]);
         db.delete_mount(b"/mnt").unwrap();
         assert!(db.mounts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn another_remote_forgets_what_the_first_one_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        assert!(!db.bind_remote("file:///a").unwrap());
+        let r = sample_ref(1);
+        db.put_chunks([&r]).unwrap();
+        db.put_manifest(&LayerId([3; 32]), b"m").unwrap();
+        assert!(!db.bind_remote("file:///a").unwrap());
+        assert_eq!(db.chunk(&r.id).unwrap(), Some(r));
+        assert!(db.bind_remote("s3://b/p").unwrap());
+        assert_eq!(db.chunk(&r.id).unwrap(), None);
+        assert_eq!(db.manifest(&LayerId([3; 32])).unwrap(), None);
     }
 }

@@ -65,6 +65,9 @@ impl Store {
     pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
         let remote = Remote::open(&config.remote_url, config.remote_timeout)?;
         let db = Db::open(&config.state_dir.join("db"))?;
+        if db.bind_remote(remote.url())? {
+            tracing::warn!(remote = %remote.url(), "the state dir served another remote: local index cleared");
+        }
         let frames = FrameCache::open(&config.state_dir.join("cache"), config.cache_bytes)?;
         Ok(Store {
             remote,
