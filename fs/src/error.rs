@@ -91,6 +91,9 @@ pub enum StoreError {
     /// A layer named by a workspace that is not in the remote.
     #[error("layer {0} is missing from the remote")]
     MissingLayer(LayerId),
+    /// The failure of a fetch that several readers waited for.
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
     /// A bug or an unexpected runtime failure.
     #[error("internal error: {0}")]
     Internal(String),

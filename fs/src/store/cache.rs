@@ -80,6 +80,12 @@ impl FrameCache {
         self.dir.join(&hex[..2]).join(format!("{hex}-{:x}", key.1))
     }
 
+    /// A whole cached frame, if present.
+    pub fn get(&self, key: &FrameKey) -> Option<Vec<u8>> {
+        self.lru.lock().unwrap().get(key)?;
+        fs::read(self.path(key)).ok()
+    }
+
     /// `len` bytes at `offset` of a cached frame, if present: one chunk,
     /// without reading the rest of its frame.
     pub fn get_range(&self, key: &FrameKey, offset: u32, len: u32) -> Option<Vec<u8>> {

@@ -13,7 +13,7 @@ pub mod remote;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,6 +31,33 @@ use remote::Remote;
 /// Verified chunks kept in memory, so that the kernel's consecutive small
 /// reads of one chunk cost one digest check.
 const MEMORY_CACHE_BYTES: u64 = 64 << 20;
+
+/// The outcome of one frame fetch, shared with the readers that waited for it.
+type FrameOutcome = Result<Arc<[u8]>, Arc<StoreError>>;
+
+/// One fetch of a frame in progress.
+#[derive(Default)]
+struct Flight {
+    outcome: Mutex<Option<FrameOutcome>>,
+    landed: Condvar,
+}
+
+impl Flight {
+    fn land(&self, outcome: FrameOutcome) {
+        *self.outcome.lock().unwrap() = Some(outcome);
+        self.landed.notify_all();
+    }
+
+    fn wait(&self) -> FrameOutcome {
+        let mut outcome = self.outcome.lock().unwrap();
+        loop {
+            match &*outcome {
+                Some(done) => return done.clone(),
+                None => outcome = self.landed.wait(outcome).unwrap(),
+            }
+        }
+    }
+}
 
 /// Where and how a store lives.
 #[derive(Clone, Debug)]
@@ -51,7 +78,7 @@ pub struct Store {
     db: Db,
     frames: FrameCache,
     chunks: Mutex<Lru<ChunkId, Arc<[u8]>>>,
-    in_flight: Mutex<HashMap<FrameKey, Arc<Mutex<()>>>>,
+    in_flight: Mutex<HashMap<FrameKey, Arc<Flight>>>,
     metrics: Metrics,
 }
 
@@ -101,47 +128,76 @@ impl Store {
 
     /// The plain bytes of a chunk, verified against its id.
     pub fn read_chunk(&self, chunk: &ChunkRef) -> Result<Arc<[u8]>, StoreError> {
-        if let Some(bytes) = self.chunks.lock().unwrap().get(&chunk.id) {
-            add(&self.metrics.cache_hits, 1);
-            return Ok(bytes.clone());
-        }
-        let key = (chunk.loc.pack, chunk.loc.frame_offset);
-        let gate = self.in_flight.lock().unwrap().entry(key).or_default().clone();
-        let outcome = {
-            let _only_fetcher = gate.lock().unwrap();
-            self.read_chunk_once_per_frame(chunk, &key)
-        };
-        self.in_flight.lock().unwrap().remove(&key);
-        outcome.inspect_err(|e| {
-            add(&self.metrics.read_errors, 1);
-            tracing::error!(chunk = %chunk.id, pack = %chunk.loc.pack, error = %e, "cannot read chunk");
-        })
+        self.cached_chunk(chunk)
+            .map(Ok)
+            .unwrap_or_else(|| self.fetch_chunk(chunk))
+            .inspect_err(|e| {
+                add(&self.metrics.read_errors, 1);
+                tracing::error!(chunk = %chunk.id, pack = %chunk.loc.pack, error = %e, "cannot read chunk");
+            })
     }
 
-    /// The slow path of [`Store::read_chunk`], run by one reader per frame at a time.
-    fn read_chunk_once_per_frame(&self, chunk: &ChunkRef, key: &FrameKey) -> Result<Arc<[u8]>, StoreError> {
+    /// The chunk from the memory cache or its cached frame, if there and intact.
+    fn cached_chunk(&self, chunk: &ChunkRef) -> Option<Arc<[u8]>> {
         if let Some(bytes) = self.chunks.lock().unwrap().get(&chunk.id) {
             add(&self.metrics.cache_hits, 1);
-            return Ok(bytes.clone());
+            return Some(bytes.clone());
         }
-        if let Some(bytes) = self.frames.get_range(key, chunk.loc.offset_in_frame, chunk.len) {
-            match check_chunk(&bytes, &chunk.id) {
-                Ok(()) => {
-                    add(&self.metrics.cache_hits, 1);
-                    return Ok(self.remember(chunk.id, &bytes));
-                }
-                Err(e) => {
-                    tracing::warn!(chunk = %chunk.id, error = %e, "dropping corrupt cached frame");
-                    self.frames.remove(key);
+        let key = (chunk.loc.pack, chunk.loc.frame_offset);
+        let bytes = self
+            .frames
+            .get_range(&key, chunk.loc.offset_in_frame, chunk.len)?;
+        if let Err(e) = check_chunk(&bytes, &chunk.id) {
+            tracing::warn!(chunk = %chunk.id, error = %e, "dropping corrupt cached frame");
+            self.frames.remove(&key);
+            return None;
+        }
+        add(&self.metrics.cache_hits, 1);
+        Some(self.remember(chunk.id, &bytes))
+    }
+
+    /// Fetches the chunk's frame, or waits for the reader already fetching
+    /// it and takes its outcome: one GET per frame however many readers
+    /// want it, and one wait (not one retry each) when the remote fails.
+    fn fetch_chunk(&self, chunk: &ChunkRef) -> Result<Arc<[u8]>, StoreError> {
+        add(&self.metrics.cache_misses, 1);
+        let key = (chunk.loc.pack, chunk.loc.frame_offset);
+        let (flight, leads) = {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            match in_flight.get(&key) {
+                Some(flight) => (flight.clone(), false),
+                None => {
+                    let flight = Arc::new(Flight::default());
+                    in_flight.insert(key, flight.clone());
+                    (flight, true)
                 }
             }
-        }
-        add(&self.metrics.cache_misses, 1);
-        let frame = self.fetch_frame(chunk)?;
+        };
+        let frame = if leads {
+            let fetched = self.frame_for_flight(chunk, &key);
+            self.in_flight.lock().unwrap().remove(&key);
+            flight.land(fetched.clone());
+            fetched
+        } else {
+            flight.wait()
+        };
+        let frame = frame.map_err(StoreError::Shared)?;
         let bytes = chunk_in_frame(&frame, &chunk.id, chunk.len, &chunk.loc)?;
-        let bytes = self.remember(chunk.id, bytes);
-        self.frames.put(key, &frame);
-        Ok(bytes)
+        Ok(self.remember(chunk.id, bytes))
+    }
+
+    /// The frame a flight hands out: from the frame cache when a flight that
+    /// ended just before this one began put it there, else from the remote.
+    fn frame_for_flight(&self, chunk: &ChunkRef, key: &FrameKey) -> FrameOutcome {
+        if let Some(frame) = self.frames.get(key) {
+            if chunk_in_frame(&frame, &chunk.id, chunk.len, &chunk.loc).is_ok() {
+                return Ok(Arc::from(frame));
+            }
+            self.frames.remove(key);
+        }
+        let fetched = self.fetch_frame(chunk).map(Arc::<[u8]>::from).map_err(Arc::new)?;
+        self.frames.put(key, &fetched);
+        Ok(fetched)
     }
 
     fn fetch_frame(&self, chunk: &ChunkRef) -> Result<Vec<u8>, StoreError> {
