@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use thiserror::Error;
 use wsfs_fs::error::StoreError;
@@ -49,6 +50,8 @@ struct Shared {
     path: PathBuf,
     session: BackgroundSession,
     views: usize,
+    /// Regular files and bytes of the version.
+    totals: (u64, u64),
 }
 
 /// A view: where a step sees a workspace.
@@ -119,6 +122,20 @@ impl Mounts {
 
     /// Attaches `ws` read-only at `mountpoint` (an empty directory, created if missing).
     pub fn attach(&self, ws: &WorkspaceName, mountpoint: &Path) -> Result<View, MountError> {
+        let started = Instant::now();
+        // The remote and the tree are dealt with outside the table lock, so a
+        // slow remote never stalls `status`, `detach` or other attaches.
+        let layers = workspace::layers(&self.store, ws)?;
+        if layers.is_empty() {
+            return Err(MountError::NoWorkspace(ws.clone()));
+        }
+        let version = workspace::version(&layers);
+        let mounted = self.table.lock().unwrap().shared.contains_key(&version);
+        let mut tree = if mounted {
+            None
+        } else {
+            Some(self.build_tree(&layers)?)
+        };
         let mut table = self.table.lock().unwrap();
         if table.views.contains_key(mountpoint) {
             return Err(MountError::BadMountpoint(
@@ -127,91 +144,88 @@ impl Mounts {
             ));
         }
         let created = prepare_mountpoint(mountpoint)?;
-        let attached = self.attach_at(&mut table, ws, mountpoint, created);
-        if attached.is_err() && created {
-            let _ = std::fs::remove_dir(mountpoint);
+        let mut attach = || -> Result<View, MountError> {
+            if !table.shared.contains_key(&version) {
+                // Its last view may have gone while the tree was being built.
+                let tree = match tree.take() {
+                    Some(tree) => tree,
+                    None => self.build_tree(&layers)?,
+                };
+                let shared = self.mount_version(ws, &version, tree)?;
+                table.shared.insert(version.clone(), shared);
+            }
+            let shared = table.shared.get_mut(&version).expect("inserted above");
+            if let Err(e) = sys::bind_read_only(&shared.path, mountpoint) {
+                if shared.views == 0 {
+                    close_shared(table.shared.remove(&version).expect("present"), false);
+                }
+                return Err(MountError::System(mountpoint.into(), e));
+            }
+            shared.views += 1;
+            let view = View {
+                mountpoint: mountpoint.to_path_buf(),
+                workspace: ws.clone(),
+                layers: layers.clone(),
+                version: version.clone(),
+                totals: shared.totals,
+                created,
+            };
+            let record: &[u8] = if created { b"1" } else { b"0" };
+            self.store
+                .db()
+                .put_mount(mountpoint.as_os_str().as_encoded_bytes(), record)?;
+            table.views.insert(mountpoint.to_path_buf(), view.clone());
+            Ok(view)
+        };
+        let attached = attach();
+        match &attached {
+            Ok(view) => tracing::info!(
+                workspace = %ws,
+                mountpoint = %mountpoint.display(),
+                version = %view.version,
+                ms = started.elapsed().as_millis() as u64,
+                "attached"
+            ),
+            Err(_) if created => {
+                let _ = std::fs::remove_dir(mountpoint);
+            }
+            Err(_) => {}
         }
         attached
     }
 
-    fn attach_at(
-        &self,
-        table: &mut Table,
-        ws: &WorkspaceName,
-        mountpoint: &Path,
-        created: bool,
-    ) -> Result<View, MountError> {
-        let started = std::time::Instant::now();
-        let layers = workspace::layers(&self.store, ws)?;
-        if layers.is_empty() {
-            return Err(MountError::NoWorkspace(ws.clone()));
-        }
-        let version = workspace::version(&layers);
-        let mut totals = table
-            .views
-            .values()
-            .find(|v| v.version == version)
-            .map(|v| v.totals);
-        if !table.shared.contains_key(&version) {
-            let manifests = layers
-                .iter()
-                .map(|l| self.store.manifest(l))
-                .collect::<Result<Vec<_>, _>>()?;
-            let fetched = started.elapsed();
-            let tree = Arc::new(Tree::build(&manifests));
-            let built = started.elapsed();
-            totals = Some(tree.totals());
-            let path = self.dir.join(&version);
-            std::fs::create_dir_all(&path).map_err(|e| MountError::System(path.clone(), e))?;
-            let source: Arc<dyn wsfs_fs::tree::ChunkSource> = self.store.clone();
-            let session = mount(WsfsFs::new(tree, source), &path, &format!("wsfs:{ws}"))
-                .map_err(|e| MountError::System(path.clone(), e))?;
-            tracing::info!(
-                version = %version,
-                manifests_ms = fetched.as_millis() as u64,
-                tree_ms = (built - fetched).as_millis() as u64,
-                mount_ms = (started.elapsed() - built).as_millis() as u64,
-                "mounted workspace version"
-            );
-            table.shared.insert(
-                version.clone(),
-                Shared {
-                    path,
-                    session,
-                    views: 0,
-                },
-            );
-        }
-        let shared = table.shared.get_mut(&version).expect("inserted above");
-        if let Err(e) = sys::bind_read_only(&shared.path, mountpoint) {
-            if shared.views == 0 {
-                let shared = table.shared.remove(&version).expect("present");
-                close_shared(shared, false);
-            }
-            return Err(MountError::System(mountpoint.into(), e));
-        }
-        shared.views += 1;
-        let view = View {
-            mountpoint: mountpoint.to_path_buf(),
-            workspace: ws.clone(),
-            layers,
-            version,
-            totals: totals.unwrap_or_default(),
-            created,
-        };
-        self.store.db().put_mount(
-            mountpoint.as_os_str().as_encoded_bytes(),
-            if created { b"1" } else { b"0" },
-        )?;
-        table.views.insert(mountpoint.to_path_buf(), view.clone());
+    /// Fetches the manifests of `layers` and merges them into an inode table.
+    fn build_tree(&self, layers: &[LayerId]) -> Result<Tree, MountError> {
+        let started = Instant::now();
+        let manifests = layers
+            .iter()
+            .map(|l| self.store.manifest(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        let fetched = started.elapsed();
+        let tree = Tree::build(&manifests);
         tracing::info!(
-            workspace = %ws,
-            mountpoint = %mountpoint.display(),
-            version = %view.version,
-            ms = started.elapsed().as_millis() as u64,
-            "attached"
+            manifests_ms = fetched.as_millis() as u64,
+            tree_ms = (started.elapsed() - fetched).as_millis() as u64,
+            inodes = tree.inodes(),
+            "built tree"
         );
-        Ok(view)
+        Ok(tree)
+    }
+
+    /// Mounts the FUSE file system of one workspace version.
+    fn mount_version(&self, ws: &WorkspaceName, version: &str, tree: Tree) -> Result<Shared, MountError> {
+        let path = self.dir.join(version);
+        std::fs::create_dir_all(&path).map_err(|e| MountError::System(path.clone(), e))?;
+        let totals = tree.totals();
+        let source: Arc<dyn wsfs_fs::tree::ChunkSource> = self.store.clone();
+        let session = mount(WsfsFs::new(Arc::new(tree), source), &path, &format!("wsfs:{ws}"))
+            .map_err(|e| MountError::System(path.clone(), e))?;
+        Ok(Shared {
+            path,
+            session,
+            views: 0,
+            totals,
+        })
     }
 
     /// Detaches the view at `mountpoint`; `force` detaches it lazily even when busy.
