@@ -11,6 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -19,7 +22,9 @@ use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, Ret
 
 use crate::error::StoreError;
 
-/// A handle on the remote: any `object_store` URL (`file://`, `memory:`, `s3://`).
+/// A handle on the remote: an `object_store` URL (`file://`, `s3://`, `gs://`,
+/// `az://`, `http(s)://`, `memory:`); cloud credentials come from the
+/// provider's usual environment variables.
 pub struct Remote {
     store: Arc<dyn ObjectStore>,
     runtime: tokio::runtime::Runtime,
@@ -44,6 +49,27 @@ impl Remote {
             why,
         };
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        let retry = RetryConfig {
+            max_retries: 10,
+            retry_timeout: timeout,
+            ..RetryConfig::default()
+        };
+        // The bucket or container of a cloud URL, and the key prefix after it.
+        let bucket = || {
+            parsed
+                .host_str()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| bad(format!("missing bucket: use {}://BUCKET/PREFIX", parsed.scheme())))
+        };
+        let prefix = parsed.path().trim_matches('/');
+        let cloud = |store: Result<Arc<dyn ObjectStore>, object_store::Error>| {
+            let store = store.map_err(|e| bad(e.to_string()))?;
+            Ok::<_, StoreError>(if prefix.is_empty() {
+                store
+            } else {
+                Arc::new(PrefixStore::new(store, prefix)) as Arc<dyn ObjectStore>
+            })
+        };
         let store: Arc<dyn ObjectStore> = match parsed.scheme() {
             "file" => {
                 let dir = parsed
@@ -54,18 +80,9 @@ impl Remote {
                 Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?)
             }
             "memory" => Arc::new(InMemory::new()),
-            "s3" | "s3a" => {
-                let bucket = parsed
-                    .host_str()
-                    .filter(|b| !b.is_empty())
-                    .ok_or_else(|| bad("missing bucket: use s3://BUCKET/PREFIX".into()))?;
-                let retry = RetryConfig {
-                    max_retries: 10,
-                    retry_timeout: timeout,
-                    ..RetryConfig::default()
-                };
-                let s3 = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
+            "s3" | "s3a" => cloud(
+                AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket()?)
                     .with_retry(retry)
                     .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), "5s")
                     .with_config(
@@ -73,17 +90,33 @@ impl Remote {
                         format!("{}s", timeout.as_secs().max(1)),
                     )
                     .build()
-                    .map_err(|e| bad(e.to_string()))?;
-                let prefix = parsed.path().trim_matches('/');
-                if prefix.is_empty() {
-                    Arc::new(s3)
-                } else {
-                    Arc::new(PrefixStore::new(s3, prefix))
-                }
-            }
+                    .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            )?,
+            "gs" => cloud(
+                GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket()?)
+                    .with_retry(retry)
+                    .build()
+                    .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            )?,
+            "az" | "azure" => cloud(
+                MicrosoftAzureBuilder::from_env()
+                    .with_container_name(bucket()?)
+                    .with_retry(retry)
+                    .build()
+                    .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            )?,
+            // A WebDAV-style HTTP server: the URL's path is its root.
+            "http" | "https" => HttpBuilder::new()
+                .with_url(url)
+                .with_retry(retry)
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+                .map_err(|e| bad(e.to_string()))?,
             other => {
                 return Err(bad(format!(
-                    "unsupported scheme {other:?}: use file:///DIR, s3://BUCKET/PREFIX or memory:"
+                    "unsupported scheme {other:?}: use file:///DIR, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, \
+                     az://CONTAINER/PREFIX, https://HOST/PATH or memory:"
                 )))
             }
         };
