@@ -103,7 +103,7 @@ impl Mounts {
         if let Ok(mounts) = sys::mounts() {
             for m in mounts
                 .iter()
-                .filter(|m| m.point.starts_with(&dir) && m.fstype == sys::WSFS_FSTYPE)
+                .filter(|m| m.point.starts_with(&dir) && m.is_wsfs())
             {
                 let _ = sys::unmount(&m.point, true);
             }
@@ -218,7 +218,8 @@ impl Mounts {
         std::fs::create_dir_all(&path).map_err(|e| MountError::System(path.clone(), e))?;
         let totals = tree.totals();
         let source: Arc<dyn wsfs_fs::tree::ChunkSource> = self.store.clone();
-        let session = mount(WsfsFs::new(Arc::new(tree), source), &path, &format!("wsfs:{ws}"))
+        let fsname = format!("{}{ws}", sys::WSFS_SOURCE_PREFIX);
+        let session = mount(WsfsFs::new(Arc::new(tree), source), &path, &fsname)
             .map_err(|e| MountError::System(path.clone(), e))?;
         Ok(Shared {
             path,

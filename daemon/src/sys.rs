@@ -63,34 +63,44 @@ pub fn unmount(target: &Path, lazy: bool) -> io::Result<()> {
 pub struct Mounted {
     /// Where it is mounted.
     pub point: PathBuf,
-    /// Its file system type (`fuse.wsfs` for wsfs mounts and their binds).
+    /// Its file system type (`fuse` or `fuse.wsfs` for wsfs mounts and their binds).
     pub fstype: String,
+    /// Its source (`wsfs:<workspace>` for wsfs mounts and their binds).
+    pub source: String,
+}
+
+impl Mounted {
+    /// A wsfs FUSE mount, or a bind of one.
+    pub fn is_wsfs(&self) -> bool {
+        self.fstype.starts_with("fuse") && self.source.starts_with(WSFS_SOURCE_PREFIX)
+    }
 }
 
 /// The mounts of this mount namespace, from `/proc/self/mountinfo`.
 pub fn mounts() -> io::Result<Vec<Mounted>> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(info
-        .lines()
-        .filter_map(|line| {
-            let point = line.split(' ').nth(4)?;
-            // Optional fields end with " - ", then the type.
-            let fstype = line.split(" - ").nth(1)?.split(' ').next()?;
-            Some(Mounted {
-                point: PathBuf::from(unescape(point)),
-                fstype: fstype.to_string(),
-            })
-        })
-        .collect())
+    Ok(info.lines().filter_map(parse_mountinfo_line).collect())
+}
+
+fn parse_mountinfo_line(line: &str) -> Option<Mounted> {
+    let point = line.split(' ').nth(4)?;
+    // Optional fields end with " - ", then the type and the source.
+    let mut tail = line.split(" - ").nth(1)?.split(' ');
+    let (fstype, source) = (tail.next()?, tail.next()?);
+    Some(Mounted {
+        point: PathBuf::from(unescape(point)),
+        fstype: fstype.to_string(),
+        source: unescape(source).to_string_lossy().into_owned(),
+    })
 }
 
 /// True when a wsfs mount (or a bind of one) is mounted at `point`.
 pub fn is_wsfs_mount(point: &Path) -> bool {
-    mounts().is_ok_and(|all| all.iter().any(|m| m.point == point && m.fstype == WSFS_FSTYPE))
+    mounts().is_ok_and(|all| all.iter().any(|m| m.point == point && m.is_wsfs()))
 }
 
-/// The type the kernel reports for wsfs mounts (`fuse.` + the subtype).
-pub const WSFS_FSTYPE: &str = "fuse.wsfs";
+/// How the source of every wsfs mount begins (the FUSE `fsname`).
+pub const WSFS_SOURCE_PREFIX: &str = "wsfs:";
 
 /// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
 fn unescape(field: &str) -> std::ffi::OsString {
@@ -143,6 +153,16 @@ pub fn holders(path: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wsfs_mounts_are_told_by_their_source() {
+        let view = "43 27 0:39 / /tmp/a\\040b ro,nosuid shared:1 - fuse wsfs:run-42/build ro,user_id=0";
+        let m = parse_mountinfo_line(view).unwrap();
+        assert_eq!(m.point, Path::new("/tmp/a b"));
+        assert!(m.is_wsfs());
+        let other = "44 27 0:40 / /tmp/c rw - fuse sshfs#host: rw";
+        assert!(!parse_mountinfo_line(other).unwrap().is_wsfs());
+    }
 
     #[test]
     fn mountinfo_escapes() {
