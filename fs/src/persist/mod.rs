@@ -323,7 +323,16 @@ impl<'s> LayerBuilder<'s> {
         let mut entries = Vec::with_capacity(self.entries.len());
         for (mut entry, chunks) in self.entries {
             if let (EntryKind::File(data), Some(chunks)) = (&mut entry.kind, chunks) {
-                data.chunks = chunks.iter().map(|(id, _)| self.known[id]).collect();
+                data.chunks = chunks
+                    .iter()
+                    .map(|(id, _)| self.known.get(id).copied())
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        StoreError::Internal(format!(
+                            "no location for a chunk of {}",
+                            String::from_utf8_lossy(&entry.path)
+                        ))
+                    })?;
                 data.size = chunks.iter().map(|c| u64::from(c.1)).sum();
                 files += 1;
                 bytes += data.size;
