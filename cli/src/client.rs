@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use wsfs_api::{connect, paths, Client};
+use wsfs_api::{connect, paths, pb, Client};
 
 /// How long a starting daemon may take to open its store and listen.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,7 +41,7 @@ impl Daemon {
     /// Connects, starting the daemon first when none answers.
     pub async fn connect_or_start(&self) -> Result<Client> {
         if let Some(client) = self.connect_running().await {
-            return Ok(client);
+            return check_remote(client, &self.state_dir).await;
         }
         std::fs::create_dir_all(&self.state_dir)
             .with_context(|| format!("cannot create state dir {}", self.state_dir.display()))?;
@@ -115,6 +115,45 @@ impl Daemon {
     }
 }
 
+/// A running daemon keeps the remote it was started with: refuse to let a
+/// command with another `WSFS_REMOTE` silently use it.
+async fn check_remote(mut client: Client, state_dir: &Path) -> Result<Client> {
+    let Some(wanted) = std::env::var("WSFS_REMOTE").ok().filter(|r| !r.is_empty()) else {
+        return Ok(client);
+    };
+    let serving = client.status(pb::StatusRequest {}).await?.into_inner().remote;
+    if shown_url(&serving) == shown_url(&wanted) {
+        return Ok(client);
+    }
+    bail!(
+        "the daemon of state dir {} serves remote {serving}, but WSFS_REMOTE is {}: \
+         run `wsfs shutdown` first, or use another WSFS_STATE_DIR",
+        state_dir.display(),
+        shown_url(&wanted)
+    )
+}
+
+/// A URL as the daemon shows it: no credentials, no query, lower-case scheme
+/// and host, no trailing `/`.
+fn shown_url(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(u, _)| u).trim_end_matches('/');
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let path = if path.is_empty() {
+        String::new()
+    } else {
+        format!("/{path}")
+    };
+    format!(
+        "{}://{}{path}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    )
+}
+
 /// `WSFS_DAEMON`, else `wsfsd` next to this executable, else `wsfsd` on PATH.
 fn daemon_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("WSFS_DAEMON").filter(|p| !p.is_empty()) {
@@ -170,5 +209,18 @@ fn lock_blocking(path: &Path, timeout: Duration) -> Result<std::fs::File> {
             timeout.as_secs(),
             path.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn urls_compare_as_the_daemon_shows_them() {
+        assert_eq!(shown_url("s3://KEY:SECRET@Bucket/p/?x=1"), "s3://bucket/p");
+        assert_eq!(shown_url("file:///tmp/r/"), shown_url("file:///tmp/r"));
+        assert_eq!(shown_url("memory:"), "memory:");
+        assert_ne!(shown_url("s3://a/p"), shown_url("s3://b/p"));
     }
 }

@@ -258,3 +258,41 @@ fn persist_reports_an_unreachable_remote() {
         start.elapsed()
     );
 }
+
+/// A job exports another `WSFS_REMOTE` while the daemon of its state dir is
+/// already running with the first one: the command fails and says so, rather
+/// than persisting to the remote the job did not name.
+#[test]
+fn a_command_naming_another_remote_than_the_running_daemon_fails() {
+    let (a, src) = setup();
+    a.status();
+    let other = format!("file://{}", a.path("other-remote").display());
+    let out = a
+        .command([
+            "persist",
+            "--workspace",
+            "net/other",
+            "--root",
+            s(&src),
+            "file.txt",
+        ])
+        .env("WSFS_REMOTE", &other)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "persist went to the running daemon's remote:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&other) && stderr.contains("wsfs shutdown"),
+        "{stderr}"
+    );
+    assert!(a.remote_objects("workspaces").is_empty(), "a record was written");
+    let same = a
+        .command(["ls"])
+        .env("WSFS_REMOTE", a.remote_url())
+        .output()
+        .unwrap();
+    assert!(same.status.success(), "{}", String::from_utf8_lossy(&same.stderr));
+}
