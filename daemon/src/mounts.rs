@@ -101,10 +101,7 @@ impl Mounts {
             store.db().delete_mount(&key)?;
         }
         if let Ok(mounts) = sys::mounts() {
-            for m in mounts
-                .iter()
-                .filter(|m| m.point.starts_with(&dir) && m.is_wsfs())
-            {
+            for m in mounts.iter().filter(|m| m.point.starts_with(&dir) && m.is_wsfs()) {
                 let _ = sys::unmount(&m.point, true);
             }
         }
