@@ -26,7 +26,7 @@ use crate::store::db::FileStamp;
 use crate::store::Store;
 use crate::workspace::{self, LayerRecord, WorkspaceName};
 use packer::Packer;
-use source::{meta_of, source_err, stamp_of, SourceTree};
+use source::{metas_of, source_err, stamp_of, SourceTree};
 
 /// What to persist.
 pub struct PersistRequest<'a> {
@@ -197,7 +197,7 @@ impl<'s> LayerBuilder<'s> {
             packer_stopped: false,
             racy_after: racy_after(),
         };
-        for (path, source) in tree {
+        for ((path, source), meta) in tree.iter().zip(metas_of(tree)?) {
             let ft = source.meta.file_type();
             let kind = if ft.is_dir() {
                 EntryKind::Dir { opaque: false }
@@ -233,7 +233,7 @@ impl<'s> LayerBuilder<'s> {
             };
             let entry = Entry {
                 path: path.0.clone(),
-                meta: meta_of(source)?,
+                meta,
                 kind,
             };
             layer.entries.push((entry, None));

@@ -145,38 +145,42 @@ fn add(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistErro
     Ok(())
 }
 
-/// Adds `rel` and, for a directory, everything below it (symlinks are not followed).
+/// Adds `rel` and, for a directory, everything below it (symlinks are not
+/// followed). Children are stat'ed relative to their directory's handle,
+/// which spares the kernel a walk of the whole path for each of them.
 fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistError> {
+    add(root, rel, tree)?;
     let mut pending = vec![rel.to_vec()];
-    while let Some(rel) = pending.pop() {
-        let abs = abs_of(root, &rel);
-        let meta = fs::symlink_metadata(&abs).map_err(source_err(&abs))?;
-        let is_dir = meta.is_dir();
-        tree.insert(
-            TreePath(rel.clone()),
-            Source {
-                abs: abs.clone(),
-                meta,
-            },
-        );
-        if !is_dir {
+    while let Some(dir) = pending.pop() {
+        let abs = abs_of(root, &dir);
+        if !tree[&TreePath(dir.clone())].meta.is_dir() {
             continue;
         }
         for child in fs::read_dir(&abs).map_err(source_err(&abs))? {
             let child = child.map_err(source_err(&abs))?;
-            let mut child_rel = rel.clone();
+            let meta = child.metadata().map_err(source_err(&child.path()))?;
+            let mut child_rel = dir.clone();
             if !child_rel.is_empty() {
                 child_rel.push(b'/');
             }
             child_rel.extend_from_slice(child.file_name().as_bytes());
-            pending.push(child_rel);
+            if meta.is_dir() {
+                pending.push(child_rel.clone());
+            }
+            tree.insert(
+                TreePath(child_rel),
+                Source {
+                    abs: child.path(),
+                    meta,
+                },
+            );
         }
     }
     Ok(())
 }
 
 /// Ownership, permissions, mtime and extended attributes of a source path.
-pub fn meta_of(source: &Source) -> Result<Meta, PersistError> {
+fn meta_of(source: &Source) -> Result<Meta, PersistError> {
     let m = &source.meta;
     let mut xattrs = Vec::new();
     match xattr::list(&source.abs) {
@@ -198,6 +202,27 @@ pub fn meta_of(source: &Source) -> Result<Meta, PersistError> {
         mtime_sec: m.mtime(),
         mtime_nsec: m.mtime_nsec() as u32,
         xattrs,
+    })
+}
+
+/// The metadata of every source, read on a few threads: each entry costs a
+/// few syscalls (xattrs), which dominate a persist of unchanged files.
+pub fn metas_of(tree: &SourceTree) -> Result<Vec<Meta>, PersistError> {
+    let sources: Vec<&Source> = tree.values().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let share = sources.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = sources
+            .chunks(share)
+            .map(|part| scope.spawn(move || part.iter().map(|s| meta_of(s)).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut metas = Vec::with_capacity(sources.len());
+        for worker in workers {
+            metas.extend(worker.join().expect("metadata readers do not panic")?);
+        }
+        Ok(metas)
     })
 }
 
