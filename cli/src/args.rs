@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args as ClapArgs, Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
 /// wsfs: persist build outputs as layers of a workspace, and attach a
 /// workspace in later steps as a lazily fetched FUSE mount.
@@ -45,20 +45,36 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Attach a workspace at a mountpoint (read-only; data is fetched on first read).
+    /// Attach a view of a workspace at a mountpoint (data is fetched on first read).
     Attach {
         /// The workspace, NAMESPACE/NAME.
         #[arg(long, short = 'w')]
         workspace: String,
         /// An empty directory (created when missing).
         mountpoint: PathBuf,
+        /// read-only: writes fail (EROFS). isolated: copy-on-write, the
+        /// step's changes are private to the view until `detach --persist`.
+        #[arg(long, value_enum, default_value_t = ViewKind::ReadOnly)]
+        view: ViewKind,
+        /// Show only this directory of the workspace (relative to its root).
+        #[arg(long, value_name = "PATH")]
+        sub_path: Option<String>,
+        /// Isolated views: keep the view's changes under this directory
+        /// (default: the state dir). Must be on a local disk file system.
+        #[arg(long, value_name = "DIR")]
+        upper_dir: Option<PathBuf>,
         #[command(flatten)]
         output: Output,
     },
-    /// Detach a workspace from a mountpoint.
+    /// Detach a view; with --persist, an isolated view's changes first become
+    /// the next layer of its workspace.
     Detach {
         /// The mountpoint given to attach.
         mountpoint: PathBuf,
+        /// Persist the changes of an isolated view as a new layer (without
+        /// it, they are discarded).
+        #[arg(long)]
+        persist: bool,
         #[command(flatten)]
         output: Output,
     },
@@ -86,4 +102,23 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+}
+
+/// How a step sees an attached workspace.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ViewKind {
+    /// Writes fail.
+    ReadOnly,
+    /// Copy-on-write, private to the view.
+    Isolated,
+}
+
+impl ViewKind {
+    /// The name the daemon API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewKind::ReadOnly => "read-only",
+            ViewKind::Isolated => "isolated",
+        }
+    }
 }

@@ -47,14 +47,26 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Attach {
             workspace,
             mountpoint,
+            view,
+            sub_path,
+            upper_dir,
             output,
         } => {
             let mut client = daemon.connect_or_start().await?;
-            commands::mount::attach(&mut client, &workspace, &mountpoint, output.json).await
+            let view = commands::mount::ViewOptions {
+                kind: view,
+                sub_path: sub_path.unwrap_or_default(),
+                upper_dir,
+            };
+            commands::mount::attach(&mut client, &workspace, &mountpoint, &view, output.json).await
         }
-        Command::Detach { mountpoint, output } => {
+        Command::Detach {
+            mountpoint,
+            persist,
+            output,
+        } => {
             let mut client = daemon.connect_or_start().await?;
-            commands::mount::detach(&mut client, &mountpoint, output.json).await
+            commands::mount::detach(&mut client, &mountpoint, persist, output.json).await
         }
         Command::Log { workspace, output } => {
             let mut client = daemon.connect_or_start().await?;

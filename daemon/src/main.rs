@@ -8,6 +8,7 @@ mod service;
 mod shutdown;
 mod state;
 mod sys;
+mod views;
 
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
@@ -58,13 +59,14 @@ fn run(args: Args) -> Result<()> {
         remote_timeout: config.remote_timeout,
     })?;
     let store = Arc::new(store);
-    let mounts = Mounts::recover(store.clone(), &config.state_dir)?;
+    let host = host_name();
+    let mounts = Mounts::recover(store.clone(), &config.state_dir, host.clone())?;
     let daemon = Arc::new(Daemon {
         config,
         store,
         mounts,
         shutdown: Shutdown::new(),
-        host: host_name(),
+        host,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,5 +1,6 @@
 //! The mount table: one shared read-only FUSE mount per attached workspace
-//! version, and the views (read-only bind mounts) that steps see.
+//! version, and the views steps see: read-only bind mounts of it, or
+//! overlayfs mounts over it for isolated views.
 //!
 //! Lifecycle of a version's FUSE mount: created by the first attach of that
 //! exact layer stack, under `<state dir>/mnt/<version>`; reference-counted
@@ -7,6 +8,7 @@
 //! local database so that a restarted daemon can clear what a dead one left.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,11 +18,13 @@ use wsfs_fs::error::StoreError;
 use wsfs_fs::fuse::BackgroundSession;
 use wsfs_fs::fuse::{mount, WsfsFs};
 use wsfs_fs::ids::LayerId;
+use wsfs_fs::persist::{persist_changes, ChangesRequest, PersistError, PersistOutcome};
 use wsfs_fs::store::Store;
 use wsfs_fs::tree::Tree;
 use wsfs_fs::workspace::{self, WorkspaceName};
 
-use crate::sys;
+use crate::sys::{self, OverlayDirs};
+use crate::views::{resolve_sub_path, Scratch, ViewKind};
 
 /// Why a mount operation failed; each names the path or workspace.
 #[derive(Debug, Error)]
@@ -28,15 +32,50 @@ pub enum MountError {
     /// A mountpoint that cannot be used.
     #[error("mountpoint {0}: {1}")]
     BadMountpoint(PathBuf, String),
+    /// A request that makes no sense as given.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A sub-path that is not a directory of the workspace.
+    #[error("sub-path {0:?}: {1}")]
+    BadSubPath(String, String),
     /// The workspace has no layer.
     #[error("workspace {0} does not exist: persist to it first (`wsfs ls` lists workspaces)")]
     NoWorkspace(WorkspaceName),
     /// A path that is not one of this daemon's views.
     #[error("{0} is not a wsfs mount (`wsfs status` lists the mounts)")]
     NotMounted(PathBuf),
+    /// Persisting a view that cannot change.
+    #[error(
+        "{0} is a read-only view: it has no changes to persist (attach with --view isolated to persist \
+         a step's changes); nothing was detached"
+    )]
+    ReadOnlyView(PathBuf),
     /// Processes keep the view busy.
     #[error("{0} is busy: used by {1}; stop them or leave the directory, then detach again")]
     Busy(PathBuf, String),
+    /// Overlayfs would not mount an isolated view over this upper directory.
+    #[error(
+        "overlayfs refused the upper dir {upper} (on a {fstype} file system): {error}; give --upper-dir \
+         a directory on a local disk file system such as ext4, xfs, btrfs or tmpfs"
+    )]
+    UpperDir {
+        /// The upper directory.
+        upper: PathBuf,
+        /// Type of the file system it is on.
+        fstype: String,
+        /// What mount(2) said.
+        error: std::io::Error,
+    },
+    /// Persisting an isolated view's changes failed; the view is kept.
+    #[error("persisting the changes of {mountpoint} failed: {error}; {kept}")]
+    Persist {
+        /// The view.
+        mountpoint: PathBuf,
+        /// Why.
+        error: PersistError,
+        /// Where the changes are now.
+        kept: String,
+    },
     /// A mount or unmount call failed.
     #[error("{0}: {1}")]
     System(PathBuf, std::io::Error),
@@ -49,9 +88,9 @@ pub enum MountError {
 struct Shared {
     path: PathBuf,
     session: BackgroundSession,
+    tree: Arc<Tree>,
+    workspace: WorkspaceName,
     views: usize,
-    /// Regular files and bytes of the version.
-    totals: (u64, u64),
 }
 
 /// A view: where a step sees a workspace.
@@ -65,10 +104,53 @@ pub struct View {
     pub layers: Vec<LayerId>,
     /// Short name of the layer stack.
     pub version: String,
-    /// Regular files and bytes in the view.
+    /// Regular files and bytes of the version.
     pub totals: (u64, u64),
+    /// Read-only or isolated.
+    pub kind: ViewKind,
+    /// The workspace directory shown at the mountpoint (empty: the root).
+    pub sub_path: Vec<u8>,
+    /// An isolated view's private directory.
+    pub scratch: Option<Scratch>,
     /// The mountpoint was created by attach (and is removed by detach).
     created: bool,
+}
+
+impl View {
+    /// Where the view's FUSE mount shows its root.
+    fn lower(&self, shared: &Path) -> PathBuf {
+        if self.sub_path.is_empty() {
+            shared.to_path_buf()
+        } else {
+            shared.join(std::ffi::OsStr::from_bytes(&self.sub_path))
+        }
+    }
+}
+
+/// A version's FUSE mount as `status` shows it.
+pub struct SharedInfo {
+    /// The version.
+    pub version: String,
+    /// Its workspace.
+    pub workspace: WorkspaceName,
+    /// Where the FUSE file system is mounted.
+    pub path: PathBuf,
+    /// Views using it.
+    pub views: usize,
+}
+
+/// What to attach, and how.
+pub struct AttachRequest<'a> {
+    /// The workspace.
+    pub workspace: &'a WorkspaceName,
+    /// An empty directory, or a path to create.
+    pub mountpoint: &'a Path,
+    /// Read-only or isolated.
+    pub kind: ViewKind,
+    /// The workspace directory to show (normalized; empty: the root).
+    pub sub_path: Vec<u8>,
+    /// Where an isolated view keeps its changes (default: the state dir).
+    pub upper_dir: Option<&'a Path>,
 }
 
 #[derive(Default)]
@@ -80,14 +162,30 @@ struct Table {
 /// The daemon's mounts.
 pub struct Mounts {
     store: Arc<Store>,
+    /// Where versions' FUSE mounts go.
     dir: PathBuf,
+    /// Where isolated views keep their changes unless told otherwise.
+    scratch_dir: PathBuf,
+    /// This host's name, for workspace records.
+    host: String,
     table: Mutex<Table>,
+}
+
+/// How a view is recorded in the local database: whether attach created
+/// the mountpoint, then an isolated view's private directory.
+fn mount_record(view: &View) -> Vec<u8> {
+    let mut record = vec![if view.created { b'1' } else { b'0' }];
+    if let Some(scratch) = &view.scratch {
+        record.extend_from_slice(scratch.dir.as_os_str().as_encoded_bytes());
+    }
+    record
 }
 
 impl Mounts {
     /// A table with no mounts, after clearing what a previous daemon left behind.
-    pub fn recover(store: Arc<Store>, state_dir: &Path) -> Result<Mounts, StoreError> {
+    pub fn recover(store: Arc<Store>, state_dir: &Path, host: String) -> Result<Mounts, StoreError> {
         let dir = state_dir.join("mnt");
+        let scratch_dir = state_dir.join("views");
         for (key, value) in store.db().mounts()? {
             let mountpoint = PathBuf::from(String::from_utf8_lossy(&key).into_owned());
             // Only what is still a wsfs mount: the path may hold something else by now.
@@ -97,6 +195,10 @@ impl Mounts {
             }
             if value.first() == Some(&b'1') {
                 let _ = std::fs::remove_dir(&mountpoint);
+            }
+            if value.len() > 1 {
+                let dir = PathBuf::from(String::from_utf8_lossy(&value[1..]).into_owned());
+                Scratch { dir }.remove();
             }
             store.db().delete_mount(&key)?;
         }
@@ -110,16 +212,25 @@ impl Mounts {
                 let _ = std::fs::remove_dir(entry.path());
             }
         }
+        let _ = std::fs::remove_dir_all(&scratch_dir);
         Ok(Mounts {
             store,
             dir,
+            scratch_dir,
+            host,
             table: Mutex::new(Table::default()),
         })
     }
 
-    /// Attaches `ws` read-only at `mountpoint` (an empty directory, created if missing).
-    pub fn attach(&self, ws: &WorkspaceName, mountpoint: &Path) -> Result<View, MountError> {
+    /// Attaches a view of `req.workspace` at `req.mountpoint`.
+    pub fn attach(&self, req: &AttachRequest<'_>) -> Result<View, MountError> {
         let started = Instant::now();
+        let ws = req.workspace;
+        if req.kind == ViewKind::ReadOnly && req.upper_dir.is_some() {
+            return Err(MountError::BadRequest(
+                "--upper-dir is only for isolated views: add --view isolated, or drop --upper-dir".into(),
+            ));
+        }
         // The remote and the tree are dealt with outside the table lock, so a
         // slow remote never stalls `status`, `detach` or other attaches.
         let layers = workspace::layers(&self.store, ws)?;
@@ -127,64 +238,84 @@ impl Mounts {
             return Err(MountError::NoWorkspace(ws.clone()));
         }
         let version = workspace::version(&layers);
-        let mounted = self.table.lock().unwrap().shared.contains_key(&version);
-        let mut tree = if mounted {
-            None
-        } else {
-            Some(self.build_tree(&layers)?)
+        let mounted = self.table.lock().unwrap().shared.get(&version).map(|s| s.tree.clone());
+        let tree = match mounted {
+            Some(tree) => tree,
+            None => Arc::new(self.build_tree(&layers)?),
         };
+        let root_ino = resolve_sub_path(&tree, &req.sub_path)?;
         let mut table = self.table.lock().unwrap();
-        if table.views.contains_key(mountpoint) {
+        check_outside_views(&table, req.mountpoint, "mountpoint")?;
+        if req.mountpoint.starts_with(&self.dir) || req.mountpoint.starts_with(&self.scratch_dir) {
             return Err(MountError::BadMountpoint(
-                mountpoint.into(),
-                "is already a wsfs mount".into(),
+                req.mountpoint.into(),
+                "is inside the daemon's state dir: choose a directory outside it".into(),
             ));
         }
-        let created = prepare_mountpoint(mountpoint)?;
+        if let Some(upper) = req.upper_dir {
+            check_outside_views(&table, upper, "--upper-dir")?;
+        }
+        let created = prepare_mountpoint(req.mountpoint)?;
         let mut attach = || -> Result<View, MountError> {
             if !table.shared.contains_key(&version) {
-                // Its last view may have gone while the tree was being built.
-                let tree = match tree.take() {
-                    Some(tree) => tree,
-                    None => self.build_tree(&layers)?,
-                };
-                let shared = self.mount_version(ws, &version, tree)?;
+                let shared = self.mount_version(ws, &version, tree.clone())?;
                 table.shared.insert(version.clone(), shared);
             }
             let shared = table.shared.get_mut(&version).expect("inserted above");
-            if let Err(e) = sys::bind_read_only(&shared.path, mountpoint) {
-                if shared.views == 0 {
-                    close_shared(table.shared.remove(&version).expect("present"), false);
-                }
-                return Err(MountError::System(mountpoint.into(), e));
-            }
-            shared.views += 1;
-            let view = View {
-                mountpoint: mountpoint.to_path_buf(),
+            let mut view = View {
+                mountpoint: req.mountpoint.to_path_buf(),
                 workspace: ws.clone(),
                 layers: layers.clone(),
                 version: version.clone(),
-                totals: shared.totals,
+                totals: tree.totals(),
+                kind: req.kind,
+                sub_path: req.sub_path.clone(),
+                scratch: None,
                 created,
             };
-            let record: &[u8] = if created { b"1" } else { b"0" };
+            let mounted = match req.kind {
+                ViewKind::ReadOnly => sys::bind_read_only(&view.lower(&shared.path), req.mountpoint)
+                    .map_err(|e| MountError::System(req.mountpoint.into(), e)),
+                ViewKind::Isolated => {
+                    let base = req.upper_dir.unwrap_or(&self.scratch_dir);
+                    let meta = tree
+                        .entry(root_ino, Vec::new())
+                        .map_err(|e| StoreError::Internal(e.to_string()))?
+                        .meta;
+                    let scratch = Scratch::create(base, &meta)?;
+                    let mounted = mount_isolated(&view, &shared.path, &scratch);
+                    if mounted.is_err() {
+                        scratch.remove();
+                    }
+                    view.scratch = Some(scratch);
+                    mounted
+                }
+            };
+            if let Err(e) = mounted {
+                if shared.views == 0 {
+                    close_shared(table.shared.remove(&version).expect("present"), false);
+                }
+                return Err(e);
+            }
+            shared.views += 1;
             self.store
                 .db()
-                .put_mount(mountpoint.as_os_str().as_encoded_bytes(), record)?;
-            table.views.insert(mountpoint.to_path_buf(), view.clone());
+                .put_mount(req.mountpoint.as_os_str().as_encoded_bytes(), &mount_record(&view))?;
+            table.views.insert(req.mountpoint.to_path_buf(), view.clone());
             Ok(view)
         };
         let attached = attach();
         match &attached {
             Ok(view) => tracing::info!(
                 workspace = %ws,
-                mountpoint = %mountpoint.display(),
+                mountpoint = %req.mountpoint.display(),
                 version = %view.version,
+                view = %view.kind,
                 ms = started.elapsed().as_millis() as u64,
                 "attached"
             ),
             Err(_) if created => {
-                let _ = std::fs::remove_dir(mountpoint);
+                let _ = std::fs::remove_dir(req.mountpoint);
             }
             Err(_) => {}
         }
@@ -210,60 +341,132 @@ impl Mounts {
     }
 
     /// Mounts the FUSE file system of one workspace version.
-    fn mount_version(&self, ws: &WorkspaceName, version: &str, tree: Tree) -> Result<Shared, MountError> {
+    fn mount_version(&self, ws: &WorkspaceName, version: &str, tree: Arc<Tree>) -> Result<Shared, MountError> {
         let path = self.dir.join(version);
         std::fs::create_dir_all(&path).map_err(|e| MountError::System(path.clone(), e))?;
-        let totals = tree.totals();
         let source: Arc<dyn wsfs_fs::tree::ChunkSource> = self.store.clone();
         let fsname = format!("{}{ws}", sys::WSFS_SOURCE_PREFIX);
-        let session = mount(WsfsFs::new(Arc::new(tree), source), &path, &fsname)
+        let session = mount(WsfsFs::new(tree.clone(), source), &path, &fsname)
             .map_err(|e| MountError::System(path.clone(), e))?;
         Ok(Shared {
             path,
             session,
+            tree,
+            workspace: ws.clone(),
             views: 0,
-            totals,
         })
     }
 
-    /// Detaches the view at `mountpoint`; `force` detaches it lazily even when busy.
-    pub fn detach(&self, mountpoint: &Path, force: bool) -> Result<(), MountError> {
-        let mut table = self.table.lock().unwrap();
-        let Some(view) = table.views.get(mountpoint).cloned() else {
-            return Err(MountError::NotMounted(mountpoint.into()));
+    /// Detaches the view at `mountpoint`. `persist`: first turn an isolated
+    /// view's changes into a layer of its workspace (when that fails, the view
+    /// stays attached with its changes). `force`: detach lazily even when busy.
+    pub fn detach(
+        &self,
+        mountpoint: &Path,
+        persist: bool,
+        force: bool,
+    ) -> Result<Option<PersistOutcome>, MountError> {
+        let (view, tree) = {
+            let mut table = self.table.lock().unwrap();
+            let Some(view) = table.views.get(mountpoint).cloned() else {
+                return Err(MountError::NotMounted(mountpoint.into()));
+            };
+            if persist && view.scratch.is_none() {
+                return Err(MountError::ReadOnlyView(mountpoint.into()));
+            }
+            unmount_view(mountpoint, force)?;
+            table.views.remove(mountpoint);
+            let tree = table.shared[&view.version].tree.clone();
+            (view, tree)
         };
-        match sys::unmount(mountpoint, force) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                let holders = sys::holders(mountpoint);
-                let who = if holders.is_empty() {
-                    "another process".to_string()
-                } else {
-                    holders.join(", ")
-                };
-                return Err(MountError::Busy(mountpoint.into(), who));
+        let outcome = match (persist, &view.scratch) {
+            (true, Some(scratch)) => Some(self.persist_view(&view, scratch, &tree)?),
+            _ => None,
+        };
+        self.forget(&view, force)?;
+        tracing::info!(mountpoint = %mountpoint.display(), persisted = outcome.is_some(), "detached");
+        Ok(outcome)
+    }
+
+    /// Persists an unmounted isolated view's changes; on failure mounts it again.
+    fn persist_view(&self, view: &View, scratch: &Scratch, tree: &Tree) -> Result<PersistOutcome, MountError> {
+        let upper = scratch.upper();
+        let request = ChangesRequest {
+            upper: &upper,
+            base: tree,
+            base_layers: &view.layers,
+            sub_path: &view.sub_path,
+            workspace: &view.workspace,
+            host: &self.host,
+        };
+        let error = match persist_changes(&self.store, &request, &mut |_| {}) {
+            Ok(outcome) => {
+                tracing::info!(
+                    mountpoint = %view.mountpoint.display(),
+                    workspace = %view.workspace,
+                    layer = %outcome.layer,
+                    files = outcome.files,
+                    deleted = outcome.deleted,
+                    overrode = outcome.overrode.len(),
+                    "persisted an isolated view"
+                );
+                return Ok(outcome);
             }
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                tracing::warn!(mountpoint = %mountpoint.display(), "view was already unmounted");
+            Err(e) => e,
+        };
+        tracing::warn!(mountpoint = %view.mountpoint.display(), error = %error, "persisting a view failed");
+        let mut table = self.table.lock().unwrap();
+        let remounted = mount_isolated(view, &table.shared[&view.version].path, scratch);
+        let kept = match remounted {
+            Ok(()) => {
+                table.views.insert(view.mountpoint.clone(), view.clone());
+                "the view is still attached with its changes: fix the cause and run `wsfs detach --persist` \
+                 again, or `wsfs detach` to discard them"
+                    .to_string()
             }
-            Err(e) => return Err(MountError::System(mountpoint.into(), e)),
-        }
-        table.views.remove(mountpoint);
+            Err(e) => {
+                drop(table);
+                // The view is gone; its changes stay where they are.
+                self.store
+                    .db()
+                    .delete_mount(view.mountpoint.as_os_str().as_encoded_bytes())?;
+                self.release(&view.version, false);
+                format!("the view could not be mounted again ({e}); its changes are kept in {}", upper.display())
+            }
+        };
+        Err(MountError::Persist {
+            mountpoint: view.mountpoint.clone(),
+            error,
+            kept,
+        })
+    }
+
+    /// Forgets an unmounted view: its record, scratch directory, created
+    /// mountpoint, and its share of the version's FUSE mount.
+    fn forget(&self, view: &View, lazy: bool) -> Result<(), MountError> {
         self.store
             .db()
-            .delete_mount(mountpoint.as_os_str().as_encoded_bytes())?;
-        if view.created {
-            let _ = std::fs::remove_dir(mountpoint);
+            .delete_mount(view.mountpoint.as_os_str().as_encoded_bytes())?;
+        if let Some(scratch) = &view.scratch {
+            scratch.remove();
         }
-        let last = table.shared.get_mut(&view.version).map(|s| {
+        if view.created {
+            let _ = std::fs::remove_dir(&view.mountpoint);
+        }
+        self.release(&view.version, lazy);
+        Ok(())
+    }
+
+    /// Drops one view's share of a version's FUSE mount; the last unmounts it.
+    fn release(&self, version: &str, lazy: bool) {
+        let mut table = self.table.lock().unwrap();
+        let last = table.shared.get_mut(version).map(|s| {
             s.views -= 1;
             s.views == 0
         });
         if last == Some(true) {
-            close_shared(table.shared.remove(&view.version).expect("present"), force);
+            close_shared(table.shared.remove(version).expect("present"), lazy);
         }
-        tracing::info!(mountpoint = %mountpoint.display(), "detached");
-        Ok(())
     }
 
     /// Every view, by mountpoint.
@@ -271,15 +474,85 @@ impl Mounts {
         self.table.lock().unwrap().views.values().cloned().collect()
     }
 
-    /// Detaches everything (lazily where busy); returns how many views there were.
+    /// Every version's FUSE mount.
+    pub fn shared(&self) -> Vec<SharedInfo> {
+        let table = self.table.lock().unwrap();
+        let mut out: Vec<SharedInfo> = table
+            .shared
+            .iter()
+            .map(|(version, s)| SharedInfo {
+                version: version.clone(),
+                workspace: s.workspace.clone(),
+                path: s.path.clone(),
+                views: s.views,
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    /// Detaches everything (lazily where busy; isolated views' changes are
+    /// discarded); returns how many views there were.
     pub fn detach_all(&self) -> usize {
         let views = self.views();
         for view in &views {
-            if let Err(e) = self.detach(&view.mountpoint, true) {
+            if view.scratch.is_some() {
+                tracing::warn!(mountpoint = %view.mountpoint.display(), "discarding the changes of an isolated view");
+            }
+            if let Err(e) = self.detach(&view.mountpoint, false, true) {
                 tracing::error!(mountpoint = %view.mountpoint.display(), error = %e, "cannot detach");
             }
         }
         views.len()
+    }
+}
+
+/// Refuses a path inside one of the views: wsfs does not stack views.
+fn check_outside_views(table: &Table, path: &Path, what: &str) -> Result<(), MountError> {
+    match table.views.keys().find(|v| path.starts_with(v)) {
+        Some(view) => Err(MountError::BadRequest(format!(
+            "{what} {} is inside the wsfs view {}: choose a directory outside every view",
+            path.display(),
+            view.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Mounts an isolated view: overlayfs over the view's part of the version's
+/// FUSE mount (at `shared`), changes going to `scratch`.
+fn mount_isolated(view: &View, shared: &Path, scratch: &Scratch) -> Result<(), MountError> {
+    let (lower, upper, work) = (view.lower(shared), scratch.upper(), scratch.work());
+    let dirs = OverlayDirs {
+        lower: &lower,
+        upper: &upper,
+        work: &work,
+    };
+    let source = format!("{}{}", sys::WSFS_SOURCE_PREFIX, view.workspace);
+    sys::mount_overlay(&source, &dirs, &view.mountpoint).map_err(|error| {
+        let fstype = sys::fs_type_of(&upper).unwrap_or_else(|| "unknown".into());
+        MountError::UpperDir { upper, fstype, error }
+    })
+}
+
+/// Unmounts a view's mountpoint, naming what holds it when busy.
+fn unmount_view(mountpoint: &Path, force: bool) -> Result<(), MountError> {
+    match sys::unmount(mountpoint, force) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            let holders = sys::holders(mountpoint);
+            let who = if holders.is_empty() {
+                "another process".to_string()
+            } else {
+                holders.join(", ")
+            };
+            Err(MountError::Busy(mountpoint.into(), who))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::warn!(mountpoint = %mountpoint.display(), "view was already unmounted");
+            Ok(())
+        }
+        Err(e) => Err(MountError::System(mountpoint.into(), e)),
     }
 }
 

@@ -11,10 +11,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use wsfs_api::pb::{self, wsfs_server::Wsfs};
 use wsfs_fs::error::StoreError;
-use wsfs_fs::persist::{persist, PersistError, PersistRequest};
+use wsfs_fs::persist::{persist, PersistError, PersistOutcome, PersistRequest};
 use wsfs_fs::workspace::{self, WorkspaceName};
 
-use crate::mounts::{MountError, View};
+use crate::mounts::{AttachRequest, MountError, View};
+use crate::views::{parse_sub_path, ViewKind};
 use crate::state::Daemon;
 
 /// How often persist progress is sent to the client.
@@ -47,13 +48,47 @@ fn store_status(e: StoreError) -> Status {
     }
 }
 
+fn persist_status(e: PersistError) -> Status {
+    match e {
+        PersistError::BadPath { .. } => Status::invalid_argument(e.to_string()),
+        PersistError::Source { .. } => Status::failed_precondition(e.to_string()),
+        PersistError::Store(e) => store_status(e),
+    }
+}
+
 fn mount_status(e: MountError) -> Status {
     match e {
-        MountError::BadMountpoint(..) => Status::invalid_argument(e.to_string()),
+        MountError::BadMountpoint(..) | MountError::BadRequest(_) | MountError::BadSubPath(..) => {
+            Status::invalid_argument(e.to_string())
+        }
         MountError::NoWorkspace(_) | MountError::NotMounted(_) => Status::not_found(e.to_string()),
-        MountError::Busy(..) => Status::failed_precondition(e.to_string()),
+        MountError::Busy(..) | MountError::ReadOnlyView(_) | MountError::UpperDir { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
+        MountError::Persist { .. } => {
+            let MountError::Persist { error, .. } = &e else { unreachable!() };
+            let code = match error {
+                PersistError::Store(StoreError::Remote { not_found: false, .. }) => tonic::Code::Unavailable,
+                _ => tonic::Code::Internal,
+            };
+            Status::new(code, e.to_string())
+        }
         MountError::System(..) => Status::internal(e.to_string()),
         MountError::Store(e) => store_status(e),
+    }
+}
+
+fn persist_result(ws: String, o: PersistOutcome) -> pb::PersistResult {
+    pb::PersistResult {
+        workspace: ws,
+        layer: o.layer.to_hex(),
+        files: o.files,
+        bytes: o.bytes,
+        new_bytes: o.new_bytes,
+        stored_bytes: o.stored_bytes,
+        skipped: o.skipped,
+        deleted: o.deleted,
+        overrode: o.overrode,
     }
 }
 
@@ -74,9 +109,15 @@ fn view_info(v: &View) -> pb::MountInfo {
         workspace: v.workspace.to_string(),
         version: v.version.clone(),
         layers: v.layers.iter().map(|l| l.to_hex()).collect(),
-        view: "read-only".to_string(),
+        view: v.kind.to_string(),
         files: v.totals.0,
         bytes: v.totals.1,
+        sub_path: String::from_utf8_lossy(&v.sub_path).into_owned(),
+        upper_dir: v
+            .scratch
+            .as_ref()
+            .map(|s| s.upper().display().to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -131,25 +172,14 @@ impl Wsfs for Service {
             let event = match outcome {
                 Ok(o) => {
                     tracing::info!(workspace = %ws, layer = %o.layer, files = o.files, new_bytes = o.new_bytes, "persisted");
+                    let result = persist_result(ws.to_string(), o);
                     Ok(pb::PersistEvent {
-                        event: Some(pb::persist_event::Event::Result(pb::PersistResult {
-                            workspace: ws.to_string(),
-                            layer: o.layer.to_hex(),
-                            files: o.files,
-                            bytes: o.bytes,
-                            new_bytes: o.new_bytes,
-                            stored_bytes: o.stored_bytes,
-                            skipped: o.skipped,
-                        })),
+                        event: Some(pb::persist_event::Event::Result(result)),
                     })
                 }
                 Err(e) => {
                     tracing::warn!(workspace = %ws, error = %e, "persist failed");
-                    Err(match e {
-                        PersistError::BadPath { .. } => Status::invalid_argument(e.to_string()),
-                        PersistError::Source { .. } => Status::failed_precondition(e.to_string()),
-                        PersistError::Store(e) => store_status(e),
-                    })
+                    Err(persist_status(e))
                 }
             };
             let _ = tx.blocking_send(event);
@@ -161,18 +191,41 @@ impl Wsfs for Service {
         let req = request.into_inner();
         let ws = workspace_name(&req.workspace)?;
         let mountpoint = absolute(&req.mountpoint, "mountpoint")?;
+        let kind: ViewKind = req.view.parse().map_err(mount_status)?;
+        let sub_path = parse_sub_path(&req.sub_path).map_err(mount_status)?;
+        let upper_dir = match req.upper_dir.as_str() {
+            "" => None,
+            dir => Some(absolute(dir, "--upper-dir")?),
+        };
         let daemon = self.daemon.clone();
-        let view = blocking(move || daemon.mounts.attach(&ws, &mountpoint).map_err(mount_status)).await?;
+        let view = blocking(move || {
+            let request = AttachRequest {
+                workspace: &ws,
+                mountpoint: &mountpoint,
+                kind,
+                sub_path,
+                upper_dir: upper_dir.as_deref(),
+            };
+            daemon.mounts.attach(&request).map_err(mount_status)
+        })
+        .await?;
         Ok(Response::new(view_info(&view)))
     }
 
     async fn detach(&self, request: Request<pb::DetachRequest>) -> Result<Response<pb::DetachReply>, Status> {
-        let mountpoint = absolute(&request.into_inner().mountpoint, "mountpoint")?;
+        let req = request.into_inner();
+        let mountpoint = absolute(&req.mountpoint, "mountpoint")?;
         let daemon = self.daemon.clone();
         let target = mountpoint.clone();
-        blocking(move || daemon.mounts.detach(&target, false).map_err(mount_status)).await?;
+        let persisted = blocking(move || {
+            let view = daemon.mounts.views().into_iter().find(|v| v.mountpoint == target);
+            let outcome = daemon.mounts.detach(&target, req.persist, false).map_err(mount_status)?;
+            Ok(outcome.zip(view).map(|(o, v)| persist_result(v.workspace.to_string(), o)))
+        })
+        .await?;
         Ok(Response::new(pb::DetachReply {
             mountpoint: mountpoint.display().to_string(),
+            persisted,
         }))
     }
 
@@ -244,6 +297,17 @@ impl Wsfs for Service {
             read_errors: m.read_errors,
             mounts: d.mounts.views().iter().map(view_info).collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            shared_mounts: d
+                .mounts
+                .shared()
+                .into_iter()
+                .map(|s| pb::SharedMount {
+                    version: s.version,
+                    workspace: s.workspace.to_string(),
+                    path: s.path.display().to_string(),
+                    views: s.views as u32,
+                })
+                .collect(),
         }))
     }
 

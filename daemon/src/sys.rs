@@ -47,6 +47,65 @@ pub fn bind_read_only(source: &Path, target: &Path) -> io::Result<()> {
     remounted
 }
 
+/// Escapes a path for an overlayfs option, where `,`, `:` and `\\` are special.
+fn overlay_escape(path: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &b in path.as_os_str().as_bytes() {
+        if matches!(b, b',' | b':' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// The directories of an overlayfs mount.
+pub struct OverlayDirs<'a> {
+    /// Read-only lower directory (a wsfs mount, or a directory of one).
+    pub lower: &'a Path,
+    /// Where changes go.
+    pub upper: &'a Path,
+    /// Overlayfs scratch space, on the upper's file system.
+    pub work: &'a Path,
+}
+
+/// Mounts overlayfs at `target`, named `source` in the mount table. Renames
+/// of lower directories and metadata-only changes are recorded in the upper
+/// directory (`redirect_dir`, `metacopy`) instead of copying data up.
+pub fn mount_overlay(source: &str, dirs: &OverlayDirs<'_>, target: &Path) -> io::Result<()> {
+    let mut data = b"lowerdir=".to_vec();
+    data.extend(overlay_escape(dirs.lower));
+    data.extend_from_slice(b",upperdir=");
+    data.extend(overlay_escape(dirs.upper));
+    data.extend_from_slice(b",workdir=");
+    data.extend(overlay_escape(dirs.work));
+    data.extend_from_slice(b",redirect_dir=on,metacopy=on,index=off");
+    let data = CString::new(data).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let source = CString::new(source).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let target = c_path(target)?;
+    // SAFETY: valid NUL-terminated strings; overlay takes its options as a string.
+    check(unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            c"overlay".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            data.as_ptr().cast(),
+        )
+    })
+}
+
+/// The type of the file system `path` is on (the mount with the longest
+/// matching mount point), when the mount table says.
+pub fn fs_type_of(path: &Path) -> Option<String> {
+    mounts()
+        .ok()?
+        .into_iter()
+        .filter(|m| path.starts_with(&m.point))
+        .max_by_key(|m| m.point.as_os_str().len())
+        .map(|m| m.fstype)
+}
+
 fn target_path(c: &CString) -> &Path {
     Path::new(std::ffi::OsStr::from_bytes(c.as_bytes()))
 }
@@ -63,16 +122,17 @@ pub fn unmount(target: &Path, lazy: bool) -> io::Result<()> {
 pub struct Mounted {
     /// Where it is mounted.
     pub point: PathBuf,
-    /// Its file system type (`fuse` or `fuse.wsfs` for wsfs mounts and their binds).
+    /// Its file system type (`fuse` or `fuse.wsfs` for wsfs mounts and their
+    /// binds, `overlay` for isolated views).
     pub fstype: String,
     /// Its source (`wsfs:<workspace>` for wsfs mounts and their binds).
     pub source: String,
 }
 
 impl Mounted {
-    /// A wsfs FUSE mount, or a bind of one.
+    /// A wsfs FUSE mount, a bind of one, or an isolated view's overlay.
     pub fn is_wsfs(&self) -> bool {
-        self.fstype.starts_with("fuse") && self.source.starts_with(WSFS_SOURCE_PREFIX)
+        (self.fstype.starts_with("fuse") || self.fstype == "overlay") && self.source.starts_with(WSFS_SOURCE_PREFIX)
     }
 }
 
@@ -162,6 +222,11 @@ mod tests {
         assert!(m.is_wsfs());
         let other = "44 27 0:40 / /tmp/c rw - fuse sshfs#host: rw";
         assert!(!parse_mountinfo_line(other).unwrap().is_wsfs());
+    }
+
+    #[test]
+    fn overlay_options_escape_separators() {
+        assert_eq!(overlay_escape(Path::new("/a,b:c\\d")), b"/a\\,b\\:c\\\\d".to_vec());
     }
 
     #[test]

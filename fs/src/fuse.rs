@@ -10,7 +10,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, KernelConfig, LockOwner,
@@ -18,6 +18,7 @@ use fuser::{
     ReplyStatfs, ReplyXattr, Request, SessionACL,
 };
 
+use crate::manifest::system_time;
 use crate::tree::{Attr, ChunkSource, NodeType, Tree, TreeError};
 
 pub use fuser::BackgroundSession;
@@ -90,12 +91,7 @@ fn file_type(kind: NodeType) -> FileType {
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
-    let mtime = if a.mtime_sec >= 0 {
-        UNIX_EPOCH + Duration::new(a.mtime_sec as u64, a.mtime_nsec)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(a.mtime_sec.unsigned_abs())
-            + Duration::from_nanos(a.mtime_nsec.into())
-    };
+    let mtime = system_time(a.mtime_sec, a.mtime_nsec);
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::error::StoreError;
-use crate::manifest::{parent_of, ChunkRef, Entry, EntryKind, Manifest, Xattr};
+use crate::manifest::{parent_of, ChunkRef, Entry, EntryKind, FileData, Manifest, Meta, Xattr};
 use crate::merge::merge;
 use crate::store::Store;
 
@@ -261,6 +261,38 @@ impl Tree {
     /// The extended attributes of `ino`, sorted by name.
     pub fn xattrs(&self, ino: u64) -> Result<&[Xattr], TreeError> {
         Ok(&self.node(ino)?.xattrs)
+    }
+
+    /// Every chunk the tree's files use (with repeats), in file order.
+    pub fn chunk_refs(&self) -> &[ChunkRef] {
+        &self.chunks
+    }
+
+    /// The manifest entry that describes `ino` at `path` (hard-link groups
+    /// are not kept: the entry's `link` is 0).
+    pub fn entry(&self, ino: u64, path: Vec<u8>) -> Result<Entry, TreeError> {
+        let node = self.node(ino)?;
+        let a = &node.attr;
+        let kind = match &node.data {
+            Data::Dir(_) => EntryKind::Dir { opaque: false },
+            Data::File(range) => EntryKind::File(FileData {
+                size: a.size,
+                chunks: self.chunks[range.clone()].to_vec(),
+                link: 0,
+            }),
+            Data::Symlink(target) => EntryKind::Symlink {
+                target: target.to_vec(),
+            },
+        };
+        let meta = Meta {
+            mode: u32::from(a.perm),
+            uid: a.uid,
+            gid: a.gid,
+            mtime_sec: a.mtime_sec,
+            mtime_nsec: a.mtime_nsec,
+            xattrs: node.xattrs.to_vec(),
+        };
+        Ok(Entry { path, meta, kind })
     }
 
     /// The inode at `path` (`/`-separated, relative to the root), not following symlinks.

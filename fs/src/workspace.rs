@@ -115,8 +115,9 @@ impl LayerRecord {
 }
 
 /// Appends a layer to a workspace: the last write of a persist, made only
-/// once the layer's packs and manifest are in the remote.
-pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result<(), StoreError> {
+/// once the layer's packs and manifest are in the remote. Returns the
+/// record's key, which tells where the layer sits in [`stack`].
+pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result<String, StoreError> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -127,17 +128,26 @@ pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result
         rand::random::<u64>(),
         record.layer
     );
-    store.put_object(key, Bytes::from(record.encode()))
+    store.put_object(key.clone(), Bytes::from(record.encode()))?;
+    Ok(key)
+}
+
+/// The records' keys and layer ids of a workspace, oldest first.
+pub fn stack(store: &Store, ws: &WorkspaceName) -> Result<Vec<(String, LayerId)>, StoreError> {
+    Ok(store
+        .remote()
+        .list(&ws.prefix())?
+        .into_iter()
+        .filter_map(|l| {
+            let layer = l.key.rsplit('-').next()?.parse().ok()?;
+            Some((l.key, layer))
+        })
+        .collect())
 }
 
 /// The layer ids of a workspace, oldest first (empty when it does not exist).
 pub fn layers(store: &Store, ws: &WorkspaceName) -> Result<Vec<LayerId>, StoreError> {
-    Ok(store
-        .remote()
-        .list(&ws.prefix())?
-        .iter()
-        .filter_map(|l| l.key.rsplit('-').next()?.parse().ok())
-        .collect())
+    Ok(stack(store, ws)?.into_iter().map(|(_, layer)| layer).collect())
 }
 
 /// The records of a workspace, oldest first.

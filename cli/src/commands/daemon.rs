@@ -27,6 +27,12 @@ pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
         "cache_budget_bytes": s.cache_budget_bytes,
         "read_errors": s.read_errors,
         "mounts": s.mounts.iter().map(mount_json).collect::<Vec<_>>(),
+        "shared_mounts": s.shared_mounts.iter().map(|m| json!({
+            "version": m.version,
+            "workspace": m.workspace,
+            "path": m.path,
+            "views": m.views,
+        })).collect::<Vec<_>>(),
     });
     emit(json, value, || {
         let mut text = format!(
@@ -56,11 +62,18 @@ pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
                         m.workspace.clone(),
                         m.version.clone(),
                         m.view.clone(),
+                        if m.sub_path.is_empty() { "/".into() } else { m.sub_path.clone() },
                     ]
                 })
                 .collect();
             text.push_str("\n\n");
-            text.push_str(&table(&["MOUNTPOINT", "WORKSPACE", "VERSION", "VIEW"], &rows));
+            let header = ["MOUNTPOINT", "WORKSPACE", "VERSION", "VIEW", "SUB-PATH"];
+            text.push_str(&table(&header, &rows));
+            text.push_str(&format!(
+                "\n{} views share {} FUSE mounts",
+                s.mounts.len(),
+                s.shared_mounts.len()
+            ));
         }
         text
     });

@@ -7,6 +7,8 @@ use serde_json::json;
 use wsfs_api::pb;
 use wsfs_api::Client;
 
+use crate::args::ViewKind;
+use crate::commands::persist::{result_json, result_text};
 use crate::output::{bytes, emit};
 
 /// An absolute form of `path`, resolving symlinks of the part that exists.
@@ -23,18 +25,47 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     }
 }
 
-/// Attaches `workspace` at `mountpoint`.
-pub async fn attach(client: &mut Client, workspace: &str, mountpoint: &Path, json: bool) -> Result<()> {
+/// The view flags of `wsfs attach`.
+pub struct ViewOptions {
+    /// Read-only or isolated.
+    pub kind: ViewKind,
+    /// Workspace directory to show; empty: the root.
+    pub sub_path: String,
+    /// Where an isolated view keeps its changes.
+    pub upper_dir: Option<PathBuf>,
+}
+
+/// Attaches a view of `workspace` at `mountpoint`.
+pub async fn attach(
+    client: &mut Client,
+    workspace: &str,
+    mountpoint: &Path,
+    view: &ViewOptions,
+    json: bool,
+) -> Result<()> {
+    let upper_dir = match &view.upper_dir {
+        Some(dir) => absolute(dir)?.display().to_string(),
+        None => String::new(),
+    };
     let request = pb::AttachRequest {
         workspace: workspace.to_string(),
         mountpoint: absolute(mountpoint)?.display().to_string(),
+        view: view.kind.as_str().to_string(),
+        sub_path: view.sub_path.clone(),
+        upper_dir,
     };
     let m = client.attach(request).await?.into_inner();
     emit(json, mount_json(&m), || {
+        let sub_path = if m.sub_path.is_empty() {
+            String::new()
+        } else {
+            format!(", sub-path {}", m.sub_path)
+        };
         format!(
-            "attached {} at {} (version {}, {} layers, {} files, {})",
+            "attached {} at {} ({} view{sub_path}; version {}, {} layers, {} files, {})",
             m.workspace,
             m.mountpoint,
+            m.view,
             m.version,
             m.layers.len(),
             m.files,
@@ -44,14 +75,21 @@ pub async fn attach(client: &mut Client, workspace: &str, mountpoint: &Path, jso
     Ok(())
 }
 
-/// Detaches the view at `mountpoint`.
-pub async fn detach(client: &mut Client, mountpoint: &Path, json: bool) -> Result<()> {
+/// Detaches the view at `mountpoint`, persisting its changes first when asked.
+pub async fn detach(client: &mut Client, mountpoint: &Path, persist: bool, json: bool) -> Result<()> {
     let request = pb::DetachRequest {
         mountpoint: absolute(mountpoint)?.display().to_string(),
+        persist,
     };
     let reply = client.detach(request).await?.into_inner();
-    emit(json, json!({ "mountpoint": reply.mountpoint }), || {
-        format!("detached {}", reply.mountpoint)
+    let persisted = reply.persisted.as_ref();
+    let value = json!({
+        "mountpoint": reply.mountpoint,
+        "persisted": persisted.map(result_json),
+    });
+    emit(json, value, || match persisted {
+        Some(r) => format!("detached {}; {}", reply.mountpoint, result_text(r)),
+        None => format!("detached {}", reply.mountpoint),
     });
     Ok(())
 }
@@ -66,5 +104,7 @@ pub fn mount_json(m: &pb::MountInfo) -> serde_json::Value {
         "view": m.view,
         "files": m.files,
         "bytes": m.bytes,
+        "sub_path": m.sub_path,
+        "upper_dir": m.upper_dir,
     })
 }

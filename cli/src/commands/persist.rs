@@ -58,30 +58,55 @@ pub async fn run(
 }
 
 fn print_result(r: &pb::PersistResult, json: bool) {
-    let value = json!({
+    emit(json, result_json(r), || result_text(r));
+}
+
+/// How many overridden paths the text output names.
+const OVERRODE_SHOWN: usize = 20;
+
+/// The JSON form of a persist's result.
+pub fn result_json(r: &pb::PersistResult) -> serde_json::Value {
+    json!({
         "workspace": r.workspace,
         "layer": r.layer,
         "files": r.files,
         "bytes": r.bytes,
         "new_bytes": r.new_bytes,
         "stored_bytes": r.stored_bytes,
+        "deleted": r.deleted,
         "skipped": r.skipped,
-    });
-    emit(json, value, || {
-        let mut text = format!(
-            "persisted layer {} to {}: {} files, {}, {} new, {} stored",
-            r.layer,
-            r.workspace,
-            r.files,
-            bytes(r.bytes),
-            bytes(r.new_bytes),
-            bytes(r.stored_bytes)
-        );
-        for path in &r.skipped {
-            text.push_str(&format!(
-                "\nskipped {path}: not a regular file, directory or symlink"
-            ));
+        "overrode": r.overrode,
+    })
+}
+
+/// The text form of a persist's result.
+pub fn result_text(r: &pb::PersistResult) -> String {
+    let mut text = format!(
+        "persisted layer {} to {}: {} files, {}, {} new, {} stored",
+        r.layer,
+        r.workspace,
+        r.files,
+        bytes(r.bytes),
+        bytes(r.new_bytes),
+        bytes(r.stored_bytes)
+    );
+    if r.deleted > 0 {
+        text.push_str(&format!(", {} deleted", r.deleted));
+    }
+    for path in &r.skipped {
+        text.push_str(&format!("\nskipped {path}: not a regular file, directory or symlink"));
+    }
+    if !r.overrode.is_empty() {
+        text.push_str(&format!(
+            "\noverrode {} paths that other persists changed meanwhile (this layer landed later, so it wins):",
+            r.overrode.len()
+        ));
+        for path in r.overrode.iter().take(OVERRODE_SHOWN) {
+            text.push_str(&format!("\n  {path}"));
         }
-        text
-    });
+        if r.overrode.len() > OVERRODE_SHOWN {
+            text.push_str(&format!("\n  ... and {} more (--json lists all)", r.overrode.len() - OVERRODE_SHOWN));
+        }
+    }
+    text
 }

@@ -110,6 +110,16 @@ pub struct ChunkLocation {
     pub offset_in_frame: u32,
 }
 
+/// The time `sec` seconds (may be negative) and `nsec` nanoseconds after the epoch.
+pub fn system_time(sec: i64, nsec: u32) -> std::time::SystemTime {
+    use std::time::{Duration, UNIX_EPOCH};
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec.into())
+    }
+}
+
 /// Orders paths component by component, so that a directory sorts right
 /// before its descendants (`a` < `a/b` < `a/c` < `a-b`). Defined for valid
 /// manifest paths (no empty components).

@@ -5,14 +5,16 @@
 //! chunks only once their pack is in the remote. Files whose stat stamp is
 //! unchanged since the last persist are neither read nor chunked again.
 
+mod changes;
+mod overrides;
 mod packer;
+mod plan;
 mod source;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,12 +23,15 @@ use thiserror::Error;
 use crate::chunking::chunk_stream;
 use crate::error::StoreError;
 use crate::ids::{ChunkId, LayerId};
-use crate::manifest::{ChunkRef, Entry, EntryKind, FileData, Manifest};
+use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest};
 use crate::store::db::FileStamp;
 use crate::store::Store;
 use crate::workspace::{self, LayerRecord, WorkspaceName};
 use packer::Packer;
-use source::{metas_of, source_err, stamp_of, SourceTree};
+use plan::{plan_source, Content, Plan, Planned};
+use source::{metas_of, source_err};
+
+pub use changes::ChangesRequest;
 
 /// What to persist.
 pub struct PersistRequest<'a> {
@@ -66,8 +71,13 @@ pub struct PersistOutcome {
     pub new_bytes: u64,
     /// Bytes uploaded: packs and the manifest.
     pub stored_bytes: u64,
+    /// Paths the layer deletes (whiteouts).
+    pub deleted: u64,
     /// Paths not persisted (sockets, devices, FIFOs), relative to the root.
     pub skipped: Vec<String>,
+    /// Paths changed by layers that landed after this one's base and that
+    /// this layer hides (it landed later, so it wins), in tree order.
+    pub overrode: Vec<String>,
 }
 
 /// Why a persist failed. Nothing is visible in the workspace when it does.
@@ -114,8 +124,61 @@ pub fn persist(
             why: "no path given: name the files and directories to persist".into(),
         });
     }
+    let base = workspace::layers(store, req.workspace)?;
     let tree = source::collect(&root, req.paths)?;
-    let mut layer = LayerBuilder::new(store, &tree)?;
+    let mut plan = Plan::default();
+    for ((path, source), meta) in tree.iter().zip(metas_of(&tree)?) {
+        match plan_source(path.0.clone(), source, meta)? {
+            Some(planned) => plan.entries.push(planned),
+            None => plan.skipped.push(String::from_utf8_lossy(&path.0).into_owned()),
+        }
+    }
+    let target = Target {
+        workspace: req.workspace,
+        host: req.host,
+        base: &base,
+    };
+    build(store, plan, HashMap::new(), true, &target, progress)
+}
+
+/// Persists the changes an isolated view made (see [`changes`]) as a layer
+/// on top of `req.workspace`, which may have gained layers since the view's base.
+pub fn persist_changes(
+    store: &Store,
+    req: &ChangesRequest<'_>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<PersistOutcome, PersistError> {
+    let plan = changes::plan(req.upper, req.base, req.sub_path)?;
+    // Copied-up files mostly hold chunks the base tree already has: this host
+    // may never have persisted them, but their location is in the base's manifests.
+    let known = req.base.chunk_refs().iter().map(|r| (r.id, *r)).collect();
+    let target = Target {
+        workspace: req.workspace,
+        host: req.host,
+        base: req.base_layers,
+    };
+    build(store, plan, known, false, &target, progress)
+}
+
+/// Where a new layer goes.
+struct Target<'a> {
+    workspace: &'a WorkspaceName,
+    host: &'a str,
+    /// The layers the new one was based on: others that land meanwhile may be overridden.
+    base: &'a [LayerId],
+}
+
+/// Chunks and packs what `plan` reads, writes its manifest, and appends it to the workspace.
+fn build(
+    store: &Store,
+    mut plan: Plan,
+    known: HashMap<ChunkId, ChunkRef>,
+    stat_cache: bool,
+    target: &Target<'_>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<PersistOutcome, PersistError> {
+    plan.sort();
+    let mut layer = LayerBuilder::new(store, plan, known, stat_cache);
     let new_refs = std::thread::scope(|scope| {
         let packer = Packer::start(scope, store);
         let chunked = layer.chunk_files(&packer, progress);
@@ -129,7 +192,7 @@ pub fn persist(
         layer.stored_bytes += packed.stored_bytes;
         Ok::<_, PersistError>(packed.refs)
     })?;
-    layer.finish(req, new_refs)
+    layer.finish(target, new_refs)
 }
 
 /// Two seconds before now: coarser than any file system's timestamp tick.
@@ -158,12 +221,16 @@ struct LayerBuilder<'s> {
     entries: Vec<(Entry, Option<PendingChunks>)>,
     files: Vec<FileJob>,
     skipped: Vec<String>,
+    deleted: u64,
     /// Chunks the store already had, with their location.
     known: HashMap<ChunkId, ChunkRef>,
     /// Chunks new in this persist, handed to the packer.
     new: HashSet<ChunkId>,
     /// Files chunked whole, for the stat cache: source path, stamp, entry index.
     stamps: Vec<(Vec<u8>, FileStamp, usize)>,
+    /// Use and fill the stat cache (off for a view's upper directory, whose
+    /// paths are gone after the persist).
+    stat_cache: bool,
     new_bytes: u64,
     stored_bytes: u64,
     /// The packer refused a chunk: it stopped on an error of its own.
@@ -174,71 +241,60 @@ struct LayerBuilder<'s> {
 }
 
 impl<'s> LayerBuilder<'s> {
-    fn new(store: &'s Store, tree: &SourceTree) -> Result<Self, PersistError> {
+    fn new(store: &'s Store, plan: Plan, known: HashMap<ChunkId, ChunkRef>, stat_cache: bool) -> Self {
         let mut names_per_inode: HashMap<(u64, u64), u32> = HashMap::new();
-        for source in tree.values() {
-            if source.meta.is_file() && source.meta.nlink() > 1 {
-                *names_per_inode
-                    .entry((source.meta.dev(), source.meta.ino()))
-                    .or_default() += 1;
-            }
+        for inode in plan.entries.iter().filter_map(|p| p.inode) {
+            *names_per_inode.entry(inode).or_default() += 1;
         }
         let mut link_ids: HashMap<(u64, u64), u32> = HashMap::new();
         let mut layer = LayerBuilder {
             store,
-            entries: Vec::with_capacity(tree.len()),
+            entries: Vec::with_capacity(plan.entries.len()),
             files: Vec::new(),
-            skipped: Vec::new(),
-            known: HashMap::new(),
+            skipped: plan.skipped,
+            deleted: plan.deleted,
+            known,
             new: HashSet::new(),
             stamps: Vec::new(),
+            stat_cache,
             new_bytes: 0,
             stored_bytes: 0,
             packer_stopped: false,
             racy_after: racy_after(),
         };
-        for ((path, source), meta) in tree.iter().zip(metas_of(tree)?) {
-            let ft = source.meta.file_type();
-            let kind = if ft.is_dir() {
-                EntryKind::Dir { opaque: false }
-            } else if ft.is_symlink() {
-                let target = fs::read_link(&source.abs).map_err(source_err(&source.abs))?;
-                EntryKind::Symlink {
-                    target: target.as_os_str().as_bytes().to_vec(),
-                }
-            } else if ft.is_file() {
-                let inode = (source.meta.dev(), source.meta.ino());
-                let linked = names_per_inode.get(&inode).is_some_and(|&n| n > 1);
-                let next_id = link_ids.len() as u32 + 1;
-                let link = if linked {
-                    *link_ids.entry(inode).or_insert(next_id)
-                } else {
-                    0
-                };
-                layer.files.push(FileJob {
-                    entry: layer.entries.len(),
-                    abs: source.abs.clone(),
-                    stamp: stamp_of(&source.meta),
-                    inode: linked.then_some(inode),
-                });
-                EntryKind::File(FileData {
-                    size: 0,
-                    chunks: Vec::new(),
-                    link,
-                })
-            } else {
-                // Sockets, FIFOs and devices have no content to persist.
-                layer.skipped.push(String::from_utf8_lossy(&path.0).into_owned());
+        for Planned {
+            mut entry,
+            content,
+            inode,
+        } in plan.entries
+        {
+            let EntryKind::File(data) = &mut entry.kind else {
+                layer.entries.push((entry, None));
                 continue;
             };
-            let entry = Entry {
-                path: path.0.clone(),
-                meta,
-                kind,
+            let linked = inode.filter(|i| names_per_inode[i] > 1);
+            if let Some(inode) = linked {
+                let next_id = link_ids.len() as u32 + 1;
+                data.link = *link_ids.entry(inode).or_insert(next_id);
+            }
+            let chunks = match content {
+                Content::Known => {
+                    layer.known.extend(data.chunks.iter().map(|r| (r.id, *r)));
+                    Some(data.chunks.iter().map(|r| (r.id, r.len)).collect())
+                }
+                Content::Read { abs, stamp } => {
+                    layer.files.push(FileJob {
+                        entry: layer.entries.len(),
+                        abs,
+                        stamp,
+                        inode: linked,
+                    });
+                    None
+                }
             };
-            layer.entries.push((entry, None));
+            layer.entries.push((entry, chunks));
         }
-        Ok(layer)
+        layer
     }
 
     /// Chunks every regular file, reusing what the store already has.
@@ -271,7 +327,12 @@ impl<'s> LayerBuilder<'s> {
 
     fn chunk_file(&mut self, packer: &Packer<'_>, job: &FileJob) -> Result<PendingChunks, PersistError> {
         let key = job.abs.as_os_str().as_bytes();
-        if let Some(refs) = self.store.db().file_chunks(key, &job.stamp)? {
+        let cached = if self.stat_cache {
+            self.store.db().file_chunks(key, &job.stamp)?
+        } else {
+            None
+        };
+        if let Some(refs) = cached {
             let chunks = refs.iter().map(|r| (r.id, r.len)).collect();
             self.known.extend(refs.into_iter().map(|r| (r.id, r)));
             return Ok(chunks);
@@ -290,7 +351,7 @@ impl<'s> LayerBuilder<'s> {
         let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
         if size != job.stamp.size {
             tracing::warn!(file = %job.abs.display(), "file changed while being persisted");
-        } else if job.stamp.ctime < self.racy_after {
+        } else if self.stat_cache && job.stamp.ctime < self.racy_after {
             self.stamps.push((key.to_vec(), job.stamp, job.entry));
         }
         Ok(chunks)
@@ -313,11 +374,7 @@ impl<'s> LayerBuilder<'s> {
         })
     }
 
-    fn finish(
-        mut self,
-        req: &PersistRequest<'_>,
-        new_refs: Vec<ChunkRef>,
-    ) -> Result<PersistOutcome, PersistError> {
+    fn finish(mut self, target: &Target<'_>, new_refs: Vec<ChunkRef>) -> Result<PersistOutcome, PersistError> {
         self.known.extend(new_refs.iter().map(|r| (r.id, *r)));
         let (mut files, mut bytes) = (0, 0);
         let mut entries = Vec::with_capacity(self.entries.len());
@@ -356,18 +413,25 @@ impl<'s> LayerBuilder<'s> {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
-            host: req.host.to_string(),
+            host: target.host.to_string(),
             files,
             bytes,
         };
-        workspace::append(self.store, req.workspace, &record)?;
+        let key = workspace::append(self.store, target.workspace, &record)?;
+        let overrode = overrides::find(self.store, target.workspace, &key, target.base, &manifest)
+            .unwrap_or_else(|e| {
+                tracing::warn!(workspace = %target.workspace, error = %e, "cannot tell which paths the new layer overrode");
+                Vec::new()
+            });
         Ok(PersistOutcome {
             layer,
             files,
             bytes,
             new_bytes: self.new_bytes,
             stored_bytes: self.stored_bytes + manifest_bytes,
+            deleted: self.deleted,
             skipped: self.skipped,
+            overrode,
         })
     }
 }

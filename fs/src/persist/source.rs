@@ -65,6 +65,13 @@ pub fn collect(root: &Path, paths: &[PathBuf]) -> Result<SourceTree, PersistErro
     Ok(tree)
 }
 
+/// Collects `root` and everything below it.
+pub fn collect_all(root: &Path) -> Result<SourceTree, PersistError> {
+    let mut tree = SourceTree::new();
+    walk(root, &[], &mut tree)?;
+    Ok(tree)
+}
+
 /// Checks a requested path and makes it relative to the root.
 fn relative_path(root: &Path, path: &Path) -> Result<Vec<u8>, PersistError> {
     let rel = if path.is_absolute() {
