@@ -53,18 +53,16 @@ pub enum MountError {
     /// Processes keep the view busy.
     #[error("{0} is busy: used by {1}; stop them or leave the directory, then detach again")]
     Busy(PathBuf, String),
-    /// Overlayfs would not mount an isolated view over this upper directory.
+    /// An isolated view cannot keep its changes in this directory.
     #[error(
-        "overlayfs refused the upper dir {upper} (on a {fstype} file system): {error}; give --upper-dir \
-         a directory on a local disk file system such as ext4, xfs, btrfs or tmpfs"
+        "upper dir {upper}: {why}; give --upper-dir a writable directory on a local disk file system \
+         such as ext4, xfs, btrfs or tmpfs"
     )]
     UpperDir {
-        /// The upper directory.
+        /// The directory.
         upper: PathBuf,
-        /// Type of the file system it is on.
-        fstype: String,
-        /// What mount(2) said.
-        error: std::io::Error,
+        /// What went wrong.
+        why: String,
     },
     /// Persisting an isolated view's changes failed; the view is kept.
     #[error("persisting the changes of {mountpoint} failed: {error}; {kept}")]
@@ -254,6 +252,18 @@ impl Mounts {
         }
         if let Some(upper) = req.upper_dir {
             check_outside_views(&table, upper, "--upper-dir")?;
+            if !upper.is_dir() {
+                return Err(MountError::UpperDir {
+                    upper: upper.into(),
+                    why: "is not an existing directory".into(),
+                });
+            }
+            if upper.starts_with(req.mountpoint) {
+                return Err(MountError::BadRequest(format!(
+                    "--upper-dir {} is inside the mountpoint: choose a directory outside it",
+                    upper.display()
+                )));
+            }
         }
         let created = prepare_mountpoint(req.mountpoint)?;
         let mut attach = || -> Result<View, MountError> {
@@ -531,7 +541,8 @@ fn mount_isolated(view: &View, shared: &Path, scratch: &Scratch) -> Result<(), M
     let source = format!("{}{}", sys::WSFS_SOURCE_PREFIX, view.workspace);
     sys::mount_overlay(&source, &dirs, &view.mountpoint).map_err(|error| {
         let fstype = sys::fs_type_of(&upper).unwrap_or_else(|| "unknown".into());
-        MountError::UpperDir { upper, fstype, error }
+        let why = format!("overlayfs refused it, on a {fstype} file system ({error})");
+        MountError::UpperDir { upper, why }
     })
 }
 

@@ -122,7 +122,10 @@ impl Scratch {
         })();
         made.map_err(|e| {
             scratch.remove();
-            MountError::System(base.to_path_buf(), e)
+            MountError::UpperDir {
+                upper: base.to_path_buf(),
+                why: format!("cannot create the view's directories in it ({e})"),
+            }
         })?;
         Ok(scratch)
     }
