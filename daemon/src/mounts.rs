@@ -70,7 +70,7 @@ pub enum MountError {
         /// The view.
         mountpoint: PathBuf,
         /// Why.
-        error: PersistError,
+        error: Box<PersistError>,
         /// Where the changes are now.
         kept: String,
     },
@@ -236,7 +236,13 @@ impl Mounts {
             return Err(MountError::NoWorkspace(ws.clone()));
         }
         let version = workspace::version(&layers);
-        let mounted = self.table.lock().unwrap().shared.get(&version).map(|s| s.tree.clone());
+        let mounted = self
+            .table
+            .lock()
+            .unwrap()
+            .shared
+            .get(&version)
+            .map(|s| s.tree.clone());
         let tree = match mounted {
             Some(tree) => tree,
             None => Arc::new(self.build_tree(&layers)?),
@@ -308,9 +314,10 @@ impl Mounts {
                 return Err(e);
             }
             shared.views += 1;
-            self.store
-                .db()
-                .put_mount(req.mountpoint.as_os_str().as_encoded_bytes(), &mount_record(&view))?;
+            self.store.db().put_mount(
+                req.mountpoint.as_os_str().as_encoded_bytes(),
+                &mount_record(&view),
+            )?;
             table.views.insert(req.mountpoint.to_path_buf(), view.clone());
             Ok(view)
         };
@@ -351,7 +358,12 @@ impl Mounts {
     }
 
     /// Mounts the FUSE file system of one workspace version.
-    fn mount_version(&self, ws: &WorkspaceName, version: &str, tree: Arc<Tree>) -> Result<Shared, MountError> {
+    fn mount_version(
+        &self,
+        ws: &WorkspaceName,
+        version: &str,
+        tree: Arc<Tree>,
+    ) -> Result<Shared, MountError> {
         let path = self.dir.join(version);
         std::fs::create_dir_all(&path).map_err(|e| MountError::System(path.clone(), e))?;
         let source: Arc<dyn wsfs_fs::tree::ChunkSource> = self.store.clone();
@@ -399,7 +411,12 @@ impl Mounts {
     }
 
     /// Persists an unmounted isolated view's changes; on failure mounts it again.
-    fn persist_view(&self, view: &View, scratch: &Scratch, tree: &Tree) -> Result<PersistOutcome, MountError> {
+    fn persist_view(
+        &self,
+        view: &View,
+        scratch: &Scratch,
+        tree: &Tree,
+    ) -> Result<PersistOutcome, MountError> {
         let upper = scratch.upper();
         let request = ChangesRequest {
             upper: &upper,
@@ -441,12 +458,15 @@ impl Mounts {
                     .db()
                     .delete_mount(view.mountpoint.as_os_str().as_encoded_bytes())?;
                 self.release(&view.version, false);
-                format!("the view could not be mounted again ({e}); its changes are kept in {}", upper.display())
+                format!(
+                    "the view could not be mounted again ({e}); its changes are kept in {}",
+                    upper.display()
+                )
             }
         };
         Err(MountError::Persist {
             mountpoint: view.mountpoint.clone(),
-            error,
+            error: Box::new(error),
             kept,
         })
     }

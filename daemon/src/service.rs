@@ -15,8 +15,8 @@ use wsfs_fs::persist::{persist, PersistError, PersistOutcome, PersistRequest};
 use wsfs_fs::workspace::{self, WorkspaceName};
 
 use crate::mounts::{AttachRequest, MountError, View};
-use crate::views::{parse_sub_path, ViewKind};
 use crate::state::Daemon;
+use crate::views::{parse_sub_path, ViewKind};
 
 /// How often persist progress is sent to the client.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -66,8 +66,10 @@ fn mount_status(e: MountError) -> Status {
             Status::failed_precondition(e.to_string())
         }
         MountError::Persist { .. } => {
-            let MountError::Persist { error, .. } = &e else { unreachable!() };
-            let code = match error {
+            let MountError::Persist { error, .. } = &e else {
+                unreachable!()
+            };
+            let code = match error.as_ref() {
                 PersistError::Store(StoreError::Remote { not_found: false, .. }) => tonic::Code::Unavailable,
                 _ => tonic::Code::Internal,
             };
@@ -219,8 +221,13 @@ impl Wsfs for Service {
         let target = mountpoint.clone();
         let persisted = blocking(move || {
             let view = daemon.mounts.views().into_iter().find(|v| v.mountpoint == target);
-            let outcome = daemon.mounts.detach(&target, req.persist, false).map_err(mount_status)?;
-            Ok(outcome.zip(view).map(|(o, v)| persist_result(v.workspace.to_string(), o)))
+            let outcome = daemon
+                .mounts
+                .detach(&target, req.persist, false)
+                .map_err(mount_status)?;
+            Ok(outcome
+                .zip(view)
+                .map(|(o, v)| persist_result(v.workspace.to_string(), o)))
         })
         .await?;
         Ok(Response::new(pb::DetachReply {

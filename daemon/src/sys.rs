@@ -132,7 +132,8 @@ pub struct Mounted {
 impl Mounted {
     /// A wsfs FUSE mount, a bind of one, or an isolated view's overlay.
     pub fn is_wsfs(&self) -> bool {
-        (self.fstype.starts_with("fuse") || self.fstype == "overlay") && self.source.starts_with(WSFS_SOURCE_PREFIX)
+        (self.fstype.starts_with("fuse") || self.fstype == "overlay")
+            && self.source.starts_with(WSFS_SOURCE_PREFIX)
     }
 }
 
@@ -226,7 +227,10 @@ mod tests {
 
     #[test]
     fn overlay_options_escape_separators() {
-        assert_eq!(overlay_escape(Path::new("/a,b:c\\d")), b"/a\\,b\\:c\\\\d".to_vec());
+        assert_eq!(
+            overlay_escape(Path::new("/a,b:c\\d")),
+            b"/a\\,b\\:c\\\\d".to_vec()
+        );
     }
 
     #[test]

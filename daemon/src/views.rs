@@ -57,7 +57,9 @@ pub fn parse_sub_path(text: &str) -> Result<Vec<u8>, MountError> {
             Component::CurDir => {}
             Component::ParentDir => return Err(bad("contains '..': give a directory inside the workspace")),
             Component::RootDir | Component::Prefix(_) => {
-                return Err(bad("is absolute: give it relative to the workspace root (e.g. docs)"))
+                return Err(bad(
+                    "is absolute: give it relative to the workspace root (e.g. docs)",
+                ))
             }
         }
     }
@@ -73,11 +75,9 @@ pub fn resolve_sub_path(tree: &Tree, sub_path: &[u8]) -> Result<u64, MountError>
     for part in sub_path.split(|&c| c == b'/').filter(|p| !p.is_empty()) {
         walked.push(part);
         let here = String::from_utf8_lossy(&walked.join(&b'/')).into_owned();
-        let attr = tree
-            .lookup(ino, part)
-            .ok()
-            .flatten()
-            .ok_or_else(|| MountError::BadSubPath(shown.clone(), format!("{here} does not exist in the workspace")))?;
+        let attr = tree.lookup(ino, part).ok().flatten().ok_or_else(|| {
+            MountError::BadSubPath(shown.clone(), format!("{here} does not exist in the workspace"))
+        })?;
         match attr.kind {
             NodeType::Dir => ino = attr.ino,
             NodeType::Symlink => {
@@ -87,7 +87,10 @@ pub fn resolve_sub_path(tree: &Tree, sub_path: &[u8]) -> Result<u64, MountError>
                 ))
             }
             NodeType::File => {
-                return Err(MountError::BadSubPath(shown.clone(), format!("{here} is not a directory")))
+                return Err(MountError::BadSubPath(
+                    shown.clone(),
+                    format!("{here} is not a directory"),
+                ))
             }
         }
     }
@@ -108,7 +111,10 @@ impl Scratch {
     /// root's own attributes at the view's root.
     pub fn create(base: &Path, meta: &Meta) -> Result<Scratch, MountError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = base.join(format!("wsfs-view-{nanos:x}-{}-{id}", std::process::id()));
         let scratch = Scratch { dir };
@@ -170,7 +176,10 @@ mod tests {
         assert_eq!(parse_sub_path("").unwrap(), b"");
         assert_eq!(parse_sub_path("./docs//api/").unwrap(), b"docs/api");
         for bad in ["../x", "a/../b", "/abs"] {
-            assert!(matches!(parse_sub_path(bad), Err(MountError::BadSubPath(..))), "{bad}");
+            assert!(
+                matches!(parse_sub_path(bad), Err(MountError::BadSubPath(..))),
+                "{bad}"
+            );
         }
     }
 

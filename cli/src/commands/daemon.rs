@@ -62,7 +62,11 @@ pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
                         m.workspace.clone(),
                         m.version.clone(),
                         m.view.clone(),
-                        if m.sub_path.is_empty() { "/".into() } else { m.sub_path.clone() },
+                        if m.sub_path.is_empty() {
+                            "/".into()
+                        } else {
+                            m.sub_path.clone()
+                        },
                     ]
                 })
                 .collect();

@@ -94,7 +94,9 @@ pub fn result_text(r: &pb::PersistResult) -> String {
         text.push_str(&format!(", {} deleted", r.deleted));
     }
     for path in &r.skipped {
-        text.push_str(&format!("\nskipped {path}: not a regular file, directory or symlink"));
+        text.push_str(&format!(
+            "\nskipped {path}: not a regular file, directory or symlink"
+        ));
     }
     if !r.overrode.is_empty() {
         text.push_str(&format!(
@@ -105,7 +107,10 @@ pub fn result_text(r: &pb::PersistResult) -> String {
             text.push_str(&format!("\n  {path}"));
         }
         if r.overrode.len() > OVERRODE_SHOWN {
-            text.push_str(&format!("\n  ... and {} more (--json lists all)", r.overrode.len() - OVERRODE_SHOWN));
+            text.push_str(&format!(
+                "\n  ... and {} more (--json lists all)",
+                r.overrode.len() - OVERRODE_SHOWN
+            ));
         }
     }
     text

@@ -133,7 +133,9 @@ pub fn plan(upper: &Path, base: &Tree, sub_path: &[u8]) -> Result<Plan, PersistE
     // The view's root needs its ancestors in the layer, as they are in the base.
     let mut ancestor = parent_of(sub_path);
     while let Some(path) = ancestor {
-        let (ino, _) = base.find(path).ok_or_else(|| internal("sub-path ancestor missing"))?;
+        let (ino, _) = base
+            .find(path)
+            .ok_or_else(|| internal("sub-path ancestor missing"))?;
         plan.known(base.0.entry(ino, path.to_vec()).map_err(internal)?, None);
         ancestor = parent_of(path);
     }
@@ -160,7 +162,14 @@ pub fn plan(upper: &Path, base: &Tree, sub_path: &[u8]) -> Result<Plan, PersistE
         if ft.is_char_device() && source.meta.rdev() == 0 {
             if base.find(&path).is_some() {
                 let kind = EntryKind::Whiteout;
-                plan.known(Entry { path, meta: Meta::default(), kind }, None);
+                plan.known(
+                    Entry {
+                        path,
+                        meta: Meta::default(),
+                        kind,
+                    },
+                    None,
+                );
                 plan.deleted += 1;
             }
             continue;
@@ -306,15 +315,27 @@ mod tests {
         assert!(matches!(e["ws/old"].kind, EntryKind::Dir { opaque: true }));
         assert!(matches!(e["ws/old/y"].kind, EntryKind::File(_)));
         // The chmod: new mode, the base's chunks, overlay xattrs dropped.
-        let EntryKind::File(c) = &e["ws/c"].kind else { panic!() };
+        let EntryKind::File(c) = &e["ws/c"].kind else {
+            panic!()
+        };
         assert_eq!(c.chunks[0].id, ChunkId::of(b"c"));
         assert_eq!(e["ws/c"].meta.mode, 0o600);
-        assert_eq!(e["ws/c"].meta.xattrs, vec![(b"user.kept".to_vec(), b"1".to_vec())]);
+        assert_eq!(
+            e["ws/c"].meta.xattrs,
+            vec![(b"user.kept".to_vec(), b"1".to_vec())]
+        );
         // Moved directories list what they brought from the base.
-        let EntryKind::File(a) = &e["ws/d2/a"].kind else { panic!() };
+        let EntryKind::File(a) = &e["ws/d2/a"].kind else {
+            panic!()
+        };
         assert_eq!(a.chunks[0].id, ChunkId::of(b"a"));
-        assert!(!e.contains_key("ws/d2/e"), "moved away, and nothing there in the base");
-        let EntryKind::File(b) = &e["ws/f/b"].kind else { panic!() };
+        assert!(
+            !e.contains_key("ws/d2/e"),
+            "moved away, and nothing there in the base"
+        );
+        let EntryKind::File(b) = &e["ws/f/b"].kind else {
+            panic!()
+        };
         assert_eq!(b.chunks[0].id, ChunkId::of(b"b"));
         assert_eq!(plan.deleted, 2);
         // Only the new files are read.

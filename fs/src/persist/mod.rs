@@ -374,7 +374,11 @@ impl<'s> LayerBuilder<'s> {
         })
     }
 
-    fn finish(mut self, target: &Target<'_>, new_refs: Vec<ChunkRef>) -> Result<PersistOutcome, PersistError> {
+    fn finish(
+        mut self,
+        target: &Target<'_>,
+        new_refs: Vec<ChunkRef>,
+    ) -> Result<PersistOutcome, PersistError> {
         self.known.extend(new_refs.iter().map(|r| (r.id, *r)));
         let (mut files, mut bytes) = (0, 0);
         let mut entries = Vec::with_capacity(self.entries.len());

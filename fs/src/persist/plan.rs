@@ -58,7 +58,8 @@ impl Plan {
 
     /// Sorts the entries into manifest order.
     pub fn sort(&mut self) {
-        self.entries.sort_by(|a, b| path_cmp(&a.entry.path, &b.entry.path));
+        self.entries
+            .sort_by(|a, b| path_cmp(&a.entry.path, &b.entry.path));
     }
 }
 
