@@ -341,9 +341,9 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ChunkId, PackId};
-    use crate::manifest::testing::entry;
-    use crate::manifest::{ChunkLocation, Entry, FileData};
+    use crate::ids::ChunkId;
+    use crate::manifest::testing::{self, entry};
+    use crate::manifest::Entry;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Serves chunks from memory and counts requests.
@@ -365,26 +365,10 @@ mod tests {
     }
 
     fn file(source: &mut FakeSource, path: &str, parts: &[&[u8]], link: u32) -> Entry {
-        let chunks: Vec<ChunkRef> = parts
-            .iter()
-            .map(|p| {
-                let id = ChunkId::of(p);
-                source.chunks.insert(id, Arc::from(*p));
-                ChunkRef {
-                    id,
-                    len: p.len() as u32,
-                    loc: ChunkLocation {
-                        pack: PackId([0; 32]),
-                        frame_offset: 0,
-                        frame_len: 0,
-                        frame_plain_len: 0,
-                        offset_in_frame: 0,
-                    },
-                }
-            })
-            .collect();
-        let size = parts.iter().map(|p| p.len() as u64).sum();
-        entry(path, EntryKind::File(FileData { size, chunks, link }))
+        for p in parts {
+            source.chunks.insert(ChunkId::of(p), Arc::from(*p));
+        }
+        testing::file(path, parts, link)
     }
 
     fn sample() -> (Tree, FakeSource) {

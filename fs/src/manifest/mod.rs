@@ -157,7 +157,28 @@ pub fn parent_of(path: &[u8]) -> Option<&[u8]> {
 /// Builders shared by the unit tests of the crate.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::{Entry, EntryKind, Meta};
+    use super::{ChunkLocation, ChunkRef, Entry, EntryKind, FileData, Meta};
+    use crate::ids::{ChunkId, PackId};
+
+    /// A file entry at `path` made of chunks with these bytes (at a dummy location).
+    pub(crate) fn file(path: &str, parts: &[&[u8]], link: u32) -> Entry {
+        let chunks: Vec<ChunkRef> = parts
+            .iter()
+            .map(|p| ChunkRef {
+                id: ChunkId::of(p),
+                len: p.len() as u32,
+                loc: ChunkLocation {
+                    pack: PackId([0; 32]),
+                    frame_offset: 0,
+                    frame_len: 0,
+                    frame_plain_len: 0,
+                    offset_in_frame: 0,
+                },
+            })
+            .collect();
+        let size = parts.iter().map(|p| p.len() as u64).sum();
+        entry(path, EntryKind::File(FileData { size, chunks, link }))
+    }
 
     /// An entry at `path` with mode 0644 and otherwise default metadata.
     pub(crate) fn entry(path: &str, kind: EntryKind) -> Entry {

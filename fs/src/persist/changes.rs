@@ -221,9 +221,9 @@ pub fn plan(upper: &Path, base: &Tree, sub_path: &[u8]) -> Result<Plan, PersistE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ChunkId, PackId};
-    use crate::manifest::testing::entry;
-    use crate::manifest::{ChunkLocation, ChunkRef, FileData, Manifest};
+    use crate::ids::ChunkId;
+    use crate::manifest::testing::{self, entry};
+    use crate::manifest::Manifest;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
@@ -232,25 +232,7 @@ mod tests {
     }
 
     fn file(path: &str, content: &[u8]) -> Entry {
-        let chunk = ChunkRef {
-            id: ChunkId::of(content),
-            len: content.len() as u32,
-            loc: ChunkLocation {
-                pack: PackId([0; 32]),
-                frame_offset: 0,
-                frame_len: 0,
-                frame_plain_len: 0,
-                offset_in_frame: 0,
-            },
-        };
-        entry(
-            path,
-            EntryKind::File(FileData {
-                size: content.len() as u64,
-                chunks: vec![chunk],
-                link: 0,
-            }),
-        )
+        testing::file(path, &[content], 0)
     }
 
     fn base() -> Tree {

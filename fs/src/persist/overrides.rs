@@ -76,18 +76,10 @@ pub fn find(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::testing::entry;
-    use crate::manifest::FileData;
+    use crate::manifest::testing::{self, entry};
 
     fn file(path: &str) -> Entry {
-        entry(
-            path,
-            EntryKind::File(FileData {
-                size: 0,
-                chunks: Vec::new(),
-                link: 0,
-            }),
-        )
+        testing::file(path, &[], 0)
     }
 
     fn dir(path: &str, opaque: bool) -> Entry {
