@@ -225,6 +225,7 @@ impl Store {
     /// A layer's manifest: from the local database, else fetched from the
     /// remote, checked against its id and cached.
     pub fn manifest(&self, layer: &LayerId) -> Result<Manifest, StoreError> {
+        let started = std::time::Instant::now();
         let bytes = match self.db.manifest(layer)? {
             Some(bytes) => bytes,
             None => {
@@ -239,10 +240,19 @@ impl Store {
                 bytes.to_vec()
             }
         };
-        manifest::decode(&bytes).map_err(|source| StoreError::Manifest {
+        let fetched = started.elapsed();
+        let decoded = manifest::decode(&bytes).map_err(|source| StoreError::Manifest {
             layer: *layer,
             source,
-        })
+        });
+        tracing::debug!(
+            %layer,
+            bytes = bytes.len(),
+            fetch_us = fetched.as_micros() as u64,
+            decode_us = (started.elapsed() - fetched).as_micros() as u64,
+            "manifest"
+        );
+        decoded
     }
 
     /// Checks, encodes and uploads a manifest (unless this host already has it);
