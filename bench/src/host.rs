@@ -70,7 +70,13 @@ impl Host {
 
     /// Where `attach` mounts.
     pub fn mountpoint(&self) -> PathBuf {
-        self.dir.join("view")
+        self.path("view")
+    }
+
+    /// `name` in this host's directory (removed with the host): where other
+    /// views mount, or scratch files go.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     /// Runs `wsfs ARGS --json` and parses its output.
@@ -114,13 +120,33 @@ impl Host {
     /// Attaches `workspace` at [`Host::mountpoint`].
     pub fn attach(&self, workspace: &str) -> Result<PathBuf> {
         let mountpoint = self.mountpoint();
-        self.cli(&[
+        self.attach_view(workspace, &mountpoint, None)?;
+        Ok(mountpoint)
+    }
+
+    /// Attaches a view of `workspace` at `mountpoint`: `view` is `read-only`
+    /// or `isolated` (`None`: the CLI's default, read-only).
+    pub fn attach_view(&self, workspace: &str, mountpoint: &Path, view: Option<&str>) -> Result<Value> {
+        let mut args = vec![
             OsStr::new("attach"),
             "--workspace".as_ref(),
             workspace.as_ref(),
             mountpoint.as_ref(),
-        ])?;
-        Ok(mountpoint)
+        ];
+        if let Some(view) = view {
+            args.extend([OsStr::new("--view"), view.as_ref()]);
+        }
+        self.cli(&args)
+    }
+
+    /// Detaches the view at `mountpoint`; `persist`: an isolated view's
+    /// changes first become a layer of its workspace.
+    pub fn detach(&self, mountpoint: &Path, persist: bool) -> Result<Value> {
+        let mut args = vec![OsStr::new("detach"), mountpoint.as_ref()];
+        if persist {
+            args.push("--persist".as_ref());
+        }
+        self.cli(&args)
     }
 
     /// The daemon's counters.

@@ -7,6 +7,7 @@
 //! - `peers`: the baselines (`tar | zstd`, extraction, dropping caches)
 //! - `read`: reading trees, the same code through a mount and natively
 //! - `measure`: the measurements
+//! - `views`: per-step views (isolated attach, writes in a view, detach --persist)
 //! - `report`: rows, the markdown table, JSON
 
 mod corpus;
@@ -15,6 +16,7 @@ mod measure;
 mod peers;
 mod read;
 mod report;
+mod views;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,6 +65,10 @@ struct Args {
     /// Do not try `echo 3 > /proc/sys/vm/drop_caches` for a cold native read.
     #[arg(long)]
     no_drop_caches: bool,
+    /// Skip the per-step view measurements (isolated attach, writes in an
+    /// isolated view, detach --persist of a 1% change).
+    #[arg(long)]
+    no_views: bool,
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -120,7 +126,10 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
         args.seed,
         !args.no_drop_caches,
     );
-    let outcome = measure::suite(&cfg, &tree)?;
+    let mut outcome = measure::suite(&cfg, &tree)?;
+    if !args.no_views {
+        views::suite(&cfg, &tree, &mut outcome)?;
+    }
 
     let mut scale = vec![(
         tree.files.len(),

@@ -54,7 +54,7 @@ impl<'a> Config<'a> {
     }
 
     /// A new host with its own state dir, sharing `remote`.
-    fn host(&self, remote: &Path) -> Result<Host> {
+    pub fn host(&self, remote: &Path) -> Result<Host> {
         let n = self.next.replace(self.next.get() + 1);
         Host::fresh(self.bins, self.work.join(format!("host-{n}")), remote)
     }
@@ -64,7 +64,8 @@ impl<'a> Config<'a> {
         eprintln!("[{:6.1}s] {what}", self.started.elapsed().as_secs_f64());
     }
 
-    fn progress_run(&self, what: &str, run: usize) {
+    /// Prints a progress line for run `run` of `what`.
+    pub fn progress_run(&self, what: &str, run: usize) {
         self.progress(&format!("{what} ({}/{})", run + 1, self.runs));
     }
 }
@@ -462,23 +463,29 @@ pub fn attach_only(cfg: &Config, tree: &Tree) -> Result<(Samples, Samples)> {
 }
 
 /// Times `f` once and adds the time to `samples`.
-fn push<T>(samples: &mut Samples, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub fn push<T>(samples: &mut Samples, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let start = Instant::now();
     let value = f()?;
     samples.0.push(start.elapsed());
     Ok(value)
 }
 
+/// `k` distinct random indices of `tree.files` (at most all of them), in random order.
+pub fn pick(tree: &Tree, k: usize, seed: u64) -> Vec<usize> {
+    let n = tree.files.len();
+    rand::seq::index::sample(&mut StdRng::seed_from_u64(seed), n, k.min(n)).into_vec()
+}
+
 /// A random `SAMPLE_PERCENT`% of the files (at least one), in walk order.
 fn sample(tree: &Tree, seed: u64) -> Vec<PathBuf> {
-    let n = tree.files.len();
-    let k = (n * SAMPLE_PERCENT / 100).max(1);
-    let mut picked = rand::seq::index::sample(&mut StdRng::seed_from_u64(seed), n, k).into_vec();
+    let k = (tree.files.len() * SAMPLE_PERCENT / 100).max(1);
+    let mut picked = pick(tree, k, seed);
     picked.sort_unstable();
     picked.into_iter().map(|i| tree.files[i].path.clone()).collect()
 }
 
-fn check(read: Read, expected: Read, root: &Path) -> Result<()> {
+/// Fails unless `read` covered what was `expected`.
+pub fn check(read: Read, expected: Read, root: &Path) -> Result<()> {
     ensure!(
         read == expected,
         "read {read:?} under {}, expected {expected:?}",
@@ -488,7 +495,7 @@ fn check(read: Read, expected: Read, root: &Path) -> Result<()> {
 }
 
 /// Empties `dir` (creating it when missing).
-fn reset_dir(dir: &Path) -> Result<()> {
+pub fn reset_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     }

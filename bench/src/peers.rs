@@ -55,6 +55,11 @@ fn pipe(mut first: Command, mut second: Command) -> Result<()> {
 /// Flushes and drops the kernel's page, dentry and inode caches (needs root);
 /// false when that is not allowed here.
 pub fn drop_caches() -> bool {
-    let synced = Command::new("sync").status().is_ok_and(|s| s.success());
-    synced && std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
+    sync() && std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
+}
+
+/// `sync`: writes every dirty page back (so one measurement's writeback does
+/// not land on the next); false when it failed.
+pub fn sync() -> bool {
+    Command::new("sync").status().is_ok_and(|s| s.success())
 }
