@@ -449,9 +449,40 @@ impl Host {
         ])
     }
 
+    /// `wsfs attach --workspace WS EXTRA... MOUNTPOINT --json`, where `extra`
+    /// holds view flags, e.g. `["--view", "isolated", "--sub-path", "docs"]`.
+    pub fn attach_view<S: AsRef<OsStr>>(&self, workspace: &str, mountpoint: &Path, extra: &[S]) -> Value {
+        let mut args: Vec<OsString> = vec!["attach".into(), "--workspace".into(), workspace.into()];
+        args.extend(extra.iter().map(|a| a.as_ref().to_os_string()));
+        // Last, so that cleanup knows the mountpoint (see `try_run`).
+        args.push(mountpoint.into());
+        self.ok_json(args)
+    }
+
     /// `wsfs detach MOUNTPOINT --json`.
     pub fn detach(&self, mountpoint: &Path) -> Value {
         self.ok_json([OsStr::new("detach"), mountpoint.as_os_str()])
+    }
+
+    /// `wsfs detach --persist MOUNTPOINT --json`: an isolated view's changes
+    /// become a layer; returns the whole reply (`{"mountpoint","persisted"}`).
+    pub fn detach_persist(&self, mountpoint: &Path) -> Value {
+        self.ok_json([
+            OsStr::new("detach"),
+            OsStr::new("--persist"),
+            mountpoint.as_os_str(),
+        ])
+    }
+
+    /// `$WSFS_STATE_DIR/views`: where isolated views keep their changes
+    /// unless given `--upper-dir`.
+    pub fn views_dir(&self) -> PathBuf {
+        self.state_dir.join("views")
+    }
+
+    /// `$WSFS_STATE_DIR/mnt`: where the shared FUSE mounts of workspace versions go.
+    pub fn shared_mounts_dir(&self) -> PathBuf {
+        self.state_dir.join("mnt")
     }
 
     /// `wsfs status --json`.
