@@ -22,10 +22,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::plan::{plan_source, Plan};
-use super::source::{collect_all, metas_of, source_err};
+use super::source::{collect_all, metas_of, source_err, Source, SourceTree, TreePath};
 use super::PersistError;
 use crate::ids::LayerId;
-use crate::manifest::{parent_of, Entry, EntryKind, Meta, Xattr};
+use crate::manifest::{is_within, parent_of, path_cmp, Entry, EntryKind, Manifest, Meta, Xattr};
 use crate::tree::{NodeType, Tree};
 use crate::workspace::WorkspaceName;
 
@@ -91,33 +91,45 @@ fn name_of(path: &[u8]) -> &[u8] {
 }
 
 /// The base tree, looked up by workspace path.
-struct Base<'a>(&'a Tree);
+struct Base<'a> {
+    tree: &'a Tree,
+    /// Layers that landed on the workspace after the base, oldest first.
+    newer: &'a [Manifest],
+}
 
 impl Base<'_> {
     fn find(&self, path: &[u8]) -> Option<(u64, NodeType)> {
-        let ino = self.0.resolve(path).ok()??;
-        Some((ino, self.0.attr(ino).ok()?.kind))
+        let ino = self.tree.resolve(path).ok()??;
+        Some((ino, self.tree.attr(ino).ok()?.kind))
     }
 
     fn is_dir(&self, path: &[u8]) -> bool {
         matches!(self.find(path), Some((_, NodeType::Dir)))
     }
 
-    /// Adds the base subtree of `ino` to `plan`, at `path`.
-    fn copy(&self, ino: u64, path: Vec<u8>, plan: &mut Plan) -> Result<(), PersistError> {
-        let tree = self.0;
-        let attr = tree.attr(ino).map_err(internal)?;
-        let inode = (attr.kind == NodeType::File && attr.nlink > 1).then_some((u64::MAX, ino));
-        let children = if attr.kind == NodeType::Dir {
-            tree.children(ino).map_err(internal)?
-        } else {
-            &[]
-        };
-        for (name, child) in children {
-            self.copy(*child, join(&path, name), plan)?;
+    fn entry(&self, ino: u64, path: Vec<u8>) -> Result<Entry, PersistError> {
+        self.tree.entry(ino, path).map_err(internal)
+    }
+
+    /// A base directory the layer needs only for its shape (the view root's
+    /// ancestors, directories above other names of a hard-link group), with
+    /// its metadata as the workspace has it now: a layer landed since the
+    /// base may have changed it, and this layer must not undo that.
+    fn structural_dir(&self, ino: u64, path: &[u8]) -> Result<Entry, PersistError> {
+        let mut entry = self.entry(ino, path.to_vec())?;
+        let newest = self.newer.iter().rev().find_map(|m| {
+            let i = m.entries.binary_search_by(|e| path_cmp(&e.path, path)).ok()?;
+            Some(&m.entries[i])
+        });
+        if let Some(Entry {
+            meta,
+            kind: EntryKind::Dir { .. },
+            ..
+        }) = newest
+        {
+            entry.meta = meta.clone();
         }
-        plan.known(tree.entry(ino, path).map_err(internal)?, inode);
-        Ok(())
+        Ok(entry)
     }
 }
 
@@ -125,97 +137,230 @@ fn internal(e: impl std::fmt::Display) -> PersistError {
     PersistError::Store(crate::error::StoreError::Internal(format!("base tree: {e}")))
 }
 
+/// What a view's upper directory says, walked in tree order.
+struct Planner<'a> {
+    base: Base<'a>,
+    /// Workspace path of the view's root.
+    sub_path: &'a [u8],
+    /// For each upper directory (path relative to the view root): the base
+    /// directory it shows merged with it, if any. Moved directories show one
+    /// at another path.
+    lower_dirs: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Base inodes with several names that moved directories brought along.
+    linked: Vec<u64>,
+    plan: Plan,
+}
+
+impl Planner<'_> {
+    /// Adds the base subtree of `ino` to the plan, at `path`.
+    fn copy(&mut self, ino: u64, path: Vec<u8>) -> Result<(), PersistError> {
+        let tree = self.base.tree;
+        let attr = tree.attr(ino).map_err(internal)?;
+        let inode = (attr.kind == NodeType::File && attr.nlink > 1).then_some((u64::MAX, ino));
+        if inode.is_some() {
+            self.linked.push(ino);
+        }
+        if attr.kind == NodeType::Dir {
+            for (name, child) in tree.children(ino).map_err(internal)? {
+                self.copy(*child, join(&path, name))?;
+            }
+        }
+        let entry = self.base.entry(ino, path)?;
+        self.plan.known(entry, inode);
+        Ok(())
+    }
+
+    /// True when the view still shows the base entry at workspace path `path`
+    /// where it was: nothing in the upper directory at it, and only plain
+    /// merged directories above it.
+    fn shows_unchanged(&self, upper: &SourceTree, path: &[u8]) -> bool {
+        let Some(rel) = relative_to(path, self.sub_path) else {
+            // Outside the view: the step could not change it.
+            return true;
+        };
+        let mut prefix: Vec<u8> = Vec::new();
+        let parts: Vec<&[u8]> = rel.split(|&c| c == b'/').filter(|p| !p.is_empty()).collect();
+        for (depth, part) in std::iter::once(&b""[..]).chain(parts.iter().copied()).enumerate() {
+            if depth > 1 {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(part);
+            let Some(source) = upper.get(&TreePath(prefix.clone())) else {
+                return true;
+            };
+            let merged_in_place = source.meta.is_dir()
+                && self.lower_dirs.get(&prefix) == Some(&Some(join(self.sub_path, &prefix)));
+            if depth == parts.len() || !merged_in_place {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Keeps hard-link groups whole: a moved directory re-states the files it
+    /// brought along in this layer, so their other names, which the view
+    /// still shows as the same inode, must be re-stated with them (links
+    /// cannot span layers).
+    fn complete_link_groups(&mut self, upper: &SourceTree) -> Result<(), PersistError> {
+        if self.linked.is_empty() {
+            return Ok(());
+        }
+        let wanted: HashSet<u64> = self.linked.iter().copied().collect();
+        let mut names: Vec<(u64, Vec<u8>)> = Vec::new();
+        let tree = self.base.tree;
+        let mut pending = vec![(crate::tree::ROOT_INO, Vec::new())];
+        while let Some((dir, path)) = pending.pop() {
+            for (name, child) in tree.children(dir).map_err(internal)? {
+                let child_path = join(&path, name);
+                match tree.attr(*child).map_err(internal)?.kind {
+                    NodeType::Dir => pending.push((*child, child_path)),
+                    NodeType::File if wanted.contains(child) => names.push((*child, child_path)),
+                    _ => {}
+                }
+            }
+        }
+        let mut planned: HashSet<Vec<u8>> = self.plan.entries.iter().map(|p| p.entry.path.clone()).collect();
+        for (ino, path) in names {
+            if planned.contains(&path) || !self.shows_unchanged(upper, &path) {
+                continue;
+            }
+            let mut ancestor = parent_of(&path);
+            while let Some(dir) = ancestor.filter(|d| !planned.contains(*d)) {
+                let (dir_ino, _) = self.base.find(dir).ok_or_else(|| internal("ancestor missing"))?;
+                self.plan.known(self.base.structural_dir(dir_ino, dir)?, None);
+                planned.insert(dir.to_vec());
+                ancestor = parent_of(dir);
+            }
+            planned.insert(path.clone());
+            let entry = self.base.entry(ino, path)?;
+            self.plan.known(entry, Some((u64::MAX, ino)));
+        }
+        Ok(())
+    }
+}
+
+/// `path` relative to `dir`, when it lies within it.
+fn relative_to<'p>(path: &'p [u8], dir: &[u8]) -> Option<&'p [u8]> {
+    if !is_within(path, dir) {
+        None
+    } else if dir.is_empty() || path.len() == dir.len() {
+        Some(if dir.is_empty() { path } else { &[] })
+    } else {
+        Some(&path[dir.len() + 1..])
+    }
+}
+
 /// Plans the layer that turns `base` into what the view shows, from the
-/// view's upper directory. `sub_path` is the workspace path of the view's root.
-pub fn plan(upper: &Path, base: &Tree, sub_path: &[u8]) -> Result<Plan, PersistError> {
-    let base = Base(base);
-    let mut plan = Plan::default();
-    // The view's root needs its ancestors in the layer, as they are in the base.
+/// view's upper directory. `sub_path` is the workspace path of the view's
+/// root; `newer` are the layers that landed on the workspace since `base`.
+pub fn plan(upper: &Path, base: &Tree, newer: &[Manifest], sub_path: &[u8]) -> Result<Plan, PersistError> {
+    let mut planner = Planner {
+        base: Base { tree: base, newer },
+        sub_path,
+        lower_dirs: HashMap::new(),
+        linked: Vec::new(),
+        plan: Plan::default(),
+    };
+    // The view's root needs its ancestors in the layer.
     let mut ancestor = parent_of(sub_path);
     while let Some(path) = ancestor {
-        let (ino, _) = base
+        let (ino, _) = planner
+            .base
             .find(path)
             .ok_or_else(|| internal("sub-path ancestor missing"))?;
-        plan.known(base.0.entry(ino, path.to_vec()).map_err(internal)?, None);
+        let entry = planner.base.structural_dir(ino, path)?;
+        planner.plan.known(entry, None);
         ancestor = parent_of(path);
     }
     let sources = collect_all(upper)?;
-    // For each upper directory: the base directory it shows (merged with it),
-    // if any. Moved directories show one at another path.
-    let mut lower_dirs: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
-    for ((rel, source), mut meta) in sources.iter().zip(metas_of(&sources)?) {
-        let rel = &rel.0;
+    for ((rel, source), meta) in sources.iter().zip(metas_of(&sources)?) {
+        planner.add(&rel.0, source, meta)?;
+    }
+    planner.complete_link_groups(&sources)?;
+    Ok(planner.plan)
+}
+
+impl Planner<'_> {
+    /// Plans the upper entry at `rel` (relative to the view's root).
+    fn add(&mut self, rel: &[u8], source: &Source, mut meta: Meta) -> Result<(), PersistError> {
         let overlay = take_overlay(&mut meta.xattrs);
-        let path = join(sub_path, rel);
-        let parent_lower = parent_of(rel).and_then(|p| lower_dirs.get(p).cloned().flatten());
+        let path = join(self.sub_path, rel);
+        let parent_lower = parent_of(rel).and_then(|p| self.lower_dirs.get(p).cloned().flatten());
         let natural = if rel.is_empty() {
-            Some(sub_path.to_vec())
+            Some(self.sub_path.to_vec())
         } else {
             parent_lower.as_ref().map(|dir| join(dir, name_of(rel)))
         };
         let origin = match &overlay.redirect {
-            Some(r) if r.starts_with(b"/") => Some(join(sub_path, r.strip_prefix(b"/").unwrap_or(r))),
+            Some(r) if r.starts_with(b"/") => Some(join(self.sub_path, r.strip_prefix(b"/").unwrap_or(r))),
             Some(r) => parent_lower.as_ref().map(|dir| join(dir, r)),
             None => natural,
         };
         let ft = source.meta.file_type();
         if ft.is_char_device() && source.meta.rdev() == 0 {
-            if base.find(&path).is_some() {
-                let kind = EntryKind::Whiteout;
-                plan.known(
+            if self.base.find(&path).is_some() {
+                let meta = Meta::default();
+                self.plan.known(
                     Entry {
                         path,
-                        meta: Meta::default(),
-                        kind,
+                        meta,
+                        kind: EntryKind::Whiteout,
                     },
                     None,
                 );
-                plan.deleted += 1;
+                self.plan.deleted += 1;
             }
-            continue;
+            return Ok(());
         }
         if ft.is_dir() {
-            let lower = origin.filter(|o| !overlay.opaque && base.is_dir(o));
+            let lower = origin.filter(|o| !overlay.opaque && self.base.is_dir(o));
             let moved = lower.as_ref().is_some_and(|o| *o != path);
-            let opaque = base.is_dir(&path) && (overlay.opaque || moved);
-            if moved {
+            let opaque = self.base.is_dir(&path) && (overlay.opaque || moved);
+            if let Some(from) = lower.as_deref().filter(|_| moved) {
                 let present: HashSet<Vec<u8>> = std::fs::read_dir(&source.abs)
                     .map_err(source_err(&source.abs))?
                     .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
                     .collect::<Result<_, _>>()
                     .map_err(source_err(&source.abs))?;
-                let (dir_ino, _) = base.find(lower.as_deref().unwrap_or_default()).expect("checked");
-                for (name, child) in base.0.children(dir_ino).map_err(internal)? {
+                let (dir_ino, _) = self.base.find(from).expect("checked to be a directory");
+                for (name, child) in self.base.tree.children(dir_ino).map_err(internal)? {
                     if !present.contains(&name[..]) {
-                        base.copy(*child, join(&path, name), &mut plan)?;
+                        self.copy(*child, join(&path, name))?;
                     }
                 }
             }
-            lower_dirs.insert(rel.clone(), lower);
-            let kind = EntryKind::Dir { opaque };
-            plan.known(Entry { path, meta, kind }, None);
-            continue;
+            self.lower_dirs.insert(rel.to_vec(), lower);
+            self.plan.known(
+                Entry {
+                    path,
+                    meta,
+                    kind: EntryKind::Dir { opaque },
+                },
+                None,
+            );
+            return Ok(());
         }
         if ft.is_file() && overlay.metacopy {
             // Only the metadata changed: the bytes are those of the base file.
-            let Some((ino, NodeType::File)) = origin.as_deref().and_then(|o| base.find(o)) else {
+            let Some((ino, NodeType::File)) = origin.as_deref().and_then(|o| self.base.find(o)) else {
                 return Err(PersistError::Source {
                     path: source.abs.clone(),
                     source: std::io::Error::other("a metadata-only copy of a file the view's base lacks"),
                 });
             };
-            let mut entry = base.0.entry(ino, path).map_err(internal)?;
+            let mut entry = self.base.entry(ino, path)?;
             entry.meta = meta;
             let m = &source.meta;
-            plan.known(entry, (m.nlink() > 1).then(|| (m.dev(), m.ino())));
-            continue;
+            self.plan
+                .known(entry, (m.nlink() > 1).then(|| (m.dev(), m.ino())));
+            return Ok(());
         }
         match plan_source(path, source, meta)? {
-            Some(planned) => plan.entries.push(planned),
-            None => plan.skipped.push(String::from_utf8_lossy(rel).into_owned()),
+            Some(planned) => self.plan.entries.push(planned),
+            None => self.plan.skipped.push(String::from_utf8_lossy(rel).into_owned()),
         }
+        Ok(())
     }
-    Ok(plan)
 }
 
 #[cfg(test)]
@@ -223,7 +368,6 @@ mod tests {
     use super::*;
     use crate::ids::ChunkId;
     use crate::manifest::testing::{self, entry};
-    use crate::manifest::Manifest;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
@@ -288,7 +432,7 @@ mod tests {
         xattr::set(u.join("f"), "trusted.overlay.redirect", b"/d/e").unwrap();
         whiteout(&u.join("d"));
 
-        let plan = plan(u, &base(), b"ws").unwrap();
+        let plan = plan(u, &base(), &[], b"ws").unwrap();
         let e = by_path(&plan);
         assert!(matches!(e[""].kind, EntryKind::Dir { opaque: false }));
         assert!(matches!(e["ws"].kind, EntryKind::Dir { opaque: false }));
@@ -331,12 +475,45 @@ mod tests {
         assert!(reads.contains(&"ws/new".to_string()) && reads.contains(&"ws/old/y".to_string()));
     }
 
+    /// `mkdir archive; mv objs archive/objs`, where `objs/a` and `bin/t` are one inode.
+    #[test]
+    fn moving_a_directory_keeps_hard_links_to_names_outside_it() {
+        let base = Tree::build(&[Manifest {
+            entries: vec![
+                dir(""),
+                dir("bin"),
+                testing::file("bin/t", &[b"x"], 1),
+                dir("objs"),
+                testing::file("objs/a", &[b"x"], 1),
+            ],
+        }]);
+        let upper = tempfile::tempdir().unwrap();
+        let u = upper.path();
+        fs::create_dir_all(u.join("archive/objs")).unwrap();
+        xattr::set(u.join("archive"), "trusted.overlay.opaque", b"y").unwrap();
+        xattr::set(u.join("archive/objs"), "trusted.overlay.redirect", b"/objs").unwrap();
+        whiteout(&u.join("objs"));
+        let plan = plan(u, &base, &[], b"").unwrap();
+        let inode_of = |path: &[u8]| {
+            plan.entries
+                .iter()
+                .find(|p| p.entry.path == path)
+                .map(|p| p.inode)
+        };
+        assert_eq!(inode_of(b"archive/objs/a"), inode_of(b"bin/t"));
+        assert!(inode_of(b"bin/t").flatten().is_some());
+        assert!(
+            inode_of(b"bin").is_some(),
+            "the directory above the other name comes along"
+        );
+    }
+
     #[test]
     fn a_directory_new_to_the_base_is_not_opaque() {
         let upper = tempfile::tempdir().unwrap();
         fs::create_dir(upper.path().join("reports")).unwrap();
         xattr::set(upper.path().join("reports"), "trusted.overlay.opaque", b"y").unwrap();
-        let plan = plan(upper.path(), &base(), b"").unwrap();
+        let plan = plan(upper.path(), &base(), &[], b"").unwrap();
         // Parallel steps that both create it must both show up.
         assert!(matches!(
             by_path(&plan)["reports"].kind,

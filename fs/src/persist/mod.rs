@@ -148,7 +148,8 @@ pub fn persist_changes(
     req: &ChangesRequest<'_>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<PersistOutcome, PersistError> {
-    let plan = changes::plan(req.upper, req.base, req.sub_path)?;
+    let newer = newer_layers(store, req.workspace, req.base_layers)?;
+    let plan = changes::plan(req.upper, req.base, &newer, req.sub_path)?;
     // Copied-up files mostly hold chunks the base tree already has: this host
     // may never have persisted them, but their location is in the base's manifests.
     let known = req.base.chunk_refs().iter().map(|r| (r.id, *r)).collect();
@@ -158,6 +159,16 @@ pub fn persist_changes(
         base: req.base_layers,
     };
     build(store, plan, known, false, &target, progress)
+}
+
+/// The manifests of the layers of `ws` that are not in `base`, oldest first.
+fn newer_layers(store: &Store, ws: &WorkspaceName, base: &[LayerId]) -> Result<Vec<Manifest>, StoreError> {
+    let base: HashSet<&LayerId> = base.iter().collect();
+    workspace::layers(store, ws)?
+        .iter()
+        .filter(|l| !base.contains(l))
+        .map(|l| store.manifest(l))
+        .collect()
 }
 
 /// Where a new layer goes.
