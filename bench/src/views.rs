@@ -59,6 +59,7 @@ struct Times {
     native_small: Samples,
     native_big: Samples,
     discard: Samples,
+    discard_change: Samples,
     change_view: Samples,
     change_native: Samples,
     persist: Samples,
@@ -101,10 +102,19 @@ pub fn suite(cfg: &Config, tree: &Tree, outcome: &mut Outcome) -> Result<()> {
         host.persist(&workspace(run), &tree.root)?;
     }
     drop(host);
-    let (mut t, mut seen) = (Times::default(), Seen::default());
+    // Nothing big is deleted before the phase ends: ext4 makes creating files
+    // slow for a while after many were deleted nearby (its inode allocator
+    // skips recently deleted inodes, one buffer-cache lookup each), which
+    // would slow whichever side of a comparison came next.
+    let (mut t, mut seen, mut hosts) = (Times::default(), Seen::default(), Vec::new());
     for run in 0..cfg.runs {
-        one_run(cfg, tree, &s, run, &mut t, &mut seen)?;
+        hosts.push(one_run(cfg, tree, &s, run, &mut t, &mut seen)?);
     }
+    cfg.progress("views: discard the write workloads' views");
+    for host in &hosts {
+        push(&mut t.discard, || host.detach(&host.path("writes"), false))?;
+    }
+    drop(hosts);
     fs::remove_dir_all(&s.dir)?;
     outcome.rows.extend(rows(&t, &seen, &s));
     outcome.details.extend(details(&t, &seen, &s, tree)?);
@@ -114,7 +124,7 @@ pub fn suite(cfg: &Config, tree: &Tree, outcome: &mut Outcome) -> Result<()> {
 
 /// What every run shares.
 struct Setup {
-    /// The views' scratch dir (remote, archive, native directories).
+    /// The views' scratch dir (remote, archive, extracted trees).
     dir: PathBuf,
     remote: PathBuf,
     /// The tree as tar.zst (zstd -3 -T1).
@@ -123,7 +133,9 @@ struct Setup {
     change: Change,
 }
 
-fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen: &mut Seen) -> Result<()> {
+/// One run; returns the host whose isolated view `writes` still holds the
+/// write workload (and whose `native` dir holds the native one).
+fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen: &mut Seen) -> Result<Host> {
     let ws = workspace(run);
     let isolated = Some("isolated");
 
@@ -149,9 +161,10 @@ fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen
     read::first_byte(&writes.join(&tree.probe().path))?;
     t.iso_first.0.push(start.elapsed());
     push(&mut t.iso_warm, || host.attach_view(&ws, &change, isolated))?;
-    // The native baseline must write to the file system the view's changes go to.
+    // The native baseline writes next to the state dir, so to the file system
+    // (and likely the ext4 block groups) the view's changes go to.
     let upper = PathBuf::from(attached["upper_dir"].as_str().context("attach: no upper_dir")?);
-    let native = s.dir.join("native");
+    let native = host.path("native");
     reset_dir(&native)?;
     ensure!(
         fs::metadata(&upper)?.dev() == fs::metadata(&native)?.dev(),
@@ -160,10 +173,11 @@ fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen
         native.display()
     );
     seen.upper_dir = upper.display().to_string();
-    // Alternate which goes first; `sync` after each so that the small files'
-    // writeback does not land on the next measurement.
+    // Alternate which goes first; `sync` before each so that earlier
+    // writeback does not land on it.
     let view_first = run % 2 == 1;
     for in_view in [view_first, !view_first] {
+        peers::sync();
         if in_view {
             let before = host.status()?;
             push(&mut t.view_small, || s.workload.small(&writes))?;
@@ -175,17 +189,15 @@ fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen
             push(&mut t.native_small, || s.workload.small(&native))?;
             push(&mut t.native_big, || s.workload.big(&native))?;
         }
-        peers::sync();
     }
-    fs::remove_dir_all(&native)?;
-    push(&mut t.discard, || host.detach(&writes, false))?;
 
     cfg.progress_run(
         "views: 1% change in a view and natively; detach --persist; tar | zstd",
         run,
     );
-    let changed = s.dir.join("changed");
+    let changed = s.dir.join(format!("changed-{run}"));
     reset_dir(&changed)?;
+    peers::sync();
     push(&mut t.extract, || peers::extract(&s.archive, &changed))?;
     peers::sync();
     let key = (run % 255 + 1) as u8;
@@ -193,10 +205,14 @@ fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen
     push(&mut t.change_view, || s.change.apply(&change, key))?;
     let mid = host.status()?;
     push(&mut t.change_native, || s.change.apply(&changed, key))?;
+    // What detaching costs without persisting: a view with the same change, discarded.
+    let same = host.path("change-discarded");
+    host.attach_view(&ws, &same, isolated)?;
+    s.change.apply(&same, key)?;
     peers::sync();
+    push(&mut t.discard_change, || host.detach(&same, false))?;
     let persisted = push(&mut t.persist, || host.detach(&change, true))?;
     let after = host.status()?;
-    drop(host);
     seen.change_gets = counter_delta(&before, &mid, "remote_get_requests")?;
     seen.change_fetched = counter_delta(&before, &mid, "remote_bytes_fetched")?;
     seen.persist_puts = counter_delta(&mid, &after, "remote_put_requests")?;
@@ -215,8 +231,7 @@ fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen
     seen.read_back = s
         .change
         .verify(&cfg.host(&s.remote)?, &ws, &changed, &tree.root)?;
-    fs::remove_dir_all(&changed)?;
-    Ok(())
+    Ok(host)
 }
 
 /// The table's rows.
@@ -316,10 +331,11 @@ fn details(t: &Times, seen: &Seen, s: &Setup, tree: &Tree) -> Result<Vec<String>
             time(t.ro_warm.median()),
         ),
         format!(
-            "views, writes: {SMALL_FILES} files, {} (no fsync, as a build; an untimed `sync` after each side), \
-             then {} in one file + fsync: {} in the view vs {} natively; upper dir {} (same file system as the \
-             native dir); the view fetched {} in {} GETs meanwhile; discarding the view (`wsfs detach`, removes \
-             its upper dir) {}",
+            "views, writes: {SMALL_FILES} files, {} (no fsync, as a build; an untimed `sync` before each side), \
+             then {} in one file + fsync: {} in the view vs {} natively (in a dir next to the state dir); upper \
+             dir {}; the view fetched {} in {} GETs meanwhile; discarding the view (`wsfs detach`, removes its \
+             upper dir; at the phase's end) {}; per run (native first in the 1st, then alternating), small files: view {}, \
+             native {}; big file: view {}, native {}",
             bytes(w.small_bytes()),
             bytes((BLOCK * BIG_BLOCKS) as u64),
             rate(&t.view_big),
@@ -328,11 +344,15 @@ fn details(t: &Times, seen: &Seen, s: &Setup, tree: &Tree) -> Result<Vec<String>
             bytes(seen.write_fetched),
             seen.write_gets,
             time(t.discard.median()),
+            runs(&t.view_small),
+            runs(&t.native_small),
+            runs(&t.view_big),
+            runs(&t.native_big),
         ),
         format!(
             "views, {CHANGE_PERCENT}% change: {} files rewritten ({}; each byte XORed with a per-run key, so new \
              chunks that compress like the tree), {} deleted, {} added ({}); applied through the view in {} \
-             (fetched {} in {} GETs: copy-up reads the lower files) vs natively in {}",
+             (fetched {} in {} GETs: the original bytes, read through the view cold) vs natively in {}",
             c.rewrite.len(),
             bytes(c.bytes(tree, &c.rewrite)),
             c.delete.len(),
@@ -345,7 +365,8 @@ fn details(t: &Times, seen: &Seen, s: &Setup, tree: &Tree) -> Result<Vec<String>
         ),
         format!(
             "views, detach --persist: layer of {} files, {}, new_bytes {}, stored_bytes {} (runs: {}), deleted {}, \
-             overrode {}; {} PUTs, {} stored; tar.zst of the changed tree {}; counts as changed: {}",
+             overrode {}; {} PUTs, {} stored; tar.zst of the changed tree {}; counts as changed: {}; `wsfs detach` \
+             without --persist of a view holding the same change (unmount, remove its upper dir) {}",
             field(p, "files")?,
             bytes(field(p, "bytes")?),
             bytes(field(p, "new_bytes")?),
@@ -357,6 +378,7 @@ fn details(t: &Times, seen: &Seen, s: &Setup, tree: &Tree) -> Result<Vec<String>
             bytes(seen.persist_stored),
             bytes(seen.tar_bytes),
             if seen.counts_match { "yes" } else { "**no**" },
+            time(t.discard_change.median()),
         ),
         format!(
             "views, read back on a fresh host after each persist: {} files byte-identical with the native changed \
@@ -375,6 +397,7 @@ fn facts(t: &Times, seen: &Seen, s: &Setup) -> Value {
     json!({
         "isolated_attach_first_byte_ms": ms(&t.iso_first),
         "discard_detach_ms": ms(&t.discard),
+        "discard_change_detach_ms": ms(&t.discard_change),
         "change_in_view_ms": ms(&t.change_view),
         "change_native_ms": ms(&t.change_native),
         "small_files": SMALL_FILES,
@@ -394,6 +417,16 @@ fn facts(t: &Times, seen: &Seen, s: &Setup) -> Value {
         "read_back_files": seen.read_back,
         "counts_match": seen.counts_match,
     })
+}
+
+/// Every sample, in run order: `371/521/427 ms`.
+fn runs(samples: &Samples) -> String {
+    let ms: Vec<String> = samples
+        .0
+        .iter()
+        .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
+        .collect();
+    format!("{} ms", ms.join("/"))
 }
 
 /// `after[key] - before[key]` of two `wsfs status` replies.
