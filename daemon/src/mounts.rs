@@ -24,7 +24,7 @@ use wsfs_fs::tree::Tree;
 use wsfs_fs::workspace::{self, WorkspaceName};
 
 use crate::sys::{self, OverlayDirs};
-use crate::views::{resolve_sub_path, Scratch, ViewKind};
+use crate::views::{self, resolve_sub_path, Scratch, ViewKind};
 
 /// Why a mount operation failed; each names the path or workspace.
 #[derive(Debug, Error)]
@@ -164,6 +164,8 @@ pub struct Mounts {
     dir: PathBuf,
     /// Where isolated views keep their changes unless told otherwise.
     scratch_dir: PathBuf,
+    /// Where discarded views' directories are deleted in the background.
+    trash_dir: PathBuf,
     /// This host's name, for workspace records.
     host: String,
     table: Mutex<Table>,
@@ -210,11 +212,17 @@ impl Mounts {
                 let _ = std::fs::remove_dir(entry.path());
             }
         }
-        let _ = std::fs::remove_dir_all(&scratch_dir);
+        views::remove_all(&scratch_dir);
+        let trash_dir = state_dir.join("trash");
+        if let Ok(entries) = std::fs::read_dir(&trash_dir) {
+            let left: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            std::thread::spawn(move || left.iter().for_each(|dir| views::remove_all(dir)));
+        }
         Ok(Mounts {
             store,
             dir,
             scratch_dir,
+            trash_dir,
             host,
             table: Mutex::new(Table::default()),
         })
@@ -472,13 +480,17 @@ impl Mounts {
     }
 
     /// Forgets an unmounted view: its record, scratch directory, created
-    /// mountpoint, and its share of the version's FUSE mount.
+    /// mountpoint, and its share of the version's FUSE mount. `lazy` (at
+    /// shutdown): the daemon is about to stop, so the scratch directory is
+    /// deleted before this returns.
     fn forget(&self, view: &View, lazy: bool) -> Result<(), MountError> {
         self.store
             .db()
             .delete_mount(view.mountpoint.as_os_str().as_encoded_bytes())?;
-        if let Some(scratch) = &view.scratch {
-            scratch.remove();
+        match &view.scratch {
+            Some(scratch) if lazy => scratch.remove(),
+            Some(scratch) => scratch.discard(&self.trash_dir),
+            None => {}
         }
         if view.created {
             let _ = std::fs::remove_dir(&view.mountpoint);

@@ -148,10 +148,32 @@ impl Scratch {
 
     /// Deletes the directory and everything in it.
     pub fn remove(&self) {
-        if let Err(e) = fs::remove_dir_all(&self.dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove an isolated view's directory");
+        remove_all(&self.dir);
+    }
+
+    /// Deletes the directory without making the caller wait: it is moved into
+    /// `trash` (when on the same file system) and deleted there on a thread of
+    /// its own. A view's upper directory may hold thousands of files, and a
+    /// detach should not wait for their unlinks. Whatever a stopped daemon
+    /// left in `trash` goes when the next one starts.
+    pub fn discard(&self, trash: &Path) {
+        let name = self.dir.file_name().unwrap_or_default();
+        let target = trash.join(name);
+        let moved = fs::create_dir_all(trash).and_then(|()| fs::rename(&self.dir, &target));
+        match moved {
+            Ok(()) => {
+                std::thread::spawn(move || remove_all(&target));
             }
+            Err(_) => self.remove(),
+        }
+    }
+}
+
+/// Deletes `dir` and everything in it; a directory already gone is fine.
+pub fn remove_all(dir: &Path) {
+    if let Err(e) = fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an isolated view's directory");
         }
     }
 }
