@@ -112,6 +112,8 @@ pub struct View {
     pub scratch: Option<Scratch>,
     /// The mountpoint was created by attach (and is removed by detach).
     created: bool,
+    /// `detach --persist` is writing its changes: unmounted, not yet gone.
+    pub detaching: bool,
 }
 
 impl View {
@@ -296,36 +298,33 @@ impl Mounts {
                 sub_path: req.sub_path.clone(),
                 scratch: None,
                 created,
+                detaching: false,
             };
             let mounted = match req.kind {
                 ViewKind::ReadOnly => sys::bind_read_only(&view.lower(&shared.path), req.mountpoint)
                     .map_err(|e| MountError::System(req.mountpoint.into(), e)),
                 ViewKind::Isolated => {
                     let base = req.upper_dir.unwrap_or(&self.scratch_dir);
-                    let meta = tree
-                        .entry(root_ino, Vec::new())
-                        .map_err(|e| StoreError::Internal(e.to_string()))?
-                        .meta;
-                    let scratch = Scratch::create(base, &meta)?;
-                    let mounted = mount_isolated(&view, &shared.path, &scratch);
-                    if mounted.is_err() {
-                        scratch.remove();
-                    }
-                    view.scratch = Some(scratch);
-                    mounted
+                    mount_new_isolated(&mut view, &shared.path, base, &tree, root_ino)
                 }
             };
-            if let Err(e) = mounted {
+            let recorded = mounted.and_then(|()| {
+                let key = req.mountpoint.as_os_str().as_encoded_bytes();
+                self.store.db().put_mount(key, &mount_record(&view)).map_err(|e| {
+                    let _ = sys::unmount(req.mountpoint, true);
+                    if let Some(scratch) = &view.scratch {
+                        scratch.remove();
+                    }
+                    MountError::from(e)
+                })
+            });
+            if let Err(e) = recorded {
                 if shared.views == 0 {
                     close_shared(table.shared.remove(&version).expect("present"), false);
                 }
                 return Err(e);
             }
             shared.views += 1;
-            self.store.db().put_mount(
-                req.mountpoint.as_os_str().as_encoded_bytes(),
-                &mount_record(&view),
-            )?;
             table.views.insert(req.mountpoint.to_path_buf(), view.clone());
             Ok(view)
         };
@@ -396,24 +395,40 @@ impl Mounts {
         persist: bool,
         force: bool,
     ) -> Result<Option<PersistOutcome>, MountError> {
-        let (view, tree) = {
+        let (view, tree, in_use) = {
             let mut table = self.table.lock().unwrap();
-            let Some(view) = table.views.get(mountpoint).cloned() else {
+            let Some(view) = table.views.get_mut(mountpoint) else {
                 return Err(MountError::NotMounted(mountpoint.into()));
             };
+            if view.detaching {
+                return Err(MountError::BadRequest(format!(
+                    "{} is being detached: its changes are being persisted; wait for that `wsfs detach` to finish",
+                    mountpoint.display()
+                )));
+            }
             if persist && view.scratch.is_none() {
                 return Err(MountError::ReadOnlyView(mountpoint.into()));
             }
-            unmount_view(mountpoint, force)?;
-            table.views.remove(mountpoint);
+            let in_use = unmount_view(mountpoint, force)?;
+            // While its changes are persisted, the view stays in the table
+            // (nothing may be attached inside it, a second detach is refused).
+            view.detaching = persist;
+            let view = view.clone();
+            if !persist {
+                table.views.remove(mountpoint);
+            }
             let tree = table.shared[&view.version].tree.clone();
-            (view, tree)
+            (view, tree, in_use)
         };
         let outcome = match (persist, &view.scratch) {
-            (true, Some(scratch)) => Some(self.persist_view(&view, scratch, &tree)?),
+            (true, Some(scratch)) => {
+                let outcome = self.persist_view(&view, scratch, &tree)?;
+                self.table.lock().unwrap().views.remove(mountpoint);
+                Some(outcome)
+            }
             _ => None,
         };
-        self.forget(&view, force)?;
+        self.forget(&view, force, in_use);
         tracing::info!(mountpoint = %mountpoint.display(), persisted = outcome.is_some(), "detached");
         Ok(outcome)
     }
@@ -452,25 +467,20 @@ impl Mounts {
         tracing::warn!(mountpoint = %view.mountpoint.display(), error = %error, "persisting a view failed");
         let mut table = self.table.lock().unwrap();
         let remounted = mount_isolated(view, &table.shared[&view.version].path, scratch);
+        if let Some(kept) = table.views.get_mut(&view.mountpoint) {
+            kept.detaching = false;
+        }
         let kept = match remounted {
-            Ok(()) => {
-                table.views.insert(view.mountpoint.clone(), view.clone());
-                "the view is still attached with its changes: fix the cause and run `wsfs detach --persist` \
-                 again, or `wsfs detach` to discard them"
-                    .to_string()
-            }
-            Err(e) => {
-                drop(table);
-                // The view is gone; its changes stay where they are.
-                self.store
-                    .db()
-                    .delete_mount(view.mountpoint.as_os_str().as_encoded_bytes())?;
-                self.release(&view.version, false);
-                format!(
-                    "the view could not be mounted again ({e}); its changes are kept in {}",
-                    upper.display()
-                )
-            }
+            Ok(()) => "the view is still attached with its changes: fix the cause and run `wsfs detach --persist` \
+                       again, or `wsfs detach` to discard them"
+                .to_string(),
+            // Still in the table and the mount record: a later `detach
+            // --persist` persists the upper directory without the mount.
+            Err(e) => format!(
+                "the view could not be mounted again ({e}), but its changes are kept in {}: fix the cause and \
+                 run `wsfs detach --persist` again, or `wsfs detach` to discard them",
+                upper.display()
+            ),
         };
         Err(MountError::Persist {
             mountpoint: view.mountpoint.clone(),
@@ -482,21 +492,25 @@ impl Mounts {
     /// Forgets an unmounted view: its record, scratch directory, created
     /// mountpoint, and its share of the version's FUSE mount. `lazy` (at
     /// shutdown): the daemon is about to stop, so the scratch directory is
-    /// deleted before this returns.
-    fn forget(&self, view: &View, lazy: bool) -> Result<(), MountError> {
-        self.store
-            .db()
-            .delete_mount(view.mountpoint.as_os_str().as_encoded_bytes())?;
+    /// deleted before this returns, unless processes still use the lazily
+    /// detached view (`in_use`): then it is left for the next daemon to delete.
+    fn forget(&self, view: &View, lazy: bool, in_use: bool) {
+        let key = view.mountpoint.as_os_str().as_encoded_bytes();
+        if in_use {
+            tracing::warn!(mountpoint = %view.mountpoint.display(), "detached lazily while in use");
+        } else if let Err(e) = self.store.db().delete_mount(key) {
+            tracing::warn!(mountpoint = %view.mountpoint.display(), error = %e, "cannot drop the view's record");
+        }
         match &view.scratch {
+            Some(_) if in_use => {}
             Some(scratch) if lazy => scratch.remove(),
             Some(scratch) => scratch.discard(&self.trash_dir),
             None => {}
         }
-        if view.created {
+        if view.created && !in_use {
             let _ = std::fs::remove_dir(&view.mountpoint);
         }
         self.release(&view.version, lazy);
-        Ok(())
     }
 
     /// Drops one view's share of a version's FUSE mount; the last unmounts it.
@@ -552,6 +566,10 @@ impl Mounts {
 /// Refuses a path inside one of the views: wsfs does not stack views.
 fn check_outside_views(table: &Table, path: &Path, what: &str) -> Result<(), MountError> {
     match table.views.keys().find(|v| path.starts_with(v)) {
+        Some(view) if view == path => Err(MountError::BadRequest(format!(
+            "{what} {} is already a wsfs view: `wsfs detach` it first",
+            path.display()
+        ))),
         Some(view) => Err(MountError::BadRequest(format!(
             "{what} {} is inside the wsfs view {}: choose a directory outside every view",
             path.display(),
@@ -559,6 +577,41 @@ fn check_outside_views(table: &Table, path: &Path, what: &str) -> Result<(), Mou
         ))),
         None => Ok(()),
     }
+}
+
+/// Creates an isolated view's scratch directory under `base` and mounts the
+/// view; sets `view.scratch` on success, leaves nothing behind on failure.
+fn mount_new_isolated(
+    view: &mut View,
+    shared: &Path,
+    base: &Path,
+    tree: &Tree,
+    root_ino: u64,
+) -> Result<(), MountError> {
+    let meta = tree
+        .entry(root_ino, Vec::new())
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+        .meta;
+    let scratch = Scratch::create(base, &meta)?;
+    match mount_isolated(view, shared, &scratch) {
+        Ok(()) => {
+            view.scratch = Some(scratch);
+            Ok(())
+        }
+        Err(e) => {
+            scratch.remove();
+            Err(e)
+        }
+    }
+}
+
+/// File system types overlayfs refuses as upper directory.
+fn refused_upper(fstype: &str) -> bool {
+    [
+        "fuse", "overlay", "nfs", "cifs", "smb", "9p", "ceph", "squashfs", "iso9660", "erofs",
+    ]
+    .iter()
+    .any(|t| fstype.starts_with(t))
 }
 
 /// Mounts an isolated view: overlayfs over the view's part of the version's
@@ -573,15 +626,29 @@ fn mount_isolated(view: &View, shared: &Path, scratch: &Scratch) -> Result<(), M
     let source = format!("{}{}", sys::WSFS_SOURCE_PREFIX, view.workspace);
     sys::mount_overlay(&source, &dirs, &view.mountpoint).map_err(|error| {
         let fstype = sys::fs_type_of(&upper).unwrap_or_else(|| "unknown".into());
-        let why = format!("overlayfs refused it, on a {fstype} file system ({error})");
-        MountError::UpperDir { upper, why }
+        if error.raw_os_error() == Some(libc::EPERM) {
+            let why =
+                format!("overlayfs mount refused ({error}): wsfsd must run as root to mount isolated views");
+            MountError::System(view.mountpoint.clone(), std::io::Error::other(why))
+        } else if refused_upper(&fstype) {
+            let why = format!("overlayfs refuses upper dirs on {fstype} file systems ({error})");
+            MountError::UpperDir { upper, why }
+        } else {
+            let why = format!("overlayfs mount failed ({error}); `dmesg | grep overlayfs` tells why");
+            MountError::System(view.mountpoint.clone(), std::io::Error::other(why))
+        }
     })
 }
 
-/// Unmounts a view's mountpoint, naming what holds it when busy.
-fn unmount_view(mountpoint: &Path, force: bool) -> Result<(), MountError> {
-    match sys::unmount(mountpoint, force) {
-        Ok(()) => Ok(()),
+/// Unmounts a view's mountpoint, naming what holds it when busy. `force`:
+/// a busy view is detached lazily instead; returns whether that happened.
+fn unmount_view(mountpoint: &Path, force: bool) -> Result<bool, MountError> {
+    match sys::unmount(mountpoint, false) {
+        Ok(()) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) && force => {
+            sys::unmount(mountpoint, true).map_err(|e| MountError::System(mountpoint.into(), e))?;
+            Ok(true)
+        }
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
             let holders = sys::holders(mountpoint);
             let who = if holders.is_empty() {
@@ -593,7 +660,7 @@ fn unmount_view(mountpoint: &Path, force: bool) -> Result<(), MountError> {
         }
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             tracing::warn!(mountpoint = %mountpoint.display(), "view was already unmounted");
-            Ok(())
+            Ok(false)
         }
         Err(e) => Err(MountError::System(mountpoint.into(), e)),
     }

@@ -133,6 +133,32 @@ impl Base<'_> {
     }
 }
 
+impl Base<'_> {
+    /// True when a layer landed since the base changed `path`, or replaced
+    /// or deleted a directory above it.
+    fn touched_since(&self, path: &[u8]) -> bool {
+        self.newer.iter().any(|m| {
+            let at = |p: &[u8]| {
+                m.entries
+                    .binary_search_by(|e| path_cmp(&e.path, p))
+                    .ok()
+                    .map(|i| &m.entries[i])
+            };
+            if at(path).is_some() {
+                return true;
+            }
+            let mut ancestor = parent_of(path);
+            while let Some(dir) = ancestor {
+                if at(dir).is_some_and(|e| !matches!(e.kind, EntryKind::Dir { opaque: false })) {
+                    return true;
+                }
+                ancestor = parent_of(dir);
+            }
+            false
+        })
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> PersistError {
     PersistError::Store(crate::error::StoreError::Internal(format!("base tree: {e}")))
 }
@@ -200,7 +226,8 @@ impl Planner<'_> {
     /// Keeps hard-link groups whole: a moved directory re-states the files it
     /// brought along in this layer, so their other names, which the view
     /// still shows as the same inode, must be re-stated with them (links
-    /// cannot span layers).
+    /// cannot span layers). A name some layer changed since the base is left
+    /// alone: the link breaks, but nobody's change is undone.
     fn complete_link_groups(&mut self, upper: &SourceTree) -> Result<(), PersistError> {
         if self.linked.is_empty() {
             return Ok(());
@@ -221,7 +248,10 @@ impl Planner<'_> {
         }
         let mut planned: HashSet<Vec<u8>> = self.plan.entries.iter().map(|p| p.entry.path.clone()).collect();
         for (ino, path) in names {
-            if planned.contains(&path) || !self.shows_unchanged(upper, &path) {
+            if planned.contains(&path)
+                || !self.shows_unchanged(upper, &path)
+                || self.base.touched_since(&path)
+            {
                 continue;
             }
             let mut ancestor = parent_of(&path);
@@ -345,7 +375,10 @@ impl Planner<'_> {
             let Some((ino, NodeType::File)) = origin.as_deref().and_then(|o| self.base.find(o)) else {
                 return Err(PersistError::Source {
                     path: source.abs.clone(),
-                    source: std::io::Error::other("a metadata-only copy of a file the view's base lacks"),
+                    source: std::io::Error::other(
+                        "a metadata-only copy of a file the view's base lacks (a wsfs bug: please report it; \
+                         `wsfs detach` without --persist discards the view)",
+                    ),
                 });
             };
             let mut entry = self.base.entry(ino, path)?;
@@ -355,9 +388,24 @@ impl Planner<'_> {
                 .known(entry, (m.nlink() > 1).then(|| (m.dev(), m.ino())));
             return Ok(());
         }
-        match plan_source(path, source, meta)? {
+        match plan_source(path.clone(), source, meta)? {
             Some(planned) => self.plan.entries.push(planned),
-            None => self.plan.skipped.push(String::from_utf8_lossy(rel).into_owned()),
+            None => {
+                // A socket, FIFO or device is not persisted, but what it replaced is gone.
+                self.plan.skipped.push(String::from_utf8_lossy(rel).into_owned());
+                if self.base.find(&path).is_some() {
+                    let meta = Meta::default();
+                    self.plan.known(
+                        Entry {
+                            path,
+                            meta,
+                            kind: EntryKind::Whiteout,
+                        },
+                        None,
+                    );
+                    self.plan.deleted += 1;
+                }
+            }
         }
         Ok(())
     }
@@ -506,6 +554,18 @@ mod tests {
             inode_of(b"bin").is_some(),
             "the directory above the other name comes along"
         );
+    }
+
+    /// `rm c; mkfifo c`: the FIFO is not persisted, but `c` is gone.
+    #[test]
+    fn a_special_file_over_a_base_file_deletes_it() {
+        let upper = tempfile::tempdir().unwrap();
+        let fifo = std::ffi::CString::new(upper.path().join("c").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let plan = plan(upper.path(), &base(), &[], b"ws").unwrap();
+        assert!(matches!(by_path(&plan)["ws/c"].kind, EntryKind::Whiteout));
+        assert_eq!(plan.skipped, ["c"]);
     }
 
     #[test]

@@ -21,8 +21,11 @@ fn is_change(entry: &Entry) -> bool {
 
 /// The paths `theirs` changed that `ours`, stacked on top of it, hides: a
 /// change of ours at the same path or at an ancestor (a deletion, an opaque
-/// directory, a file where they had a directory).
+/// directory, a file where they had a directory), or any entry of ours where
+/// they left a file, a symlink or a deletion (a directory of ours brings the
+/// path back).
 pub fn overridden<'a>(ours: &Manifest, theirs: &'a Manifest) -> Vec<&'a [u8]> {
+    let paths: std::collections::HashSet<&[u8]> = ours.entries.iter().map(|e| &e.path[..]).collect();
     let changes: HashMap<&[u8], &Entry> = ours
         .entries
         .iter()
@@ -42,7 +45,10 @@ pub fn overridden<'a>(ours: &Manifest, theirs: &'a Manifest) -> Vec<&'a [u8]> {
     theirs
         .entries
         .iter()
-        .filter(|e| is_change(e) && hidden(&e.path))
+        .filter(|e| {
+            let replaced = !matches!(e.kind, EntryKind::Dir { .. }) && paths.contains(&e.path[..]);
+            is_change(e) && (replaced || hidden(&e.path))
+        })
         .map(|e| &e.path[..])
         .collect()
 }
@@ -113,6 +119,23 @@ mod tests {
         ]);
         let hidden: Vec<&[u8]> = overridden(&ours, &theirs);
         assert_eq!(hidden, [&b"a/x"[..], b"b/z", b"c/w"]);
+    }
+
+    #[test]
+    fn a_directory_of_ours_overrides_their_file_or_deletion_there() {
+        let theirs = layer(vec![
+            dir("", false),
+            file("out"),
+            entry("gone", EntryKind::Whiteout),
+        ]);
+        let ours = layer(vec![
+            dir("", false),
+            dir("gone", false),
+            file("gone/x"),
+            dir("out", false),
+            file("out/log"),
+        ]);
+        assert_eq!(overridden(&ours, &theirs), [&b"out"[..], b"gone"]);
     }
 
     #[test]
