@@ -1,6 +1,7 @@
 //! A wsfs "host": its own state dir (so its own daemon and cache), a remote
 //! shared with the other hosts, and the CLI run with `--json`. Dropping a host
-//! shuts its daemon down and removes its state dir.
+//! shuts its daemon down; its directory stays until the bench ends (see
+//! [`crate::measure::new_dir`]).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -55,10 +56,9 @@ pub struct Host {
 }
 
 impl Host {
-    /// A host whose state lives in the new directory `dir`, storing to the
-    /// `file://` remote `remote`. Its daemon starts on the first command.
+    /// A host whose state lives in the new, empty directory `dir`, storing
+    /// to the `file://` remote `remote`. Its daemon starts on the first command.
     pub fn fresh(bins: &Bins, dir: PathBuf, remote: &Path) -> Result<Host> {
-        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::create_dir_all(remote)?;
         Ok(Host {
             dir,
@@ -73,10 +73,15 @@ impl Host {
         self.path("view")
     }
 
-    /// `name` in this host's directory (removed with the host): where other
-    /// views mount, or scratch files go.
+    /// `name` in this host's directory: where other views mount, or scratch
+    /// files go.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// The host's `WSFS_STATE_DIR`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("state")
     }
 
     /// Runs `wsfs ARGS --json` and parses its output.
@@ -84,7 +89,7 @@ impl Host {
         let out = Command::new(&self.wsfs)
             .args(args)
             .arg("--json")
-            .env("WSFS_STATE_DIR", self.dir.join("state"))
+            .env("WSFS_STATE_DIR", self.state_dir())
             .env("WSFS_REMOTE", &self.remote)
             .env("WSFS_DAEMON", &self.wsfsd)
             .env_remove("WSFS_SOCKET")
@@ -161,9 +166,7 @@ impl Drop for Host {
             eprintln!("warning: {e:#}");
         }
         let left = mounts_under(&self.dir);
-        if left.is_empty() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
+        if !left.is_empty() {
             eprintln!("warning: still mounted after shutdown: {}", left.join(", "));
         }
     }

@@ -98,7 +98,11 @@ fn run(args: Args) -> Result<()> {
         let kept = work.keep();
         bail!("mounts left behind under {}: {}", kept.display(), left.join(", "));
     }
-    result
+    // Everything the runs made is deleted only now (see `measure::new_dir`).
+    let size = measure::dir_bytes(work.path()).map_or_else(|e| format!("? ({e})"), bytes);
+    eprintln!("removing the scratch dir {} ({size})", work.path().display());
+    let removed = work.close().context("cannot remove the scratch dir");
+    result.and(removed)
 }
 
 fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
@@ -107,6 +111,12 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
         None => corpus::default_corpus(&args.corpus_dir, args.files)?,
     };
     let tree = Tree::scan(&root)?;
+    // Built (when missing) before anything is timed.
+    let small_trees = args
+        .scale
+        .iter()
+        .map(|&files| Tree::scan(&corpus::default_corpus(&args.corpus_dir, files)?))
+        .collect::<Result<Vec<_>>>()?;
     let command = command_line();
     let header = format!(
         "tree {}: {} files, {} ({} bytes), {} dirs, {} symlinks; {} runs, medians; command: `{command}`",
@@ -127,22 +137,22 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
         !args.no_drop_caches,
     );
     let mut outcome = measure::suite(&cfg, &tree)?;
-    if !args.no_views {
-        views::suite(&cfg, &tree, &mut outcome)?;
-    }
-
     let mut scale = vec![(
         tree.files.len(),
         tree.bytes,
         outcome.attach.clone(),
         outcome.extract.clone(),
     )];
-    for &files in &args.scale {
-        let small = Tree::scan(&corpus::default_corpus(&args.corpus_dir, files)?)?;
-        let (attach, extract) = measure::attach_only(&cfg, &small)?;
+    for small in &small_trees {
+        let (attach, extract) = measure::attach_only(&cfg, small)?;
         scale.push((small.files.len(), small.bytes, attach, extract));
     }
     scale.sort_by_key(|s| s.0);
+    // Last: the views' discards make the daemons delete many files, which
+    // slows file creation for a minute or more afterwards.
+    if !args.no_views {
+        views::suite(&cfg, &tree, &mut outcome)?;
+    }
     cfg.progress("done");
 
     if args.json {

@@ -55,8 +55,13 @@ impl<'a> Config<'a> {
 
     /// A new host with its own state dir, sharing `remote`.
     pub fn host(&self, remote: &Path) -> Result<Host> {
+        Host::fresh(self.bins, self.fresh_dir("host")?, remote)
+    }
+
+    /// A new, empty directory `NAME-N` in the scratch dir (see [`new_dir`]).
+    pub fn fresh_dir(&self, name: &str) -> Result<PathBuf> {
         let n = self.next.replace(self.next.get() + 1);
-        Host::fresh(self.bins, self.work.join(format!("host-{n}")), remote)
+        new_dir(&self.work.join(format!("{name}-{n}")))
     }
 
     /// Prints a progress line on stderr.
@@ -133,13 +138,12 @@ impl Seen {
 /// from elsewhere hits wsfs and its baselines alike), then attach split in two
 /// and the 5% sample.
 pub fn suite(cfg: &Config, tree: &Tree) -> Result<Outcome> {
-    let (mut t, mut seen) = (Times::default(), Seen::default());
+    let (mut t, mut seen, mut remote) = (Times::default(), Seen::default(), PathBuf::new());
     for run in 0..cfg.runs {
-        one_run(cfg, tree, run, &mut t, &mut seen)?;
+        remote = one_run(cfg, tree, run, &mut t, &mut seen)?;
     }
-    // Daemon start, then attach proper, on fresh hosts; the last one then
-    // reads a random 5% of the files.
-    let remote = cfg.work.join("remote");
+    // Daemon start, then attach proper, on fresh hosts (of the last run's
+    // remote); the last one then reads a random 5% of the files.
     let mut last = None;
     for run in 0..cfg.runs {
         cfg.progress_run("wsfs daemon start, attach; then a 5% sample", run);
@@ -282,6 +286,14 @@ fn details(t: &Times, seen: &Seen, tree: &Tree) -> Result<Vec<String>> {
             n(attach, "remote_get_requests")?,
         ),
         format!(
+            "per run: zstd -d | tar -x {}, extract + native read {}; cold attach → first byte {}, cold attach + \
+             full read {}",
+            t.extract.runs(),
+            t.extract_read.runs(),
+            t.attach_first.runs(),
+            t.attach_read.runs(),
+        ),
+        format!(
             "cold full read: {} GETs, {} fetched; {misses_cold} chunk reads missed the local caches, {hits_cold} \
              were served from them",
             n(cold, "remote_get_requests")? - n(attach, "remote_get_requests")?,
@@ -339,26 +351,23 @@ fn facts(t: &Times, seen: &Seen, tree: &Tree) -> Value {
     })
 }
 
-/// One run of every timed measurement, baselines and wsfs side by side.
-fn one_run(cfg: &Config, tree: &Tree, run: usize, t: &mut Times, seen: &mut Seen) -> Result<()> {
+/// One run of every timed measurement, baselines and wsfs side by side, in
+/// a fresh directory; returns the run's remote.
+fn one_run(cfg: &Config, tree: &Tree, run: usize, t: &mut Times, seen: &mut Seen) -> Result<PathBuf> {
     let expected = Read {
         files: tree.files.len() as u64,
         bytes: tree.bytes,
     };
-    let (archive, remote, extracted) = (
-        cfg.work.join("tree.tar.zst"),
-        cfg.work.join("remote"),
-        cfg.work.join("extracted"),
-    );
+    let dir = cfg.fresh_dir("run")?;
+    let (archive, remote) = (dir.join("tree.tar.zst"), dir.join("remote"));
 
     // Persist and re-persist vs tar | zstd, all reading the tree from the page cache.
     cfg.progress_run("tar | zstd -T1, -T0; persist; re-persist", run);
     read::read_tree(&tree.root)?;
     push(&mut t.tar1, || peers::tar_zstd(&tree.root, &archive, 1))?;
-    let other = cfg.work.join("t0.tar.zst");
-    push(&mut t.tar0, || peers::tar_zstd(&tree.root, &other, 0))?;
-    std::fs::remove_file(&other)?;
-    reset_dir(&remote)?;
+    push(&mut t.tar0, || {
+        peers::tar_zstd(&tree.root, &dir.join("t0.tar.zst"), 0)
+    })?;
     let host = cfg.host(&remote)?;
     seen.stored_reported = field(
         &push(&mut t.persist, || host.persist(WS, &tree.root))?,
@@ -377,7 +386,7 @@ fn one_run(cfg: &Config, tree: &Tree, run: usize, t: &mut Times, seen: &mut Seen
 
     // Baselines: extract, read right after (extract + read), read again (warm), cold.
     cfg.progress_run("extract, native reads", run);
-    reset_dir(&extracted)?;
+    let extracted = new_dir(&dir.join("extracted"))?;
     push(&mut t.extract, || peers::extract(&archive, &extracted))?;
     let start = Instant::now();
     check(read::read_tree(&extracted)?, expected, &extracted)?;
@@ -397,7 +406,6 @@ fn one_run(cfg: &Config, tree: &Tree, run: usize, t: &mut Times, seen: &mut Seen
             &extracted,
         )?;
     }
-    std::fs::remove_dir_all(&extracted)?;
 
     // wsfs: cold attach until the probe's first byte, then cold and warm full reads.
     cfg.progress_run("wsfs cold attach, first byte, cold read, warm read", run);
@@ -430,19 +438,14 @@ fn one_run(cfg: &Config, tree: &Tree, run: usize, t: &mut Times, seen: &mut Seen
         &mountpoint,
     )?;
     seen.warm_status = host.status()?;
-    Ok(())
+    Ok(remote)
 }
 
 /// Cold attach until a first byte, vs extraction, on `tree` alone (for the
 /// scale table). Returns (attach samples, extract samples).
 pub fn attach_only(cfg: &Config, tree: &Tree) -> Result<(Samples, Samples)> {
-    let dir = cfg.work.join(format!("scale-{}", tree.files.len()));
-    reset_dir(&dir)?;
-    let (archive, remote, extracted) = (
-        dir.join("tree.tar.zst"),
-        dir.join("remote"),
-        dir.join("extracted"),
-    );
+    let dir = cfg.fresh_dir(&format!("scale-{}", tree.files.len()))?;
+    let (archive, remote) = (dir.join("tree.tar.zst"), dir.join("remote"));
     peers::tar_zstd(&tree.root, &archive, 1)?;
     cfg.host(&remote)?.persist(WS, &tree.root)?;
     let probe = &tree.probe().path;
@@ -455,10 +458,9 @@ pub fn attach_only(cfg: &Config, tree: &Tree) -> Result<(Samples, Samples)> {
         let host = cfg.host(&remote)?;
         push(&mut attach, || read::first_byte(&host.attach(WS)?.join(probe)))?;
         drop(host);
-        reset_dir(&extracted)?;
+        let extracted = new_dir(&dir.join(format!("extracted-{run}")))?;
         push(&mut extract, || peers::extract(&archive, &extracted))?;
     }
-    std::fs::remove_dir_all(&dir)?;
     Ok((attach, extract))
 }
 
@@ -494,16 +496,19 @@ pub fn check(read: Read, expected: Read, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Empties `dir` (creating it when missing).
-pub fn reset_dir(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+/// Creates the directory `dir`, which must not exist yet, and returns it.
+///
+/// Nothing the bench makes is emptied, reused or deleted before the bench
+/// ends (the scratch dir then goes as a whole): on ext4 without a journal,
+/// creating files within a minute or more of deleting many nearby ones is
+/// several times slower, which would land on whatever is timed next.
+pub fn new_dir(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir.to_path_buf())
 }
 
 /// Sum of the sizes of the files below `dir`.
-fn dir_bytes(dir: &Path) -> Result<u64> {
+pub fn dir_bytes(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

@@ -21,6 +21,12 @@ impl Samples {
         }
     }
 
+    /// Every sample, in run order: `371/521/427 ms`.
+    pub fn runs(&self) -> String {
+        let ms: Vec<String> = self.millis().iter().map(|ms| format!("{ms:.0}")).collect();
+        format!("{} ms", ms.join("/"))
+    }
+
     fn millis(&self) -> Vec<f64> {
         self.0.iter().map(|d| d.as_secs_f64() * 1e3).collect()
     }

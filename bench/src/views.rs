@@ -10,7 +10,7 @@ use std::fs::{self, File};
 use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use rand::{rngs::StdRng, Rng as _, RngCore as _, SeedableRng};
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::corpus::Tree;
 use crate::host::{field, Host};
-use crate::measure::{pick, push, reset_dir, Config, Outcome};
+use crate::measure::{new_dir, pick, push, Config, Outcome};
 use crate::peers;
 use crate::read;
 use crate::report::{bytes, time, Qty, Row, Samples, Target};
@@ -59,7 +59,9 @@ struct Times {
     native_small: Samples,
     native_big: Samples,
     discard: Samples,
+    discard_trash: Samples,
     discard_change: Samples,
+    discard_change_trash: Samples,
     change_view: Samples,
     change_native: Samples,
     persist: Samples,
@@ -86,8 +88,7 @@ struct Seen {
 /// Runs the view measurements (`cfg.runs` interleaved runs) and adds their
 /// rows, details and facts (as `facts.views`) to `outcome`.
 pub fn suite(cfg: &Config, tree: &Tree, outcome: &mut Outcome) -> Result<()> {
-    let dir = cfg.work.join("views");
-    reset_dir(&dir)?;
+    let dir = cfg.fresh_dir("views")?;
     let s = Setup {
         remote: dir.join("remote"),
         archive: dir.join("tree.tar.zst"),
@@ -102,10 +103,10 @@ pub fn suite(cfg: &Config, tree: &Tree, outcome: &mut Outcome) -> Result<()> {
         host.persist(&workspace(run), &tree.root)?;
     }
     drop(host);
-    // Nothing big is deleted before the phase ends: ext4 makes creating files
-    // slow for a while after many were deleted nearby (its inode allocator
-    // skips recently deleted inodes, one buffer-cache lookup each), which
-    // would slow whichever side of a comparison came next.
+    // The write workloads' views are discarded only after the last run: the
+    // daemon then deletes their upper dirs (10,000 files each), and ext4
+    // makes creating files slow for a while after many were deleted nearby
+    // (see `new_dir`).
     let (mut t, mut seen, mut hosts) = (Times::default(), Seen::default(), Vec::new());
     for run in 0..cfg.runs {
         hosts.push(one_run(cfg, tree, &s, run, &mut t, &mut seen)?);
@@ -113,9 +114,9 @@ pub fn suite(cfg: &Config, tree: &Tree, outcome: &mut Outcome) -> Result<()> {
     cfg.progress("views: discard the write workloads' views");
     for host in &hosts {
         push(&mut t.discard, || host.detach(&host.path("writes"), false))?;
+        push(&mut t.discard_trash, || trash_emptied(host))?;
     }
     drop(hosts);
-    fs::remove_dir_all(&s.dir)?;
     outcome.rows.extend(rows(&t, &seen, &s));
     outcome.details.extend(details(&t, &seen, &s, tree)?);
     outcome.facts["views"] = facts(&t, &seen, &s);
@@ -134,7 +135,9 @@ struct Setup {
 }
 
 /// One run; returns the host whose isolated view `writes` still holds the
-/// write workload (and whose `native` dir holds the native one).
+/// write workload (and whose `native` dir holds the native one). The only
+/// deletions: the 1% change's, and the daemon deleting its two views' upper
+/// dirs (a few hundred files each) after their detaches.
 fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen: &mut Seen) -> Result<Host> {
     let ws = workspace(run);
     let isolated = Some("isolated");
@@ -164,8 +167,7 @@ fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen
     // The native baseline writes next to the state dir, so to the file system
     // (and likely the ext4 block groups) the view's changes go to.
     let upper = PathBuf::from(attached["upper_dir"].as_str().context("attach: no upper_dir")?);
-    let native = host.path("native");
-    reset_dir(&native)?;
+    let native = new_dir(&host.path("native"))?;
     ensure!(
         fs::metadata(&upper)?.dev() == fs::metadata(&native)?.dev(),
         "the view's upper dir {} and {} are on different file systems",
@@ -195,8 +197,7 @@ fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen
         "views: 1% change in a view and natively; detach --persist; tar | zstd",
         run,
     );
-    let changed = s.dir.join(format!("changed-{run}"));
-    reset_dir(&changed)?;
+    let changed = new_dir(&s.dir.join(format!("changed-{run}")))?;
     peers::sync();
     push(&mut t.extract, || peers::extract(&s.archive, &changed))?;
     peers::sync();
@@ -211,7 +212,9 @@ fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen
     s.change.apply(&same, key)?;
     peers::sync();
     push(&mut t.discard_change, || host.detach(&same, false))?;
+    push(&mut t.discard_change_trash, || trash_emptied(&host))?;
     let persisted = push(&mut t.persist, || host.detach(&change, true))?;
+    trash_emptied(&host)?;
     let after = host.status()?;
     seen.change_gets = counter_delta(&before, &mid, "remote_get_requests")?;
     seen.change_fetched = counter_delta(&before, &mid, "remote_bytes_fetched")?;
@@ -222,10 +225,9 @@ fn one_run(cfg: &Config, tree: &Tree, s: &Setup, run: usize, t: &mut Times, seen
     seen.counts_match = field(&persisted, "files")? == s.change.files()
         && field(&persisted, "deleted")? == s.change.delete.len() as u64;
     seen.persisted = persisted;
-    let archive = s.dir.join("changed.tar.zst");
+    let archive = s.dir.join(format!("changed-{run}.tar.zst"));
     push(&mut t.tar, || peers::tar_zstd(&changed, &archive, 1))?;
     seen.tar_bytes = fs::metadata(&archive)?.len();
-    fs::remove_file(&archive)?;
 
     cfg.progress_run("views: the persisted change, read back on a fresh host", run);
     seen.read_back = s
@@ -333,9 +335,10 @@ fn details(t: &Times, seen: &Seen, s: &Setup, tree: &Tree) -> Result<Vec<String>
         format!(
             "views, writes: {SMALL_FILES} files, {} (no fsync, as a build; an untimed `sync` before each side), \
              then {} in one file + fsync: {} in the view vs {} natively (in a dir next to the state dir); upper \
-             dir {}; the view fetched {} in {} GETs meanwhile; discarding the view (`wsfs detach`, removes its \
-             upper dir; at the phase's end) {}; per run (native first in the 1st, then alternating), small files: view {}, \
-             native {}; big file: view {}, native {}",
+             dir {}; the view fetched {} in {} GETs meanwhile; discarding the view (`wsfs detach`: unmounts it \
+             and moves its upper dir to the state dir's trash; after the last run) {}, the daemon's deletion of \
+             that dir in the background {} more; per run (native first in the 1st, then alternating), small files: \
+             view {}, native {}; big file: view {}, native {}",
             bytes(w.small_bytes()),
             bytes((BLOCK * BIG_BLOCKS) as u64),
             rate(&t.view_big),
@@ -344,15 +347,17 @@ fn details(t: &Times, seen: &Seen, s: &Setup, tree: &Tree) -> Result<Vec<String>
             bytes(seen.write_fetched),
             seen.write_gets,
             time(t.discard.median()),
-            runs(&t.view_small),
-            runs(&t.native_small),
-            runs(&t.view_big),
-            runs(&t.native_big),
+            time(t.discard_trash.median()),
+            t.view_small.runs(),
+            t.native_small.runs(),
+            t.view_big.runs(),
+            t.native_big.runs(),
         ),
         format!(
             "views, {CHANGE_PERCENT}% change: {} files rewritten ({}; each byte XORed with a per-run key, so new \
              chunks that compress like the tree), {} deleted, {} added ({}); applied through the view in {} \
-             (fetched {} in {} GETs: the original bytes, read through the view cold) vs natively in {}",
+             (fetched {} in {} GETs: the original bytes, read through the view cold) vs natively in {}, to a \
+             copy extracted (`zstd -d | tar -x`, the attach rows' baseline) in {} per run",
             c.rewrite.len(),
             bytes(c.bytes(tree, &c.rewrite)),
             c.delete.len(),
@@ -362,11 +367,13 @@ fn details(t: &Times, seen: &Seen, s: &Setup, tree: &Tree) -> Result<Vec<String>
             bytes(seen.change_fetched),
             seen.change_gets,
             time(t.change_native.median()),
+            t.extract.runs(),
         ),
         format!(
             "views, detach --persist: layer of {} files, {}, new_bytes {}, stored_bytes {} (runs: {}), deleted {}, \
              overrode {}; {} PUTs, {} stored; tar.zst of the changed tree {}; counts as changed: {}; `wsfs detach` \
-             without --persist of a view holding the same change (unmount, remove its upper dir) {}",
+             without --persist of a view holding the same change (unmount, upper dir moved to the trash) {}, its \
+             deletion in the background {} more (waited for before the next step)",
             field(p, "files")?,
             bytes(field(p, "bytes")?),
             bytes(field(p, "new_bytes")?),
@@ -379,6 +386,7 @@ fn details(t: &Times, seen: &Seen, s: &Setup, tree: &Tree) -> Result<Vec<String>
             bytes(seen.tar_bytes),
             if seen.counts_match { "yes" } else { "**no**" },
             time(t.discard_change.median()),
+            time(t.discard_change_trash.median()),
         ),
         format!(
             "views, read back on a fresh host after each persist: {} files byte-identical with the native changed \
@@ -397,7 +405,9 @@ fn facts(t: &Times, seen: &Seen, s: &Setup) -> Value {
     json!({
         "isolated_attach_first_byte_ms": ms(&t.iso_first),
         "discard_detach_ms": ms(&t.discard),
+        "discard_trash_emptied_ms": ms(&t.discard_trash),
         "discard_change_detach_ms": ms(&t.discard_change),
+        "discard_change_trash_emptied_ms": ms(&t.discard_change_trash),
         "change_in_view_ms": ms(&t.change_view),
         "change_native_ms": ms(&t.change_native),
         "small_files": SMALL_FILES,
@@ -419,14 +429,29 @@ fn facts(t: &Times, seen: &Seen, s: &Setup) -> Value {
     })
 }
 
-/// Every sample, in run order: `371/521/427 ms`.
-fn runs(samples: &Samples) -> String {
-    let ms: Vec<String> = samples
-        .0
-        .iter()
-        .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
-        .collect();
-    format!("{} ms", ms.join("/"))
+/// Waits until `host`'s daemon has deleted what its detaches moved to the
+/// state dir's trash (it does so on a thread of its own), so that those
+/// unlinks do not run under the next measurement.
+fn trash_emptied(host: &Host) -> Result<()> {
+    const LIMIT: Duration = Duration::from_secs(300);
+    let trash = host.state_dir().join("trash");
+    let start = Instant::now();
+    loop {
+        let empty = match fs::read_dir(&trash) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", trash.display())),
+        };
+        if empty {
+            return Ok(());
+        }
+        ensure!(
+            start.elapsed() < LIMIT,
+            "{} is not empty after {LIMIT:?}",
+            trash.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// `after[key] - before[key]` of two `wsfs status` replies.
