@@ -16,7 +16,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
@@ -124,8 +124,10 @@ pub fn persist(
             why: "no path given: name the files and directories to persist".into(),
         });
     }
+    let started = Instant::now();
     let base = workspace::layers(store, req.workspace)?;
     let tree = source::collect(&root, req.paths)?;
+    let walked = started.elapsed();
     let mut plan = Plan::default();
     for ((path, source), meta) in tree.iter().zip(metas_of(&tree)?) {
         match plan_source(path.0.clone(), source, meta)? {
@@ -133,6 +135,12 @@ pub fn persist(
             None => plan.skipped.push(String::from_utf8_lossy(&path.0).into_owned()),
         }
     }
+    tracing::debug!(
+        entries = plan.entries.len(),
+        walk_ms = walked.as_millis() as u64,
+        metadata_ms = (started.elapsed() - walked).as_millis() as u64,
+        "planned a persist"
+    );
     let target = Target {
         workspace: req.workspace,
         host: req.host,
@@ -188,6 +196,7 @@ fn build(
     target: &Target<'_>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<PersistOutcome, PersistError> {
+    let started = Instant::now();
     plan.sort();
     let mut layer = LayerBuilder::new(store, plan, known, stat_cache);
     let new_refs = std::thread::scope(|scope| {
@@ -203,7 +212,14 @@ fn build(
         layer.stored_bytes += packed.stored_bytes;
         Ok::<_, PersistError>(packed.refs)
     })?;
-    layer.finish(target, new_refs)
+    let chunked = started.elapsed();
+    let outcome = layer.finish(target, new_refs);
+    tracing::debug!(
+        chunk_ms = chunked.as_millis() as u64,
+        finish_ms = (started.elapsed() - chunked).as_millis() as u64,
+        "built a layer"
+    );
+    outcome
 }
 
 /// Two seconds before now: coarser than any file system's timestamp tick.
