@@ -448,8 +448,12 @@ impl<'s> LayerBuilder<'s> {
             files,
             bytes,
         };
+        let guard = self.store.append_guard();
         let key = workspace::append(self.store, target.workspace, &record)?;
-        let overrode = overrides::find(self.store, target.workspace, &key, target.base, &manifest)
+        let stack = workspace::stack(self.store, target.workspace);
+        drop(guard);
+        let overrode = stack
+            .and_then(|stack| overrides::find(self.store, &stack, &key, target.base, &manifest))
             .unwrap_or_else(|e| {
                 tracing::warn!(workspace = %target.workspace, error = %e, "cannot tell which paths the new layer overrode");
                 Vec::new()

@@ -10,7 +10,6 @@ use crate::error::StoreError;
 use crate::ids::LayerId;
 use crate::manifest::{parent_of, path_cmp, Entry, EntryKind, Manifest};
 use crate::store::Store;
-use crate::workspace::{self, WorkspaceName};
 
 /// True for entries that change what is at their path; a plain directory
 /// entry only carries metadata (every layer has one for each ancestor of
@@ -53,18 +52,19 @@ pub fn overridden<'a>(ours: &Manifest, theirs: &'a Manifest) -> Vec<&'a [u8]> {
         .collect()
 }
 
-/// The paths changed by layers that landed in `ws` before the record `key`
-/// but after `base`, and that `ours` (the layer of `key`) hides.
+/// The paths changed by the layers of `stack` (a workspace's records, keys
+/// and layers) that sort before the record `key` but are not in `base`, and
+/// that `ours` (the layer of `key`) hides.
 pub fn find(
     store: &Store,
-    ws: &WorkspaceName,
+    stack: &[(String, LayerId)],
     key: &str,
     base: &[LayerId],
     ours: &Manifest,
 ) -> Result<Vec<String>, StoreError> {
     let base: HashSet<&LayerId> = base.iter().collect();
     let mut paths: Vec<Vec<u8>> = Vec::new();
-    for (_, layer) in workspace::stack(store, ws)?
+    for (_, layer) in stack
         .iter()
         .filter(|(k, layer)| k.as_str() < key && !base.contains(layer))
     {

@@ -80,6 +80,8 @@ pub struct Store {
     chunks: Mutex<Lru<ChunkId, Arc<[u8]>>>,
     in_flight: Mutex<HashMap<FrameKey, Arc<Flight>>>,
     metrics: Metrics,
+    /// Held while a persist appends its record and lists the stack.
+    appending: Mutex<()>,
 }
 
 /// The remote key of a layer manifest.
@@ -103,7 +105,17 @@ impl Store {
             chunks: Mutex::new(Lru::new()),
             in_flight: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
+            appending: Mutex::new(()),
         })
+    }
+
+    /// Serialises the persists of this host between taking a record key and
+    /// listing the workspace after the record landed: of two persists from
+    /// this host, the one whose record sorts later always sees the other's
+    /// record (and so can tell what it overrides). Across hosts, records
+    /// written within the same few milliseconds may miss each other.
+    pub fn append_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.appending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The remote.
