@@ -22,7 +22,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::plan::{plan_source, Plan};
-use super::source::{collect_all, metas_of, source_err, Source, SourceTree, TreePath};
+use super::source::{collect_all, source_err, Source, SourceTree, TreePath};
 use super::PersistError;
 use crate::ids::LayerId;
 use crate::manifest::{is_within, parent_of, path_cmp, Entry, EntryKind, Manifest, Meta, Xattr};
@@ -303,8 +303,8 @@ pub fn plan(upper: &Path, base: &Tree, newer: &[Manifest], sub_path: &[u8]) -> R
         ancestor = parent_of(path);
     }
     let sources = collect_all(upper)?;
-    for ((rel, source), meta) in sources.iter().zip(metas_of(&sources)?) {
-        planner.add(&rel.0, source, meta)?;
+    for (rel, source) in &sources {
+        planner.add(&rel.0, source, source.attrs.clone())?;
     }
     planner.complete_link_groups(&sources)?;
     Ok(planner.plan)

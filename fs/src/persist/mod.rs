@@ -29,7 +29,7 @@ use crate::store::Store;
 use crate::workspace::{self, LayerRecord, WorkspaceName};
 use packer::Packer;
 use plan::{plan_source, Content, Plan, Planned};
-use source::{metas_of, source_err};
+use source::source_err;
 
 pub use changes::ChangesRequest;
 
@@ -129,8 +129,8 @@ pub fn persist(
     let tree = source::collect(&root, req.paths)?;
     let walked = started.elapsed();
     let mut plan = Plan::default();
-    for ((path, source), meta) in tree.iter().zip(metas_of(&tree)?) {
-        match plan_source(path.0.clone(), source, meta)? {
+    for (path, source) in &tree {
+        match plan_source(path.0.clone(), source, source.attrs.clone())? {
             Some(planned) => plan.entries.push(planned),
             None => plan.skipped.push(String::from_utf8_lossy(&path.0).into_owned()),
         }

@@ -33,6 +33,16 @@ pub struct Source {
     pub abs: PathBuf,
     /// `lstat` of it.
     pub meta: Metadata,
+    /// Its ownership, permissions, mtime and extended attributes, as a layer keeps them.
+    pub attrs: Meta,
+}
+
+impl Source {
+    /// Reads the extended attributes of `abs`, whose `lstat` is `meta`.
+    fn new(abs: PathBuf, meta: Metadata) -> Result<Source, PersistError> {
+        let attrs = attrs_of(&abs, &meta)?;
+        Ok(Source { abs, meta, attrs })
+    }
 }
 
 /// The paths a persist covers, in manifest order.
@@ -148,21 +158,56 @@ fn add_ancestors(root: &Path, rel: &[u8], given: &Path, tree: &mut SourceTree) -
 fn add(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistError> {
     let abs = abs_of(root, rel);
     let meta = fs::symlink_metadata(&abs).map_err(source_err(&abs))?;
-    tree.insert(TreePath(rel.to_vec()), Source { abs, meta });
+    tree.insert(TreePath(rel.to_vec()), Source::new(abs, meta)?);
     Ok(())
 }
 
 /// Adds `rel` and, for a directory, everything below it (symlinks are not
-/// followed). Children are stat'ed relative to their directory's handle,
-/// which spares the kernel a walk of the whole path for each of them.
+/// followed). Each level of the tree is read on a few threads: a persist of
+/// unchanged files is mostly these syscalls. Children are stat'ed relative to
+/// their directory's handle, which spares the kernel a walk of the whole path.
 fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistError> {
     add(root, rel, tree)?;
-    let mut pending = vec![rel.to_vec()];
-    while let Some(dir) = pending.pop() {
-        let abs = abs_of(root, &dir);
-        if !tree[&TreePath(dir.clone())].meta.is_dir() {
-            continue;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let mut level: Vec<Vec<u8>> = Vec::new();
+    if tree[&TreePath(rel.to_vec())].meta.is_dir() {
+        level.push(rel.to_vec());
+    }
+    while !level.is_empty() {
+        let share = level.len().div_ceil(threads);
+        let read: Vec<Result<Children, PersistError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = level
+                .chunks(share)
+                .map(|dirs| scope.spawn(move || read_dirs(root, dirs)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("directory readers do not panic"))
+                .collect()
+        });
+        level = Vec::new();
+        for children in read {
+            for (path, source) in children? {
+                if source.meta.is_dir() {
+                    level.push(path.clone());
+                }
+                tree.insert(TreePath(path), source);
+            }
         }
+    }
+    Ok(())
+}
+
+/// Paths (relative to the root) and sources read from directories.
+type Children = Vec<(Vec<u8>, Source)>;
+
+/// The children of directories `dirs` (relative to `root`), with their metadata.
+fn read_dirs(root: &Path, dirs: &[Vec<u8>]) -> Result<Children, PersistError> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let abs = abs_of(root, dir);
         for child in fs::read_dir(&abs).map_err(source_err(&abs))? {
             let child = child.map_err(source_err(&abs))?;
             let meta = child.metadata().map_err(source_err(&child.path()))?;
@@ -171,35 +216,25 @@ fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistErr
                 child_rel.push(b'/');
             }
             child_rel.extend_from_slice(child.file_name().as_bytes());
-            if meta.is_dir() {
-                pending.push(child_rel.clone());
-            }
-            tree.insert(
-                TreePath(child_rel),
-                Source {
-                    abs: child.path(),
-                    meta,
-                },
-            );
+            out.push((child_rel, Source::new(child.path(), meta)?));
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Ownership, permissions, mtime and extended attributes of a source path.
-fn meta_of(source: &Source) -> Result<Meta, PersistError> {
-    let m = &source.meta;
+fn attrs_of(abs: &Path, m: &Metadata) -> Result<Meta, PersistError> {
     let mut xattrs = Vec::new();
-    match xattr::list(&source.abs) {
+    match xattr::list(abs) {
         Ok(names) => {
             for name in names {
-                if let Some(value) = xattr::get(&source.abs, &name).map_err(source_err(&source.abs))? {
+                if let Some(value) = xattr::get(abs, &name).map_err(source_err(abs))? {
                     xattrs.push((name.as_bytes().to_vec(), value));
                 }
             }
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
-        Err(e) => return Err(source_err(&source.abs)(e)),
+        Err(e) => return Err(source_err(abs)(e)),
     }
     xattrs.sort();
     Ok(Meta {
@@ -209,27 +244,6 @@ fn meta_of(source: &Source) -> Result<Meta, PersistError> {
         mtime_sec: m.mtime(),
         mtime_nsec: m.mtime_nsec() as u32,
         xattrs,
-    })
-}
-
-/// The metadata of every source, read on a few threads: each entry costs a
-/// few syscalls (xattrs), which dominate a persist of unchanged files.
-pub fn metas_of(tree: &SourceTree) -> Result<Vec<Meta>, PersistError> {
-    let sources: Vec<&Source> = tree.values().collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
-    let share = sources.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = sources
-            .chunks(share)
-            .map(|part| scope.spawn(move || part.iter().map(|s| meta_of(s)).collect::<Result<Vec<_>, _>>()))
-            .collect();
-        let mut metas = Vec::with_capacity(sources.len());
-        for worker in workers {
-            metas.extend(worker.join().expect("metadata readers do not panic")?);
-        }
-        Ok(metas)
     })
 }
 
