@@ -126,7 +126,7 @@ pub fn persist(
     }
     let started = Instant::now();
     let base = workspace::layers(store, req.workspace)?;
-    let tree = source::collect(&root, req.paths)?;
+    let tree = source::collect(&root, req.paths, Some(store.db()))?;
     let walked = started.elapsed();
     let mut plan = Plan::default();
     for (path, source) in &tree {
@@ -354,16 +354,6 @@ impl<'s> LayerBuilder<'s> {
 
     fn chunk_file(&mut self, packer: &Packer<'_>, job: &FileJob) -> Result<PendingChunks, PersistError> {
         let key = job.abs.as_os_str().as_bytes();
-        let cached = if self.stat_cache {
-            self.store.db().file_chunks(key, &job.stamp)?
-        } else {
-            None
-        };
-        if let Some(refs) = cached {
-            let chunks = refs.iter().map(|r| (r.id, r.len)).collect();
-            self.known.extend(refs.into_iter().map(|r| (r.id, r)));
-            return Ok(chunks);
-        }
         let file = File::open(&job.abs).map_err(source_err(&job.abs))?;
         let mut chunks = Vec::new();
         let mut failure = None;
@@ -430,14 +420,14 @@ impl<'s> LayerBuilder<'s> {
         let manifest = Manifest { entries };
         let (layer, manifest_bytes) = self.store.put_manifest(&manifest)?;
         self.store.db().put_chunks(&new_refs)?;
-        let stamped =
-            self.stamps
-                .iter()
-                .filter_map(|(path, stamp, index)| match &manifest.entries[*index].kind {
-                    EntryKind::File(data) => Some((&path[..], stamp, &data.chunks[..])),
-                    _ => None,
-                });
-        self.store.db().put_file_chunks(stamped)?;
+        let stamped = self.stamps.iter().filter_map(|(path, stamp, index)| {
+            let entry = &manifest.entries[*index];
+            match &entry.kind {
+                EntryKind::File(data) => Some((&path[..], stamp, &data.chunks[..], &entry.meta.xattrs[..])),
+                _ => None,
+            }
+        });
+        self.store.db().put_cached_files(stamped)?;
         let record = LayerRecord {
             layer,
             persisted_at_ms: SystemTime::now()

@@ -73,6 +73,17 @@ pub fn plan_source(path: Vec<u8>, source: &Source, meta: Meta) -> Result<Option<
         let target = fs::read_link(&source.abs).map_err(source_err(&source.abs))?;
         let target = target.as_os_str().as_bytes().to_vec();
         (EntryKind::Symlink { target }, Content::Known)
+    } else if let Some(chunks) = source.cached.clone().filter(|_| ft.is_file()) {
+        // Unchanged since the last persist: nothing to read.
+        let size = chunks.iter().map(|c| u64::from(c.len)).sum();
+        (
+            EntryKind::File(FileData {
+                size,
+                chunks,
+                link: 0,
+            }),
+            Content::Known,
+        )
     } else if ft.is_file() {
         let data = FileData {
             size: 0,

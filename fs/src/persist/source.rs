@@ -8,8 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::PersistError;
-use crate::manifest::{path_cmp, Meta};
-use crate::store::db::FileStamp;
+use crate::manifest::{path_cmp, ChunkRef, Meta, Xattr};
+use crate::store::db::{CachedFile, Db, FileStamp};
 
 /// A path of the source tree relative to the root, ordered like manifest entries.
 #[derive(PartialEq, Eq)]
@@ -35,13 +35,37 @@ pub struct Source {
     pub meta: Metadata,
     /// Its ownership, permissions, mtime and extended attributes, as a layer keeps them.
     pub attrs: Meta,
+    /// A regular file the stat cache knows unchanged: its chunks.
+    pub cached: Option<Vec<ChunkRef>>,
 }
 
 impl Source {
-    /// Reads the extended attributes of `abs`, whose `lstat` is `meta`.
-    fn new(abs: PathBuf, meta: Metadata) -> Result<Source, PersistError> {
-        let attrs = attrs_of(&abs, &meta)?;
-        Ok(Source { abs, meta, attrs })
+    /// The source at `abs`, whose `lstat` is `meta`. A regular file the stat
+    /// cache knows unchanged takes its xattrs from there (they change its
+    /// ctime); everything else has them read.
+    fn new(abs: PathBuf, meta: Metadata, cache: Option<&Db>) -> Result<Source, PersistError> {
+        let known = match cache {
+            Some(db) if meta.is_file() => db.cached_file(abs.as_os_str().as_bytes(), &stamp_of(&meta))?,
+            _ => None,
+        };
+        let (xattrs, cached) = match known {
+            Some(CachedFile { chunks, xattrs }) => (xattrs, Some(chunks)),
+            None => (xattrs_of(&abs)?, None),
+        };
+        let attrs = Meta {
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime_sec: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec() as u32,
+            xattrs,
+        };
+        Ok(Source {
+            abs,
+            meta,
+            attrs,
+            cached,
+        })
     }
 }
 
@@ -64,13 +88,14 @@ fn bad_path(path: &Path, why: String) -> PersistError {
 
 /// Collects the root, each requested path with its ancestors, and everything
 /// below requested directories.
-pub fn collect(root: &Path, paths: &[PathBuf]) -> Result<SourceTree, PersistError> {
+/// `cache`: the stat cache, whose unchanged files need no xattr reads.
+pub fn collect(root: &Path, paths: &[PathBuf], cache: Option<&Db>) -> Result<SourceTree, PersistError> {
     let mut tree = SourceTree::new();
-    add(root, &[], &mut tree)?;
+    add(root, &[], &mut tree, cache)?;
     for path in paths {
         let rel = relative_path(root, path)?;
-        add_ancestors(root, &rel, path, &mut tree)?;
-        walk(root, &rel, &mut tree)?;
+        add_ancestors(root, &rel, path, &mut tree, cache)?;
+        walk(root, &rel, &mut tree, cache)?;
     }
     Ok(tree)
 }
@@ -78,7 +103,7 @@ pub fn collect(root: &Path, paths: &[PathBuf]) -> Result<SourceTree, PersistErro
 /// Collects `root` and everything below it.
 pub fn collect_all(root: &Path) -> Result<SourceTree, PersistError> {
     let mut tree = SourceTree::new();
-    walk(root, &[], &mut tree)?;
+    walk(root, &[], &mut tree, None)?;
     Ok(tree)
 }
 
@@ -122,13 +147,19 @@ fn abs_of(root: &Path, rel: &[u8]) -> PathBuf {
 }
 
 /// Adds the ancestor directories of `rel`, refusing paths that go through symlinks.
-fn add_ancestors(root: &Path, rel: &[u8], given: &Path, tree: &mut SourceTree) -> Result<(), PersistError> {
+fn add_ancestors(
+    root: &Path,
+    rel: &[u8],
+    given: &Path,
+    tree: &mut SourceTree,
+    cache: Option<&Db>,
+) -> Result<(), PersistError> {
     let parts: Vec<&[u8]> = rel.split(|&c| c == b'/').filter(|p| !p.is_empty()).collect();
     for depth in 1..parts.len() {
         let ancestor = parts[..depth].join(&b'/');
         let abs = abs_of(root, &ancestor);
         match fs::symlink_metadata(&abs) {
-            Ok(meta) if meta.is_dir() => add(root, &ancestor, tree)?,
+            Ok(meta) if meta.is_dir() => add(root, &ancestor, tree, cache)?,
             Ok(_) => {
                 return Err(bad_path(
                     given,
@@ -155,10 +186,10 @@ fn add_ancestors(root: &Path, rel: &[u8], given: &Path, tree: &mut SourceTree) -
     Ok(())
 }
 
-fn add(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistError> {
+fn add(root: &Path, rel: &[u8], tree: &mut SourceTree, cache: Option<&Db>) -> Result<(), PersistError> {
     let abs = abs_of(root, rel);
     let meta = fs::symlink_metadata(&abs).map_err(source_err(&abs))?;
-    tree.insert(TreePath(rel.to_vec()), Source::new(abs, meta)?);
+    tree.insert(TreePath(rel.to_vec()), Source::new(abs, meta, cache)?);
     Ok(())
 }
 
@@ -166,8 +197,8 @@ fn add(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistErro
 /// followed). Each level of the tree is read on a few threads: a persist of
 /// unchanged files is mostly these syscalls. Children are stat'ed relative to
 /// their directory's handle, which spares the kernel a walk of the whole path.
-fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistError> {
-    add(root, rel, tree)?;
+fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree, cache: Option<&Db>) -> Result<(), PersistError> {
+    add(root, rel, tree, cache)?;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
@@ -180,7 +211,7 @@ fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistErr
         let read: Vec<Result<Children, PersistError>> = std::thread::scope(|scope| {
             let workers: Vec<_> = level
                 .chunks(share)
-                .map(|dirs| scope.spawn(move || read_dirs(root, dirs)))
+                .map(|dirs| scope.spawn(move || read_dirs(root, dirs, cache)))
                 .collect();
             workers
                 .into_iter()
@@ -204,7 +235,7 @@ fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree) -> Result<(), PersistErr
 type Children = Vec<(Vec<u8>, Source)>;
 
 /// The children of directories `dirs` (relative to `root`), with their metadata.
-fn read_dirs(root: &Path, dirs: &[Vec<u8>]) -> Result<Children, PersistError> {
+fn read_dirs(root: &Path, dirs: &[Vec<u8>], cache: Option<&Db>) -> Result<Children, PersistError> {
     let mut out = Vec::new();
     for dir in dirs {
         let abs = abs_of(root, dir);
@@ -216,14 +247,14 @@ fn read_dirs(root: &Path, dirs: &[Vec<u8>]) -> Result<Children, PersistError> {
                 child_rel.push(b'/');
             }
             child_rel.extend_from_slice(child.file_name().as_bytes());
-            out.push((child_rel, Source::new(child.path(), meta)?));
+            out.push((child_rel, Source::new(child.path(), meta, cache)?));
         }
     }
     Ok(out)
 }
 
-/// Ownership, permissions, mtime and extended attributes of a source path.
-fn attrs_of(abs: &Path, m: &Metadata) -> Result<Meta, PersistError> {
+/// The extended attributes of a source path, sorted by name.
+fn xattrs_of(abs: &Path) -> Result<Vec<Xattr>, PersistError> {
     let mut xattrs = Vec::new();
     match xattr::list(abs) {
         Ok(names) => {
@@ -237,14 +268,7 @@ fn attrs_of(abs: &Path, m: &Metadata) -> Result<Meta, PersistError> {
         Err(e) => return Err(source_err(abs)(e)),
     }
     xattrs.sort();
-    Ok(Meta {
-        mode: m.mode() & 0o7777,
-        uid: m.uid(),
-        gid: m.gid(),
-        mtime_sec: m.mtime(),
-        mtime_nsec: m.mtime_nsec() as u32,
-        xattrs,
-    })
+    Ok(xattrs)
 }
 
 /// What tells an unchanged file from a changed one.
@@ -255,5 +279,44 @@ pub fn stamp_of(m: &Metadata) -> FileStamp {
         size: m.size(),
         mtime: (m.mtime(), m.mtime_nsec() as u32),
         ctime: (m.ctime(), m.ctime_nsec() as u32),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::testing;
+
+    /// An unchanged file costs no xattr reads: the stat cache has them. Any
+    /// xattr change moves the ctime, so the cache stops matching.
+    #[test]
+    fn the_stat_cache_answers_for_unchanged_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        xattr::set(&file, "user.real", b"1").unwrap();
+        let meta = fs::symlink_metadata(&file).unwrap();
+        let crate::manifest::EntryKind::File(data) = testing::file("f", &[b"x"], 0).kind else {
+            unreachable!()
+        };
+        let chunks = data.chunks;
+        let remembered = [(b"user.remembered".to_vec(), b"2".to_vec())];
+        let key = file.as_os_str().as_bytes();
+        db.put_cached_files([(key, &stamp_of(&meta), &chunks[..], &remembered[..])])
+            .unwrap();
+
+        let source = Source::new(file.clone(), meta, Some(&db)).unwrap();
+        assert_eq!(source.cached, Some(chunks.clone()));
+        assert_eq!(source.attrs.xattrs, remembered);
+
+        xattr::set(&file, "user.real", b"changed").unwrap();
+        let meta = fs::symlink_metadata(&file).unwrap();
+        let source = Source::new(file, meta, Some(&db)).unwrap();
+        assert_eq!(source.cached, None);
+        assert_eq!(
+            source.attrs.xattrs,
+            [(b"user.real".to_vec(), b"changed".to_vec())]
+        );
     }
 }

@@ -17,7 +17,7 @@ use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB};
 
 use crate::error::StoreError;
 use crate::ids::{ChunkId, LayerId, PackId};
-use crate::manifest::{ChunkLocation, ChunkRef};
+use crate::manifest::{ChunkLocation, ChunkRef, Xattr};
 
 const CF_CHUNKS: &str = "chunks";
 const CF_MANIFESTS: &str = "manifests";
@@ -26,6 +26,9 @@ const CF_MOUNTS: &str = "mounts";
 const CF_META: &str = "meta";
 /// Key in `meta` of the remote the remote-derived column families describe.
 const REMOTE_KEY: &[u8] = b"remote";
+/// Key in `meta` of the format of the stat cache's values; older ones are dropped.
+const FILES_FORMAT_KEY: &[u8] = b"files-format";
+const FILES_FORMAT: &[u8] = b"2";
 /// Length, pack, frame offset, frame length, frame plain length, offset in frame.
 const LOCATION_LEN: usize = 4 + 32 + 8 + 4 * 3;
 const REF_LEN: usize = 32 + LOCATION_LEN;
@@ -67,10 +70,28 @@ impl Db {
             path: path.to_path_buf(),
             message: e.into_string(),
         })?;
-        Ok(Db {
+        let db = Db {
             db,
             path: path.to_path_buf(),
-        })
+        };
+        if db.get(CF_META, FILES_FORMAT_KEY)?.as_deref() != Some(FILES_FORMAT) {
+            let mut batch = db.clearing(&[CF_FILES])?;
+            batch.put_cf(db.cf(CF_META), FILES_FORMAT_KEY, FILES_FORMAT);
+            db.db.write(batch).map_err(|e| db.err(e))?;
+        }
+        Ok(db)
+    }
+
+    /// A batch deleting everything in the column families `names`.
+    fn clearing(&self, names: &[&str]) -> Result<WriteBatch, StoreError> {
+        let mut batch = WriteBatch::default();
+        for name in names {
+            let cf = self.cf(name);
+            for kv in self.db.iterator_cf(cf, IteratorMode::Start) {
+                batch.delete_cf(cf, kv.map_err(|e| self.err(e))?.0);
+            }
+        }
+        Ok(batch)
     }
 
     fn err(&self, e: rocksdb::Error) -> StoreError {
@@ -99,13 +120,7 @@ impl Db {
         if bound.as_deref() == Some(remote.as_bytes()) {
             return Ok(false);
         }
-        let mut batch = WriteBatch::default();
-        for name in [CF_CHUNKS, CF_MANIFESTS, CF_FILES] {
-            let cf = self.cf(name);
-            for kv in self.db.iterator_cf(cf, IteratorMode::Start) {
-                batch.delete_cf(cf, kv.map_err(|e| self.err(e))?.0);
-            }
-        }
+        let mut batch = self.clearing(&[CF_CHUNKS, CF_MANIFESTS, CF_FILES])?;
         batch.put_cf(self.cf(CF_META), REMOTE_KEY, remote.as_bytes());
         self.db.write(batch).map_err(|e| self.err(e))?;
         Ok(bound.is_some())
@@ -139,30 +154,37 @@ impl Db {
             .map_err(|e| self.err(e))
     }
 
-    /// The chunks of a source file as last persisted, if its stamp still matches.
-    pub fn file_chunks(&self, path: &[u8], stamp: &FileStamp) -> Result<Option<Vec<ChunkRef>>, StoreError> {
+    /// What the last persist learnt of a source file, if its stamp still matches.
+    pub fn cached_file(&self, path: &[u8], stamp: &FileStamp) -> Result<Option<CachedFile>, StoreError> {
         let Some(v) = self.get(CF_FILES, path)? else {
             return Ok(None);
         };
-        if v.len() < STAMP_LEN || !(v.len() - STAMP_LEN).is_multiple_of(REF_LEN) || decode_stamp(&v) != *stamp
-        {
+        if v.len() < STAMP_LEN || decode_stamp(&v) != *stamp {
             return Ok(None);
         }
-        Ok(v[STAMP_LEN..].chunks_exact(REF_LEN).map(decode_ref).collect())
+        Ok(decode_cached(&v[STAMP_LEN..]))
     }
 
-    /// Remembers the chunks of source files for the next persist.
-    pub fn put_file_chunks<'a>(
+    /// Remembers source files for the next persist: stamp, chunks and xattrs.
+    pub fn put_cached_files<'a>(
         &self,
-        files: impl IntoIterator<Item = (&'a [u8], &'a FileStamp, &'a [ChunkRef])>,
+        files: impl IntoIterator<Item = (&'a [u8], &'a FileStamp, &'a [ChunkRef], &'a [Xattr])>,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        for (path, stamp, refs) in files {
-            let mut v = Vec::with_capacity(STAMP_LEN + refs.len() * REF_LEN);
+        for (path, stamp, refs, xattrs) in files {
+            let mut v = Vec::with_capacity(STAMP_LEN + 8 + refs.len() * REF_LEN);
             encode_stamp(&mut v, stamp);
+            v.extend_from_slice(&(refs.len() as u32).to_le_bytes());
             for r in refs {
                 v.extend_from_slice(&r.id.0);
                 v.extend_from_slice(&encode_location(r.len, &r.loc));
+            }
+            v.extend_from_slice(&(xattrs.len() as u32).to_le_bytes());
+            for (name, value) in xattrs {
+                for part in [name, value] {
+                    v.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                    v.extend_from_slice(part);
+                }
             }
             batch.put_cf(self.cf(CF_FILES), path, v);
         }
@@ -229,6 +251,43 @@ fn decode_ref(v: &[u8]) -> Option<ChunkRef> {
     })
 }
 
+/// What the stat cache keeps of an unchanged source file besides its stamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedFile {
+    /// Its chunks.
+    pub chunks: Vec<ChunkRef>,
+    /// Its extended attributes (a change of them changes the ctime).
+    pub xattrs: Vec<Xattr>,
+}
+
+/// Decodes what follows the stamp in a stat cache value; `None` when malformed.
+fn decode_cached(mut v: &[u8]) -> Option<CachedFile> {
+    let u32_next = |v: &mut &[u8]| {
+        let (n, rest) = v.split_first_chunk::<4>()?;
+        *v = rest;
+        Some(u32::from_le_bytes(*n) as usize)
+    };
+    let bytes_next = |v: &mut &[u8]| {
+        let n = u32_next(v)?;
+        let (head, rest) = (v.get(..n)?, v.get(n..)?);
+        *v = rest;
+        Some(head.to_vec())
+    };
+    let refs = u32_next(&mut v)?;
+    let mut chunks = Vec::with_capacity(refs.min(v.len() / REF_LEN));
+    for _ in 0..refs {
+        chunks.push(decode_ref(v.get(..REF_LEN)?)?);
+        v = &v[REF_LEN..];
+    }
+    let count = u32_next(&mut v)?;
+    let mut xattrs = Vec::with_capacity(count.min(v.len() / 8));
+    for _ in 0..count {
+        let name = bytes_next(&mut v)?;
+        xattrs.push((name, bytes_next(&mut v)?));
+    }
+    v.is_empty().then_some(CachedFile { chunks, xattrs })
+}
+
 fn encode_stamp(v: &mut Vec<u8>, s: &FileStamp) {
     for x in [s.dev, s.ino, s.size] {
         v.extend_from_slice(&x.to_le_bytes());
@@ -284,13 +343,22 @@ mod tests {
             mtime: (-5, 6),
             ctime: (7, 8),
         };
-        db.put_file_chunks([(&b"/src/a"[..], &stamp, &refs[..])]).unwrap();
-        assert_eq!(db.file_chunks(b"/src/a", &stamp).unwrap(), Some(refs.to_vec()));
+        let xattrs = [
+            (b"user.a".to_vec(), b"1".to_vec()),
+            (b"user.b".to_vec(), Vec::new()),
+        ];
+        db.put_cached_files([(&b"/src/a"[..], &stamp, &refs[..], &xattrs[..])])
+            .unwrap();
+        let cached = CachedFile {
+            chunks: refs.to_vec(),
+            xattrs: xattrs.to_vec(),
+        };
+        assert_eq!(db.cached_file(b"/src/a", &stamp).unwrap(), Some(cached));
         let touched = FileStamp {
             ctime: (7, 9),
             ..stamp
         };
-        assert_eq!(db.file_chunks(b"/src/a", &touched).unwrap(), None);
+        assert_eq!(db.cached_file(b"/src/a", &touched).unwrap(), None);
         db.put_mount(b"/mnt", b"rec").unwrap();
         assert_eq!(db.mounts().unwrap(), vec![(b"/mnt".to_vec(), b"rec".to_vec())]);
         db.delete_mount(b"/mnt").unwrap();
