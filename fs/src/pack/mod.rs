@@ -14,7 +14,7 @@ pub mod reader;
 pub mod writer;
 
 pub use reader::{check_chunk, chunk_in_frame, decode_frame, read_index};
-pub use writer::{PackWriter, SealedPack};
+pub use writer::{FrameBuilder, FrameCompressor, PackWriter, PlainFrame, SealedPack};
 
 /// Last 8 bytes of every pack.
 pub const PACK_MAGIC: [u8; 8] = *b"WSFSPAK1";

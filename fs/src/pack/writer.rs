@@ -28,12 +28,74 @@ struct Placed {
     offset_in_frame: u32,
 }
 
-/// Accumulates chunks into frames and frames into packs of bounded size.
-pub struct PackWriter {
-    compressor: zstd::bulk::Compressor<'static>,
-    body: Vec<u8>,
+/// Chunks grouped into one frame: its plain bytes, and each chunk's id,
+/// offset in the frame and length.
+pub struct PlainFrame {
+    /// The chunks' bytes, one after the other.
+    pub bytes: Vec<u8>,
+    /// Id, offset in `bytes` and length of each chunk.
+    pub chunks: Vec<(ChunkId, u32, u32)>,
+}
+
+impl PlainFrame {
+    /// A frame without chunks.
+    pub fn empty() -> Self {
+        PlainFrame {
+            bytes: Vec::new(),
+            chunks: Vec::new(),
+        }
+    }
+}
+
+/// Groups chunks into frames of about [`FRAME_TARGET`] plain bytes.
+#[derive(Default)]
+pub struct FrameBuilder {
     frame: Vec<u8>,
-    frame_chunks: Vec<(ChunkId, u32, u32)>,
+    chunks: Vec<(ChunkId, u32, u32)>,
+}
+
+impl FrameBuilder {
+    /// Adds one chunk. Returns the frame when this chunk filled it.
+    pub fn add(&mut self, id: ChunkId, data: &[u8]) -> Option<PlainFrame> {
+        let offset = self.frame.len() as u32;
+        self.frame.extend_from_slice(data);
+        self.chunks.push((id, offset, data.len() as u32));
+        (self.frame.len() >= FRAME_TARGET).then(|| self.take())
+    }
+
+    /// The frame being filled, if it holds any chunk.
+    pub fn finish(&mut self) -> Option<PlainFrame> {
+        (!self.chunks.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> PlainFrame {
+        PlainFrame {
+            bytes: std::mem::take(&mut self.frame),
+            chunks: std::mem::take(&mut self.chunks),
+        }
+    }
+}
+
+/// Compresses frames: one per thread that compresses.
+pub struct FrameCompressor(zstd::bulk::Compressor<'static>);
+
+impl FrameCompressor {
+    /// A compressor at the packs' zstd level.
+    pub fn new() -> io::Result<Self> {
+        zstd::bulk::Compressor::new(ZSTD_LEVEL).map(FrameCompressor)
+    }
+
+    /// The zstd frame of `plain`.
+    pub fn compress(&mut self, plain: &[u8]) -> io::Result<Vec<u8>> {
+        self.0.compress(plain)
+    }
+}
+
+/// Appends compressed frames, in order, to packs of bounded size.
+pub struct PackWriter {
+    compressor: FrameCompressor,
+    frames: FrameBuilder,
+    body: Vec<u8>,
     placed: Vec<Placed>,
 }
 
@@ -41,61 +103,59 @@ impl PackWriter {
     /// An empty writer.
     pub fn new() -> io::Result<Self> {
         Ok(Self {
-            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
+            compressor: FrameCompressor::new()?,
+            frames: FrameBuilder::default(),
             body: Vec::new(),
-            frame: Vec::with_capacity(FRAME_TARGET + crate::chunking::MAX_CHUNK as usize),
-            frame_chunks: Vec::new(),
             placed: Vec::new(),
         })
     }
 
-    /// Adds one chunk. Returns a sealed pack when this chunk filled one.
+    /// Adds one chunk, compressing frames on this thread. Returns a sealed
+    /// pack when this chunk filled one.
     pub fn add(&mut self, id: ChunkId, data: &[u8]) -> io::Result<Option<SealedPack>> {
-        let offset = self.frame.len() as u32;
-        self.frame.extend_from_slice(data);
-        self.frame_chunks.push((id, offset, data.len() as u32));
-        if self.frame.len() >= FRAME_TARGET {
-            self.close_frame()?;
-            if self.body.len() >= PACK_TARGET {
-                return self.seal().map(Some);
+        match self.frames.add(id, data) {
+            Some(frame) => {
+                let compressed = self.compressor.compress(&frame.bytes)?;
+                self.add_frame(&frame, &compressed)
             }
+            None => Ok(None),
         }
-        Ok(None)
     }
 
-    /// True when no chunk is waiting to be sealed.
-    pub fn is_empty(&self) -> bool {
-        self.frame_chunks.is_empty() && self.placed.is_empty()
-    }
-
-    /// Closes the open frame and seals what is buffered (`None` when empty).
-    pub fn finish(&mut self) -> io::Result<Option<SealedPack>> {
-        if self.is_empty() {
-            return Ok(None);
-        }
-        self.close_frame()?;
-        self.seal().map(Some)
-    }
-
-    fn close_frame(&mut self) -> io::Result<()> {
-        if self.frame_chunks.is_empty() {
-            return Ok(());
-        }
-        let compressed = self.compressor.compress(&self.frame)?;
+    /// Appends a frame compressed elsewhere (frames must come in the order
+    /// their chunks were produced). Returns a sealed pack when it filled one.
+    pub fn add_frame(&mut self, frame: &PlainFrame, compressed: &[u8]) -> io::Result<Option<SealedPack>> {
         let frame_offset = self.body.len() as u64;
-        self.body.extend_from_slice(&compressed);
-        for (id, offset_in_frame, len) in self.frame_chunks.drain(..) {
+        self.body.extend_from_slice(compressed);
+        for &(id, offset_in_frame, len) in &frame.chunks {
             self.placed.push(Placed {
                 id,
                 len,
                 frame_offset,
                 frame_len: compressed.len() as u32,
-                frame_plain_len: self.frame.len() as u32,
+                frame_plain_len: frame.bytes.len() as u32,
                 offset_in_frame,
             });
         }
-        self.frame.clear();
-        Ok(())
+        if self.body.len() >= PACK_TARGET {
+            return self.seal().map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Compresses the frame being filled by [`PackWriter::add`] and seals
+    /// what is buffered (`None` when empty).
+    pub fn finish(&mut self) -> io::Result<Option<SealedPack>> {
+        if let Some(frame) = self.frames.finish() {
+            let compressed = self.compressor.compress(&frame.bytes)?;
+            if let Some(sealed) = self.add_frame(&frame, &compressed)? {
+                return Ok(Some(sealed));
+            }
+        }
+        if self.placed.is_empty() {
+            return Ok(None);
+        }
+        self.seal().map(Some)
     }
 
     fn seal(&mut self) -> io::Result<SealedPack> {

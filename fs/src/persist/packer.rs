@@ -1,7 +1,11 @@
-//! Compressing and uploading new chunks on a thread of their own, so that
-//! reading and chunking the next files overlaps with zstd and the network.
+//! Compressing and uploading new chunks on threads of their own, so that
+//! reading and chunking the next files overlaps with zstd and the network:
+//! frames are compressed in parallel and appended to packs in chunk order,
+//! so a layer's bytes do not depend on the thread count.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::collections::BTreeMap;
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use bytes::Bytes;
@@ -9,7 +13,7 @@ use bytes::Bytes;
 use crate::error::StoreError;
 use crate::ids::ChunkId;
 use crate::manifest::ChunkRef;
-use crate::pack::{pack_key, PackWriter, SealedPack};
+use crate::pack::{pack_key, FrameBuilder, FrameCompressor, PackWriter, PlainFrame, SealedPack};
 use crate::store::remote::PendingPut;
 use crate::store::Store;
 
@@ -17,6 +21,8 @@ use crate::store::Store;
 const QUEUE: usize = 64;
 /// Packs uploading while the next one is being filled.
 const UPLOADS_IN_FLIGHT: usize = 2;
+/// Threads compressing frames at most.
+const MAX_COMPRESSORS: usize = 4;
 
 /// What the packer produced: where each new chunk lives, and the bytes uploaded.
 pub struct Packed {
@@ -55,42 +61,148 @@ impl<'scope> Packer<'scope> {
     }
 }
 
+fn compress_err(e: std::io::Error) -> StoreError {
+    StoreError::Internal(format!("compressing: {e}"))
+}
+
+/// A frame numbered in chunk order, and its compressed bytes once done.
+type Compressed = (u64, PlainFrame, std::io::Result<Vec<u8>>);
+
 fn pack(store: &Store, rx: Receiver<(ChunkId, Vec<u8>)>) -> Result<Packed, StoreError> {
-    let compress_err = |e: std::io::Error| StoreError::Internal(format!("compressing: {e}"));
-    let mut writer = PackWriter::new().map_err(compress_err)?;
-    let mut uploads: Vec<PendingPut> = Vec::new();
-    let mut packed = Packed {
-        refs: Vec::new(),
-        stored_bytes: 0,
-    };
-    let mut ship = |pack: SealedPack, uploads: &mut Vec<PendingPut>| -> Result<(), StoreError> {
+    // Frames are compressed on several threads and appended to packs in order.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_COMPRESSORS);
+    let (work_tx, work_rx) = sync_channel::<(u64, PlainFrame)>(threads);
+    let work_rx = Mutex::new(work_rx);
+    let (done_tx, done_rx) = channel::<Compressed>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (work_rx, done_tx) = (&work_rx, done_tx.clone());
+            scope.spawn(move || {
+                let mut compressor = match FrameCompressor::new() {
+                    Ok(c) => c,
+                    Err(e) => return drop(done_tx.send((u64::MAX, PlainFrame::empty(), Err(e)))),
+                };
+                loop {
+                    // The lock is held while waiting for work, not while compressing.
+                    let job = match work_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((seq, frame)) = job else { return };
+                    let compressed = compressor.compress(&frame.bytes);
+                    if done_tx.send((seq, frame, compressed)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut assembler = Assembler::new(store)?;
+        let mut frames = FrameBuilder::default();
+        let mut sent = 0u64;
+        let mut next = |frame: Option<PlainFrame>, assembler: &mut Assembler| -> Result<(), StoreError> {
+            let Some(frame) = frame else { return Ok(()) };
+            // Bounds the frames in memory: wait for one when enough are out.
+            while sent - assembler.written >= 2 * threads as u64 {
+                let done = done_rx
+                    .recv()
+                    .map_err(|_| compress_err(std::io::Error::other("compressors stopped")))?;
+                assembler.take(done)?;
+            }
+            work_tx
+                .send((sent, frame))
+                .map_err(|_| compress_err(std::io::Error::other("compressors stopped")))?;
+            sent += 1;
+            Ok(())
+        };
+        let outcome = (|| {
+            for (id, data) in rx {
+                next(frames.add(id, &data), &mut assembler)?;
+            }
+            next(frames.finish(), &mut assembler)
+        })();
+        drop(work_tx);
+        outcome?;
+        while assembler.written < sent {
+            let done = done_rx
+                .recv()
+                .map_err(|_| compress_err(std::io::Error::other("compressors stopped")))?;
+            assembler.take(done)?;
+        }
+        assembler.finish()
+    })
+}
+
+/// Appends compressed frames to packs in their order and uploads sealed packs.
+struct Assembler<'s> {
+    store: &'s Store,
+    writer: PackWriter,
+    /// Frames compressed out of order, by number.
+    waiting: BTreeMap<u64, (PlainFrame, Vec<u8>)>,
+    /// Frames appended so far.
+    written: u64,
+    uploads: Vec<PendingPut>,
+    packed: Packed,
+}
+
+impl<'s> Assembler<'s> {
+    fn new(store: &'s Store) -> Result<Self, StoreError> {
+        Ok(Assembler {
+            store,
+            writer: PackWriter::new().map_err(compress_err)?,
+            waiting: BTreeMap::new(),
+            written: 0,
+            uploads: Vec::new(),
+            packed: Packed {
+                refs: Vec::new(),
+                stored_bytes: 0,
+            },
+        })
+    }
+
+    /// Takes a compressed frame and appends every frame that is now next in order.
+    fn take(&mut self, (seq, frame, compressed): Compressed) -> Result<(), StoreError> {
+        self.waiting
+            .insert(seq, (frame, compressed.map_err(compress_err)?));
+        while let Some((frame, compressed)) = self.waiting.remove(&self.written) {
+            self.written += 1;
+            if let Some(pack) = self.writer.add_frame(&frame, &compressed).map_err(compress_err)? {
+                self.ship(pack)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn ship(&mut self, pack: SealedPack) -> Result<(), StoreError> {
+        let packed = &mut self.packed;
         packed.stored_bytes += pack.bytes.len() as u64;
         packed.refs.extend(
             pack.chunks
                 .iter()
                 .map(|&(id, len, loc)| ChunkRef { id, len, loc }),
         );
-        store.count_put(pack.bytes.len());
-        if uploads.len() >= UPLOADS_IN_FLIGHT {
-            uploads.remove(0).wait()?;
+        self.store.count_put(pack.bytes.len());
+        if self.uploads.len() >= UPLOADS_IN_FLIGHT {
+            self.uploads.remove(0).wait()?;
         }
-        uploads.push(
-            store
+        self.uploads.push(
+            self.store
                 .remote()
                 .spawn_put(pack_key(&pack.id), Bytes::from(pack.bytes)),
         );
         Ok(())
-    };
-    for (id, data) in rx {
-        if let Some(pack) = writer.add(id, &data).map_err(compress_err)? {
-            ship(pack, &mut uploads)?;
+    }
+
+    /// Seals the last pack and waits for every upload.
+    fn finish(mut self) -> Result<Packed, StoreError> {
+        if let Some(pack) = self.writer.finish().map_err(compress_err)? {
+            self.ship(pack)?;
         }
+        for upload in self.uploads {
+            upload.wait()?;
+        }
+        Ok(self.packed)
     }
-    if let Some(pack) = writer.finish().map_err(compress_err)? {
-        ship(pack, &mut uploads)?;
-    }
-    for upload in uploads {
-        upload.wait()?;
-    }
-    Ok(packed)
 }
