@@ -426,6 +426,36 @@ impl Host {
         stderr
     }
 
+    /// Runs a command that must fail, plain and with `--json` (after the
+    /// verb): each time an `error:` message mentioning every one of `needles`
+    /// (case-insensitively), and `state()` reads the same after as before.
+    /// Returns the plain run's stderr.
+    pub fn rejects<T: PartialEq + std::fmt::Debug>(
+        &self,
+        args: &[&str],
+        needles: &[&str],
+        state: impl Fn() -> T,
+    ) -> String {
+        let before = state();
+        let mut with_json: Vec<&str> = args.to_vec();
+        with_json.insert(1, "--json");
+        let mut first = None;
+        for run in [args, &with_json[..]] {
+            let stderr = self.fails(run);
+            eprintln!("wsfs {run:?}\n  -> {}", stderr.trim_end());
+            let lower = stderr.to_lowercase();
+            for n in needles {
+                assert!(
+                    lower.contains(&n.to_lowercase()),
+                    "`wsfs {run:?}`: the error does not mention {n:?}:\n{stderr}"
+                );
+            }
+            assert_eq!(state(), before, "`wsfs {run:?}` changed something");
+            first.get_or_insert(stderr);
+        }
+        first.unwrap()
+    }
+
     /// `wsfs persist --workspace WS --root ROOT PATHS... --json`.
     pub fn persist<S: AsRef<OsStr>>(&self, workspace: &str, root: &Path, paths: &[S]) -> Value {
         let mut args: Vec<OsString> = vec![

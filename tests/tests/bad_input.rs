@@ -23,34 +23,9 @@ fn setup() -> (Host, PathBuf) {
 /// stderr mentions every one of `needles` (case-insensitively) and that no
 /// workspace record and no mount appeared. Returns the plain stderr.
 fn rejects(a: &Host, args: &[&str], needles: &[&str]) -> String {
-    let records = a.remote_objects("workspaces");
-    let mounted = mounts::mounts_under(a.test_dir());
-    let mut with_json: Vec<&str> = args.to_vec();
-    with_json.insert(1, "--json");
-    let mut first = None;
-    for run in [args, &with_json[..]] {
-        let stderr = a.fails(run);
-        eprintln!("wsfs {run:?}\n  -> {}", stderr.trim_end());
-        let lower = stderr.to_lowercase();
-        for n in needles {
-            assert!(
-                lower.contains(&n.to_lowercase()),
-                "`wsfs {run:?}`: the error does not mention {n:?}:\n{stderr}"
-            );
-        }
-        assert_eq!(
-            a.remote_objects("workspaces"),
-            records,
-            "`wsfs {run:?}` wrote a workspace record"
-        );
-        assert_eq!(
-            mounts::mounts_under(a.test_dir()),
-            mounted,
-            "`wsfs {run:?}` left a mount"
-        );
-        first.get_or_insert(stderr);
-    }
-    first.unwrap()
+    a.rejects(args, needles, || {
+        (a.remote_objects("workspaces"), mounts::mounts_under(a.test_dir()))
+    })
 }
 
 fn s(p: &Path) -> &str {

@@ -311,6 +311,19 @@ pub fn plan(upper: &Path, base: &Tree, newer: &[Manifest], sub_path: &[u8]) -> R
 }
 
 impl Planner<'_> {
+    /// Deletes `path` in the layer, when the base has something there.
+    fn delete(&mut self, path: Vec<u8>) {
+        if self.base.find(&path).is_some() {
+            let entry = Entry {
+                path,
+                meta: Meta::default(),
+                kind: EntryKind::Whiteout,
+            };
+            self.plan.known(entry, None);
+            self.plan.deleted += 1;
+        }
+    }
+
     /// Plans the upper entry at `rel` (relative to the view's root).
     fn add(&mut self, rel: &[u8], source: &Source, mut meta: Meta) -> Result<(), PersistError> {
         let overlay = take_overlay(&mut meta.xattrs);
@@ -328,18 +341,7 @@ impl Planner<'_> {
         };
         let ft = source.meta.file_type();
         if ft.is_char_device() && source.meta.rdev() == 0 {
-            if self.base.find(&path).is_some() {
-                let meta = Meta::default();
-                self.plan.known(
-                    Entry {
-                        path,
-                        meta,
-                        kind: EntryKind::Whiteout,
-                    },
-                    None,
-                );
-                self.plan.deleted += 1;
-            }
+            self.delete(path);
             return Ok(());
         }
         if ft.is_dir() {
@@ -393,18 +395,7 @@ impl Planner<'_> {
             None => {
                 // A socket, FIFO or device is not persisted, but what it replaced is gone.
                 self.plan.skipped.push(String::from_utf8_lossy(rel).into_owned());
-                if self.base.find(&path).is_some() {
-                    let meta = Meta::default();
-                    self.plan.known(
-                        Entry {
-                            path,
-                            meta,
-                            kind: EntryKind::Whiteout,
-                        },
-                        None,
-                    );
-                    self.plan.deleted += 1;
-                }
+                self.delete(path);
             }
         }
         Ok(())
