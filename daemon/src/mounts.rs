@@ -189,7 +189,7 @@ impl Mounts {
         let dir = state_dir.join("mnt");
         let scratch_dir = state_dir.join("views");
         for (key, value) in store.db().mounts()? {
-            let mountpoint = PathBuf::from(String::from_utf8_lossy(&key).into_owned());
+            let mountpoint = PathBuf::from(std::ffi::OsStr::from_bytes(&key));
             // Only what is still a wsfs mount: the path may hold something else by now.
             if sys::is_wsfs_mount(&mountpoint) {
                 tracing::info!(mountpoint = %mountpoint.display(), "clearing a view left by a previous daemon");
@@ -199,7 +199,7 @@ impl Mounts {
                 let _ = std::fs::remove_dir(&mountpoint);
             }
             if value.len() > 1 {
-                let dir = PathBuf::from(String::from_utf8_lossy(&value[1..]).into_owned());
+                let dir = PathBuf::from(std::ffi::OsStr::from_bytes(&value[1..]));
                 Scratch { dir }.remove();
             }
             store.db().delete_mount(&key)?;
@@ -387,14 +387,14 @@ impl Mounts {
     }
 
     /// Detaches the view at `mountpoint`. `persist`: first turn an isolated
-    /// view's changes into a layer of its workspace (when that fails, the view
+    /// view's changes into a layer of its workspace (returned with it) (when that fails, the view
     /// stays attached with its changes). `force`: detach lazily even when busy.
     pub fn detach(
         &self,
         mountpoint: &Path,
         persist: bool,
         force: bool,
-    ) -> Result<Option<PersistOutcome>, MountError> {
+    ) -> Result<Option<(WorkspaceName, PersistOutcome)>, MountError> {
         let (view, tree, in_use) = {
             let mut table = self.table.lock().unwrap();
             let Some(view) = table.views.get_mut(mountpoint) else {
@@ -424,7 +424,7 @@ impl Mounts {
             (true, Some(scratch)) => {
                 let outcome = self.persist_view(&view, scratch, &tree)?;
                 self.table.lock().unwrap().views.remove(mountpoint);
-                Some(outcome)
+                Some((view.workspace.clone(), outcome))
             }
             _ => None,
         };

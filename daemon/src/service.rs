@@ -65,11 +65,8 @@ fn mount_status(e: MountError) -> Status {
         MountError::Busy(..) | MountError::ReadOnlyView(_) | MountError::UpperDir { .. } => {
             Status::failed_precondition(e.to_string())
         }
-        MountError::Persist { .. } => {
-            let MountError::Persist { error, .. } = &e else {
-                unreachable!()
-            };
-            let code = match error.as_ref() {
+        MountError::Persist { ref error, .. } => {
+            let code = match **error {
                 PersistError::Store(StoreError::Remote { not_found: false, .. }) => tonic::Code::Unavailable,
                 _ => tonic::Code::Internal,
             };
@@ -220,14 +217,11 @@ impl Wsfs for Service {
         let daemon = self.daemon.clone();
         let target = mountpoint.clone();
         let persisted = blocking(move || {
-            let view = daemon.mounts.views().into_iter().find(|v| v.mountpoint == target);
-            let outcome = daemon
+            let persisted = daemon
                 .mounts
                 .detach(&target, req.persist, false)
                 .map_err(mount_status)?;
-            Ok(outcome
-                .zip(view)
-                .map(|(o, v)| persist_result(v.workspace.to_string(), o)))
+            Ok(persisted.map(|(ws, outcome)| persist_result(ws.to_string(), outcome)))
         })
         .await?;
         Ok(Response::new(pb::DetachReply {

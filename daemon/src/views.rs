@@ -6,12 +6,12 @@ use std::fmt;
 use std::fs::{self, File, FileTimes};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use wsfs_fs::manifest::{system_time, Meta};
+use wsfs_fs::manifest::{manifest_path, system_time, Meta, RelativePathError};
 use wsfs_fs::tree::{NodeType, Tree};
 
 use crate::mounts::MountError;
@@ -49,21 +49,13 @@ impl fmt::Display for ViewKind {
 
 /// A sub-path as given, checked and normalized (`a/./b/` → `a/b`; empty: the root).
 pub fn parse_sub_path(text: &str) -> Result<Vec<u8>, MountError> {
-    let bad = |why: &str| MountError::BadSubPath(text.to_string(), why.to_string());
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for c in Path::new(text).components() {
-        match c {
-            Component::Normal(p) => parts.push(p.as_bytes()),
-            Component::CurDir => {}
-            Component::ParentDir => return Err(bad("contains '..': give a directory inside the workspace")),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(bad(
-                    "is absolute: give it relative to the workspace root (e.g. docs)",
-                ))
-            }
-        }
-    }
-    Ok(parts.join(&b'/'))
+    manifest_path(Path::new(text)).map_err(|e| {
+        let why = match e {
+            RelativePathError::ParentDir => "contains '..': give a directory inside the workspace",
+            RelativePathError::Absolute => "is absolute: give it relative to the workspace root (e.g. docs)",
+        };
+        MountError::BadSubPath(text.to_string(), why.to_string())
+    })
 }
 
 /// The inode of the directory `sub_path` in `tree`, reached without

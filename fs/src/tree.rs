@@ -11,7 +11,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::error::StoreError;
-use crate::manifest::{parent_of, ChunkRef, Entry, EntryKind, FileData, Manifest, Meta, Xattr};
+use crate::manifest::{name_of, parent_of, ChunkRef, Entry, EntryKind, FileData, Manifest, Meta, Xattr};
 use crate::merge::merge;
 use crate::store::Store;
 
@@ -132,7 +132,7 @@ impl Tree {
                 open_dirs.pop();
             }
             let parent = open_dirs.last().map(|(_, ino)| *ino);
-            let name = entry.path.rsplit(|&c| c == b'/').next().unwrap_or_default();
+            let name = name_of(&entry.path);
             let linked = match &entry.kind {
                 EntryKind::File(f) => {
                     tree.files += 1;

@@ -143,6 +143,46 @@ pub fn is_within(path: &[u8], dir: &[u8]) -> bool {
         || (path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/')
 }
 
+/// The last component of `path` (`a/b` → `b`; the root's is empty).
+pub fn name_of(path: &[u8]) -> &[u8] {
+    path.rsplit(|&c| c == b'/').next().unwrap_or_default()
+}
+
+/// `rel` below directory `dir` (either may be the empty root path).
+pub fn join_path(dir: &[u8], rel: &[u8]) -> Vec<u8> {
+    match (dir.is_empty(), rel.is_empty()) {
+        (_, true) => dir.to_vec(),
+        (true, false) => rel.to_vec(),
+        (false, false) => [dir, b"/", rel].concat(),
+    }
+}
+
+/// Why a path given as relative cannot name a place inside a tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelativePathError {
+    /// It has a `..` component.
+    ParentDir,
+    /// It is absolute.
+    Absolute,
+}
+
+/// A relative filesystem path as a manifest path: `.` and empty components
+/// dropped (`./a//b/` → `a/b`), `..` and absolute paths refused.
+pub fn manifest_path(path: &std::path::Path) -> Result<Vec<u8>, RelativePathError> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Component;
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.as_bytes()),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(RelativePathError::ParentDir),
+            Component::RootDir | Component::Prefix(_) => return Err(RelativePathError::Absolute),
+        }
+    }
+    Ok(parts.join(&b'/'))
+}
+
 /// The parent path of `path` (`a/b` → `a`, `a` → root), `None` for the root.
 pub fn parent_of(path: &[u8]) -> Option<&[u8]> {
     if path.is_empty() {
@@ -212,5 +252,21 @@ mod tests {
         assert_eq!(parent_of(b"a/b/c"), Some(&b"a/b"[..]));
         assert_eq!(parent_of(b"a"), Some(&b""[..]));
         assert_eq!(parent_of(b""), None);
+        assert_eq!(name_of(b"a/b"), b"b");
+        assert_eq!(join_path(b"a", b"b/c"), b"a/b/c");
+        assert_eq!(join_path(b"", b"b"), b"b");
+        assert_eq!(join_path(b"a", b""), b"a");
+    }
+
+    #[test]
+    fn relative_paths_become_manifest_paths() {
+        use std::path::Path;
+        assert_eq!(manifest_path(Path::new("./a//b/")), Ok(b"a/b".to_vec()));
+        assert_eq!(manifest_path(Path::new("")), Ok(Vec::new()));
+        assert_eq!(
+            manifest_path(Path::new("a/../b")),
+            Err(RelativePathError::ParentDir)
+        );
+        assert_eq!(manifest_path(Path::new("/a")), Err(RelativePathError::Absolute));
     }
 }

@@ -25,7 +25,9 @@ use super::plan::{plan_source, Plan};
 use super::source::{collect_all, source_err, Source, SourceTree, TreePath};
 use super::PersistError;
 use crate::ids::LayerId;
-use crate::manifest::{is_within, parent_of, path_cmp, Entry, EntryKind, Manifest, Meta, Xattr};
+use crate::manifest::{
+    is_within, join_path, name_of, parent_of, path_cmp, Entry, EntryKind, Manifest, Meta, Xattr,
+};
 use crate::tree::{NodeType, Tree};
 use crate::workspace::WorkspaceName;
 
@@ -76,18 +78,6 @@ fn take_overlay(xattrs: &mut Vec<Xattr>) -> Overlay {
         Some(_) => false,
     });
     overlay
-}
-
-fn join(dir: &[u8], rel: &[u8]) -> Vec<u8> {
-    match (dir.is_empty(), rel.is_empty()) {
-        (_, true) => dir.to_vec(),
-        (true, false) => rel.to_vec(),
-        (false, false) => [dir, b"/", rel].concat(),
-    }
-}
-
-fn name_of(path: &[u8]) -> &[u8] {
-    path.rsplit(|&c| c == b'/').next().unwrap_or_default()
 }
 
 /// The base tree, looked up by workspace path.
@@ -188,7 +178,7 @@ impl Planner<'_> {
         }
         if attr.kind == NodeType::Dir {
             for (name, child) in tree.children(ino).map_err(internal)? {
-                self.copy(*child, join(&path, name))?;
+                self.copy(*child, join_path(&path, name))?;
             }
         }
         let entry = self.base.entry(ino, path)?;
@@ -215,7 +205,7 @@ impl Planner<'_> {
                 return true;
             };
             let merged_in_place = source.meta.is_dir()
-                && self.lower_dirs.get(&prefix) == Some(&Some(join(self.sub_path, &prefix)));
+                && self.lower_dirs.get(&prefix) == Some(&Some(join_path(self.sub_path, &prefix)));
             if depth == parts.len() || !merged_in_place {
                 return false;
             }
@@ -238,7 +228,7 @@ impl Planner<'_> {
         let mut pending = vec![(crate::tree::ROOT_INO, Vec::new())];
         while let Some((dir, path)) = pending.pop() {
             for (name, child) in tree.children(dir).map_err(internal)? {
-                let child_path = join(&path, name);
+                let child_path = join_path(&path, name);
                 match tree.attr(*child).map_err(internal)?.kind {
                     NodeType::Dir => pending.push((*child, child_path)),
                     NodeType::File if wanted.contains(child) => names.push((*child, child_path)),
@@ -327,16 +317,18 @@ impl Planner<'_> {
     /// Plans the upper entry at `rel` (relative to the view's root).
     fn add(&mut self, rel: &[u8], source: &Source, mut meta: Meta) -> Result<(), PersistError> {
         let overlay = take_overlay(&mut meta.xattrs);
-        let path = join(self.sub_path, rel);
+        let path = join_path(self.sub_path, rel);
         let parent_lower = parent_of(rel).and_then(|p| self.lower_dirs.get(p).cloned().flatten());
         let natural = if rel.is_empty() {
             Some(self.sub_path.to_vec())
         } else {
-            parent_lower.as_ref().map(|dir| join(dir, name_of(rel)))
+            parent_lower.as_ref().map(|dir| join_path(dir, name_of(rel)))
         };
         let origin = match &overlay.redirect {
-            Some(r) if r.starts_with(b"/") => Some(join(self.sub_path, r.strip_prefix(b"/").unwrap_or(r))),
-            Some(r) => parent_lower.as_ref().map(|dir| join(dir, r)),
+            Some(r) if r.starts_with(b"/") => {
+                Some(join_path(self.sub_path, r.strip_prefix(b"/").unwrap_or(r)))
+            }
+            Some(r) => parent_lower.as_ref().map(|dir| join_path(dir, r)),
             None => natural,
         };
         let ft = source.meta.file_type();
@@ -357,7 +349,7 @@ impl Planner<'_> {
                 let (dir_ino, _) = self.base.find(from).expect("checked to be a directory");
                 for (name, child) in self.base.tree.children(dir_ino).map_err(internal)? {
                     if !present.contains(&name[..]) {
-                        self.copy(*child, join(&path, name))?;
+                        self.copy(*child, join_path(&path, name))?;
                     }
                 }
             }

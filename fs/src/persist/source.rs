@@ -5,10 +5,10 @@ use std::ffi::OsStr;
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::PersistError;
-use crate::manifest::{path_cmp, ChunkRef, Meta, Xattr};
+use crate::manifest::{join_path, manifest_path, path_cmp, ChunkRef, Meta, RelativePathError, Xattr};
 use crate::store::db::{CachedFile, Db, FileStamp};
 
 /// A path of the source tree relative to the root, ordered like manifest entries.
@@ -119,23 +119,13 @@ fn relative_path(root: &Path, path: &Path) -> Result<Vec<u8>, PersistError> {
     } else {
         path
     };
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for c in rel.components() {
-        match c {
-            Component::Normal(p) => parts.push(p.as_bytes()),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                return Err(bad_path(
-                    path,
-                    "contains '..': give paths inside --root without '..'".into(),
-                ))
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(bad_path(path, "is not relative to --root".into()))
-            }
-        }
-    }
-    Ok(parts.join(&b'/'))
+    manifest_path(rel).map_err(|e| match e {
+        RelativePathError::ParentDir => bad_path(
+            path,
+            "contains '..': give paths inside --root without '..'".into(),
+        ),
+        RelativePathError::Absolute => bad_path(path, "is not relative to --root".into()),
+    })
 }
 
 fn abs_of(root: &Path, rel: &[u8]) -> PathBuf {
@@ -242,11 +232,7 @@ fn read_dirs(root: &Path, dirs: &[Vec<u8>], cache: Option<&Db>) -> Result<Childr
         for child in fs::read_dir(&abs).map_err(source_err(&abs))? {
             let child = child.map_err(source_err(&abs))?;
             let meta = child.metadata().map_err(source_err(&child.path()))?;
-            let mut child_rel = dir.clone();
-            if !child_rel.is_empty() {
-                child_rel.push(b'/');
-            }
-            child_rel.extend_from_slice(child.file_name().as_bytes());
+            let child_rel = join_path(dir, child.file_name().as_bytes());
             out.push((child_rel, Source::new(child.path(), meta, cache)?));
         }
     }
