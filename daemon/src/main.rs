@@ -2,6 +2,7 @@
 //! the API socket. Usually started by the `wsfs` CLI; see `wsfsd --help`.
 
 mod config;
+mod csi;
 mod mounts;
 mod server;
 mod service;
@@ -20,11 +21,13 @@ use tracing_subscriber::EnvFilter;
 use wsfs_fs::store::{Store, StoreConfig};
 
 use crate::config::Config;
+use crate::csi::CsiConfig;
 use crate::mounts::Mounts;
 use crate::shutdown::Shutdown;
 use crate::state::{host_name, Daemon};
 
-/// The wsfs daemon: serves workspaces to the `wsfs` CLI over a Unix socket.
+/// The wsfs daemon: serves workspaces to the `wsfs` CLI over a Unix socket,
+/// and with --csi-endpoint to kubelet as a CSI node plugin.
 ///
 /// Configured by WSFS_STATE_DIR, WSFS_SOCKET, WSFS_REMOTE, WSFS_CACHE_BYTES,
 /// WSFS_REMOTE_TIMEOUT and WSFS_LOG (a tracing filter, default "info").
@@ -32,9 +35,19 @@ use crate::state::{host_name, Daemon};
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Print "ready" on stdout once the socket accepts connections.
+    /// Print "ready" on stdout once the sockets accept connections.
     #[arg(long)]
     notify_ready: bool,
+    /// Also serve the CSI Identity and Node services on this Unix socket
+    /// (e.g. unix:///csi/csi.sock), for kubelet's ephemeral inline volumes.
+    #[arg(long, env = "WSFS_CSI_ENDPOINT", value_name = "ENDPOINT")]
+    csi_endpoint: Option<String>,
+    /// The CSI driver name pods give as `csi.driver`.
+    #[arg(long, env = "WSFS_CSI_DRIVER_NAME", value_name = "NAME", default_value = csi::DEFAULT_DRIVER_NAME)]
+    csi_driver_name: String,
+    /// This node's CSI node id (in Kubernetes: spec.nodeName) [default: the host name].
+    #[arg(long, env = "WSFS_NODE_ID", value_name = "NAME")]
+    node_id: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +63,14 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let config = Config::from_env()?;
+    let host = host_name();
+    let csi = match args.csi_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        Some(endpoint) => {
+            let node_id = args.node_id.as_deref().filter(|n| !n.is_empty()).unwrap_or(&host);
+            Some(CsiConfig::new(endpoint, &args.csi_driver_name, node_id)?)
+        }
+        None => None,
+    };
     let _lock = lock_state_dir(&config)?;
     init_logging(&config)?;
     let store = Store::open(&StoreConfig {
@@ -59,7 +80,6 @@ fn run(args: Args) -> Result<()> {
         remote_timeout: config.remote_timeout,
     })?;
     let store = Arc::new(store);
-    let host = host_name();
     let mounts = Mounts::recover(store.clone(), &config.state_dir, host.clone())?;
     let daemon = Arc::new(Daemon {
         config,
@@ -72,7 +92,7 @@ fn run(args: Args) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let served = runtime.block_on(server::run(daemon.clone(), args.notify_ready));
+    let served = runtime.block_on(server::run(daemon.clone(), csi, args.notify_ready));
     // The store owns a runtime of its own: drop it here, outside any async context.
     drop(runtime);
     drop(daemon);

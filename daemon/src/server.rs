@@ -9,6 +9,7 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use wsfs_api::pb::wsfs_server::WsfsServer;
 
+use crate::csi::{self, CsiConfig};
 use crate::service::Service;
 use crate::state::Daemon;
 
@@ -17,10 +18,10 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Longest socket path the kernel accepts (`sun_path` minus the NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
-/// Binds the socket (mode 0600), says "ready" on stdout when asked to, and
-/// serves until the daemon's shutdown signal or SIGTERM/SIGINT; then detaches
-/// every view and removes the socket.
-pub async fn run(daemon: Arc<Daemon>, notify_ready: bool) -> Result<()> {
+/// Binds the socket (mode 0600) and the CSI endpoint if configured, says
+/// "ready" on stdout when asked to, and serves until the daemon's shutdown
+/// signal or SIGTERM/SIGINT; then detaches every view and removes the sockets.
+pub async fn run(daemon: Arc<Daemon>, csi: Option<CsiConfig>, notify_ready: bool) -> Result<()> {
     let socket = daemon.config.socket.clone();
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
         bail!(
@@ -37,10 +38,24 @@ pub async fn run(daemon: Arc<Daemon>, notify_ready: bool) -> Result<()> {
         UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %socket.display(), remote = %daemon.store.remote().url(), "serving");
+    let stop = daemon.shutdown.clone();
+    let csi_served = match csi {
+        Some(config) => {
+            let listener = csi::bind(&config)?;
+            let stopped = stop.clone();
+            let serve = csi::serve(
+                daemon.clone(),
+                config,
+                listener,
+                async move { stopped.wait().await },
+            );
+            Some(tokio::spawn(serve))
+        }
+        None => None,
+    };
     if notify_ready {
         announce_ready()?;
     }
-    let stop = daemon.shutdown.clone();
     tokio::spawn(stop_on_signals(stop.clone()));
     let graceful = stop.clone();
     let serve = tonic::transport::Server::builder()
@@ -58,6 +73,15 @@ pub async fn run(daemon: Arc<Daemon>, notify_ready: bool) -> Result<()> {
     let detached = tokio::task::spawn_blocking(move || cleanup.mounts.detach_all()).await?;
     let _ = std::fs::remove_file(&socket);
     tracing::info!(detached, "stopped");
+    if let Some(csi_served) = csi_served {
+        // Stopped with the API: its connections were given the same grace.
+        if let Ok(Err(e)) = tokio::time::timeout(CLOSE_GRACE, csi_served)
+            .await
+            .unwrap_or(Ok(Ok(())))
+        {
+            tracing::warn!(error = %e, "CSI service");
+        }
+    }
     served.context("serving the API")
 }
 

@@ -56,7 +56,8 @@ fn persist_status(e: PersistError) -> Status {
     }
 }
 
-fn mount_status(e: MountError) -> Status {
+/// The gRPC status of a failed mount operation.
+pub(crate) fn mount_status(e: MountError) -> Status {
     match e {
         MountError::BadMountpoint(..) | MountError::BadRequest(_) | MountError::BadSubPath(..) => {
             Status::invalid_argument(e.to_string())
@@ -120,7 +121,8 @@ fn view_info(v: &View) -> pb::MountInfo {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs `f` on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Status> + Send + 'static,
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)

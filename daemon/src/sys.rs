@@ -110,6 +110,16 @@ fn target_path(c: &CString) -> &Path {
     Path::new(std::ffi::OsStr::from_bytes(c.as_bytes()))
 }
 
+/// `statvfs(2)` of the file system at `path`.
+pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
+    let path = c_path(path)?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: valid NUL-terminated path and a buffer of the right type.
+    check(unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) })?;
+    // SAFETY: statvfs filled the buffer on success.
+    Ok(unsafe { stats.assume_init() })
+}
+
 /// Unmounts `target`; `lazy` detaches it even while busy.
 pub fn unmount(target: &Path, lazy: bool) -> io::Result<()> {
     let target = c_path(target)?;

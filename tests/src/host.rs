@@ -39,6 +39,8 @@ pub struct HostConfig {
     pub remote: Option<String>,
     /// Extra environment for every `wsfs` run (and so the auto-started daemon).
     pub env: Vec<(String, String)>,
+    /// The daemon also serves the CSI node plugin, on [`Host::csi_socket`].
+    pub csi: bool,
 }
 
 impl Default for HostConfig {
@@ -55,6 +57,7 @@ impl HostConfig {
             cache_bytes: None,
             remote: None,
             env: Vec::new(),
+            csi: false,
         }
     }
 
@@ -67,6 +70,12 @@ impl HostConfig {
     /// Sets `WSFS_REMOTE` (instead of the shared `file://` remote).
     pub fn remote(mut self, url: &str) -> Self {
         self.remote = Some(url.to_string());
+        self
+    }
+
+    /// Makes the daemon serve CSI too (`WSFS_CSI_ENDPOINT`, `WSFS_NODE_ID` = `node-<name>`).
+    pub fn csi(mut self) -> Self {
+        self.csi = true;
         self
     }
 
@@ -198,6 +207,11 @@ impl Host {
         if let Some(bytes) = config.cache_bytes {
             env.push(("WSFS_CACHE_BYTES".to_string(), bytes.to_string()));
         }
+        if config.csi {
+            let endpoint = format!("unix://{}", dir.join("csi.sock").display());
+            env.push(("WSFS_CSI_ENDPOINT".to_string(), endpoint));
+            env.push(("WSFS_NODE_ID".to_string(), format!("node-{}", config.name)));
+        }
         env.extend(config.env.iter().cloned());
         Host {
             test,
@@ -259,6 +273,18 @@ impl Host {
     /// The daemon's socket (contract default: `$WSFS_STATE_DIR/wsfsd.sock`).
     pub fn socket(&self) -> PathBuf {
         self.state_dir.join("wsfsd.sock")
+    }
+
+    /// The CSI endpoint of a host configured with [`HostConfig::csi`].
+    pub fn csi_socket(&self) -> PathBuf {
+        self.dir.join("csi.sock")
+    }
+
+    /// A CSI client of this host's node plugin (starting the daemon, which
+    /// is ready once both its sockets accept connections).
+    pub fn csi(&self) -> crate::csi::CsiClient {
+        self.status();
+        crate::csi::CsiClient::connect(&self.csi_socket())
     }
 
     /// The last `lines` lines of the daemon's log (`$WSFS_STATE_DIR/wsfsd.log`).

@@ -16,11 +16,13 @@
 //! - [`mounts`]: `/proc/self/mountinfo` parsing and lazy unmounting.
 //! - [`process`]: running commands with a time limit, waiting for a pid to exit.
 //! - [`json`]: small accessors for the CLI's `--json` output.
+//! - [`csi`]: a CSI client driving the daemon's node plugin as kubelet does.
 //!
 //! Tests need root and `/dev/fuse`, and the release binaries
 //! (`cargo build --release -p wsfs-cli -p wsfs-daemon`).
 
 pub mod compare;
+pub mod csi;
 pub mod host;
 pub mod json;
 pub mod mounts;

@@ -161,6 +161,12 @@ impl Remote {
         fetched.map_err(|e| self.err("GET", key, e))
     }
 
+    /// Whether the remote answers: a GET of a key no object ever has
+    /// (answered "not found" by a reachable remote).
+    pub fn probe(&self) -> Result<(), StoreError> {
+        self.get("wsfs-probe/reachable").map(drop)
+    }
+
     /// Bytes `range` of the object at `key`.
     pub fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         let path = Path::from(key);
