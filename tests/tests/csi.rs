@@ -328,3 +328,53 @@ fn bad_requests_get_the_codes_the_csi_spec_names() {
         other => panic!("{t:?}: {other:?}"),
     }
 }
+
+/// A node whose object store cannot be reached is not ready: kubelet's
+/// liveness probe sees `ready: false` (not an error, not a hang).
+#[test]
+fn the_plugin_is_not_ready_while_the_store_is_unreachable() {
+    let config = HostConfig::named("cut-off")
+        .csi()
+        .remote("http://127.0.0.1:9/workspaces")
+        .env("WSFS_REMOTE_TIMEOUT", "1");
+    let host = Host::with_config(config);
+    assert_eq!(host.csi().probe().unwrap().ready, Some(false));
+}
+
+/// The remote fails while a build pod's isolated volume is unpublished: the
+/// unpublish fails (kubelet retries it), the view stays mounted with the pod's
+/// changes, and the workspace is unchanged; once the remote is back, the
+/// retried unpublish persists them and removes the target.
+#[test]
+fn a_failed_persist_at_unpublish_keeps_the_changes_for_kubelets_retry() {
+    let (host, csi) = node();
+    workspace(&host, "run-3/build", 4);
+    let t = target(&host, "build");
+    let attrs = [
+        ("workspace", "run-3/build"),
+        ("view", "isolated"),
+        ("persist", "on-success"),
+    ];
+    csi.publish(publish_request("vol", &t, &attrs)).unwrap();
+    write_file(&t.join("out/artifact.bin"), b"built").unwrap();
+
+    let packs = host.remote_dir().join("packs");
+    let away = host.remote_dir().join("packs.away");
+    fs::rename(&packs, &away).unwrap();
+    fs::write(&packs, b"not a directory\n").unwrap();
+    let failed = csi.unpublish("vol", &t).unwrap_err();
+    assert!(failed.message().contains("persisting the changes"), "{failed:?}");
+    assert!(mounts::is_mounted(&t), "a failed unpublish must keep the view");
+    assert_eq!(fs::read(t.join("out/artifact.bin")).unwrap(), b"built");
+    assert_eq!(layer_count(&host, "run-3/build"), 1);
+
+    fs::remove_file(&packs).unwrap();
+    fs::rename(&away, &packs).unwrap();
+    csi.unpublish("vol", &t).unwrap();
+    assert!(!t.exists());
+    assert_eq!(layer_count(&host, "run-3/build"), 2);
+    let next = target(&host, "next");
+    csi.publish(publish_request("vol2", &next, &[("workspace", "run-3/build")]))
+        .unwrap();
+    assert_eq!(fs::read(next.join("out/artifact.bin")).unwrap(), b"built");
+}
