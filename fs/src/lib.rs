@@ -8,7 +8,6 @@
 //! - [`merge`]: stacking layers into one tree (later layers win).
 //! - [`store`]: remote object store, local RocksDB index, frame cache; the chunk read path.
 //! - [`workspace`]: workspace names and their layer records in the remote.
-//! - [`workspace_files`]: declared Workspace Files and the check that a view has them.
 //! - [`persist`]: source paths → chunks → packs → manifest → workspace record.
 //! - [`tree`]: the FUSE-free inode table of a merged tree, with reads.
 //! - [`fuse`]: the thin `fuser` adapter over [`tree`].
@@ -29,4 +28,3 @@ pub mod persist;
 pub mod store;
 pub mod tree;
 pub mod workspace;
-pub mod workspace_files;

@@ -1,5 +1,6 @@
 //! The CSI Identity service: who the plugin is and whether it is ready.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +16,18 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct IdentityService {
     daemon: Arc<Daemon>,
     driver_name: String,
+    /// The remote answered once: from then on the plugin is ready.
+    reached: AtomicBool,
 }
 
 impl IdentityService {
     /// Serves the identity of the driver `driver_name`.
     pub fn new(daemon: Arc<Daemon>, driver_name: String) -> Self {
-        IdentityService { daemon, driver_name }
+        IdentityService {
+            daemon,
+            driver_name,
+            reached: AtomicBool::new(false),
+        }
     }
 }
 
@@ -53,7 +60,10 @@ impl Identity for IdentityService {
         let store = self.daemon.store.clone();
         let probe = tokio::task::spawn_blocking(move || store.remote().probe());
         let ready = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-            Ok(Ok(Ok(()))) => true,
+            Ok(Ok(Ok(()))) => {
+                self.reached.store(true, Ordering::Relaxed);
+                true
+            }
             Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "probe: the remote is unreachable");
                 false

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tonic::{Request, Response, Status};
 use wsfs_api::csi::{self, node_server::Node};
-use wsfs_fs::workspace_files::{self, FilesCheckError};
+use wsfs_pipeline::workspace_files::{self, FilesCheckError};
 
 use crate::mounts::{AttachRequest, MountError};
 use crate::service::{blocking, mount_status};

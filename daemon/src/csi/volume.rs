@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use wsfs_fs::workspace::WorkspaceName;
-use wsfs_fs::workspace_files::{parse_list, WorkspaceFile};
+use wsfs_pipeline::workspace_files::{parse_list, WorkspaceFile};
 
 use crate::views::{parse_sub_path, ViewKind};
 
