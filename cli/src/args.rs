@@ -92,6 +92,14 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Delete a workspace: attaching it fails from now on (views attached
+    /// before keep working); its data is reclaimed by garbage collection.
+    Rm {
+        /// The workspace, NAMESPACE/NAME.
+        workspace: String,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Show the daemon's counters and mounts.
     Status {
         #[command(flatten)]

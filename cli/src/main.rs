@@ -76,6 +76,10 @@ async fn run(cli: Cli) -> Result<()> {
             let mut client = daemon.connect_or_start().await?;
             commands::workspaces::ls(&mut client, namespace.as_deref(), output.json).await
         }
+        Command::Rm { workspace, output } => {
+            let mut client = daemon.connect_or_start().await?;
+            commands::workspaces::rm(&mut client, &workspace, output.json).await
+        }
         Command::Status { output } => commands::daemon::status(&daemon, output.json).await,
         Command::Shutdown { output } => commands::daemon::shutdown(&daemon, output.json).await,
     }

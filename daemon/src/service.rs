@@ -278,6 +278,21 @@ impl Wsfs for Service {
         }))
     }
 
+    async fn remove(&self, request: Request<pb::RemoveRequest>) -> Result<Response<pb::RemoveReply>, Status> {
+        let ws = workspace_name(&request.into_inner().workspace)?;
+        let daemon = self.daemon.clone();
+        let name = ws.clone();
+        let layers = blocking(move || workspace::delete(&daemon.store, &name).map_err(store_status)).await?;
+        if layers == 0 {
+            return Err(mount_status(MountError::NoWorkspace(ws)));
+        }
+        tracing::info!(workspace = %ws, layers, "removed");
+        Ok(Response::new(pb::RemoveReply {
+            workspace: ws.to_string(),
+            layers: layers as u64,
+        }))
+    }
+
     async fn status(
         &self,
         _request: Request<pb::StatusRequest>,

@@ -165,6 +165,18 @@ pub fn records(store: &Store, ws: &WorkspaceName) -> Result<Vec<LayerRecord>, St
     Ok(out)
 }
 
+/// Deletes a workspace: its records, oldest first, so that a reader never sees
+/// a stack with a hole (newest layers without older ones) but at worst an
+/// older prefix of it. Layers and packs stay until garbage collection.
+/// Returns how many records were deleted.
+pub fn delete(store: &Store, ws: &WorkspaceName) -> Result<usize, StoreError> {
+    let keys = stack(store, ws)?;
+    for (key, _) in keys.iter().rev() {
+        store.remote().delete(key)?;
+    }
+    Ok(keys.len())
+}
+
 /// Every workspace (optionally of one namespace) with its number of layers.
 pub fn list(store: &Store, namespace: Option<&str>) -> Result<Vec<(WorkspaceName, usize)>, StoreError> {
     let prefix = match namespace {

@@ -363,3 +363,37 @@ fn re_persisting_an_unchanged_tree_uploads_nothing_new() {
         hash_file(&src.join(some)).unwrap()
     );
 }
+
+/// A pipeline's clean-up removes its workspace: `rm` reports its layers,
+/// after which another host neither lists nor attaches it, a view attached
+/// before keeps working, and removing it again is an error naming it.
+#[test]
+fn a_removed_workspace_is_gone_for_every_host_but_attached_views_keep_working() {
+    let a = Host::new();
+    let src = a.path("src");
+    let tree = generate(&src, &TreeSpec::plain(21, 30)).unwrap();
+    a.persist("rm/ws", &src, &tree.top_level());
+    a.persist("rm/ws", &src, &tree.top_level());
+    a.persist("rm/other", &src, &tree.top_level());
+    let mnt = a.path("mnt");
+    a.attach("rm/ws", &mnt);
+
+    let removed = a.ok_json(["rm", "rm/ws"]);
+    assert_eq!(str_of(&removed, "workspace"), "rm/ws", "{removed}");
+    assert_eq!(u64_of(&removed, "layers"), 2, "{removed}");
+    let b = a.peer_named("b");
+    let ls = b.ok_json(["ls", "rm"]);
+    let listed: Vec<&str> = array_of(&ls, "workspaces")
+        .iter()
+        .map(|w| str_of(w, "workspace"))
+        .collect();
+    assert_eq!(listed, ["rm/other"]);
+    let err = b.fails(["attach", "--workspace", "rm/ws", b.path("m").to_str().unwrap()]);
+    assert!(err.contains("rm/ws") && err.contains("does not exist"), "{err}");
+    assert_same_tree(&src, &mnt, &CompareOptions::ignoring_root());
+    let again = a.fails(["rm", "rm/ws"]);
+    assert!(
+        again.contains("rm/ws") && again.contains("does not exist"),
+        "{again}"
+    );
+}

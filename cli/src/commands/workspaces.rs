@@ -1,4 +1,4 @@
-//! `wsfs log` and `wsfs ls`: what the remote holds.
+//! `wsfs log`, `wsfs ls` and `wsfs rm`: what the remote holds.
 
 use anyhow::Result;
 use serde_json::json;
@@ -72,5 +72,21 @@ pub async fn ls(client: &mut Client, namespace: Option<&str>, json: bool) -> Res
             .collect();
         table(&["WORKSPACE", "LAYERS"], &rows)
     });
+    Ok(())
+}
+
+/// Deletes `workspace` (its layers stay in the store until garbage collection).
+pub async fn rm(client: &mut Client, workspace: &str, json: bool) -> Result<()> {
+    let reply = client
+        .remove(pb::RemoveRequest {
+            workspace: workspace.to_string(),
+        })
+        .await?
+        .into_inner();
+    emit(
+        json,
+        json!({ "workspace": reply.workspace, "layers": reply.layers }),
+        || format!("removed {} ({} layers)", reply.workspace, reply.layers),
+    );
     Ok(())
 }

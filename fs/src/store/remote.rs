@@ -203,6 +203,14 @@ impl Remote {
         }
     }
 
+    /// Deletes the object at `key` (done when it does not exist).
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self.runtime.block_on(self.store.delete(&Path::from(key))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("DELETE", key, e)),
+        }
+    }
+
     /// Every object under `prefix` (a `/`-separated key prefix), sorted by key.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         let path = Path::from(prefix);
