@@ -100,6 +100,27 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Run a Tekton v1 pipeline (a Pipeline or PipelineRun file) on this
+    /// host: each task as soon as the tasks it runs after succeeded, its
+    /// workspaces as wsfs views, each step in a mount namespace that shows
+    /// only the workspaces it may see. Needs root. See docs/pipeline.md.
+    Run {
+        /// The pipeline file (YAML, apiVersion tekton.dev/v1).
+        file: PathBuf,
+        /// Binds pipeline workspace NAME: to a local directory (a new
+        /// workspace of the run, seeded from it) or to an existing workspace NS/NAME.
+        #[arg(long = "workspace", short = 'w', value_name = "NAME=DIR|NAME=NS/WS")]
+        workspaces: Vec<String>,
+        /// Sets pipeline parameter NAME.
+        #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Keep the run's own workspaces after it ends, for inspection (e.g. 1h);
+        /// 0 deletes them when it ends.
+        #[arg(long, value_name = "DURATION", default_value = "0")]
+        keep: humantime::Duration,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Show the daemon's counters and mounts.
     Status {
         #[command(flatten)]

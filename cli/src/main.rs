@@ -5,6 +5,7 @@ mod args;
 mod client;
 mod commands;
 mod output;
+mod run;
 
 use std::process::ExitCode;
 
@@ -79,6 +80,23 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Rm { workspace, output } => {
             let mut client = daemon.connect_or_start().await?;
             commands::workspaces::rm(&mut client, &workspace, output.json).await
+        }
+        Command::Run {
+            file,
+            workspaces,
+            params,
+            keep,
+            output,
+        } => {
+            let client = daemon.connect_or_start().await?;
+            let args = run::RunArgs {
+                file,
+                workspaces,
+                params,
+                keep: keep.into(),
+                json: output.json,
+            };
+            run::run(client, &daemon.state_dir, args).await
         }
         Command::Status { output } => commands::daemon::status(&daemon, output.json).await,
         Command::Shutdown { output } => commands::daemon::shutdown(&daemon, output.json).await,

@@ -27,7 +27,6 @@ pub async fn run(
         root: root.as_os_str().as_bytes().to_vec(),
         paths: paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect(),
     };
-    let mut events = client.persist(request).await?.into_inner();
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
@@ -38,22 +37,32 @@ pub async fn run(
     if json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    let result = stream(client, request, |p| {
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes_done);
+        bar.set_message(format!("{}/{} files", p.files_done, p.files_total));
+    })
+    .await;
+    bar.finish_and_clear();
+    print_result(&result?, json);
+    Ok(())
+}
+
+/// Sends a persist request and follows its events: `progress` sees each
+/// progress report; returns the result.
+pub async fn stream(
+    client: &mut Client,
+    request: pb::PersistRequest,
+    mut progress: impl FnMut(&pb::Progress),
+) -> Result<pb::PersistResult> {
+    let mut events = client.persist(request).await?.into_inner();
     while let Some(event) = events.message().await? {
         match event.event {
-            Some(Event::Progress(p)) => {
-                bar.set_length(p.bytes_total);
-                bar.set_position(p.bytes_done);
-                bar.set_message(format!("{}/{} files", p.files_done, p.files_total));
-            }
-            Some(Event::Result(r)) => {
-                bar.finish_and_clear();
-                print_result(&r, json);
-                return Ok(());
-            }
+            Some(Event::Progress(p)) => progress(&p),
+            Some(Event::Result(r)) => return Ok(r),
             None => {}
         }
     }
-    bar.finish_and_clear();
     bail!("the daemon ended the persist without a result: see its log")
 }
 

@@ -1,0 +1,321 @@
+//! `wsfs run`: executes a Tekton v1 pipeline on this host. Each task starts
+//! as soon as the tasks it runs after succeeded; its workspaces are wsfs
+//! views (read-only, or isolated and persisted as the next layer when the
+//! task succeeds); each step runs in a mount namespace of its own.
+
+mod namespace;
+mod report;
+mod task;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use tokio::task::JoinSet;
+use wsfs_api::{pb, Client};
+use wsfs_pipeline::plan::{Plan, Source};
+use wsfs_pipeline::tekton::{self, RunOptions};
+
+use self::report::{summary, task_json, TaskReport, TaskStatus};
+use self::task::RunContext;
+use crate::commands::persist;
+
+/// What `wsfs run` was asked.
+pub struct RunArgs {
+    /// The pipeline file.
+    pub file: PathBuf,
+    /// `--workspace NAME=DIR|NAME=NS/WS`.
+    pub workspaces: Vec<String>,
+    /// `--param NAME=VALUE`.
+    pub params: Vec<String>,
+    /// `--keep`: how long the run's workspaces outlive it.
+    pub keep: Duration,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// A run's name: the file's stem (made a valid workspace namespace) and a random suffix.
+fn run_name(file: &Path) -> String {
+    let stem: String = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(60)
+        .collect();
+    let stem = stem.trim_matches('-');
+    let suffix: String = (0..5)
+        .map(|_| {
+            let n = rand_u8() % 36;
+            char::from_digit(u32::from(n), 36).expect("below 36")
+        })
+        .collect();
+    format!("{}-{suffix}", if stem.is_empty() { "run" } else { stem })
+}
+
+fn rand_u8() -> u8 {
+    let mut byte = [0u8; 1];
+    // SAFETY: writes at most one byte into a one-byte buffer (left 0 if it fails).
+    unsafe { libc::getrandom(byte.as_mut_ptr().cast(), 1, 0) };
+    byte[0]
+}
+
+/// Runs the pipeline; an error when it failed (the summary says where).
+pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("wsfs run needs root: each step runs in a mount namespace of its own");
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let options = RunOptions {
+        run_name: run_name(&args.file),
+        workspaces: args
+            .workspaces
+            .iter()
+            .map(|w| {
+                tekton::parse_workspace_flag(w, &cwd).map_err(|e| anyhow::anyhow!("--workspace {w:?}: {e}"))
+            })
+            .collect::<Result<_>>()?,
+        params: args
+            .params
+            .iter()
+            .map(|p| tekton::parse_param_flag(p).map_err(|e| anyhow::anyhow!("--param {p:?}: {e}")))
+            .collect::<Result<_>>()?,
+    };
+    let plan = tekton::load(&args.file, &options)?;
+    let run = options.run_name;
+    let dir = state_dir.join("runs").join(&run);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut client = client;
+    let say = |line: &str| task::say(args.json, &run, None, line);
+    let (bound, owned) = match bind_workspaces(&mut client, &plan, &run, &dir, &say).await {
+        Ok(bound) => bound,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    let ctx = Arc::new(RunContext {
+        client,
+        dir,
+        bound,
+        json: args.json,
+        host_dirs: Mutex::new(Vec::new()),
+        attached: Mutex::default(),
+    });
+    say(&format!("pipeline {}: {} tasks", plan.name, plan.tasks.len()));
+    let reports = tokio::select! {
+        reports = schedule(ctx.clone(), &plan) => Some(reports),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    cleanup(&ctx, &owned, args.keep, &run).await;
+    let Some(reports) = reports else {
+        bail!("interrupted: views detached, changes of running tasks discarded");
+    };
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.status != TaskStatus::Succeeded)
+        .map(|r| r.name.as_str())
+        .collect();
+    if args.json {
+        let workspaces: Vec<_> = plan
+            .workspaces
+            .iter()
+            .filter_map(|w| ctx.bound.get(&w.name).map(|ws| (w, ws)))
+            .map(|(w, ws)| json!({ "name": w.name, "workspace": ws, "kept": !owned.contains(ws) || !args.keep.is_zero() }))
+            .collect();
+        let out = json!({
+            "pipeline": plan.name,
+            "run": run,
+            "status": if failed.is_empty() { "Succeeded" } else { "Failed" },
+            "tasks": reports.iter().map(task_json).collect::<Vec<_>>(),
+            "workspaces": workspaces,
+        });
+        println!("{out}");
+    } else {
+        println!("\n{}", summary(&reports));
+    }
+    if !failed.is_empty() {
+        bail!(
+            "pipeline {} failed: {} did not succeed",
+            plan.name,
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Checks the existing workspaces the run binds, then creates the run's own
+/// (seeded from a directory, or empty); on failure, deletes those it created.
+/// Returns pipeline workspace → wsfs workspace, and the workspaces the run
+/// owns (deleted when it ends).
+async fn bind_workspaces(
+    client: &mut Client,
+    plan: &Plan,
+    run: &str,
+    dir: &Path,
+    say: &impl Fn(&str),
+) -> Result<(HashMap<String, String>, HashSet<String>)> {
+    let mut bound = HashMap::new();
+    for ws in &plan.workspaces {
+        if let Some(Source::Workspace(existing)) = ws.binding.as_ref().map(|b| &b.source) {
+            if let Err(status) = client
+                .log(pb::LogRequest {
+                    workspace: existing.clone(),
+                })
+                .await
+            {
+                bail!(
+                    "pipeline workspace {:?} is bound to {existing}: {}",
+                    ws.name,
+                    status.message()
+                );
+            }
+            bound.insert(ws.name.clone(), existing.clone());
+        }
+    }
+    let mut owned = HashSet::new();
+    let mut seeded = Vec::new();
+    for ws in &plan.workspaces {
+        let root = match ws.binding.as_ref().map(|b| &b.source) {
+            Some(Source::Directory(seed)) => seed.clone(),
+            Some(Source::Empty) => {
+                let empty = dir.join("empty");
+                std::fs::create_dir_all(&empty)?;
+                empty
+            }
+            Some(Source::Workspace(_)) | None => continue,
+        };
+        let name = format!("{run}/{}", ws.name);
+        let request = pb::PersistRequest {
+            workspace: name.clone(),
+            root: std::os::unix::ffi::OsStrExt::as_bytes(root.as_os_str()).to_vec(),
+            paths: vec![b".".to_vec()],
+        };
+        match persist::stream(client, request, |_| {}).await {
+            Ok(result) => seeded.push(match ws.binding.as_ref().map(|b| &b.source) {
+                Some(Source::Directory(seed)) => {
+                    format!(
+                        "workspace {} = {name} ({} files from {})",
+                        ws.name,
+                        result.files,
+                        seed.display()
+                    )
+                }
+                _ => format!("workspace {} = {name} (empty)", ws.name),
+            }),
+            Err(e) => {
+                for created in &owned {
+                    let _ = client
+                        .remove(pb::RemoveRequest {
+                            workspace: String::clone(created),
+                        })
+                        .await;
+                }
+                return Err(e.context(format!(
+                    "seeding pipeline workspace {:?} from {}",
+                    ws.name,
+                    root.display()
+                )));
+            }
+        }
+        owned.insert(name.clone());
+        bound.insert(ws.name.clone(), name);
+    }
+    seeded.iter().for_each(|line| say(line));
+    Ok((bound, owned))
+}
+
+/// Runs every task as soon as the tasks it runs after succeeded; a task
+/// after one that did not succeed is skipped. Reports come in the file's order.
+async fn schedule(ctx: Arc<RunContext>, plan: &Plan) -> Vec<TaskReport> {
+    let mut done: HashMap<String, TaskReport> = HashMap::new();
+    let mut started: HashSet<String> = HashSet::new();
+    let mut running = JoinSet::new();
+    loop {
+        let mut changed = true;
+        while changed {
+            changed = false;
+            let pending: Vec<_> = plan.tasks.iter().filter(|t| !started.contains(&t.name)).collect();
+            for task in pending {
+                let succeeded = |name: &String| done.get(name).map(|r| r.status == TaskStatus::Succeeded);
+                if task.run_after.iter().any(|d| succeeded(d) == Some(false)) {
+                    let skipped = TaskReport {
+                        name: task.name.clone(),
+                        status: TaskStatus::Skipped,
+                        duration: Duration::ZERO,
+                        steps: Vec::new(),
+                    };
+                    ctx.say(&task.name, None, "skipped: a task it runs after did not succeed");
+                    done.insert(task.name.clone(), skipped);
+                    started.insert(task.name.clone());
+                    changed = true;
+                } else if task.run_after.iter().all(|d| succeeded(d) == Some(true)) {
+                    started.insert(task.name.clone());
+                    let (ctx, task) = (ctx.clone(), task.clone());
+                    running.spawn(async move { task::run(&ctx, &task).await });
+                    changed = true;
+                }
+            }
+        }
+        match running.join_next().await {
+            Some(Ok(report)) => {
+                done.insert(report.name.clone(), report);
+            }
+            Some(Err(e)) => panic!("a task panicked: {e}"),
+            None => break,
+        }
+    }
+    plan.tasks.iter().filter_map(|t| done.remove(&t.name)).collect()
+}
+
+/// Detaches what an interrupt left attached, deletes the run's workspaces
+/// (unless kept), and removes the run's directories.
+async fn cleanup(ctx: &RunContext, owned: &HashSet<String>, keep: Duration, run: &str) {
+    let mut client = ctx.client.clone();
+    let left: Vec<PathBuf> = ctx.attached.lock().unwrap().iter().cloned().collect();
+    for view in &left {
+        if let Err(e) = ctx.detach(&mut client, view, false).await {
+            ctx.say(run, None, &format!("cannot detach {}: {e:#}", view.display()));
+        }
+    }
+    let mut owned: Vec<&String> = owned.iter().collect();
+    owned.sort();
+    for ws in owned {
+        if keep.is_zero() {
+            if let Err(e) = client
+                .remove(pb::RemoveRequest {
+                    workspace: ws.clone(),
+                })
+                .await
+            {
+                ctx.say(
+                    run,
+                    None,
+                    &format!("cannot remove workspace {ws}: {}", e.message()),
+                );
+            }
+        } else {
+            let until = humantime::format_rfc3339_seconds(SystemTime::now() + keep);
+            ctx.say(
+                run,
+                None,
+                &format!("kept workspace {ws} for inspection until {until} (`wsfs rm {ws}` deletes it)"),
+            );
+        }
+    }
+    ctx.remove_host_dirs();
+    if ctx.attached.lock().unwrap().is_empty() {
+        let _ = std::fs::remove_dir_all(&ctx.dir);
+    }
+}

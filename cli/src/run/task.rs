@@ -1,0 +1,496 @@
+//! Running one task: attach its workspaces as views, check its Workspace
+//! Files, run its steps one after the other, then persist the changes of its
+//! isolated views (when it succeeded) or discard them.
+
+use std::collections::BTreeSet;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use wsfs_api::{pb, Client};
+use wsfs_pipeline::plan::{Action, Step, Task, TaskWorkspace};
+use wsfs_pipeline::workspace_files::{self, FilesCheckError};
+
+use super::namespace::{isolate, Mount, Mounts};
+use super::report::{StepReport, StepStatus, TaskReport, TaskStatus};
+use crate::commands::persist;
+
+/// Where steps' working directories and default mount paths live.
+const WORKSPACE_ROOT: &str = "/workspace";
+
+/// What every task of a run shares.
+pub struct RunContext {
+    /// A client of the daemon (cloned per task).
+    pub client: Client,
+    /// The run's directory: task directories, views, scripts.
+    pub dir: PathBuf,
+    /// Pipeline workspace → the wsfs workspace bound to it.
+    pub bound: std::collections::HashMap<String, String>,
+    /// Step logs go to stderr (stdout carries the JSON summary).
+    pub json: bool,
+    /// Directories created on the host for mount paths, removed at the end.
+    pub host_dirs: Mutex<Vec<PathBuf>>,
+    /// Views attached and not yet detached, for clean-up after an interrupt.
+    pub attached: Mutex<BTreeSet<PathBuf>>,
+}
+
+/// Prints one line of a run's, task's or step's log, prefixed with its name:
+/// on stdout, or on stderr when stdout carries JSON.
+pub fn say(json: bool, task: &str, step: Option<&str>, line: &str) {
+    let prefix = match step {
+        Some(step) => format!("[{task}/{step}]"),
+        None => format!("[{task}]"),
+    };
+    if json {
+        eprintln!("{prefix} {line}");
+    } else {
+        println!("{prefix} {line}");
+    }
+}
+
+impl RunContext {
+    /// Prints one line of a task's (and step's) log.
+    pub fn say(&self, task: &str, step: Option<&str>, line: &str) {
+        say(self.json, task, step, line);
+    }
+
+    /// Creates `dir` (and missing parents) on the host, remembering what it
+    /// created for [`RunContext::remove_host_dirs`].
+    fn create_host_dir(&self, dir: &Path) -> Result<()> {
+        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        self.host_dirs
+            .lock()
+            .unwrap()
+            .extend(missing.iter().map(|d| d.to_path_buf()));
+        Ok(())
+    }
+
+    /// Removes the host directories created for mount paths (if still empty).
+    pub fn remove_host_dirs(&self) {
+        let mut dirs = std::mem::take(&mut *self.host_dirs.lock().unwrap());
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for dir in dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
+    /// Attaches a view, recording it for clean-up.
+    async fn attach(&self, client: &mut Client, request: pb::AttachRequest) -> Result<pb::MountInfo> {
+        let mountpoint = PathBuf::from(&request.mountpoint);
+        let info = client.attach(request).await.map_err(status_error)?.into_inner();
+        self.attached.lock().unwrap().insert(mountpoint);
+        Ok(info)
+    }
+
+    /// Detaches a view (persisting its changes when asked).
+    pub async fn detach(
+        &self,
+        client: &mut Client,
+        mountpoint: &Path,
+        persist: bool,
+    ) -> Result<pb::DetachReply> {
+        let request = pb::DetachRequest {
+            mountpoint: mountpoint.display().to_string(),
+            persist,
+        };
+        let reply = client.detach(request).await.map_err(status_error)?.into_inner();
+        self.attached.lock().unwrap().remove(mountpoint);
+        Ok(reply)
+    }
+}
+
+/// The daemon's message of a failed call, without gRPC decoration.
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow!("{}", status.message())
+}
+
+/// A task workspace attached as a view.
+struct View {
+    decl: TaskWorkspace,
+    /// The wsfs workspace.
+    workspace: String,
+    /// Where the daemon mounted it.
+    path: PathBuf,
+    /// An isolated view's upper directory (empty for read-only views).
+    upper: PathBuf,
+}
+
+/// Runs `task`; never fails: every failure is in the report.
+pub async fn run(ctx: &RunContext, task: &Task) -> TaskReport {
+    let started = Instant::now();
+    let mut client = ctx.client.clone();
+    let dir = ctx.dir.join("tasks").join(&task.name);
+    let mut views = Vec::new();
+    let prepared = prepare(ctx, &mut client, task, &dir, &mut views).await;
+    let not_run = |steps: &[Step]| -> Vec<StepReport> {
+        steps
+            .iter()
+            .map(|s| StepReport {
+                name: s.name.clone(),
+                status: StepStatus::Skipped,
+                duration: Default::default(),
+            })
+            .collect()
+    };
+    let (status, steps) = match prepared {
+        Err((reason, message)) => (Err((reason, message)), not_run(&task.steps)),
+        Ok(()) => run_steps(ctx, &mut client, task, &dir, &views).await,
+    };
+    let finished = finish(ctx, &mut client, task, &views, status.is_ok()).await;
+    let _ = std::fs::remove_dir_all(dir.join("workspace"));
+    let status = status.and(finished.map_err(|e| ("PersistFailed", format!("{e:#}"))));
+    let report = match status {
+        Ok(()) => TaskReport {
+            name: task.name.clone(),
+            status: TaskStatus::Succeeded,
+            duration: started.elapsed(),
+            steps,
+        },
+        Err((reason, message)) => {
+            ctx.say(&task.name, None, &format!("failed: {message}"));
+            TaskReport::failed(&task.name, reason, message, started.elapsed(), steps)
+        }
+    };
+    report
+}
+
+/// Attaches the task's bound workspaces and checks their Workspace Files.
+async fn prepare(
+    ctx: &RunContext,
+    client: &mut Client,
+    task: &Task,
+    dir: &Path,
+    views: &mut Vec<View>,
+) -> Result<(), (&'static str, String)> {
+    for sub in ["workspace", "views"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| {
+            (
+                "Failed",
+                format!("cannot create the task's directory {}: {e}", dir.display()),
+            )
+        })?;
+    }
+    for decl in &task.workspaces {
+        let Some(workspace) = decl.pipeline_workspace.as_ref().and_then(|p| ctx.bound.get(p)) else {
+            continue;
+        };
+        let path = dir.join("views").join(&decl.name);
+        let request = pb::AttachRequest {
+            workspace: workspace.clone(),
+            mountpoint: path.display().to_string(),
+            view: if decl.read_only { "read-only" } else { "isolated" }.to_string(),
+            sub_path: decl.sub_path.clone(),
+            upper_dir: String::new(),
+        };
+        let info = ctx.attach(client, request).await.map_err(|e| {
+            let message = format!("workspace {:?} (wsfs workspace {workspace}): {e:#}", decl.name);
+            ("WorkspaceBindingFailed", message)
+        })?;
+        views.push(View {
+            decl: decl.clone(),
+            workspace: workspace.clone(),
+            path,
+            upper: PathBuf::from(info.upper_dir),
+        });
+    }
+    for view in views.iter().filter(|v| !v.decl.files.is_empty()) {
+        let (path, decl) = (view.path.clone(), view.decl.clone());
+        let checked = tokio::task::spawn_blocking(move || {
+            workspace_files::check(&path, &decl.files, &decl.name, &decl.mount_path)
+        })
+        .await
+        .map_err(|e| ("Failed", format!("checking workspace files: {e}")))?;
+        match checked {
+            Ok(()) => {}
+            Err(e @ FilesCheckError::Missing { .. }) => return Err(("WorkspaceFileMissing", e.to_string())),
+            Err(e) => return Err(("Failed", e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the steps in order; the first failure skips the rest.
+async fn run_steps(
+    ctx: &RunContext,
+    client: &mut Client,
+    task: &Task,
+    dir: &Path,
+    views: &[View],
+) -> (Result<(), (&'static str, String)>, Vec<StepReport>) {
+    let mut reports = Vec::new();
+    let mut failure = None;
+    // After `attach: {workspace: W}`, steps keeping the default working directory work in W.
+    let mut attached_dir: Option<String> = None;
+    for step in &task.steps {
+        if failure.is_some() {
+            reports.push(StepReport {
+                name: step.name.clone(),
+                status: StepStatus::Skipped,
+                duration: Default::default(),
+            });
+            continue;
+        }
+        let started = Instant::now();
+        let outcome = run_step(ctx, client, task, step, dir, views, &mut attached_dir).await;
+        let status = match outcome {
+            Ok(()) => StepStatus::Succeeded,
+            Err(e) => {
+                let why = format!("{e:#}");
+                failure = Some(("Failed", format!("step {:?} failed: {why}", step.name)));
+                StepStatus::Failed(why)
+            }
+        };
+        reports.push(StepReport {
+            name: step.name.clone(),
+            status,
+            duration: started.elapsed(),
+        });
+    }
+    (failure.map_or(Ok(()), Err), reports)
+}
+
+/// The mounts a step sees: the task's working directory at `/workspace`,
+/// then each view the step may see at its mount path.
+fn step_mounts(step: &Step, dir: &Path, views: &[View]) -> Mounts {
+    let mut mounts = vec![Mount {
+        source: dir.join("workspace"),
+        target: WORKSPACE_ROOT.to_string(),
+        read_only: false,
+    }];
+    for view in views {
+        if let Some(target) = step.sees(&view.decl) {
+            mounts.push(Mount {
+                source: view.path.clone(),
+                target: target.to_string(),
+                read_only: view.decl.read_only,
+            });
+        }
+    }
+    Mounts::new(mounts)
+}
+
+/// The view of task workspace `name`, which the step must see.
+fn bound_view<'a>(task: &Task, step: &Step, views: &'a [View], name: &str) -> Result<&'a View> {
+    let view = views.iter().find(|v| v.decl.name == name);
+    match (view, task.workspace(name)) {
+        (Some(view), _) if step.sees(&view.decl).is_some() => Ok(view),
+        (Some(_), _) => {
+            bail!("workspace {name:?} is isolated to other steps: list it in this step's workspaces")
+        }
+        (None, Some(_)) => bail!("workspace {name:?} is not bound in this run"),
+        (None, None) => bail!("the task declares no workspace {name:?}"),
+    }
+}
+
+async fn run_step(
+    ctx: &RunContext,
+    client: &mut Client,
+    task: &Task,
+    step: &Step,
+    dir: &Path,
+    views: &[View],
+    attached_dir: &mut Option<String>,
+) -> Result<()> {
+    if let Some(image) = &step.image {
+        ctx.say(
+            &task.name,
+            Some(&step.name),
+            &format!("image {image} (not pulled: the step runs on this host)"),
+        );
+    }
+    let mounts = step_mounts(step, dir, views);
+    let workdir = match attached_dir {
+        Some(attached) if step.working_dir == WORKSPACE_ROOT => attached.clone(),
+        _ => step.working_dir.clone(),
+    };
+    match &step.action {
+        Action::Persist { workspace, paths } => {
+            let view = bound_view(task, step, views, workspace)?;
+            let root = mounts.host_path(&workdir);
+            let request = pb::PersistRequest {
+                workspace: view.workspace.clone(),
+                root: root.as_os_str().as_bytes().to_vec(),
+                paths: paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
+            };
+            let result = persist::stream(client, request, |_| {}).await.map_err(|e| {
+                match e.downcast::<tonic::Status>() {
+                    Ok(status) => status_error(status),
+                    Err(e) => e,
+                }
+            })?;
+            let line = format!(
+                "persisted {} of {workdir} as layer {} of {} ({} files)",
+                paths.join(", "),
+                &result.layer[..16],
+                result.workspace,
+                result.files
+            );
+            ctx.say(&task.name, Some(&step.name), &line);
+            Ok(())
+        }
+        Action::Attach { workspace } => {
+            let view = bound_view(task, step, views, workspace)?;
+            let seen = step.sees(&view.decl).expect("bound_view checked it").to_string();
+            ctx.say(
+                &task.name,
+                Some(&step.name),
+                &format!("attached {} at {seen}: later steps work there", view.workspace),
+            );
+            *attached_dir = Some(seen);
+            Ok(())
+        }
+        Action::Script(_) | Action::Command(_) => {
+            let status = execute(ctx, task, step, dir, &mounts, &workdir).await?;
+            match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
+                (Some(0), _) => Ok(()),
+                (Some(code), _) => bail!("exit code {code}"),
+                (None, Some(signal)) => bail!("killed by signal {signal}"),
+                (None, None) => bail!("ended with {status}"),
+            }
+        }
+    }
+}
+
+/// Writes a step's script to a file: Tekton runs a script without `#!` with
+/// `#!/bin/sh` and `set -e`.
+fn script_file(dir: &Path, step: &Step, script: &str) -> Result<PathBuf> {
+    let path = dir.join(format!("script-{}", step.name));
+    let text = if script.starts_with("#!") {
+        script.to_string()
+    } else {
+        format!("#!/bin/sh\nset -e\n{script}")
+    };
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(path)
+}
+
+/// Runs a script or command step in its mount namespace, streaming its output.
+async fn execute(
+    ctx: &RunContext,
+    task: &Task,
+    step: &Step,
+    dir: &Path,
+    mounts: &Mounts,
+    workdir: &str,
+) -> Result<ExitStatus> {
+    let mut command = match &step.action {
+        Action::Script(script) => tokio::process::Command::new(script_file(dir, step, script)?),
+        Action::Command(argv) => {
+            let mut command = tokio::process::Command::new(&argv[0]);
+            command.args(&argv[1..]);
+            command
+        }
+        _ => unreachable!("layer steps do not execute"),
+    };
+    command
+        .envs(step.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let created = mount_points(ctx, mounts, dir)?;
+    let host_workdir = mounts.host_path(workdir);
+    let ran = async {
+        std::fs::create_dir_all(&host_workdir)
+            .with_context(|| format!("cannot create workingDir {workdir} ({})", host_workdir.display()))?;
+        isolate(&mut command, mounts, workdir)?;
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start step {:?}", step.name))?;
+        let out = pump(ctx, &task.name, &step.name, child.stdout.take().expect("piped"));
+        let err = pump(ctx, &task.name, &step.name, child.stderr.take().expect("piped"));
+        let (status, (), ()) = tokio::join!(child.wait(), out, err);
+        status.context("waiting for the step")
+    }
+    .await;
+    for dir in created.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    ran
+}
+
+/// Makes sure every mount point exists: `/workspace` on the host (an empty
+/// directory, only ever mounted over inside steps), the mount paths under it
+/// in the task's directory (returned, removed after the step so that other
+/// steps do not see them), others on the host (removed at the end of the run).
+fn mount_points(ctx: &RunContext, mounts: &Mounts, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut created = Vec::new();
+    // Kept after the run: other runs may be about to mount over it.
+    std::fs::create_dir_all(WORKSPACE_ROOT)
+        .with_context(|| format!("cannot create {WORKSPACE_ROOT} on the host"))?;
+    for mount in mounts.iter().filter(|m| m.target != WORKSPACE_ROOT) {
+        match Path::new(&mount.target).strip_prefix(WORKSPACE_ROOT) {
+            Ok(rel) => {
+                let path = dir.join("workspace").join(rel);
+                let missing: Vec<PathBuf> = path
+                    .ancestors()
+                    .take_while(|d| !d.exists())
+                    .map(Path::to_path_buf)
+                    .collect();
+                std::fs::create_dir_all(&path).with_context(|| {
+                    format!("cannot create mountPath {} ({})", mount.target, path.display())
+                })?;
+                created.extend(missing.into_iter().rev());
+            }
+            Err(_) => ctx.create_host_dir(Path::new(&mount.target))?,
+        }
+    }
+    Ok(created)
+}
+
+/// Prints every line of `stream` prefixed with the task and step.
+async fn pump(ctx: &RunContext, task: &str, step: &str, stream: impl AsyncRead + Unpin) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        ctx.say(task, Some(step), &line);
+    }
+}
+
+/// Detaches every view: a succeeded task's isolated views with changes are
+/// persisted as the next layer of their workspace; everything else is
+/// discarded. Returns the first failure (after trying every view).
+async fn finish(
+    ctx: &RunContext,
+    client: &mut Client,
+    task: &Task,
+    views: &[View],
+    succeeded: bool,
+) -> Result<()> {
+    let mut first_error = None;
+    for view in views {
+        let changed = !view.upper.as_os_str().is_empty()
+            && std::fs::read_dir(&view.upper)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true);
+        let persist = succeeded && changed;
+        match ctx.detach(client, &view.path, persist).await {
+            Ok(reply) => {
+                if let Some(p) = reply.persisted {
+                    let line = format!(
+                        "persisted the changes to workspace {:?} as layer {} of {}",
+                        view.decl.name,
+                        &p.layer[..16],
+                        p.workspace
+                    );
+                    ctx.say(&task.name, None, &line);
+                }
+            }
+            Err(e) => {
+                let e = e.context(format!("workspace {:?}", view.decl.name));
+                ctx.say(&task.name, None, &format!("{e:#}"));
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}

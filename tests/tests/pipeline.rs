@@ -1,0 +1,513 @@
+//! `wsfs run`: Tekton v1 pipelines run on one host, as a CI user runs them:
+//! every example of `examples/` with its outcome asserted, then the
+//! semantics one by one (read-only workspaces, failures, sub-paths, params,
+//! layer steps) and the files rejected before anything runs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use wsfs_tests::json::{array_of, str_of};
+use wsfs_tests::tree::write_file;
+use wsfs_tests::Host;
+
+/// `examples/<name>` of the repository.
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+/// A finished `wsfs run`: exit status, the step logs (stdout), stderr.
+struct Run {
+    out: Output,
+}
+
+impl Run {
+    fn succeeded(&self) -> bool {
+        self.out.status.success()
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+
+    /// Asserts success and returns the log.
+    fn ok(&self) -> String {
+        assert!(
+            self.succeeded(),
+            "the run failed\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self.stdout()
+    }
+
+    /// Asserts failure and returns stdout + stderr.
+    fn failed(&self) -> String {
+        assert!(
+            !self.succeeded(),
+            "the run succeeded but should fail\n{}",
+            self.stdout()
+        );
+        format!("{}{}", self.stdout(), self.stderr())
+    }
+
+    /// The JSON summary (runs made with `--json`).
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.out.stdout)
+            .unwrap_or_else(|e| panic!("no JSON summary ({e})\n{}\n{}", self.stdout(), self.stderr()))
+    }
+}
+
+/// Runs `wsfs run FILE ARGS...` from `cwd`.
+fn run(host: &Host, cwd: &Path, file: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["run", file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    Run {
+        out: host.wsfs_in(Some(cwd), &all),
+    }
+}
+
+/// Writes a pipeline file into the host's directory.
+fn pipeline_file(host: &Host, name: &str, yaml: &str) -> PathBuf {
+    let path = host.path(name);
+    fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// The JSON report of task `name`.
+fn task<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    array_of(summary, "tasks")
+        .iter()
+        .find(|t| str_of(t, "name") == name)
+        .unwrap_or_else(|| panic!("no task {name} in {summary}"))
+}
+
+/// Workspaces listed by `wsfs ls`.
+fn workspaces(host: &Host) -> Vec<String> {
+    array_of(&host.ok_json(["ls"]), "workspaces")
+        .iter()
+        .map(|w| str_of(w, "workspace").to_string())
+        .collect()
+}
+
+/// Nothing of a run is left: no views, no run directory, no run workspace.
+fn assert_clean(host: &Host) {
+    assert!(
+        array_of(&host.status(), "mounts").is_empty(),
+        "views left: {}",
+        host.status()
+    );
+    let runs = host.state_dir().join("runs");
+    let left: Vec<_> = fs::read_dir(&runs)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "run directories left: {left:?}");
+}
+
+fn layers(host: &Host, ws: &str) -> usize {
+    array_of(&host.log(ws), "layers").len()
+}
+
+/// The hello example: t1 persists hello.txt as a layer, t2 attaches the
+/// workspace and reads it; the run's workspace is deleted at the end.
+#[test]
+fn hello_passes_a_file_from_one_task_to_the_next_as_a_layer() {
+    let a = Host::new();
+    let log = run(&a, a.test_dir(), &example("hello.yaml"), &[]).ok();
+    assert!(log.contains("[t2/read] hello from t1"), "{log}");
+    assert!(log.contains("image alpine:3.20 (not pulled"), "{log}");
+    for row in ["t1    write", "t1    save", "t2    load", "t2    read"] {
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no row {row:?}\n{log}"));
+        assert!(line.contains("Succeeded"), "{line}");
+    }
+    assert_eq!(
+        workspaces(&a),
+        Vec::<String>::new(),
+        "the run's workspace was not deleted"
+    );
+    assert_clean(&a);
+}
+
+/// Fan-out, fan-in: three parallel tasks write different directories of one
+/// workspace; all three layers land and the last task reads them all.
+/// With `--keep`, the workspace is there to inspect afterwards.
+#[test]
+fn parallel_tasks_writing_one_workspace_all_land() {
+    let a = Host::new();
+    let done = run(
+        &a,
+        a.test_dir(),
+        &example("fan-out-fan-in.yaml"),
+        &["--keep", "1h", "--json"],
+    );
+    let summary = done.json();
+    assert!(done.succeeded(), "{summary}\n{}", done.stderr());
+    assert_eq!(str_of(&summary, "status"), "Succeeded");
+    for name in ["source", "compile", "docs", "test", "package"] {
+        assert_eq!(str_of(task(&summary, name), "status"), "Succeeded", "{summary}");
+    }
+    let logs = done.stderr();
+    assert!(logs.contains("[package/package] size: 29"), "{logs}");
+    assert!(logs.contains("[package/package] main.c has 1 main"), "{logs}");
+    assert!(logs.contains("[package/package] 1 passed"), "{logs}");
+    let ws = array_of(&summary, "workspaces")
+        .iter()
+        .find(|w| str_of(w, "name") == "build")
+        .map(|w| str_of(w, "workspace").to_string())
+        .expect("the build workspace in the summary");
+    // The seed, the source task, and one layer per parallel task; `package` is read-only.
+    assert_eq!(layers(&a, &ws), 5, "{}", a.log(&ws));
+    let mnt = a.path("inspect");
+    a.attach(&ws, &mnt);
+    for file in [
+        "src/main.c",
+        "bin/main.size",
+        "docs/index.txt",
+        "reports/unit.txt",
+    ] {
+        assert!(mnt.join(file).is_file(), "{file} missing from the kept workspace");
+    }
+    a.detach(&mnt);
+}
+
+/// The credentials workspace is isolated to the step that lists it, and the
+/// run binding remaps the task's `private-key` file to `/id_ecdsa`.
+#[test]
+fn credentials_are_seen_only_by_the_step_that_lists_them() {
+    let a = Host::new();
+    let creds = a.path("my-ssh-dir");
+    write_file(&creds.join("id_ecdsa"), b"-----BEGIN KEY-----\n").unwrap();
+    write_file(&creds.join("known_hosts"), b"example.com ssh-ed25519 AAAA\n").unwrap();
+    let log = run(
+        &a,
+        a.test_dir(),
+        &example("ssh-credentials.yaml"),
+        &["--workspace", "ssh-creds=./my-ssh-dir"],
+    )
+    .ok();
+    assert!(
+        log.contains(
+            "[fetch-and-build/fetch] fetching with key /workspace/ssh-directory/id_ecdsa (20 bytes)"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("[fetch-and-build/build] fetched"), "{log}");
+    assert!(
+        log.contains("/workspace/ssh-directory/id_ecdsa: No such file or directory"),
+        "the build step could read the credentials:\n{log}"
+    );
+    assert_clean(&a);
+}
+
+/// An optional workspace: the task runs without it, and writes to it when bound.
+#[test]
+fn an_optional_workspace_is_written_only_when_bound() {
+    let a = Host::new();
+    let log = run(&a, a.test_dir(), &example("optional-messages.yaml"), &[]).ok();
+    assert!(
+        log.contains("[greet/greet] no messages workspace: nothing written"),
+        "{log}"
+    );
+
+    let inbox = a.path("inbox");
+    write_file(&inbox.join("README"), b"messages\n").unwrap();
+    a.persist("team/messages", &inbox, &["README"]);
+    let log = run(
+        &a,
+        a.test_dir(),
+        &example("optional-messages.yaml"),
+        &["--workspace", "messages=team/messages"],
+    )
+    .ok();
+    assert!(
+        log.contains("[greet/greet] wrote a message to /workspace/messages"),
+        "{log}"
+    );
+    assert_eq!(
+        layers(&a, "team/messages"),
+        2,
+        "the bound workspace did not get the task's layer"
+    );
+    let mnt = a.path("read");
+    a.attach("team/messages", &mnt);
+    assert_eq!(fs::read(mnt.join("greeting.txt")).unwrap(), b"hello\n");
+    a.detach(&mnt);
+    assert_clean(&a);
+}
+
+/// A declared workspace file that is missing fails the task before its first
+/// step, with reason WorkspaceFileMissing and Tekton's message.
+#[test]
+fn a_missing_workspace_file_fails_the_task_before_its_first_step() {
+    let a = Host::new();
+    let done = run(
+        &a,
+        a.test_dir(),
+        &example("missing-workspace-file.yaml"),
+        &["--json"],
+    );
+    let all = done.failed();
+    let summary = done.json();
+    let deploy = task(&summary, "deploy");
+    assert_eq!(str_of(deploy, "status"), "Failed");
+    assert_eq!(str_of(deploy, "reason"), "WorkspaceFileMissing");
+    assert_eq!(
+        str_of(deploy, "message"),
+        "Workspace file missing: workspace \"config\" does not provide file \"private-key\": \
+         expected path \"/workspace/config/id_ecdsa\"."
+    );
+    assert_eq!(str_of(&array_of(deploy, "steps")[0], "status"), "Skipped");
+    assert!(!all.contains("deploying with"), "the step ran:\n{all}");
+    assert_clean(&a);
+}
+
+/// The README's build-test example over a local source tree: build writes
+/// into its isolated view, test and lint (a sub-path) read the result.
+#[test]
+fn build_test_runs_over_a_local_source_tree() {
+    let a = Host::new();
+    let repo = a.path("my-repo");
+    for file in ["src/main.rs", "src/lib.rs", "Cargo.toml"] {
+        write_file(&repo.join(file), b"// code\n").unwrap();
+    }
+    let log = run(
+        &a,
+        a.test_dir(),
+        &example("build-test.yaml"),
+        &["--workspace", "source=./my-repo", "--keep", "0"],
+    )
+    .ok();
+    assert!(log.contains("[build/compile] built 2 files (release)"), "{log}");
+    assert!(log.contains("[test/test] tests passed"), "{log}");
+    assert!(log.contains("[lint/lint] linted 2 files"), "{log}");
+    assert_eq!(workspaces(&a), Vec::<String>::new());
+    assert!(
+        repo.join("src/main.rs").is_file() && !repo.join("out").exists(),
+        "the run changed the source directory"
+    );
+    assert_clean(&a);
+}
+
+const FAILING: &str = r#"
+apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata:
+  name: failing
+spec:
+  params:
+    - name: code
+      default: "3"
+  workspaces:
+    - name: data
+  tasks:
+    - name: breaks
+      workspaces: [{name: data, workspace: data}]
+      taskSpec:
+        params: [{name: code, default: "0"}]
+        workspaces: [{name: data}]
+        steps:
+          - name: write-then-fail
+            script: |
+              echo partial > $(workspaces.data.path)/partial.txt
+              exit $(params.code)
+          - name: never
+            script: echo never
+      params: [{name: code, value: $(params.code)}]
+    - name: after-breaks
+      runAfter: [breaks]
+      taskSpec:
+        steps:
+          - name: never
+            script: echo never
+    - name: independent
+      workspaces: [{name: data, workspace: data}]
+      taskSpec:
+        workspaces: [{name: data}]
+        steps:
+          - name: write
+            script: |
+              echo ok > $(workspaces.data.path)/ok.txt
+    - name: reader
+      runAfter: [independent]
+      workspaces: [{name: data, workspace: data}]
+      taskSpec:
+        workspaces: [{name: data, readOnly: true}]
+        steps:
+          - name: try-write
+            script: |
+              cat $(workspaces.data.path)/ok.txt
+              echo x > $(workspaces.data.path)/new.txt
+"#;
+
+/// A failing step fails its task (the rest of its steps are skipped, its
+/// changes discarded), tasks after it are skipped, independent tasks still
+/// run and land, a read-only workspace refuses writes, and the run exits
+/// non-zero; `--param` sets the exit code the failing step uses.
+#[test]
+fn a_failing_task_discards_its_changes_and_skips_the_tasks_after_it() {
+    let a = Host::new();
+    let file = pipeline_file(&a, "failing.yaml", FAILING);
+    let done = run(
+        &a,
+        a.test_dir(),
+        &file,
+        &["--json", "--keep", "1h", "--param", "code=7"],
+    );
+    done.failed();
+    let summary = done.json();
+    assert_eq!(str_of(&summary, "status"), "Failed");
+    let breaks = task(&summary, "breaks");
+    assert_eq!(str_of(breaks, "status"), "Failed", "{summary}");
+    let steps = array_of(breaks, "steps");
+    assert_eq!(str_of(&steps[0], "reason"), "exit code 7", "{summary}");
+    assert_eq!(str_of(&steps[1], "status"), "Skipped");
+    assert_eq!(str_of(task(&summary, "after-breaks"), "status"), "Skipped");
+    assert_eq!(str_of(task(&summary, "independent"), "status"), "Succeeded");
+    let reader = task(&summary, "reader");
+    assert_eq!(str_of(reader, "status"), "Failed", "{summary}");
+    assert!(
+        done.stderr().contains("Read-only file system"),
+        "{}",
+        done.stderr()
+    );
+    let ws = format!("{}/data", str_of(&summary, "run"));
+    assert_eq!(
+        layers(&a, &ws),
+        2,
+        "expected the seed and the independent task's layer: {}",
+        a.log(&ws)
+    );
+    let mnt = a.path("inspect");
+    a.attach(&ws, &mnt);
+    assert!(mnt.join("ok.txt").is_file());
+    assert!(
+        !mnt.join("partial.txt").exists(),
+        "a failed task's changes landed"
+    );
+    assert!(!mnt.join("new.txt").exists());
+    a.detach(&mnt);
+    a.ok_json(["rm", &ws]);
+    assert_clean(&a);
+}
+
+/// A PipelineRun binding's subPath and the pipeline task's subPath add up;
+/// a subPath that does not exist fails the task with a message naming it.
+#[test]
+fn sub_paths_of_the_run_and_the_pipeline_task_add_up() {
+    let a = Host::new();
+    let tree = a.path("tree");
+    write_file(&tree.join("services/api/main.go"), b"package main\n").unwrap();
+    a.persist("mono/repo", &tree, &["services"]);
+    let yaml = r#"
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata:
+  name: sub-paths
+spec:
+  workspaces:
+    - name: repo
+      subPath: services
+  pipelineSpec:
+    workspaces:
+      - name: repo
+    tasks:
+      - name: api
+        workspaces: [{name: code, workspace: repo, subPath: api}]
+        taskSpec:
+          workspaces: [{name: code, readOnly: true}]
+          steps:
+            - name: list
+              script: ls $(workspaces.code.path)
+      - name: missing
+        workspaces: [{name: code, workspace: repo, subPath: web}]
+        taskSpec:
+          workspaces: [{name: code, readOnly: true}]
+          steps:
+            - name: list
+              script: ls $(workspaces.code.path)
+"#;
+    let file = pipeline_file(&a, "sub-paths.yaml", yaml);
+    let done = run(&a, a.test_dir(), &file, &["--workspace", "repo=mono/repo"]);
+    let all = done.failed();
+    assert!(all.contains("[api/list] main.go"), "{all}");
+    assert!(
+        all.contains("services/web"),
+        "the failure does not name the sub-path:\n{all}"
+    );
+    assert_eq!(
+        layers(&a, "mono/repo"),
+        1,
+        "read-only tasks changed the workspace"
+    );
+    assert_clean(&a);
+}
+
+/// Files wsfs cannot run are refused before anything runs, naming the file,
+/// the line where there is one, and what to change; nothing is created.
+#[test]
+fn bad_pipelines_are_rejected_before_anything_runs() {
+    let a = Host::new();
+    let header = "apiVersion: tekton.dev/v1\nkind: Pipeline\nmetadata:\n  name: bad\nspec:\n";
+    let cases: [(&str, String, &[&str]); 6] = [
+        ("yaml.yaml", format!("{header}  tasks: [\n"), &["yaml.yaml"]),
+        ("typo.yaml", format!("{header}  taskz: []\n"), &["typo.yaml:6", "taskz"]),
+        (
+            "cycle.yaml",
+            format!(
+                "{header}  tasks:\n    - name: a\n      runAfter: [b]\n      taskSpec: {{steps: [{{script: 'true'}}]}}\n    \
+                 - name: b\n      runAfter: [a]\n      taskSpec: {{steps: [{{script: 'true'}}]}}\n"
+            ),
+            &["cycle"],
+        ),
+        (
+            "undeclared.yaml",
+            format!(
+                "{header}  tasks:\n    - name: a\n      workspaces: [{{name: src, workspace: nope}}]\n      \
+                 taskSpec:\n        workspaces: [{{name: src}}]\n        steps: [{{script: 'true'}}]\n"
+            ),
+            &["nope"],
+        ),
+        (
+            "variable.yaml",
+            format!("{header}  tasks:\n    - name: a\n      taskSpec:\n        steps: [{{script: 'echo $(params.nope)'}}]\n"),
+            &["params.nope"],
+        ),
+        (
+            "unsupported.yaml",
+            format!("{header}  finally: []\n  tasks: []\n"),
+            &["finally"],
+        ),
+    ];
+    for (name, yaml, needles) in cases {
+        let file = pipeline_file(&a, name, &yaml);
+        let args = ["run", file.to_str().unwrap()];
+        a.rejects(&args, needles, || workspaces(&a));
+    }
+    let hello = example("hello.yaml");
+    a.rejects(
+        &["run", hello.to_str().unwrap(), "--workspace", "nosuch=./x"],
+        &["nosuch"],
+        || workspaces(&a),
+    );
+    a.rejects(
+        &["run", hello.to_str().unwrap(), "--param", "nosuch=1"],
+        &["nosuch"],
+        || workspaces(&a),
+    );
+    a.rejects(
+        &["run", hello.to_str().unwrap(), "--workspace", "shared=none/such"],
+        &["none/such"],
+        || workspaces(&a),
+    );
+    assert_clean(&a);
+}
