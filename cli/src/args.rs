@@ -92,11 +92,16 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Delete a workspace: attaching it fails from now on (views attached
-    /// before keep working); its data is reclaimed by garbage collection.
+    /// Delete a workspace, or with --expired every workspace whose expiry
+    /// has passed (e.g. runs kept with `wsfs run --keep`): attaching it fails
+    /// from now on (views attached before keep working).
     Rm {
         /// The workspace, NAMESPACE/NAME.
-        workspace: String,
+        #[arg(required_unless_present = "expired", conflicts_with = "expired")]
+        workspace: Option<String>,
+        /// Delete every expired workspace instead.
+        #[arg(long)]
+        expired: bool,
         #[command(flatten)]
         output: Output,
     },

@@ -77,9 +77,16 @@ async fn run(cli: Cli) -> Result<()> {
             let mut client = daemon.connect_or_start().await?;
             commands::workspaces::ls(&mut client, namespace.as_deref(), output.json).await
         }
-        Command::Rm { workspace, output } => {
+        Command::Rm {
+            workspace,
+            expired,
+            output,
+        } => {
             let mut client = daemon.connect_or_start().await?;
-            commands::workspaces::rm(&mut client, &workspace, output.json).await
+            match workspace {
+                Some(ws) if !expired => commands::workspaces::rm(&mut client, &ws, output.json).await,
+                _ => commands::workspaces::rm_expired(&mut client, output.json).await,
+            }
         }
         Command::Run {
             file,

@@ -18,6 +18,14 @@ use crate::mounts::{AttachRequest, MountError, View};
 use crate::state::Daemon;
 use crate::views::{parse_sub_path, ViewKind};
 
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// How often persist progress is sent to the client.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
@@ -291,6 +299,52 @@ impl Wsfs for Service {
             workspace: ws.to_string(),
             layers: layers as u64,
         }))
+    }
+
+    async fn expire(&self, request: Request<pb::ExpireRequest>) -> Result<Response<pb::ExpireReply>, Status> {
+        let req = request.into_inner();
+        let ws = workspace_name(&req.workspace)?;
+        let daemon = self.daemon.clone();
+        let name = ws.clone();
+        let at_ms = now_ms().saturating_add(req.after_ms);
+        let exists = blocking(move || {
+            let exists = !workspace::layers(&daemon.store, &name)
+                .map_err(store_status)?
+                .is_empty();
+            if exists {
+                workspace::set_expiry(&daemon.store, &name, at_ms).map_err(store_status)?;
+            }
+            Ok(exists)
+        })
+        .await?;
+        if !exists {
+            return Err(mount_status(MountError::NoWorkspace(ws)));
+        }
+        Ok(Response::new(pb::ExpireReply {
+            workspace: ws.to_string(),
+            expires_at_ms: at_ms,
+        }))
+    }
+
+    async fn remove_expired(
+        &self,
+        _request: Request<pb::RemoveExpiredRequest>,
+    ) -> Result<Response<pb::RemoveExpiredReply>, Status> {
+        let daemon = self.daemon.clone();
+        let removed = blocking(move || {
+            let mut removed = Vec::new();
+            for (ws, at_ms) in workspace::expired(&daemon.store, now_ms()).map_err(store_status)? {
+                let layers = workspace::delete(&daemon.store, &ws).map_err(store_status)?;
+                tracing::info!(workspace = %ws, layers, expired_at_ms = at_ms, "removed an expired workspace");
+                removed.push(pb::RemoveReply {
+                    workspace: ws.to_string(),
+                    layers: layers as u64,
+                });
+            }
+            Ok(removed)
+        })
+        .await?;
+        Ok(Response::new(pb::RemoveExpiredReply { removed }))
     }
 
     async fn status(

@@ -6,6 +6,9 @@
 //! Listing the prefix gives the stack without reading any record, and
 //! persists from many hosts at once all land: no record is ever rewritten,
 //! so no compare-and-swap is needed (some S3 servers ignore preconditions).
+//!
+//! A workspace may carry an expiry (`expiry/<ns>/<name>`): after it, the
+//! workspace may be deleted by whoever cleans up (`wsfs rm --expired`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -165,16 +168,54 @@ pub fn records(store: &Store, ws: &WorkspaceName) -> Result<Vec<LayerRecord>, St
     Ok(out)
 }
 
-/// Deletes a workspace: its records, oldest first, so that a reader never sees
+/// Deletes a workspace: its records, newest first, so that a reader never sees
 /// a stack with a hole (newest layers without older ones) but at worst an
-/// older prefix of it. Layers and packs stay until garbage collection.
-/// Returns how many records were deleted.
+/// older prefix of it; then its expiry. Layers and packs stay until garbage
+/// collection. Returns how many records were deleted.
 pub fn delete(store: &Store, ws: &WorkspaceName) -> Result<usize, StoreError> {
     let keys = stack(store, ws)?;
     for (key, _) in keys.iter().rev() {
         store.remote().delete(key)?;
     }
+    store.remote().delete(&expiry_key(ws))?;
     Ok(keys.len())
+}
+
+/// Where a workspace's expiry is kept: `expiry/<ns>/<name>`, holding
+/// `expires_at_ms <unix ms>`.
+fn expiry_key(ws: &WorkspaceName) -> String {
+    format!("expiry/{}/{}", ws.namespace, ws.name)
+}
+
+/// Sets when a workspace may be deleted (replacing an earlier expiry).
+pub fn set_expiry(store: &Store, ws: &WorkspaceName, at_ms: u64) -> Result<(), StoreError> {
+    store.put_object(expiry_key(ws), Bytes::from(format!("expires_at_ms {at_ms}\n")))
+}
+
+/// Every workspace whose expiry is at or before `now_ms`, with its expiry.
+pub fn expired(store: &Store, now_ms: u64) -> Result<Vec<(WorkspaceName, u64)>, StoreError> {
+    let mut out = Vec::new();
+    for listed in store.remote().list("expiry")? {
+        let mut parts = listed.key.split('/').skip(1);
+        let (Some(ns), Some(name)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(ws) = format!("{ns}/{name}").parse::<WorkspaceName>() else {
+            continue;
+        };
+        let Some(bytes) = store.remote().get(&listed.key)? else {
+            continue;
+        };
+        let at = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.trim().strip_prefix("expires_at_ms ")?.parse::<u64>().ok());
+        match at {
+            Some(at) if at <= now_ms => out.push((ws, at)),
+            Some(_) => {}
+            None => tracing::warn!(key = %listed.key, "ignoring an unreadable expiry"),
+        }
+    }
+    Ok(out)
 }
 
 /// Every workspace (optionally of one namespace) with its number of layers.

@@ -511,3 +511,42 @@ fn bad_pipelines_are_rejected_before_anything_runs() {
     );
     assert_clean(&a);
 }
+
+/// `--keep` keeps a run's workspaces for inspection until their expiry:
+/// then `wsfs rm --expired`, or the next run, deletes them; workspaces not
+/// yet expired stay.
+#[test]
+fn kept_workspaces_are_deleted_once_expired() {
+    let a = Host::new();
+    let kept = |keep: &str| {
+        let done = run(
+            &a,
+            a.test_dir(),
+            &example("hello.yaml"),
+            &["--keep", keep, "--json"],
+        );
+        (format!("{}/shared", str_of(&done.json(), "run")), done.stderr())
+    };
+    let (first, _) = kept("1ms");
+    assert_eq!(workspaces(&a), std::slice::from_ref(&first));
+    let removed = a.ok_json(["rm", "--expired"]);
+    let names: Vec<&str> = array_of(&removed, "removed")
+        .iter()
+        .map(|r| str_of(r, "workspace"))
+        .collect();
+    assert_eq!(names, [first.as_str()], "{removed}");
+    assert!(workspaces(&a).is_empty());
+
+    let (second, _) = kept("1ms");
+    let (long, log) = kept("1h");
+    assert!(
+        log.contains(&format!("removed expired workspace {second}")),
+        "{log}"
+    );
+    assert!(log.contains(&format!("kept workspace {long} until")), "{log}");
+    assert_eq!(workspaces(&a), std::slice::from_ref(&long));
+    let again = a.ok_json(["rm", "--expired"]);
+    assert!(array_of(&again, "removed").is_empty(), "{again}");
+    a.ok_json(["rm", &long]);
+    assert_clean(&a);
+}

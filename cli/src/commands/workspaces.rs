@@ -90,3 +90,29 @@ pub async fn rm(client: &mut Client, workspace: &str, json: bool) -> Result<()> 
     );
     Ok(())
 }
+
+/// Deletes every workspace whose expiry has passed.
+pub async fn rm_expired(client: &mut Client, json: bool) -> Result<()> {
+    let reply = client
+        .remove_expired(pb::RemoveExpiredRequest {})
+        .await?
+        .into_inner();
+    let removed: Vec<_> = reply
+        .removed
+        .iter()
+        .map(|r| json!({ "workspace": r.workspace, "layers": r.layers }))
+        .collect();
+    emit(json, json!({ "removed": removed }), || {
+        let rows: Vec<Vec<String>> = reply
+            .removed
+            .iter()
+            .map(|r| vec![r.workspace.clone(), r.layers.to_string()])
+            .collect();
+        format!(
+            "removed {} expired workspaces\n{}",
+            rows.len(),
+            table(&["WORKSPACE", "LAYERS"], &rows)
+        )
+    });
+    Ok(())
+}

@@ -98,6 +98,17 @@ pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> 
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut client = client;
     let say = |line: &str| task::say(args.json, &run, None, line);
+    match client.remove_expired(pb::RemoveExpiredRequest {}).await {
+        Ok(reply) => {
+            for r in reply.into_inner().removed {
+                say(&format!(
+                    "removed expired workspace {} (kept by an earlier run)",
+                    r.workspace
+                ));
+            }
+        }
+        Err(e) => say(&format!("cannot remove expired workspaces: {}", e.message())),
+    }
     let (bound, owned) = match bind_workspaces(&mut client, &plan, &run, &dir, &say).await {
         Ok(bound) => bound,
         Err(e) => {
@@ -306,12 +317,25 @@ async fn cleanup(ctx: &RunContext, owned: &HashSet<String>, keep: Duration, run:
                 );
             }
         } else {
-            let until = humantime::format_rfc3339_seconds(SystemTime::now() + keep);
-            ctx.say(
-                run,
-                None,
-                &format!("kept workspace {ws} for inspection until {until} (`wsfs rm {ws}` deletes it)"),
-            );
+            let request = pb::ExpireRequest {
+                workspace: ws.clone(),
+                after_ms: keep.as_millis() as u64,
+            };
+            match client.expire(request).await {
+                Ok(reply) => {
+                    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(reply.into_inner().expires_at_ms);
+                    let until = humantime::format_rfc3339_seconds(at);
+                    let line = format!(
+                        "kept workspace {ws} until {until}: then `wsfs rm --expired` (or the next `wsfs run`) deletes it"
+                    );
+                    ctx.say(run, None, &line);
+                }
+                Err(e) => ctx.say(
+                    run,
+                    None,
+                    &format!("cannot set the expiry of {ws}: {}", e.message()),
+                ),
+            }
         }
     }
     ctx.remove_host_dirs();
