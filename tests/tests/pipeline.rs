@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
+use wsfs_tests::host::default_timeout;
 use wsfs_tests::json::{array_of, str_of};
 use wsfs_tests::tree::write_file;
-use wsfs_tests::Host;
+use wsfs_tests::{process, Host};
 
 /// `examples/<name>` of the repository.
 fn example(name: &str) -> PathBuf {
@@ -549,4 +550,73 @@ fn kept_workspaces_are_deleted_once_expired() {
     assert!(array_of(&again, "removed").is_empty(), "{again}");
     a.ok_json(["rm", &long]);
     assert_clean(&a);
+}
+
+/// A CI system cancels a run (SIGTERM) or a user presses Ctrl-C (SIGINT)
+/// while a step is running: every process of the step is killed, its views
+/// are detached, the run's workspaces are deleted, and the run exits
+/// non-zero saying it was interrupted.
+#[test]
+fn an_interrupted_run_kills_its_steps_and_leaves_nothing_behind() {
+    let a = Host::new();
+    let marker = a.path("step-started");
+    let yaml = format!(
+        r#"
+apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata:
+  name: interrupted
+spec:
+  workspaces: [{{name: data}}]
+  tasks:
+    - name: long
+      workspaces: [{{name: data, workspace: data}}]
+      taskSpec:
+        workspaces: [{{name: data}}]
+        steps:
+          - name: wait
+            env: [{{name: MARK, value: "{}"}}]
+            script: |
+              echo partial > $(workspaces.data.path)/partial.txt
+              touch "$MARK"
+              sleep 3600
+"#,
+        marker.display()
+    );
+    let file = pipeline_file(&a, "interrupted.yaml", &yaml);
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let child = a
+            .command(["run", file.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while !marker.exists() {
+            assert!(started.elapsed() < default_timeout(), "the step never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            !process::processes_mentioning(&marker).is_empty(),
+            "the step is not running"
+        );
+        // SAFETY: a plain syscall on our child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        assert!(
+            process::wait_for_exit(child.id() as i32, default_timeout()),
+            "the run did not stop"
+        );
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert_eq!(
+            process::processes_mentioning(&marker),
+            Vec::<i32>::new(),
+            "step processes survived"
+        );
+        assert!(workspaces(&a).is_empty(), "the run's workspace was not deleted");
+        assert_clean(&a);
+        fs::remove_file(&marker).unwrap();
+    }
 }

@@ -123,12 +123,16 @@ pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> 
         json: args.json,
         host_dirs: Mutex::new(Vec::new()),
         attached: Mutex::default(),
+        steps: Mutex::default(),
     });
     say(&format!("pipeline {}: {} tasks", plan.name, plan.tasks.len()));
     let reports = tokio::select! {
         reports = schedule(ctx.clone(), &plan) => Some(reports),
-        _ = tokio::signal::ctrl_c() => None,
+        () = interrupted() => None,
     };
+    if reports.is_none() {
+        ctx.kill_steps();
+    }
     cleanup(&ctx, &owned, args.keep, &run).await;
     let Some(reports) = reports else {
         bail!("interrupted: views detached, changes of running tasks discarded");
@@ -245,6 +249,20 @@ async fn bind_workspaces(
     }
     seeded.iter().for_each(|line| say(line));
     Ok((bound, owned))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (a CI system cancelling the job).
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 /// Runs every task as soon as the tasks it runs after succeeded; a task

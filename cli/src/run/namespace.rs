@@ -68,7 +68,8 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Makes `command` enter a new mount namespace, mount `mounts` and change to
+/// Makes `command` lead a process group of its own (so that the whole step
+/// can be killed), enter a new mount namespace, mount `mounts` and change to
 /// `workdir` (as the step sees it) before it executes.
 pub fn isolate(command: &mut tokio::process::Command, mounts: &Mounts, workdir: &str) -> Result<()> {
     let prepared = Prepared {
@@ -88,6 +89,7 @@ pub fn isolate(command: &mut tokio::process::Command, mounts: &Mounts, workdir: 
         // SAFETY: only async-signal-safe system calls on strings prepared
         // before the fork; errors are returned without allocating.
         unsafe {
+            check(libc::setpgid(0, 0))?;
             check(libc::unshare(libc::CLONE_NEWNS))?;
             let root = c"/";
             check(libc::mount(

@@ -37,6 +37,8 @@ pub struct RunContext {
     pub host_dirs: Mutex<Vec<PathBuf>>,
     /// Views attached and not yet detached, for clean-up after an interrupt.
     pub attached: Mutex<BTreeSet<PathBuf>>,
+    /// Process groups of the steps running now, killed on an interrupt.
+    pub steps: Mutex<BTreeSet<i32>>,
 }
 
 /// Prints one line of a run's, task's or step's log, prefixed with its name:
@@ -69,6 +71,14 @@ impl RunContext {
             .unwrap()
             .extend(missing.iter().map(|d| d.to_path_buf()));
         Ok(())
+    }
+
+    /// Kills every process of every running step.
+    pub fn kill_steps(&self) {
+        for group in self.steps.lock().unwrap().iter() {
+            // SAFETY: kill has no memory effects; a group already gone is ESRCH.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
     }
 
     /// Removes the host directories created for mount paths (if still empty).
@@ -407,9 +417,14 @@ async fn execute(
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot start step {:?}", step.name))?;
+        let group = child.id().map(|pid| pid as i32);
+        ctx.steps.lock().unwrap().extend(group);
         let out = pump(ctx, &task.name, &step.name, child.stdout.take().expect("piped"));
         let err = pump(ctx, &task.name, &step.name, child.stderr.take().expect("piped"));
         let (status, (), ()) = tokio::join!(child.wait(), out, err);
+        if let Some(group) = group {
+            ctx.steps.lock().unwrap().remove(&group);
+        }
         status.context("waiting for the step")
     }
     .await;
