@@ -86,6 +86,12 @@ impl Host {
 
     /// Runs `wsfs ARGS --json` and parses its output.
     pub fn cli<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Value> {
+        Ok(self.cli_with_log(args)?.0)
+    }
+
+    /// Runs `wsfs ARGS --json`; returns its parsed output and its stderr
+    /// (where `wsfs run --json` logs the steps).
+    pub fn cli_with_log<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<(Value, String)> {
         let out = Command::new(&self.wsfs)
             .args(args)
             .arg("--json")
@@ -99,15 +105,19 @@ impl Host {
             .iter()
             .map(|a| a.as_ref().to_string_lossy().into_owned())
             .collect();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
         if !out.status.success() {
+            let stdout = String::from_utf8_lossy(&out.stdout);
             bail!(
-                "wsfs {} failed: {}",
+                "wsfs {} failed: {}\n{}",
                 shown.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
+                log.trim(),
+                stdout.trim()
             );
         }
-        serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("wsfs {}: output is not JSON", shown.join(" ")))
+        let value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("wsfs {}: output is not JSON", shown.join(" ")))?;
+        Ok((value, log))
     }
 
     /// Persists the whole tree `root` to `workspace`.
@@ -177,6 +187,11 @@ pub fn field(value: &Value, key: &str) -> Result<u64> {
     value[key]
         .as_u64()
         .with_context(|| format!("no number {key:?} in {value}"))
+}
+
+/// `after[key] - before[key]` of two `wsfs status` replies.
+pub fn counter_delta(before: &Value, after: &Value, key: &str) -> Result<u64> {
+    Ok(field(after, key)?.saturating_sub(field(before, key)?))
 }
 
 /// Mount points in /proc/mounts at or below `dir`.

@@ -8,12 +8,14 @@
 //! - `read`: reading trees, the same code through a mount and natively
 //! - `measure`: the measurements
 //! - `views`: per-step views (isolated attach, writes in a view, detach --persist)
+//! - `pipeline`: 1 producer + 8 consumer tasks in `wsfs run`, layer vs tar.zst hand-over
 //! - `report`: rows, the markdown table, JSON
 
 mod corpus;
 mod host;
 mod measure;
 mod peers;
+mod pipeline;
 mod read;
 mod report;
 mod views;
@@ -69,13 +71,57 @@ struct Args {
     /// isolated view, detach --persist of a 1% change).
     #[arg(long)]
     no_views: bool,
+    /// Skip the pipeline measurement (1 producer + 8 consumer tasks in
+    /// `wsfs run`, hand-over by a layer vs by a tar.zst).
+    #[arg(long)]
+    no_pipeline: bool,
+    /// Run only these phases (comma-separated); --no-views and
+    /// --no-pipeline still apply.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Phase>,
+    /// Internal, a pipeline step's reader: reads every file below DIR (or
+    /// those listed in --read-list) and prints the counts.
+    #[arg(long, hide = true, value_name = "DIR")]
+    read_tree: Option<PathBuf>,
+    /// Internal: a file of NUL-separated paths relative to --read-tree.
+    #[arg(long, hide = true, requires = "read_tree")]
+    read_list: Option<PathBuf>,
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
 }
 
+/// A part of the bench, in the order they run.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    /// Persist, attach, full and partial reads, stored bytes.
+    Main,
+    /// Cold attach vs extraction at the --scale sizes.
+    Scale,
+    /// The pipeline of 1 producer + 8 consumers.
+    Pipeline,
+    /// Per-step views (last: its discards delete many files).
+    Views,
+}
+
+impl Args {
+    fn runs(&self, phase: Phase) -> bool {
+        let skipped = match phase {
+            Phase::Views => self.no_views,
+            Phase::Pipeline => self.no_pipeline,
+            Phase::Main | Phase::Scale => false,
+        };
+        !skipped && (self.only.is_empty() || self.only.contains(&phase))
+    }
+}
+
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    let result = match &args.read_tree {
+        Some(root) => pipeline::read_and_print(root, args.read_list.as_deref()),
+        None => run(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -112,8 +158,12 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
     };
     let tree = Tree::scan(&root)?;
     // Built (when missing) before anything is timed.
-    let small_trees = args
-        .scale
+    let scales = if args.runs(Phase::Scale) {
+        &args.scale[..]
+    } else {
+        &[]
+    };
+    let small_trees = scales
         .iter()
         .map(|&files| Tree::scan(&corpus::default_corpus(&args.corpus_dir, files)?))
         .collect::<Result<Vec<_>>>()?;
@@ -136,21 +186,27 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
         args.seed,
         !args.no_drop_caches,
     );
-    let mut outcome = measure::suite(&cfg, &tree)?;
-    let mut scale = vec![(
-        tree.files.len(),
-        tree.bytes,
-        outcome.attach.clone(),
-        outcome.extract.clone(),
-    )];
+    let (mut outcome, mut scale) = (measure::Outcome::default(), Vec::new());
+    if args.runs(Phase::Main) {
+        outcome = measure::suite(&cfg, &tree)?;
+        scale.push((
+            tree.files.len(),
+            tree.bytes,
+            outcome.attach.clone(),
+            outcome.extract.clone(),
+        ));
+    }
     for small in &small_trees {
         let (attach, extract) = measure::attach_only(&cfg, small)?;
         scale.push((small.files.len(), small.bytes, attach, extract));
     }
     scale.sort_by_key(|s| s.0);
+    if args.runs(Phase::Pipeline) {
+        pipeline::suite(&cfg, &tree, &mut outcome)?;
+    }
     // Last: the views' discards make the daemons delete many files, which
     // slows file creation for a minute or more afterwards.
-    if !args.no_views {
+    if args.runs(Phase::Views) {
         views::suite(&cfg, &tree, &mut outcome)?;
     }
     cfg.progress("done");
@@ -178,7 +234,7 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
     for line in &outcome.details {
         println!("- {line}");
     }
-    if scale.len() > 1 {
+    if !small_trees.is_empty() {
         println!("\n{}", scale_table(&scale));
     }
     Ok(())

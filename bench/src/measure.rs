@@ -9,7 +9,7 @@ use anyhow::{ensure, Context, Result};
 use rand::{rngs::StdRng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::corpus::Tree;
+use crate::corpus::{FileEntry, Tree};
 use crate::host::{field, Bins, Host};
 use crate::peers;
 use crate::read::{self, Read};
@@ -19,8 +19,9 @@ use crate::report::{bytes, time, Qty, Row, Samples, Target};
 const WS: &str = "bench/tree";
 /// The workspace of the re-persist (so the attached workspace keeps one layer).
 const AGAIN: &str = "bench/again";
-/// Share of the files read for the "bytes fetched" measurement.
-const SAMPLE_PERCENT: usize = 5;
+/// Share of the files read for the "bytes fetched" measurement (and by the
+/// pipeline's partial consumers).
+pub const SAMPLE_PERCENT: usize = 5;
 
 /// How to run.
 pub struct Config<'a> {
@@ -75,7 +76,8 @@ impl<'a> Config<'a> {
     }
 }
 
-/// The result of [`suite`].
+/// The result of [`suite`] (empty when it did not run), which later phases extend.
+#[derive(Default)]
 pub struct Outcome {
     /// The table.
     pub rows: Vec<Row>,
@@ -156,7 +158,7 @@ pub fn suite(cfg: &Config, tree: &Tree) -> Result<Outcome> {
     let sample = sample(tree, cfg.seed);
     seen.sample_files = sample.len();
     seen.attach_status = host.status()?;
-    seen.sample_read = read::read_files(&mountpoint, sample.iter().map(|p| p.as_path()))?;
+    seen.sample_read = read::read_files(&mountpoint, sample.iter().map(|f| f.path.as_path()))?;
     seen.fetched = field(&host.status()?, "remote_bytes_fetched")?;
     drop(host);
     cfg.progress("native stat walk");
@@ -479,11 +481,11 @@ pub fn pick(tree: &Tree, k: usize, seed: u64) -> Vec<usize> {
 }
 
 /// A random `SAMPLE_PERCENT`% of the files (at least one), in walk order.
-fn sample(tree: &Tree, seed: u64) -> Vec<PathBuf> {
+pub fn sample(tree: &Tree, seed: u64) -> Vec<&FileEntry> {
     let k = (tree.files.len() * SAMPLE_PERCENT / 100).max(1);
     let mut picked = pick(tree, k, seed);
     picked.sort_unstable();
-    picked.into_iter().map(|i| tree.files[i].path.clone()).collect()
+    picked.into_iter().map(|i| &tree.files[i]).collect()
 }
 
 /// Fails unless `read` covered what was `expected`.

@@ -17,7 +17,7 @@ use rand::{rngs::StdRng, Rng as _, RngCore as _, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::corpus::Tree;
-use crate::host::{field, Host};
+use crate::host::{counter_delta, field, Host};
 use crate::measure::{new_dir, pick, push, Config, Outcome};
 use crate::peers;
 use crate::read;
@@ -452,11 +452,6 @@ fn trash_emptied(host: &Host) -> Result<()> {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// `after[key] - before[key]` of two `wsfs status` replies.
-fn counter_delta(before: &Value, after: &Value, key: &str) -> Result<u64> {
-    Ok(field(after, key)?.saturating_sub(field(before, key)?))
 }
 
 /// The build-like write workload: the same bytes wherever it runs.
