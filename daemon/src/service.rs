@@ -354,7 +354,20 @@ impl Wsfs for Service {
         let d = &self.daemon;
         let m = d.store.metrics().snapshot();
         let cache = d.store.frame_cache();
+        let health = d.store.remote().health();
+        let since_ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+        };
         Ok(Response::new(pb::StatusReply {
+            remote_down: health.down_since.is_some(),
+            remote_down_since_ms: health.down_since.map(since_ms).unwrap_or(0),
+            remote_error: if health.down_since.is_some() {
+                health.last_error
+            } else {
+                String::new()
+            },
             pid: std::process::id(),
             state_dir: d.config.state_dir.display().to_string(),
             remote: d.store.remote().url().to_string(),

@@ -79,6 +79,13 @@ impl HostConfig {
         self
     }
 
+    /// Uses `server` as the remote, objects under `prefix` of its bucket.
+    pub fn s3(mut self, server: &crate::s3::S3Server, prefix: &str) -> Self {
+        self.remote = Some(server.url(prefix));
+        self.env.extend(server.env());
+        self
+    }
+
     /// Adds an environment variable.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));

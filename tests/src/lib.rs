@@ -17,6 +17,7 @@
 //! - [`process`]: running commands with a time limit, waiting for a pid to exit.
 //! - [`json`]: small accessors for the CLI's `--json` output.
 //! - [`csi`]: a CSI client driving the daemon's node plugin as kubelet does.
+//! - [`s3`]: a real S3 server (Garage, single node) a test can stop and start.
 //!
 //! Tests need root and `/dev/fuse`, and the release binaries
 //! (`cargo build --release -p wsfs-cli -p wsfs-daemon`).
@@ -27,6 +28,7 @@ pub mod host;
 pub mod json;
 pub mod mounts;
 pub mod process;
+pub mod s3;
 pub mod tree;
 
 pub use host::{Host, HostConfig};

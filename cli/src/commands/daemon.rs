@@ -6,7 +6,7 @@ use wsfs_api::pb;
 
 use crate::client::Daemon;
 use crate::commands::mount::mount_json;
-use crate::output::{bytes, emit, table};
+use crate::output::{bytes, emit, table, time_ms};
 
 /// Prints counters and mounts (starting the daemon if needed).
 pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
@@ -21,6 +21,9 @@ pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
         "remote_bytes_fetched": s.remote_bytes_fetched,
         "remote_put_requests": s.remote_put_requests,
         "remote_bytes_stored": s.remote_bytes_stored,
+        "remote_state": if s.remote_down { "down" } else { "up" },
+        "remote_down_since": if s.remote_down { json!(time_ms(s.remote_down_since_ms)) } else { json!(null) },
+        "remote_error": s.remote_error,
         "cache_hits": s.cache_hits,
         "cache_misses": s.cache_misses,
         "cache_bytes": s.cache_bytes,
@@ -52,6 +55,13 @@ pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
             s.cache_misses,
             s.read_errors,
         );
+        if s.remote_down {
+            text.push_str(&format!(
+                "\nremote DOWN since {}: {}",
+                time_ms(s.remote_down_since_ms),
+                s.remote_error
+            ));
+        }
         if !s.mounts.is_empty() {
             let rows: Vec<Vec<String>> = s
                 .mounts

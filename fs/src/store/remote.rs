@@ -5,8 +5,8 @@
 //! runtime and blocks on it. This is the only module that touches async code.
 
 use std::ops::Range;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -29,6 +29,30 @@ pub struct Remote {
     store: Arc<dyn ObjectStore>,
     runtime: tokio::runtime::Runtime,
     url: String,
+    health: Arc<Mutex<Health>>,
+}
+
+/// Whether the remote answered its last request.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    /// Since when requests fail (after their retries); `None` while it answers.
+    pub down_since: Option<SystemTime>,
+    /// The last failure, without credentials.
+    pub last_error: String,
+}
+
+/// Records a request's outcome: a failure other than "not found" (which is an
+/// answer) marks the remote down, anything else marks it up.
+fn observe<T>(health: &Mutex<Health>, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    let mut health = health.lock().unwrap();
+    match &result {
+        Err(e @ StoreError::Remote { not_found: false, .. }) => {
+            health.down_since.get_or_insert_with(SystemTime::now);
+            health.last_error = e.to_string();
+        }
+        _ => health.down_since = None,
+    }
+    result
 }
 
 /// An object listed under a prefix.
@@ -130,12 +154,18 @@ impl Remote {
             store,
             runtime,
             url: redact(url),
+            health: Arc::default(),
         })
     }
 
     /// The URL, without credentials, for messages.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Whether the remote answered its last request, and its last failure.
+    pub fn health(&self) -> Health {
+        self.health.lock().unwrap().clone()
     }
 
     fn err(&self, op: &'static str, key: &str, source: object_store::Error) -> StoreError {
@@ -158,7 +188,7 @@ impl Remote {
                 Err(e) => Err(e),
             }
         });
-        fetched.map_err(|e| self.err("GET", key, e))
+        observe(&self.health, fetched.map_err(|e| self.err("GET", key, e)))
     }
 
     /// Whether the remote answers: a GET of a key no object ever has
@@ -170,9 +200,8 @@ impl Remote {
     /// Bytes `range` of the object at `key`.
     pub fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         let path = Path::from(key);
-        self.runtime
-            .block_on(self.store.get_range(&path, range))
-            .map_err(|e| self.err("GET", key, e))
+        let fetched = self.runtime.block_on(self.store.get_range(&path, range));
+        observe(&self.health, fetched.map_err(|e| self.err("GET", key, e)))
     }
 
     /// Writes `bytes` at `key` atomically (readers see all or nothing).
@@ -184,8 +213,9 @@ impl Remote {
     pub fn spawn_put(&self, key: String, bytes: Bytes) -> PendingPut {
         let store = self.store.clone();
         let url = self.url.clone();
+        let health = self.health.clone();
         let handle = self.runtime.spawn(async move {
-            store
+            let put = store
                 .put(&Path::from(key.as_str()), PutPayload::from(bytes))
                 .await
                 .map(|_| ())
@@ -195,7 +225,8 @@ impl Remote {
                     key,
                     message: e.to_string(),
                     not_found: false,
-                })
+                });
+            observe(&health, put)
         });
         PendingPut {
             handle,
@@ -205,16 +236,17 @@ impl Remote {
 
     /// Deletes the object at `key` (done when it does not exist).
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        match self.runtime.block_on(self.store.delete(&Path::from(key))) {
+        let deleted = match self.runtime.block_on(self.store.delete(&Path::from(key))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err("DELETE", key, e)),
-        }
+        };
+        observe(&self.health, deleted)
     }
 
     /// Every object under `prefix` (a `/`-separated key prefix), sorted by key.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         let path = Path::from(prefix);
-        let mut listed: Vec<Listed> = self
+        let listed: Result<Vec<Listed>, _> = self
             .runtime
             .block_on(
                 self.store
@@ -225,7 +257,8 @@ impl Remote {
                     })
                     .try_collect(),
             )
-            .map_err(|e| self.err("LIST", prefix, e))?;
+            .map_err(|e| self.err("LIST", prefix, e));
+        let mut listed = observe(&self.health, listed)?;
         listed.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(listed)
     }
