@@ -41,6 +41,10 @@ pub struct HostConfig {
     pub env: Vec<(String, String)>,
     /// The daemon also serves the CSI node plugin, on [`Host::csi_socket`].
     pub csi: bool,
+    /// Keep the test on its `file://` remote even when the suite runs on S3
+    /// (given to a test's first host, it holds for all its hosts): for tests
+    /// that look at or damage the remote's objects as files.
+    pub file_remote: bool,
 }
 
 impl Default for HostConfig {
@@ -58,6 +62,7 @@ impl HostConfig {
             remote: None,
             env: Vec::new(),
             csi: false,
+            file_remote: false,
         }
     }
 
@@ -70,6 +75,12 @@ impl HostConfig {
     /// Sets `WSFS_REMOTE` (instead of the shared `file://` remote).
     pub fn remote(mut self, url: &str) -> Self {
         self.remote = Some(url.to_string());
+        self
+    }
+
+    /// Keeps the test on its `file://` remote when the suite runs on S3 (see the field).
+    pub fn file_remote(mut self) -> Self {
+        self.file_remote = true;
         self
     }
 
@@ -93,10 +104,18 @@ impl HostConfig {
     }
 }
 
-/// The temporary directory of one test, shared by its hosts.
+/// The temporary directory of one test, shared by its hosts, and the test's
+/// S3 server when the suite runs on S3.
 struct TestDir {
     root: PathBuf,
+    s3: Option<crate::s3::S3Server>,
     _dir: tempfile::TempDir,
+}
+
+/// `WSFS_TEST_REMOTE=s3`: every test's default remote is an S3 server of its
+/// own (Garage, [`crate::s3`]) instead of a `file://` directory.
+pub fn suite_on_s3() -> bool {
+    std::env::var("WSFS_TEST_REMOTE").is_ok_and(|r| r == "s3")
 }
 
 impl Drop for TestDir {
@@ -183,7 +202,8 @@ impl Host {
             .expect("create test temp dir");
         let root = dir.path().canonicalize().expect("canonicalize temp dir");
         fs::create_dir_all(root.join("remote")).expect("create remote dir");
-        let test = Arc::new(TestDir { root, _dir: dir });
+        let s3 = (suite_on_s3() && !config.file_remote).then(|| crate::s3::S3Server::start(&root.join("s3")));
+        let test = Arc::new(TestDir { root, s3, _dir: dir });
         Host::on(test, config)
     }
 
@@ -203,14 +223,16 @@ impl Host {
         let state_dir = dir.join("state");
         fs::create_dir_all(&state_dir).expect("create state dir");
         fs::create_dir_all(dir.join("runs")).expect("create runs dir");
-        let remote_url = config
-            .remote
-            .clone()
-            .unwrap_or_else(|| format!("file://{}", test.root.join("remote").display()));
-        let mut env = vec![
-            ("WSFS_STATE_DIR".to_string(), state_dir.display().to_string()),
-            ("WSFS_REMOTE".to_string(), remote_url.clone()),
-        ];
+        let mut env = vec![("WSFS_STATE_DIR".to_string(), state_dir.display().to_string())];
+        let remote_url = match (&config.remote, &test.s3) {
+            (Some(url), _) => url.clone(),
+            (None, Some(server)) => {
+                env.extend(server.env());
+                server.url("remote")
+            }
+            _ => format!("file://{}", test.root.join("remote").display()),
+        };
+        env.push(("WSFS_REMOTE".to_string(), remote_url.clone()));
         if let Some(bytes) = config.cache_bytes {
             env.push(("WSFS_CACHE_BYTES".to_string(), bytes.to_string()));
         }
@@ -249,6 +271,10 @@ impl Host {
 
     /// The shared remote's directory (when it is the default `file://` remote).
     pub fn remote_dir(&self) -> PathBuf {
+        assert!(
+            self.remote_url.starts_with("file://"),
+            "this test looks at the remote's files: give its hosts HostConfig::file_remote()"
+        );
         self.test.root.join("remote")
     }
 

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use wsfs_tests::tree::write_file;
 use wsfs_tests::{mounts, Host, HostConfig};
 
-/// A host with a small source tree at `<tmp>/src` and a file outside it.
+/// A host with a small source tree at `<tmp>/src` and a file outside it; on
+/// the `file://` remote, whose record files the tests check directly.
 fn setup() -> (Host, PathBuf) {
-    let a = Host::new();
+    let a = Host::with_config(HostConfig::default().file_remote());
     let src = a.path("src");
     write_file(&src.join("file.txt"), b"file\n").unwrap();
     write_file(&src.join("dir/x"), b"x\n").unwrap();

@@ -11,7 +11,7 @@ use serde_json::Value;
 use wsfs_tests::compare::{assert_same_tree, compare_random_ranges, hash_file, list_paths, CompareOptions};
 use wsfs_tests::json::{array_of, is_hex64, str_of, u64_of};
 use wsfs_tests::tree::{generate, random_bytes, set_mtime, write_file, Tree, TreeSpec};
-use wsfs_tests::{mounts, Host, MIB};
+use wsfs_tests::{mounts, Host, HostConfig, MIB};
 
 /// The layer ids of an `attach` or `log` JSON object, as strings.
 fn layer_ids(v: &Value) -> Vec<String> {
@@ -301,7 +301,8 @@ fn a_second_persist_stacks_on_the_first() {
 /// layer that still stores no new chunk data.
 #[test]
 fn re_persisting_an_unchanged_tree_uploads_nothing_new() {
-    let a = Host::new();
+    // The file:// remote: the test compares its pack files.
+    let a = Host::with_config(HostConfig::default().file_remote());
     let src = a.path("src");
     let tree = generate(&src, &TreeSpec::plain(4, 2000).with_big_file(8 * MIB)).unwrap();
     let top = tree.top_level();

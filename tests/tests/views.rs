@@ -17,7 +17,7 @@ use serde_json::Value;
 use wsfs_tests::compare::{assert_same_tree, compare_trees, format_differences, list_paths, CompareOptions};
 use wsfs_tests::json::{array_of, is_hex64, str_of, u64_of};
 use wsfs_tests::tree::{generate, random_bytes, set_mtime, write_file, TreeSpec};
-use wsfs_tests::{mounts, process, Host, MIB};
+use wsfs_tests::{mounts, process, Host, HostConfig, MIB};
 
 const ISOLATED: &[&str] = &["--view", "isolated"];
 const READ_ONLY: &[&str] = &["--view", "read-only"];
@@ -1039,7 +1039,8 @@ fn detaching_a_busy_isolated_view_names_the_process_and_keeps_the_view() {
 /// --persist` lands the changes.
 #[test]
 fn a_failed_persist_keeps_the_view_attached_with_its_changes() {
-    let a = Host::new();
+    // The file:// remote: the test breaks its packs directory.
+    let a = Host::with_config(HostConfig::default().file_remote());
     small_workspace(&a, "fail/ws");
     let log = a.log("fail/ws");
     let v = a.path("view");
