@@ -42,6 +42,10 @@ pub enum Command {
         /// Files and directories to persist, relative to --root.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// The workspace expires this long after the persist (e.g. 7d, 12h):
+        /// then `wsfs rm --expired` deletes it.
+        #[arg(long, value_name = "DURATION")]
+        expire_after: Option<humantime::Duration>,
         #[command(flatten)]
         output: Output,
     },

@@ -40,10 +40,17 @@ async fn run(cli: Cli) -> Result<()> {
             workspace,
             root,
             paths,
+            expire_after,
             output,
         } => {
             let mut client = daemon.connect_or_start().await?;
-            commands::persist::run(&mut client, &workspace, &root, &paths, output.json).await
+            let request = commands::persist::Request {
+                workspace: &workspace,
+                root: &root,
+                paths: &paths,
+                expire_after: expire_after.map(Into::into),
+            };
+            commands::persist::run(&mut client, &request, output.json).await
         }
         Command::Attach {
             workspace,

@@ -86,6 +86,16 @@ pub(crate) fn mount_status(e: MountError) -> Status {
     }
 }
 
+/// Sets `ws` to expire `after_ms` from now (nothing when 0); returns when (or 0).
+fn expire(daemon: &Daemon, ws: &WorkspaceName, after_ms: u64) -> Result<u64, Status> {
+    if after_ms == 0 {
+        return Ok(0);
+    }
+    let at_ms = now_ms().saturating_add(after_ms);
+    workspace::set_expiry(&daemon.store, ws, at_ms).map_err(store_status)?;
+    Ok(at_ms)
+}
+
 fn persist_result(ws: String, o: PersistOutcome) -> pb::PersistResult {
     pb::PersistResult {
         workspace: ws,
@@ -97,6 +107,7 @@ fn persist_result(ws: String, o: PersistOutcome) -> pb::PersistResult {
         skipped: o.skipped,
         deleted: o.deleted,
         overrode: o.overrode,
+        expires_at_ms: 0,
     }
 }
 
@@ -181,10 +192,23 @@ impl Wsfs for Service {
             let event = match outcome {
                 Ok(o) => {
                     tracing::info!(workspace = %ws, layer = %o.layer, files = o.files, new_bytes = o.new_bytes, "persisted");
-                    let result = persist_result(ws.to_string(), o);
-                    Ok(pb::PersistEvent {
-                        event: Some(pb::persist_event::Event::Result(result)),
-                    })
+                    let mut result = persist_result(ws.to_string(), o);
+                    match expire(&daemon, &ws, req.expire_after_ms) {
+                        Ok(at_ms) => {
+                            result.expires_at_ms = at_ms;
+                            Ok(pb::PersistEvent {
+                                event: Some(pb::persist_event::Event::Result(result)),
+                            })
+                        }
+                        Err(e) => Err(Status::new(
+                            e.code(),
+                            format!(
+                                "persisted layer {} to {ws}, but could not set its expiry: {}",
+                                result.layer,
+                                e.message()
+                            ),
+                        )),
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(workspace = %ws, error = %e, "persist failed");

@@ -398,3 +398,62 @@ fn a_removed_workspace_is_gone_for_every_host_but_attached_views_keep_working() 
         "{again}"
     );
 }
+
+/// A job persists scratch output that should not outlive the week: with
+/// `--expire-after`, the result says when the workspace expires, and
+/// `wsfs rm --expired` deletes it once that time has passed, not before.
+#[test]
+fn a_workspace_persisted_with_an_expiry_is_deleted_once_expired() {
+    let a = Host::new();
+    let src = a.path("src");
+    write_file(&src.join("out.txt"), b"scratch\n").unwrap();
+    let root = src.to_str().unwrap();
+    let week = a.ok_json([
+        "persist",
+        "-w",
+        "tmp/week",
+        "--root",
+        root,
+        "--expire-after",
+        "7d",
+        "out.txt",
+    ]);
+    assert!(str_of(&week, "expires_at").starts_with("20"), "{week}");
+    let short = a.ok_json([
+        "persist",
+        "-w",
+        "tmp/short",
+        "--root",
+        root,
+        "--expire-after",
+        "1ms",
+        "out.txt",
+    ]);
+    assert!(short["expires_at"].is_string(), "{short}");
+    let plain = a.ok_json(["persist", "-w", "tmp/plain", "--root", root, "out.txt"]);
+    assert!(plain["expires_at"].is_null(), "{plain}");
+
+    let removed = a.ok_json(["rm", "--expired"]);
+    let names: Vec<&str> = array_of(&removed, "removed")
+        .iter()
+        .map(|r| str_of(r, "workspace"))
+        .collect();
+    assert_eq!(names, ["tmp/short"], "{removed}");
+    let ls = a.ok_json(["ls", "tmp"]);
+    let left: Vec<&str> = array_of(&ls, "workspaces")
+        .iter()
+        .map(|w| str_of(w, "workspace"))
+        .collect();
+    assert_eq!(left, ["tmp/plain", "tmp/week"]);
+    let err = a.fails([
+        "persist",
+        "-w",
+        "tmp/x",
+        "--root",
+        root,
+        "--expire-after",
+        "soon",
+        "out.txt",
+    ]);
+    assert!(err.contains("--expire-after"), "{err}");
+}

@@ -2,6 +2,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -9,23 +10,34 @@ use serde_json::json;
 use wsfs_api::pb::{self, persist_event::Event};
 use wsfs_api::Client;
 
-use crate::output::{bytes, emit};
+use crate::output::{bytes, emit, time_ms};
 
-/// Persists `paths` (relative to `root`) to `workspace`.
-pub async fn run(
-    client: &mut Client,
-    workspace: &str,
-    root: &Path,
-    paths: &[PathBuf],
-    json: bool,
-) -> Result<()> {
+/// What `wsfs persist` was asked.
+pub struct Request<'a> {
+    /// `--workspace`.
+    pub workspace: &'a str,
+    /// `--root`.
+    pub root: &'a Path,
+    /// The paths, relative to the root.
+    pub paths: &'a [PathBuf],
+    /// `--expire-after`.
+    pub expire_after: Option<Duration>,
+}
+
+/// Persists the request's paths as a new layer of its workspace.
+pub async fn run(client: &mut Client, req: &Request<'_>, json: bool) -> Result<()> {
     let root = std::env::current_dir()
         .context("cannot read the current directory")?
-        .join(root);
+        .join(req.root);
     let request = pb::PersistRequest {
-        workspace: workspace.to_string(),
+        workspace: req.workspace.to_string(),
         root: root.as_os_str().as_bytes().to_vec(),
-        paths: paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect(),
+        paths: req
+            .paths
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect(),
+        expire_after_ms: req.expire_after.map_or(0, |d| (d.as_millis() as u64).max(1)),
     };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
@@ -85,6 +97,7 @@ pub fn result_json(r: &pb::PersistResult) -> serde_json::Value {
         "deleted": r.deleted,
         "skipped": r.skipped,
         "overrode": r.overrode,
+        "expires_at": (r.expires_at_ms > 0).then(|| time_ms(r.expires_at_ms)),
     })
 }
 
@@ -101,6 +114,12 @@ pub fn result_text(r: &pb::PersistResult) -> String {
     );
     if r.deleted > 0 {
         text.push_str(&format!(", {} deleted", r.deleted));
+    }
+    if r.expires_at_ms > 0 {
+        text.push_str(&format!(
+            "; the workspace expires at {}",
+            time_ms(r.expires_at_ms)
+        ));
     }
     for path in &r.skipped {
         text.push_str(&format!(

@@ -23,6 +23,10 @@ use self::report::{summary, task_json, TaskReport, TaskStatus};
 use self::task::RunContext;
 use crate::commands::persist;
 
+/// When the workspaces of a run killed before its clean-up (SIGKILL, a
+/// crash) expire; a run that ends sets their expiry itself (`--keep`).
+const ORPHAN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// What `wsfs run` was asked.
 pub struct RunArgs {
     /// The pipeline file.
@@ -216,6 +220,8 @@ async fn bind_workspaces(
             workspace: name.clone(),
             root: std::os::unix::ffi::OsStrExt::as_bytes(root.as_os_str()).to_vec(),
             paths: vec![b".".to_vec()],
+            // A run killed before its clean-up leaves its workspaces: they expire.
+            expire_after_ms: ORPHAN_EXPIRY.as_millis() as u64,
         };
         match persist::stream(client, request, |_| {}).await {
             Ok(result) => seeded.push(match ws.binding.as_ref().map(|b| &b.source) {
