@@ -188,3 +188,82 @@ fn an_outage_fails_reads_with_eio_then_everything_works_again_without_remount() 
         b"made during the outage"
     );
 }
+
+/// Reads `path` with `O_DIRECT`, past the page cache: each reader's reads
+/// reach the daemon, as reads of different processes on different pages do.
+fn read_direct(path: &std::path::Path) -> Vec<u8> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const BLOCK: usize = 1 << 20;
+    let layout = std::alloc::Layout::from_size_align(BLOCK, 4096).unwrap();
+    // SAFETY: a non-zero size; freed below with the same layout.
+    let buf = unsafe { std::alloc::alloc(layout) };
+    assert!(!buf.is_null());
+    // SAFETY: `buf` holds BLOCK bytes, owned here until dealloc.
+    let block = unsafe { std::slice::from_raw_parts_mut(buf, BLOCK) };
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap();
+    let mut out = Vec::new();
+    loop {
+        let n = file.read(block).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&block[..n]);
+    }
+    // SAFETY: allocated above with `layout`.
+    unsafe { std::alloc::dealloc(buf, layout) };
+    out
+}
+
+/// Sixteen test processes read one large file at once on a fresh host,
+/// past the page cache: the host fetches from the bucket exactly what a
+/// single reader's host fetches (each frame once: concurrent readers of a
+/// chunk share one fetch), and every reader gets the right bytes.
+#[test]
+fn sixteen_concurrent_readers_of_one_file_fetch_each_chunk_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    let a = s3_host(None, &server, "single-flight", "a");
+    let data = random_bytes(16, 24 << 20);
+    write_file(&a.path("src/big.bin"), &data).unwrap();
+    a.persist("run-3/big", &a.path("src"), &["big.bin"]);
+
+    let fetched = |host: &Host, readers: usize| {
+        let mnt = host.path("mnt");
+        host.attach("run-3/big", &mnt);
+        let barrier = Barrier::new(readers);
+        std::thread::scope(|scope| {
+            for _ in 0..readers {
+                scope.spawn(|| {
+                    barrier.wait();
+                    assert!(
+                        read_direct(&mnt.join("big.bin")) == data,
+                        "a reader got wrong bytes"
+                    );
+                });
+            }
+        });
+        let status = host.status();
+        let remote = (
+            u64_of(&status, "remote_get_requests"),
+            u64_of(&status, "remote_bytes_fetched"),
+        );
+        (remote, u64_of(&status, "cache_hits"))
+    };
+    let one = fetched(&s3_host(Some(&a), &server, "single-flight", "one"), 1);
+    let sixteen = fetched(&s3_host(Some(&a), &server, "single-flight", "sixteen"), 16);
+    assert!(
+        one.0 .1 >= 24 << 20,
+        "a reader's host fetched only {} bytes",
+        one.0 .1
+    );
+    assert!(
+        sixteen.1 > one.1,
+        "the readers' reads did not all reach the daemon: {sixteen:?} vs {one:?}"
+    );
+    assert_eq!(sixteen.0, one.0, "(GETs, bytes) with 16 readers vs 1");
+}
