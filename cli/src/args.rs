@@ -67,6 +67,17 @@ pub enum Command {
         /// (default: the state dir). Must be on a local disk file system.
         #[arg(long, value_name = "DIR")]
         upper_dir: Option<PathBuf>,
+        /// Fetch the whole workspace in the background (progress in `wsfs
+        /// status`): first the files its readers read first last time (the
+        /// access trace kept when a view is detached), then the rest. Reads
+        /// that miss still go first.
+        #[arg(long)]
+        prefetch: bool,
+        /// Keep and use the access trace under this key instead of the
+        /// workspace name: attaches of different workspaces read alike (e.g.
+        /// each run's build output) can share one (e.g. build/linux).
+        #[arg(long, value_name = "KEY")]
+        prefetch_key: Option<String>,
         #[command(flatten)]
         output: Output,
     },

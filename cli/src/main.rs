@@ -58,6 +58,8 @@ async fn run(cli: Cli) -> Result<()> {
             view,
             sub_path,
             upper_dir,
+            prefetch,
+            prefetch_key,
             output,
         } => {
             let mut client = daemon.connect_or_start().await?;
@@ -65,6 +67,8 @@ async fn run(cli: Cli) -> Result<()> {
                 kind: view,
                 sub_path: sub_path.unwrap_or_default(),
                 upper_dir,
+                prefetch,
+                prefetch_key,
             };
             commands::mount::attach(&mut client, &workspace, &mountpoint, &view, output.json).await
         }

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -19,12 +20,16 @@ use wsfs_fs::fuse::BackgroundSession;
 use wsfs_fs::fuse::{mount, WsfsFs};
 use wsfs_fs::ids::LayerId;
 use wsfs_fs::persist::{persist_changes, ChangesRequest, PersistError, PersistOutcome};
+use wsfs_fs::prefetch::{decode_trace, prefetch, prefetch_order, trace_key, AccessTrace, Progress};
 use wsfs_fs::store::Store;
 use wsfs_fs::tree::Tree;
 use wsfs_fs::workspace::{self, WorkspaceName};
 
 use crate::sys::{self, OverlayDirs};
 use crate::views::{self, resolve_sub_path, Scratch, ViewKind};
+
+/// How many of the first files to prefetch the log names.
+const PREFETCH_LOGGED: usize = 5;
 
 /// Why a mount operation failed; each names the path or workspace.
 #[derive(Debug, Error)]
@@ -89,6 +94,12 @@ struct Shared {
     tree: Arc<Tree>,
     workspace: WorkspaceName,
     views: usize,
+    /// Which files its readers read first.
+    trace: Arc<AccessTrace>,
+    /// Reads in flight (a prefetch waits for them).
+    busy: Arc<AtomicUsize>,
+    /// The prefetch of the whole version, once a view asked for one.
+    prefetch: Option<Arc<Progress>>,
 }
 
 /// A view: where a step sees a workspace.
@@ -114,6 +125,11 @@ pub struct View {
     created: bool,
     /// `detach --persist` is writing its changes: unmounted, not yet gone.
     pub detaching: bool,
+    /// Where the access trace of the view's readers is kept (`--prefetch-key`,
+    /// default the workspace name).
+    pub prefetch_key: String,
+    /// The prefetch of the view's version, if one was asked for.
+    pub prefetch: Option<Arc<Progress>>,
 }
 
 impl View {
@@ -151,6 +167,11 @@ pub struct AttachRequest<'a> {
     pub sub_path: Vec<u8>,
     /// Where an isolated view keeps its changes (default: the state dir).
     pub upper_dir: Option<&'a Path>,
+    /// Fetch the whole version in the background, in the order of the trace
+    /// kept under `prefetch_key`.
+    pub prefetch: bool,
+    /// Where the access trace is read from and written to (default: the workspace name).
+    pub prefetch_key: Option<&'a str>,
 }
 
 #[derive(Default)]
@@ -299,6 +320,8 @@ impl Mounts {
                 scratch: None,
                 created,
                 detaching: false,
+                prefetch_key: req.prefetch_key.map_or_else(|| ws.to_string(), str::to_string),
+                prefetch: None,
             };
             let mounted = match req.kind {
                 ViewKind::ReadOnly => sys::bind_read_only(&view.lower(&shared.path), req.mountpoint)
@@ -325,6 +348,10 @@ impl Mounts {
                 return Err(e);
             }
             shared.views += 1;
+            if req.prefetch && shared.prefetch.is_none() {
+                shared.prefetch = Some(self.start_prefetch(shared, &view.prefetch_key));
+            }
+            view.prefetch = shared.prefetch.clone();
             table.views.insert(req.mountpoint.to_path_buf(), view.clone());
             Ok(view)
         };
@@ -375,15 +402,75 @@ impl Mounts {
         std::fs::create_dir_all(&path).map_err(|e| MountError::System(path.clone(), e))?;
         let source: Arc<dyn wsfs_fs::tree::ChunkSource> = self.store.clone();
         let fsname = format!("{}{ws}", sys::WSFS_SOURCE_PREFIX);
-        let session = mount(WsfsFs::new(tree.clone(), source), &path, &fsname)
-            .map_err(|e| MountError::System(path.clone(), e))?;
+        let trace = Arc::new(AccessTrace::new(tree.inodes()));
+        let busy = Arc::new(AtomicUsize::new(0));
+        let fs = WsfsFs::new(tree.clone(), source, trace.clone(), busy.clone());
+        let session = mount(fs, &path, &fsname).map_err(|e| MountError::System(path.clone(), e))?;
         Ok(Shared {
             path,
             session,
             tree,
             workspace: ws.clone(),
             views: 0,
+            trace,
+            busy,
+            prefetch: None,
         })
+    }
+
+    /// Starts fetching a version's files in the background: first those of
+    /// the trace kept under `key` (the order readers read them last time),
+    /// then the rest.
+    fn start_prefetch(&self, shared: &Shared, key: &str) -> Arc<Progress> {
+        let progress = Arc::new(Progress::default());
+        *progress.state.lock().unwrap() = "starting".into();
+        let (store, tree, busy, done) = (
+            self.store.clone(),
+            shared.tree.clone(),
+            shared.busy.clone(),
+            progress.clone(),
+        );
+        let key = trace_key(key);
+        std::thread::spawn(move || {
+            let stored = match store.remote().get(&key) {
+                Ok(stored) => stored.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "cannot read the access trace: prefetching in tree order");
+                    Default::default()
+                }
+            };
+            let trace = decode_trace(&stored);
+            let order = prefetch_order(&tree, &trace);
+            let first: Vec<u64> = order.iter().take(PREFETCH_LOGGED).copied().collect();
+            let paths = tree.paths_of(&first.iter().copied().collect());
+            let first: Vec<String> = first
+                .iter()
+                .filter_map(|i| paths.get(i))
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
+            tracing::info!(key, traced = trace.len(), files = order.len(), first = %first.join(", "), "prefetching");
+            let source: &dyn wsfs_fs::tree::ChunkSource = store.as_ref();
+            prefetch(&tree, source, &order, &busy, &done);
+            tracing::info!(key, state = %done.state.lock().unwrap(), "prefetch ended");
+        });
+        progress
+    }
+
+    /// Keeps the access trace of `view`'s version under the view's prefetch
+    /// key, for the next `attach --prefetch` (nothing when nothing was read).
+    fn save_trace(&self, view: &View, shared_trace: &AccessTrace, tree: &Tree) {
+        // A remote known to be down would hold up detach (and shutdown) for nothing.
+        if self.store.remote().health().down_since.is_some() {
+            return;
+        }
+        let Some(bytes) = shared_trace.encode(tree) else {
+            return;
+        };
+        let key = trace_key(&view.prefetch_key);
+        match self.store.remote().put(&key, bytes.into()) {
+            Ok(()) => tracing::info!(key, "kept the access trace"),
+            Err(e) => tracing::warn!(key, error = %e, "cannot keep the access trace"),
+        }
     }
 
     /// Detaches the view at `mountpoint`. `persist`: first turn an isolated
@@ -395,7 +482,7 @@ impl Mounts {
         persist: bool,
         force: bool,
     ) -> Result<Option<(WorkspaceName, PersistOutcome)>, MountError> {
-        let (view, tree, in_use) = {
+        let (view, tree, trace, in_use) = {
             let mut table = self.table.lock().unwrap();
             let Some(view) = table.views.get_mut(mountpoint) else {
                 return Err(MountError::NotMounted(mountpoint.into()));
@@ -417,9 +504,10 @@ impl Mounts {
             if !persist {
                 table.views.remove(mountpoint);
             }
-            let tree = table.shared[&view.version].tree.clone();
-            (view, tree, in_use)
+            let shared = &table.shared[&view.version];
+            (view, shared.tree.clone(), shared.trace.clone(), in_use)
         };
+        self.save_trace(&view, &trace, &tree);
         let outcome = match (persist, &view.scratch) {
             (true, Some(scratch)) => {
                 let outcome = self.persist_view(&view, scratch, &tree)?;
@@ -696,6 +784,9 @@ fn prepare_mountpoint(mountpoint: &Path) -> Result<bool, MountError> {
 /// a lazily detached view, so the mount is detached lazily too and its
 /// threads, which serve until the last user is gone, are joined off this thread.
 fn close_shared(shared: Shared, lazy: bool) {
+    if let Some(prefetch) = &shared.prefetch {
+        prefetch.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let Shared { path, session, .. } = shared;
     if lazy {
         let _ = sys::unmount(&path, true);

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use wsfs_api::pb::{self, wsfs_server::Wsfs};
 use wsfs_fs::error::StoreError;
 use wsfs_fs::persist::{persist, PersistError, PersistOutcome, PersistRequest};
+use wsfs_fs::prefetch::Progress;
 use wsfs_fs::workspace::{self, WorkspaceName};
 
 use crate::mounts::{AttachRequest, MountError, View};
@@ -96,6 +97,27 @@ fn expire(daemon: &Daemon, ws: &WorkspaceName, after_ms: u64) -> Result<u64, Sta
     Ok(at_ms)
 }
 
+/// A `--prefetch-key`: 1-256 letters, digits, `.`, `_`, `-` and `/`, with no
+/// empty, `.` or `..` component.
+fn prefetch_key(key: &str) -> Result<&str, Status> {
+    let valid = key.len() <= 256
+        && key.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        });
+    if valid {
+        Ok(key)
+    } else {
+        Err(Status::invalid_argument(format!(
+            "--prefetch-key {key:?}: use 1-256 letters, digits, '.', '_', '-' and '/' (e.g. build-cache/linux)"
+        )))
+    }
+}
+
 fn persist_result(ws: String, o: PersistOutcome) -> pb::PersistResult {
     pb::PersistResult {
         workspace: ws,
@@ -122,6 +144,16 @@ fn absolute(text: &str, what: &str) -> Result<PathBuf, Status> {
     }
 }
 
+/// A prefetch counter (0 without prefetch).
+fn prefetched(
+    progress: &Option<Arc<Progress>>,
+    counter: impl Fn(&Progress) -> &std::sync::atomic::AtomicU64,
+) -> u64 {
+    progress
+        .as_ref()
+        .map_or(0, |p| counter(p).load(std::sync::atomic::Ordering::Relaxed))
+}
+
 fn view_info(v: &View) -> pb::MountInfo {
     pb::MountInfo {
         mountpoint: v.mountpoint.display().to_string(),
@@ -137,6 +169,16 @@ fn view_info(v: &View) -> pb::MountInfo {
             .as_ref()
             .map(|s| s.upper().display().to_string())
             .unwrap_or_default(),
+        prefetch_key: v.prefetch_key.clone(),
+        prefetch_state: v
+            .prefetch
+            .as_ref()
+            .map(|p| p.state.lock().unwrap().clone())
+            .unwrap_or_default(),
+        prefetch_files_done: prefetched(&v.prefetch, |p| &p.files_done),
+        prefetch_files_total: prefetched(&v.prefetch, |p| &p.files_total),
+        prefetch_bytes_done: prefetched(&v.prefetch, |p| &p.bytes_done),
+        prefetch_bytes_total: prefetched(&v.prefetch, |p| &p.bytes_total),
     }
 }
 
@@ -230,6 +272,10 @@ impl Wsfs for Service {
             "" => None,
             dir => Some(absolute(dir, "--upper-dir")?),
         };
+        let prefetch_key = match req.prefetch_key.as_str() {
+            "" => None,
+            key => Some(prefetch_key(key)?.to_string()),
+        };
         let daemon = self.daemon.clone();
         let view = blocking(move || {
             let request = AttachRequest {
@@ -238,6 +284,8 @@ impl Wsfs for Service {
                 kind,
                 sub_path,
                 upper_dir: upper_dir.as_deref(),
+                prefetch: req.prefetch,
+                prefetch_key: prefetch_key.as_deref(),
             };
             daemon.mounts.attach(&request).map_err(mount_status)
         })

@@ -9,6 +9,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use fuser::{
 };
 
 use crate::manifest::system_time;
+use crate::prefetch::AccessTrace;
 use crate::tree::{Attr, ChunkSource, NodeType, Tree, TreeError};
 
 pub use fuser::BackgroundSession;
@@ -47,12 +49,26 @@ const NEGATIVE: Attr = Attr {
 pub struct WsfsFs {
     tree: Arc<Tree>,
     source: Arc<dyn ChunkSource>,
+    trace: Arc<AccessTrace>,
+    busy: Arc<AtomicUsize>,
 }
 
 impl WsfsFs {
-    /// Serves `tree`, reading chunks from `source`.
-    pub fn new(tree: Arc<Tree>, source: Arc<dyn ChunkSource>) -> Self {
-        WsfsFs { tree, source }
+    /// Serves `tree`, reading chunks from `source`; records which files are
+    /// read first in `trace`, and counts reads in flight in `busy` (prefetch
+    /// waits for them).
+    pub fn new(
+        tree: Arc<Tree>,
+        source: Arc<dyn ChunkSource>,
+        trace: Arc<AccessTrace>,
+        busy: Arc<AtomicUsize>,
+    ) -> Self {
+        WsfsFs {
+            tree,
+            source,
+            trace,
+            busy,
+        }
     }
 }
 
@@ -180,7 +196,11 @@ impl Filesystem for WsfsFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.tree.read(ino.0, offset, size, self.source.as_ref()) {
+        self.trace.record(ino.0);
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let read = self.tree.read(ino.0, offset, size, self.source.as_ref());
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        match read {
             Ok(bytes) => reply.data(&bytes),
             Err(e) => reply.error(errno(&e)),
         }

@@ -11,6 +11,7 @@
 //! - [`persist`]: source paths → chunks → packs → manifest → workspace record.
 //! - [`tree`]: the FUSE-free inode table of a merged tree, with reads.
 //! - [`fuse`]: the thin `fuser` adapter over [`tree`].
+//! - [`prefetch`]: access traces and fetching a tree in their order.
 //! - [`metrics`]: counters; [`error`]: typed errors.
 //!
 //! The library is synchronous; only `store::remote` runs async code, on a
@@ -25,6 +26,7 @@ pub mod merge;
 pub mod metrics;
 pub mod pack;
 pub mod persist;
+pub mod prefetch;
 pub mod store;
 pub mod tree;
 pub mod workspace;

@@ -5,7 +5,7 @@
 //! Inode numbers are dense (`1` is the root) and never change while the
 //! tree lives: layers are immutable, so is the tree built from them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -306,6 +306,43 @@ impl Tree {
             }
         }
         Ok(Some(ino))
+    }
+
+    /// The chunks of regular file `ino`, in file order.
+    pub fn file_chunks(&self, ino: u64) -> Result<&[ChunkRef], TreeError> {
+        let node = self.node(ino)?;
+        match &node.data {
+            Data::File(range) => Ok(&self.chunks[range.clone()]),
+            _ => Err(TreeError::WrongKind(ino, node.attr.kind)),
+        }
+    }
+
+    /// Every regular file's inode, in tree order (directories before their children).
+    pub fn file_inodes(&self) -> impl Iterator<Item = u64> + '_ {
+        (1..=self.nodes.len() as u64)
+            .filter(|&ino| matches!(self.nodes[ino as usize - 1].data, Data::File(_)))
+    }
+
+    /// A path (from the root, `a/b`) of each of `inodes` (one name of a hard-linked file).
+    pub fn paths_of(&self, inodes: &HashSet<u64>) -> HashMap<u64, Vec<u8>> {
+        let mut found = HashMap::new();
+        let mut stack: Vec<(u64, Vec<u8>)> = vec![(ROOT_INO, Vec::new())];
+        while let Some((dir, path)) = stack.pop() {
+            for (name, child) in self.children(dir).unwrap_or_default() {
+                let child_path = if path.is_empty() {
+                    name.to_vec()
+                } else {
+                    [&path[..], b"/", name].concat()
+                };
+                if inodes.contains(child) {
+                    found.entry(*child).or_insert_with(|| child_path.clone());
+                }
+                if self.attr(*child).is_ok_and(|a| a.kind == NodeType::Dir) {
+                    stack.push((*child, child_path));
+                }
+            }
+        }
+        found
     }
 
     /// Up to `size` bytes of file `ino` from `offset`, fetching only the chunks they touch.

@@ -238,3 +238,90 @@ fn concurrent_readers_of_one_file_fetch_each_frame_once() {
         "16 concurrent readers must fetch each frame once"
     );
 }
+
+/// The view of `mountpoint` in a `status` JSON.
+fn view_status(status: &Value, mountpoint: &Path) -> Value {
+    array_of(status, "mounts")
+        .iter()
+        .find(|m| str_of(m, "mountpoint") == mountpoint.to_str().unwrap())
+        .cloned()
+        .unwrap_or_else(|| panic!("{mountpoint:?} not in {status}"))
+}
+
+/// Waits (polling `status`) until the prefetch of the view at `mountpoint`
+/// has ended; returns its final progress.
+fn prefetched(host: &Host, mountpoint: &Path) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let prefetch = view_status(&host.status(), mountpoint)["prefetch"].clone();
+        match prefetch["state"].as_str() {
+            Some("starting" | "running") => {}
+            Some(_) => return prefetch,
+            None => panic!("no prefetch reported: {prefetch}"),
+        }
+        assert!(
+            started.elapsed() < wsfs_tests::host::default_timeout(),
+            "prefetch never ended"
+        );
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Last run's test job read three files first; this run's job attaches with
+/// `--prefetch` and the same `--prefetch-key`: those three files are
+/// fetched first, in that order, then every other file, with the progress in
+/// `status`; afterwards reading the whole workspace fetches nothing more.
+/// Without a trace under its key, prefetch goes in tree order.
+#[test]
+fn prefetch_fetches_what_was_read_first_last_time_first_then_everything() {
+    let a = Host::new();
+    let src = a.path("src");
+    let names: Vec<String> = (0..12).map(|i| format!("f{i:02}.bin")).collect();
+    for (i, name) in names.iter().enumerate() {
+        wsfs_tests::tree::write_file(
+            &src.join(name),
+            &wsfs_tests::tree::random_bytes(i as u64, 300 << 10),
+        )
+        .unwrap();
+    }
+    a.persist("ci/out", &src, &names);
+
+    let last = a.peer_named("last-run");
+    let mnt = last.path("last-run-mnt");
+    last.attach_view("ci/out", &mnt, &["--prefetch-key", "tests/unit"]);
+    for name in ["f07.bin", "f02.bin", "f09.bin"] {
+        fs::read(mnt.join(name)).unwrap();
+    }
+    last.detach(&mnt);
+
+    let this = a.peer_named("this-run");
+    let mnt = this.path("this-run-mnt");
+    let attached = this.attach_view("ci/out", &mnt, &["--prefetch", "--prefetch-key", "tests/unit"]);
+    assert_eq!(str_of(&attached, "prefetch_key"), "tests/unit", "{attached}");
+    let done = prefetched(&this, &mnt);
+    assert_eq!(str_of(&done, "state"), "done", "{done}");
+    assert_eq!(u64_of(&done, "files_done"), 12, "{done}");
+    assert_eq!(u64_of(&done, "files_total"), 12, "{done}");
+    assert_eq!(u64_of(&done, "bytes_done"), 12 * (300 << 10), "{done}");
+    let log = this.daemon_log_tail(50);
+    assert!(
+        log.contains("first=f07.bin, f02.bin, f09.bin, f00.bin, f01.bin"),
+        "prefetch did not start with the traced files:\n{log}"
+    );
+    let before = u64_of(&this.status(), "remote_get_requests");
+    for name in &names {
+        read_same(&src, &mnt, Path::new(name));
+    }
+    assert_eq!(
+        u64_of(&this.status(), "remote_get_requests"),
+        before,
+        "reading after the prefetch fetched more"
+    );
+
+    let untraced = a.peer_named("untraced");
+    let mnt = untraced.path("untraced-mnt");
+    untraced.attach_view("ci/out", &mnt, &["--prefetch"]);
+    assert_eq!(str_of(&prefetched(&untraced, &mnt), "state"), "done");
+    let log = untraced.daemon_log_tail(50);
+    assert!(log.contains("first=f00.bin, f01.bin, f02.bin"), "{log}");
+}

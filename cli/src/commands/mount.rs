@@ -33,6 +33,10 @@ pub struct ViewOptions {
     pub sub_path: String,
     /// Where an isolated view keeps its changes.
     pub upper_dir: Option<PathBuf>,
+    /// Fetch the whole workspace in the background.
+    pub prefetch: bool,
+    /// Where the access trace is kept (default: the workspace name).
+    pub prefetch_key: Option<String>,
 }
 
 /// Attaches a view of `workspace` at `mountpoint`.
@@ -53,6 +57,8 @@ pub async fn attach(
         view: view.kind.as_str().to_string(),
         sub_path: view.sub_path.clone(),
         upper_dir,
+        prefetch: view.prefetch,
+        prefetch_key: view.prefetch_key.clone().unwrap_or_default(),
     };
     let m = client.attach(request).await?.into_inner();
     emit(json, mount_json(&m), || {
@@ -106,5 +112,13 @@ pub fn mount_json(m: &pb::MountInfo) -> serde_json::Value {
         "bytes": m.bytes,
         "sub_path": m.sub_path,
         "upper_dir": m.upper_dir,
+        "prefetch_key": m.prefetch_key,
+        "prefetch": if m.prefetch_state.is_empty() { json!(null) } else { json!({
+            "state": m.prefetch_state,
+            "files_done": m.prefetch_files_done,
+            "files_total": m.prefetch_files_total,
+            "bytes_done": m.prefetch_bytes_done,
+            "bytes_total": m.prefetch_bytes_total,
+        }) },
     })
 }

@@ -197,6 +197,7 @@ async fn prepare(
             view: if decl.read_only { "read-only" } else { "isolated" }.to_string(),
             sub_path: decl.sub_path.clone(),
             upper_dir: String::new(),
+            ..Default::default()
         };
         let info = ctx.attach(client, request).await.map_err(|e| {
             let message = format!("workspace {:?} (wsfs workspace {workspace}): {e:#}", decl.name);

@@ -259,6 +259,8 @@ fn publish(daemon: &Daemon, publication: &Publication, target: &Path) -> Result<
         kind,
         sub_path: spec.sub_path.clone(),
         upper_dir: None,
+        prefetch: false,
+        prefetch_key: None,
     };
     daemon.mounts.attach(&request).map_err(|e| match e {
         MountError::BadSubPath(..) => Status::invalid_argument(format!("volume attribute \"subPath\": {e}")),

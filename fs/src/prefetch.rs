@@ -1,0 +1,173 @@
+//! Prefetch: which files a mount's readers read first (the access trace),
+//! kept in the remote by a key, and fetching a whole tree in that order in
+//! the background while readers' own misses go first.
+//!
+//! A trace is `traces/<key>`: `wsfs-trace 1\n`, then the paths (from the
+//! workspace root) in first-read order, each ended by a NUL byte.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::tree::{ChunkSource, Tree};
+
+const TRACE_HEADER: &[u8] = b"wsfs-trace 1\n";
+/// How long prefetch waits while readers' own fetches are in flight.
+const YIELD: Duration = Duration::from_millis(2);
+
+/// The order in which a mount's inodes were first read; lock-free, so that
+/// recording costs a read one atomic load once the inode was seen.
+pub struct AccessTrace {
+    next: AtomicU32,
+    first_read: Vec<AtomicU32>,
+}
+
+impl AccessTrace {
+    /// A trace of a tree with `inodes` inodes.
+    pub fn new(inodes: u64) -> Self {
+        AccessTrace {
+            next: AtomicU32::new(1),
+            first_read: (0..=inodes).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// Notes a read of `ino`.
+    pub fn record(&self, ino: u64) {
+        if let Some(slot) = self.first_read.get(ino as usize) {
+            if slot.load(Ordering::Relaxed) == 0 {
+                let seq = self.next.fetch_add(1, Ordering::Relaxed);
+                let _ = slot.compare_exchange(0, seq, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The inodes read so far, in first-read order.
+    pub fn order(&self) -> Vec<u64> {
+        let mut read: Vec<(u32, u64)> = self
+            .first_read
+            .iter()
+            .enumerate()
+            .filter_map(|(ino, seq)| match seq.load(Ordering::Relaxed) {
+                0 => None,
+                seq => Some((seq, ino as u64)),
+            })
+            .collect();
+        read.sort_unstable();
+        read.into_iter().map(|(_, ino)| ino).collect()
+    }
+
+    /// The trace as stored: the paths of the inodes read, in order.
+    pub fn encode(&self, tree: &Tree) -> Option<Vec<u8>> {
+        let order = self.order();
+        if order.is_empty() {
+            return None;
+        }
+        let paths = tree.paths_of(&order.iter().copied().collect());
+        let mut out = TRACE_HEADER.to_vec();
+        for path in order.iter().filter_map(|ino| paths.get(ino)) {
+            out.extend_from_slice(path);
+            out.push(0);
+        }
+        Some(out)
+    }
+}
+
+/// The paths of a stored trace (empty when it is not one).
+pub fn decode_trace(bytes: &[u8]) -> Vec<&[u8]> {
+    match bytes.strip_prefix(TRACE_HEADER) {
+        Some(body) => body.split(|&b| b == 0).filter(|p| !p.is_empty()).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The remote key of the trace kept under `key`.
+pub fn trace_key(key: &str) -> String {
+    format!("traces/{key}")
+}
+
+/// The order to prefetch a tree's files in: those of `trace` first, in its
+/// order, then every other file in tree order.
+pub fn prefetch_order(tree: &Tree, trace: &[&[u8]]) -> Vec<u64> {
+    let mut seen = HashSet::new();
+    let traced = trace
+        .iter()
+        .filter_map(|path| tree.resolve(path).ok().flatten())
+        .filter(|&ino| tree.file_chunks(ino).is_ok());
+    let mut order: Vec<u64> = traced.filter(|&ino| seen.insert(ino)).collect();
+    order.extend(tree.file_inodes().filter(|ino| !seen.contains(ino)));
+    order
+}
+
+/// A prefetch's progress, shared with whoever reports it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Files to fetch.
+    pub files_total: AtomicU64,
+    /// Files fetched.
+    pub files_done: AtomicU64,
+    /// Bytes to fetch (plain file bytes).
+    pub bytes_total: AtomicU64,
+    /// Bytes fetched.
+    pub bytes_done: AtomicU64,
+    /// Asked to stop (the mount is going away).
+    pub stop: AtomicBool,
+    /// `running`, `done`, `stopped` or `failed: <why>`.
+    pub state: Mutex<String>,
+}
+
+/// Fetches every chunk of the files in `order` into the cache, one file after
+/// the other, waiting while readers' own fetches are in flight (`busy`), until
+/// done, stopped, or a chunk cannot be fetched.
+pub fn prefetch(
+    tree: &Tree,
+    source: &dyn ChunkSource,
+    order: &[u64],
+    busy: &AtomicUsize,
+    progress: &Progress,
+) {
+    let sizes: Vec<u64> = order
+        .iter()
+        .map(|&ino| tree.attr(ino).map(|a| a.size).unwrap_or(0))
+        .collect();
+    progress.files_total.store(order.len() as u64, Ordering::Relaxed);
+    progress.bytes_total.store(sizes.iter().sum(), Ordering::Relaxed);
+    *progress.state.lock().unwrap() = "running".into();
+    for (&ino, size) in order.iter().zip(sizes) {
+        for chunk in tree.file_chunks(ino).unwrap_or_default() {
+            while busy.load(Ordering::Relaxed) > 0 && !progress.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(YIELD);
+            }
+            if progress.stop.load(Ordering::Relaxed) {
+                *progress.state.lock().unwrap() = "stopped".into();
+                return;
+            }
+            if let Err(e) = source.chunk(chunk) {
+                *progress.state.lock().unwrap() = format!("failed: {e}");
+                return;
+            }
+        }
+        tracing::debug!(ino, "prefetched");
+        progress.files_done.fetch_add(1, Ordering::Relaxed);
+        progress.bytes_done.fetch_add(size, Ordering::Relaxed);
+    }
+    *progress.state.lock().unwrap() = "done".into();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_keep_first_read_order_and_round_trip() {
+        let trace = AccessTrace::new(10);
+        for ino in [7, 3, 7, 9, 3] {
+            trace.record(ino);
+        }
+        trace.record(99);
+        assert_eq!(trace.order(), [7, 3, 9]);
+        let stored = [TRACE_HEADER, b"b/c\0a\0"].concat();
+        assert_eq!(decode_trace(&stored), [&b"b/c"[..], b"a"]);
+        assert!(decode_trace(b"garbage").is_empty());
+    }
+}
