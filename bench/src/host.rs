@@ -53,6 +53,7 @@ pub struct Host {
     wsfs: PathBuf,
     wsfsd: PathBuf,
     remote: String,
+    env: Vec<(String, String)>,
 }
 
 impl Host {
@@ -60,12 +61,24 @@ impl Host {
     /// to the `file://` remote `remote`. Its daemon starts on the first command.
     pub fn fresh(bins: &Bins, dir: PathBuf, remote: &Path) -> Result<Host> {
         std::fs::create_dir_all(remote)?;
-        Ok(Host {
+        Ok(Host::on(
+            bins,
+            dir,
+            format!("file://{}", remote.display()),
+            Vec::new(),
+        ))
+    }
+
+    /// A host in `dir` storing to the remote URL `remote` (`WSFS_REMOTE`),
+    /// with `env` added to every command's (and so the daemon's) environment.
+    pub fn on(bins: &Bins, dir: PathBuf, remote: String, env: Vec<(String, String)>) -> Host {
+        Host {
             dir,
             wsfs: bins.wsfs.clone(),
             wsfsd: bins.wsfsd.clone(),
-            remote: format!("file://{}", remote.display()),
-        })
+            remote,
+            env,
+        }
     }
 
     /// Where `attach` mounts.
@@ -98,6 +111,7 @@ impl Host {
             .env("WSFS_STATE_DIR", self.state_dir())
             .env("WSFS_REMOTE", &self.remote)
             .env("WSFS_DAEMON", &self.wsfsd)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("WSFS_SOCKET")
             .output()
             .with_context(|| format!("cannot run {}", self.wsfs.display()))?;
@@ -134,8 +148,20 @@ impl Host {
 
     /// Attaches `workspace` at [`Host::mountpoint`].
     pub fn attach(&self, workspace: &str) -> Result<PathBuf> {
+        self.attach_with(workspace, &[])
+    }
+
+    /// Attaches `workspace` at [`Host::mountpoint`] with the extra `attach` flags `extra`.
+    pub fn attach_with(&self, workspace: &str, extra: &[&str]) -> Result<PathBuf> {
         let mountpoint = self.mountpoint();
-        self.attach_view(workspace, &mountpoint, None)?;
+        let mut args = vec![
+            OsStr::new("attach"),
+            "--workspace".as_ref(),
+            workspace.as_ref(),
+            mountpoint.as_ref(),
+        ];
+        args.extend(extra.iter().map(OsStr::new));
+        self.cli(&args)?;
         Ok(mountpoint)
     }
 

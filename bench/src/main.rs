@@ -8,6 +8,7 @@
 //! - `read`: reading trees, the same code through a mount and natively
 //! - `measure`: the measurements
 //! - `views`: per-step views (isolated attach, writes in a view, detach --persist)
+//! - `s3`, `proxy`: wsfs on S3 vs a tar.zst downloaded from S3, through a latency-injecting proxy
 //! - `pipeline`: 1 producer + 8 consumer tasks in `wsfs run`, layer vs tar.zst hand-over
 //! - `report`: rows, the markdown table, JSON
 
@@ -16,8 +17,10 @@ mod host;
 mod measure;
 mod peers;
 mod pipeline;
+mod proxy;
 mod read;
 mod report;
+mod s3;
 mod views;
 
 use std::path::{Path, PathBuf};
@@ -75,8 +78,19 @@ struct Args {
     /// `wsfs run`, hand-over by a layer vs by a tar.zst).
     #[arg(long)]
     no_pipeline: bool,
-    /// Run only these phases (comma-separated); --no-views and
-    /// --no-pipeline still apply.
+    /// Skip the S3 phase (by default it runs when Garage is installed).
+    #[arg(long)]
+    no_s3: bool,
+    /// S3 phase: latency the proxy adds to every request, in ms (and once
+    /// more to every new connection).
+    #[arg(long, default_value_t = 20)]
+    s3_latency_ms: u64,
+    /// S3 phase: the proxy's server → client bandwidth in Mbit/s, shared by
+    /// all connections (0: no cap).
+    #[arg(long, default_value_t = 1000.0)]
+    s3_mbit: f64,
+    /// Run only these phases (comma-separated); --no-views,
+    /// --no-pipeline and --no-s3 still apply.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Phase>,
     /// Internal, a pipeline step's reader: reads every file below DIR (or
@@ -98,6 +112,8 @@ enum Phase {
     Main,
     /// Cold attach vs extraction at the --scale sizes.
     Scale,
+    /// wsfs on S3 vs a tar.zst downloaded from S3, through a latency-injecting proxy.
+    S3,
     /// The pipeline of 1 producer + 8 consumers.
     Pipeline,
     /// Per-step views (last: its discards delete many files).
@@ -109,10 +125,25 @@ impl Args {
         let skipped = match phase {
             Phase::Views => self.no_views,
             Phase::Pipeline => self.no_pipeline,
+            Phase::S3 => self.no_s3,
             Phase::Main | Phase::Scale => false,
         };
-        !skipped && (self.only.is_empty() || self.only.contains(&phase))
+        let chosen = match phase {
+            _ if !self.only.is_empty() => self.only.contains(&phase),
+            Phase::S3 => garage_installed(),
+            _ => true,
+        };
+        !skipped && chosen
     }
+}
+
+/// Whether `wsfs_tests::s3` finds a Garage binary (it panics when not).
+fn garage_installed() -> bool {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let found = std::panic::catch_unwind(wsfs_tests::s3::garage_bin).is_ok();
+    std::panic::set_hook(hook);
+    found
 }
 
 fn main() -> ExitCode {
@@ -201,6 +232,15 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
         scale.push((small.files.len(), small.bytes, attach, extract));
     }
     scale.sort_by_key(|s| s.0);
+    if args.runs(Phase::S3) {
+        let net = s3::Net {
+            latency: std::time::Duration::from_millis(args.s3_latency_ms),
+            mbit: args.s3_mbit,
+        };
+        s3::suite(&cfg, &tree, &net, &mut outcome)?;
+    } else if args.only.is_empty() && !args.no_s3 {
+        eprintln!("S3 phase skipped: Garage not found (scripts/setup-s3 installs it, or set WSFS_GARAGE)");
+    }
     if args.runs(Phase::Pipeline) {
         pipeline::suite(&cfg, &tree, &mut outcome)?;
     }

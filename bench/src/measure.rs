@@ -59,6 +59,17 @@ impl<'a> Config<'a> {
         Host::fresh(self.bins, self.fresh_dir("host")?, remote)
     }
 
+    /// A new host with its own state dir, storing to the remote URL `remote`
+    /// reached with the environment `env` (see [`Host::on`]).
+    pub fn host_on(&self, remote: &str, env: &[(String, String)]) -> Result<Host> {
+        Ok(Host::on(
+            self.bins,
+            self.fresh_dir("host")?,
+            remote.into(),
+            env.to_vec(),
+        ))
+    }
+
     /// A new, empty directory `NAME-N` in the scratch dir (see [`new_dir`]).
     pub fn fresh_dir(&self, name: &str) -> Result<PathBuf> {
         let n = self.next.replace(self.next.get() + 1);

@@ -1,0 +1,479 @@
+//! wsfs on S3 vs downloading a tar.zst from S3 and extracting it, over a
+//! simulated network: a real S3 server (Garage, single node, started by
+//! `wsfs_tests::s3`) behind [`crate::proxy`]; every timed request of both
+//! sides goes through the proxy.
+//!
+//! Untimed setup: the tree as a tar.zst (zstd -3 -T1) uploaded to the bucket
+//! directly, and persisted once by a host on the proxy. Per run, in an order
+//! that alternates: the baseline downloads the archive through the proxy to a
+//! file (as `actions/cache` does), extracts it, then reads one file's first
+//! byte, the 5% sample and every file natively; wsfs, for each way of
+//! attaching ([`ATTACHES`]), on fresh hosts (cold caches): attach → first byte
+//! → every file, and attach → the 5% sample.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use futures::StreamExt as _;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::{path::Path as Key, ObjectStore as _, ObjectStoreExt as _};
+use serde_json::{json, Value};
+use wsfs_tests::s3::{S3Server, BUCKET};
+
+use crate::corpus::Tree;
+use crate::host::field;
+use crate::measure::{check, new_dir, sample, Config, Outcome, SAMPLE_PERCENT};
+use crate::peers;
+use crate::proxy::{Proxy, Stats};
+use crate::read::{self, Read};
+use crate::report::{bytes, time, Qty, Row, Samples, Target};
+
+/// The workspace the tree is persisted to.
+const WS: &str = "bench/tree";
+/// wsfs's objects: `WSFS_REMOTE=s3://BUCKET/PREFIX`.
+const PREFIX: &str = "remote";
+/// The baseline's archive.
+const ARCHIVE: &str = "archive/tree.tar.zst";
+
+/// The simulated network.
+pub struct Net {
+    /// Added to every request (and once more to every new connection).
+    pub latency: Duration,
+    /// Server → client bandwidth shared by all connections, Mbit/s (0: no cap).
+    pub mbit: f64,
+}
+
+impl Net {
+    fn describe(&self) -> String {
+        let cap = if self.mbit > 0.0 {
+            format!("{} Mbit/s server → client, shared by all connections", self.mbit)
+        } else {
+            "no bandwidth cap".into()
+        };
+        format!(
+            "+{} per request (+{} more per new connection), {cap}",
+            time(self.latency),
+            time(self.latency)
+        )
+    }
+}
+
+/// A way of attaching, measured with rows of its own.
+struct Attach {
+    /// `wsfs attach` and these flags.
+    flags: &'static [&'static str],
+    /// The target of its cold full read.
+    full_target: Target,
+}
+
+/// The ways of attaching measured. Not measured: `attach --prefetch` does not
+/// exist yet; once it does, add
+/// `Attach { flags: &["--prefetch"], full_target: Target::AtMost(1.0) }`.
+const ATTACHES: &[Attach] = &[Attach {
+    flags: &[],
+    full_target: Target::None,
+}];
+
+impl Attach {
+    fn command(&self) -> String {
+        ["wsfs attach"]
+            .iter()
+            .chain(self.flags)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// One side's timings, one per run.
+#[derive(Default)]
+struct Side {
+    /// Until the first byte of the probe.
+    first: Samples,
+    /// Until every file was read.
+    full: Samples,
+    /// Until the 5% sample was read (wsfs: on another fresh host).
+    sample: Samples,
+}
+
+/// What one way of attaching saw in the last run.
+#[derive(Default)]
+struct Seen {
+    /// Proxy counters: before attach, at the first byte, after the full read.
+    attach_proxy: [(u64, u64, u64); 3],
+    /// `wsfs status` after the full read, and after the 5% read (other host).
+    full_status: Value,
+    sample_status: Value,
+    /// Proxy counters around the 5% read (attach included).
+    sample_proxy: [(u64, u64, u64); 2],
+}
+
+/// (connections, requests, bytes down) so far.
+fn counters(stats: &Stats) -> (u64, u64, u64) {
+    (
+        stats.connections.load(Relaxed),
+        stats.requests.load(Relaxed),
+        stats.bytes_down.load(Relaxed),
+    )
+}
+
+/// The bucket through an S3 client of its own (the `object_store` crate,
+/// as wsfs uses), for the archive and for listing wsfs's objects.
+struct Bucket {
+    runtime: tokio::runtime::Runtime,
+    store: AmazonS3,
+}
+
+impl Bucket {
+    /// The bucket at `endpoint`, with the credentials of `env` (`AWS_*`).
+    fn new(endpoint: &str, env: &[(String, String)]) -> Result<Bucket> {
+        let var = |key: &str| {
+            env.iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .with_context(|| format!("no {key} for the S3 server"))
+        };
+        let store = AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_region(var("AWS_REGION")?)
+            .with_access_key_id(var("AWS_ACCESS_KEY_ID")?)
+            .with_secret_access_key(var("AWS_SECRET_ACCESS_KEY")?)
+            .with_bucket_name(BUCKET)
+            .build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Bucket { runtime, store })
+    }
+
+    /// PUTs the file `from` as `key`.
+    fn upload(&self, from: &Path, key: &str) -> Result<()> {
+        let data = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+        self.runtime
+            .block_on(self.store.put(&Key::from(key), data.into()))?;
+        Ok(())
+    }
+
+    /// GETs `key` into the new file `to`, as it arrives; returns its size.
+    fn download(&self, key: &str, to: &Path) -> Result<u64> {
+        let mut out = File::create(to).with_context(|| format!("cannot create {}", to.display()))?;
+        self.runtime.block_on(async {
+            let mut stream = self.store.get(&Key::from(key)).await?.into_stream();
+            let mut n = 0;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                out.write_all(&chunk)?;
+                n += chunk.len() as u64;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Total size of the objects under `prefix/`, per next path component.
+    fn sizes(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let listed: Vec<_> = self
+            .runtime
+            .block_on(self.store.list(Some(&Key::from(prefix))).collect());
+        let mut sizes: Vec<(String, u64)> = Vec::new();
+        for meta in listed {
+            let meta = meta?;
+            let part = meta
+                .location
+                .parts()
+                .nth(1)
+                .map_or_else(String::new, |p| p.as_ref().to_string());
+            match sizes.iter_mut().find(|(k, _)| *k == part) {
+                Some((_, total)) => *total += meta.size,
+                None => sizes.push((part, meta.size)),
+            }
+        }
+        Ok(sizes)
+    }
+}
+
+/// Everything the runs share.
+struct Setup<'a> {
+    tree: &'a Tree,
+    /// `WSFS_REMOTE` and the environment reaching the bucket through the proxy.
+    url: String,
+    env: Vec<(String, String)>,
+    proxy: Proxy,
+    /// The bucket through the proxy (the baseline's download).
+    proxied: Bucket,
+    archive_bytes: u64,
+    sample: Vec<&'a Path>,
+    sample_read: Read,
+    tree_read: Read,
+}
+
+/// Runs the S3 phase (`cfg.runs` interleaved runs) and adds its rows,
+/// details and facts (as `facts.s3`) to `outcome`.
+pub fn suite(cfg: &Config, tree: &Tree, net: &Net, outcome: &mut Outcome) -> Result<()> {
+    let dir = cfg.fresh_dir("s3")?;
+    cfg.progress(
+        "s3: start Garage and the proxy; tar | zstd the tree and upload it; persist it through the proxy",
+    );
+    let server = S3Server::start(&dir.join("garage"));
+    let upstream: SocketAddr = server
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .context("the S3 server's address")?;
+    let proxy = Proxy::start(upstream, net.latency, net.mbit)?;
+    let mut env = server.env();
+    for (key, value) in &mut env {
+        if key == "AWS_ENDPOINT" {
+            *value = proxy.endpoint();
+        }
+    }
+    let direct = Bucket::new(&server.endpoint(), &env)?;
+    let archive = dir.join("tree.tar.zst");
+    peers::tar_zstd(&tree.root, &archive, 1)?;
+    direct.upload(&archive, ARCHIVE)?;
+    let url = server.url(PREFIX);
+    let persisted = cfg.host_on(&url, &env)?.persist(WS, &tree.root)?;
+    let stored = direct.sizes(PREFIX)?;
+    let sample = sample(tree, cfg.seed);
+    let s = Setup {
+        tree,
+        proxied: Bucket::new(&proxy.endpoint(), &env)?,
+        url,
+        env,
+        proxy,
+        archive_bytes: std::fs::metadata(&archive)?.len(),
+        sample_read: Read {
+            files: sample.len() as u64,
+            bytes: sample.iter().map(|f| f.size).sum(),
+        },
+        sample: sample.iter().map(|f| f.path.as_path()).collect(),
+        tree_read: Read {
+            files: tree.files.len() as u64,
+            bytes: tree.bytes,
+        },
+    };
+
+    let (mut base, mut download, mut extract) = (Side::default(), Samples::default(), Samples::default());
+    let mut wsfs: Vec<(Side, Seen)> = ATTACHES.iter().map(|_| Default::default()).collect();
+    for run in 0..cfg.runs {
+        let wsfs_first = run % 2 == 1;
+        for wsfs_side in [wsfs_first, !wsfs_first] {
+            if !wsfs_side {
+                peers::sync();
+                cfg.progress_run(
+                    "s3: GET the tar.zst through the proxy, extract, read natively",
+                    run,
+                );
+                let (d, e) = baseline(cfg, &s, &mut base)?;
+                download.0.push(d);
+                extract.0.push(e);
+                continue;
+            }
+            for (attach, (side, seen)) in ATTACHES.iter().zip(&mut wsfs) {
+                peers::sync();
+                cfg.progress_run(
+                    &format!("s3: {}, first byte, every file; the 5% sample", attach.command()),
+                    run,
+                );
+                wsfs_run(cfg, &s, attach, side, seen)?;
+            }
+        }
+    }
+    drop(server);
+
+    let stored_bytes: u64 = stored.iter().map(|(_, b)| b).sum();
+    let extracted = "S3 GET of the tar.zst + zstd -d | tar -x";
+    for (attach, (side, seen)) in ATTACHES.iter().zip(&wsfs) {
+        let cmd = attach.command();
+        outcome.rows.extend([
+            Row::times(
+                format!("S3: cold `{cmd}` → first byte of one file"),
+                &side.first,
+                &base.first,
+                extracted,
+                Target::Faster(100.0),
+            ),
+            Row::times(
+                format!("S3: cold `{cmd}` + full read"),
+                &side.full,
+                &base.full,
+                &format!("{extracted} + native read"),
+                attach.full_target,
+            ),
+            Row::times(
+                format!("S3: cold `{cmd}` + reading {SAMPLE_PERCENT}% of the files"),
+                &side.sample,
+                &base.sample,
+                &format!("{extracted} + reading them natively"),
+                Target::None,
+            ),
+            Row::new(
+                format!("S3: bytes fetched reading {SAMPLE_PERCENT}% of the files after `{cmd}`"),
+                Qty::Bytes(field(&seen.sample_status, "remote_bytes_fetched")?),
+                Qty::Bytes(stored_bytes),
+                "stored bytes",
+                Target::AtMost(0.1),
+            ),
+        ]);
+    }
+
+    let parts: Vec<String> = stored.iter().map(|(k, b)| format!("{k} {}", bytes(*b))).collect();
+    outcome.details.extend([
+        format!(
+            "S3: Garage (single node, 127.0.0.1) behind the bench's proxy: {}; the tree stored as {} \
+             ({}; persist reported stored_bytes {}) vs a tar.zst of {}",
+            net.describe(),
+            bytes(stored_bytes),
+            parts.join(", "),
+            bytes(field(&persisted, "stored_bytes")?),
+            bytes(s.archive_bytes),
+        ),
+        format!(
+            "S3, baseline per run: GET of the tar.zst {} ({} ms median: {:.0} MB/s), extraction {}; \
+             + first byte {}, + full read {}, + {SAMPLE_PERCENT}% read {}",
+            download.runs(),
+            download.median().as_millis(),
+            s.archive_bytes as f64 / download.median().as_secs_f64() / 1e6,
+            extract.runs(),
+            base.first.runs(),
+            base.full.runs(),
+            base.sample.runs(),
+        ),
+    ]);
+    for (attach, (side, seen)) in ATTACHES.iter().zip(&wsfs) {
+        outcome.details.extend(wsfs_details(&s, attach, side, seen)?);
+    }
+    outcome.facts["s3"] = json!({
+        "latency_ms": net.latency.as_secs_f64() * 1e3,
+        "mbit": net.mbit,
+        "stored_bytes": stored.iter().map(|(k, b)| (k.clone(), json!(b))).collect::<serde_json::Map<_, _>>(),
+        "tar_zst_bytes": s.archive_bytes,
+        "download_ms": download.median().as_secs_f64() * 1e3,
+        "extract_ms": extract.median().as_secs_f64() * 1e3,
+        "wsfs": ATTACHES.iter().zip(&wsfs).map(|(attach, (_, seen))| json!({
+            "command": attach.command(),
+            "proxy_at_first_byte": seen.attach_proxy[1],
+            "proxy_after_full_read": seen.attach_proxy[2],
+            "proxy_before": seen.attach_proxy[0],
+            "status_after_full_read": seen.full_status,
+            "status_after_sample_read": seen.sample_status,
+        })).collect::<Vec<_>>(),
+    });
+    Ok(())
+}
+
+/// The baseline's run: returns (download, extraction).
+fn baseline(cfg: &Config, s: &Setup, side: &mut Side) -> Result<(Duration, Duration)> {
+    let dir = cfg.fresh_dir("s3-baseline")?;
+    let (archive, dest) = (dir.join("tree.tar.zst"), new_dir(&dir.join("tree"))?);
+    let start = Instant::now();
+    let n = s.proxied.download(ARCHIVE, &archive)?;
+    let downloaded = start.elapsed();
+    ensure!(
+        n == s.archive_bytes,
+        "downloaded {n} bytes, uploaded {}",
+        s.archive_bytes
+    );
+    peers::extract(&archive, &dest)?;
+    let extracted = start.elapsed();
+    read::first_byte(&dest.join(&s.tree.probe().path))?;
+    side.first.0.push(start.elapsed());
+    let start = Instant::now();
+    check(
+        read::read_files(&dest, s.sample.iter().copied())?,
+        s.sample_read,
+        &dest,
+    )?;
+    side.sample.0.push(extracted + start.elapsed());
+    let start = Instant::now();
+    check(read::read_tree(&dest)?, s.tree_read, &dest)?;
+    side.full.0.push(extracted + start.elapsed());
+    Ok((downloaded, extracted - downloaded))
+}
+
+/// wsfs's run for `attach`: two fresh hosts (cold caches).
+fn wsfs_run(cfg: &Config, s: &Setup, attach: &Attach, side: &mut Side, seen: &mut Seen) -> Result<()> {
+    let host = cfg.host_on(&s.url, &s.env)?;
+    let before = counters(&s.proxy.stats);
+    let start = Instant::now();
+    let mountpoint = host.attach_with(WS, attach.flags)?;
+    read::first_byte(&mountpoint.join(&s.tree.probe().path))?;
+    side.first.0.push(start.elapsed());
+    let first = counters(&s.proxy.stats);
+    check(read::read_tree(&mountpoint)?, s.tree_read, &mountpoint)?;
+    side.full.0.push(start.elapsed());
+    seen.attach_proxy = [before, first, counters(&s.proxy.stats)];
+    seen.full_status = host.status()?;
+    drop(host);
+
+    let host = cfg.host_on(&s.url, &s.env)?;
+    let before = counters(&s.proxy.stats);
+    let start = Instant::now();
+    let mountpoint = host.attach_with(WS, attach.flags)?;
+    check(
+        read::read_files(&mountpoint, s.sample.iter().copied())?,
+        s.sample_read,
+        &mountpoint,
+    )?;
+    side.sample.0.push(start.elapsed());
+    seen.sample_proxy = [before, counters(&s.proxy.stats)];
+    seen.sample_status = host.status()?;
+    Ok(())
+}
+
+/// Per-run times and what crossed the proxy, for one way of attaching.
+fn wsfs_details(s: &Setup, attach: &Attach, side: &Side, seen: &Seen) -> Result<Vec<String>> {
+    let [p0, p1, p2] = seen.attach_proxy;
+    let [q0, q1] = seen.sample_proxy;
+    let (full, smp) = (&seen.full_status, &seen.sample_status);
+    let gets = |v: &Value| field(v, "remote_get_requests");
+    let full_gets = gets(full)?;
+    let full_time = side.full.median().saturating_sub(side.first.median());
+    Ok(vec![
+        format!(
+            "S3, `{}` per run: → first byte {}, + full read {}, → {SAMPLE_PERCENT}% read (another fresh host) {}",
+            attach.command(),
+            side.first.runs(),
+            side.full.runs(),
+            side.sample.runs(),
+        ),
+        format!(
+            "S3, `{}` → first byte (last run): {} requests on {} new connections through the proxy, {} down; \
+             then the full read: {} more requests on {} more connections, {} down; the host made {full_gets} \
+             GETs in all ({} fetched, {} chunk reads missed its caches, {} hit); {full_gets} GETs × {} = {} \
+             if one at a time, vs {} for the whole read (median)",
+            attach.command(),
+            p1.1 - p0.1,
+            p1.0 - p0.0,
+            bytes(p1.2 - p0.2),
+            p2.1 - p1.1,
+            p2.0 - p1.0,
+            bytes(p2.2 - p1.2),
+            bytes(field(full, "remote_bytes_fetched")?),
+            field(full, "cache_misses")?,
+            field(full, "cache_hits")?,
+            time(s.proxy.latency()),
+            time(s.proxy.latency() * full_gets as u32),
+            time(full_time),
+        ),
+        format!(
+            "S3, `{}` + {SAMPLE_PERCENT}% read (last run): {} files, {} of content, {} fetched in {} GETs \
+             ({:.1}x the content read; the baseline GETs all {} of the tar.zst); {} requests on {} connections \
+             through the proxy",
+            attach.command(),
+            s.sample_read.files,
+            bytes(s.sample_read.bytes),
+            bytes(field(smp, "remote_bytes_fetched")?),
+            gets(smp)?,
+            field(smp, "remote_bytes_fetched")? as f64 / s.sample_read.bytes.max(1) as f64,
+            bytes(s.archive_bytes),
+            q1.1 - q0.1,
+            q1.0 - q0.0,
+        ),
+    ])
+}
