@@ -74,10 +74,16 @@ struct Attach {
 /// The ways of attaching measured. Not measured: `attach --prefetch` does not
 /// exist yet; once it does, add
 /// `Attach { flags: &["--prefetch"], full_target: Target::AtMost(1.0) }`.
-const ATTACHES: &[Attach] = &[Attach {
-    flags: &[],
-    full_target: Target::None,
-}];
+const ATTACHES: &[Attach] = &[
+    Attach {
+        flags: &[],
+        full_target: Target::None,
+    },
+    Attach {
+        flags: &["--prefetch"],
+        full_target: Target::AtMost(1.0),
+    },
+];
 
 impl Attach {
     fn command(&self) -> String {
