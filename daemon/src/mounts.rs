@@ -28,6 +28,8 @@ use wsfs_fs::workspace::{self, WorkspaceName};
 use crate::sys::{self, OverlayDirs};
 use crate::views::{self, resolve_sub_path, Scratch, ViewKind};
 
+/// Files a prefetch fetches at once (its bound on requests to the remote).
+const PREFETCH_THREADS: usize = 8;
 /// How many of the first files to prefetch the log names.
 const PREFETCH_LOGGED: usize = 5;
 
@@ -450,7 +452,7 @@ impl Mounts {
                 .collect();
             tracing::info!(key, traced = trace.len(), files = order.len(), first = %first.join(", "), "prefetching");
             let source: &dyn wsfs_fs::tree::ChunkSource = store.as_ref();
-            prefetch(&tree, source, &order, &busy, &done);
+            prefetch(&tree, source, &order, &busy, &done, PREFETCH_THREADS);
             tracing::info!(key, state = %done.state.lock().unwrap(), "prefetch ended");
         });
         progress

@@ -116,15 +116,16 @@ pub struct Progress {
     pub state: Mutex<String>,
 }
 
-/// Fetches every chunk of the files in `order` into the cache, one file after
-/// the other, waiting while readers' own fetches are in flight (`busy`), until
-/// done, stopped, or a chunk cannot be fetched.
+/// Fetches every chunk of the files in `order` into the cache, `threads`
+/// files at a time taken in that order, waiting while readers' own fetches
+/// are in flight (`busy`), until done, stopped, or a chunk cannot be fetched.
 pub fn prefetch(
     tree: &Tree,
     source: &dyn ChunkSource,
     order: &[u64],
     busy: &AtomicUsize,
     progress: &Progress,
+    threads: usize,
 ) {
     let sizes: Vec<u64> = order
         .iter()
@@ -133,25 +134,40 @@ pub fn prefetch(
     progress.files_total.store(order.len() as u64, Ordering::Relaxed);
     progress.bytes_total.store(sizes.iter().sum(), Ordering::Relaxed);
     *progress.state.lock().unwrap() = "running".into();
-    for (&ino, size) in order.iter().zip(sizes) {
-        for chunk in tree.file_chunks(ino).unwrap_or_default() {
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<String>> = Mutex::new(None);
+    let fetch_file = |i: usize| -> bool {
+        for chunk in tree.file_chunks(order[i]).unwrap_or_default() {
             while busy.load(Ordering::Relaxed) > 0 && !progress.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(YIELD);
             }
-            if progress.stop.load(Ordering::Relaxed) {
-                *progress.state.lock().unwrap() = "stopped".into();
-                return;
+            if progress.stop.load(Ordering::Relaxed) || failed.lock().unwrap().is_some() {
+                return false;
             }
             if let Err(e) = source.chunk(chunk) {
-                *progress.state.lock().unwrap() = format!("failed: {e}");
-                return;
+                failed.lock().unwrap().get_or_insert_with(|| e.to_string());
+                return false;
             }
         }
-        tracing::debug!(ino, "prefetched");
         progress.files_done.fetch_add(1, Ordering::Relaxed);
-        progress.bytes_done.fetch_add(size, Ordering::Relaxed);
-    }
-    *progress.state.lock().unwrap() = "done".into();
+        progress.bytes_done.fetch_add(sizes[i], Ordering::Relaxed);
+        true
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= order.len() || !fetch_file(i) {
+                    return;
+                }
+            });
+        }
+    });
+    *progress.state.lock().unwrap() = match failed.into_inner().unwrap() {
+        Some(why) => format!("failed: {why}"),
+        None if progress.stop.load(Ordering::Relaxed) => "stopped".into(),
+        None => "done".into(),
+    };
 }
 
 #[cfg(test)]
