@@ -13,8 +13,13 @@ use std::time::Duration;
 use crate::tree::{ChunkSource, Tree};
 
 const TRACE_HEADER: &[u8] = b"wsfs-trace 1\n";
-/// How long prefetch waits while readers' own fetches are in flight.
+/// How long prefetch waits, when it yields to readers.
 const YIELD: Duration = Duration::from_millis(2);
+/// Prefetch yields while this many reads of the mount's readers are in
+/// flight: a busy mount's readers get the remote first, while one reader
+/// walking the tree (one read at a time) does not stop the prefetch that
+/// would serve it.
+const YIELD_AT_READS: usize = 4;
 
 /// The order in which a mount's inodes were first read; lock-free, so that
 /// recording costs a read one atomic load once the inode was seen.
@@ -117,8 +122,9 @@ pub struct Progress {
 }
 
 /// Fetches every chunk of the files in `order` into the cache, `threads`
-/// files at a time taken in that order, waiting while readers' own fetches
-/// are in flight (`busy`), until done, stopped, or a chunk cannot be fetched.
+/// files at a time taken in that order, waiting while many reads of the
+/// mount's readers are in flight (`busy`), until done, stopped, or a chunk
+/// cannot be fetched.
 pub fn prefetch(
     tree: &Tree,
     source: &dyn ChunkSource,
@@ -138,7 +144,7 @@ pub fn prefetch(
     let failed: Mutex<Option<String>> = Mutex::new(None);
     let fetch_file = |i: usize| -> bool {
         for chunk in tree.file_chunks(order[i]).unwrap_or_default() {
-            while busy.load(Ordering::Relaxed) > 0 && !progress.stop.load(Ordering::Relaxed) {
+            while busy.load(Ordering::Relaxed) >= YIELD_AT_READS && !progress.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(YIELD);
             }
             if progress.stop.load(Ordering::Relaxed) || failed.lock().unwrap().is_some() {
