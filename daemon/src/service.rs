@@ -99,7 +99,7 @@ fn expire(daemon: &Daemon, ws: &WorkspaceName, after_ms: u64) -> Result<u64, Sta
 
 /// A `--prefetch-key`: 1-256 letters, digits, `.`, `_`, `-` and `/`, with no
 /// empty, `.` or `..` component.
-fn prefetch_key(key: &str) -> Result<&str, Status> {
+pub(crate) fn prefetch_key(key: &str) -> Result<&str, Status> {
     let valid = key.len() <= 256
         && key.split('/').all(|part| {
             !part.is_empty()

@@ -579,6 +579,35 @@ impl Host {
         self.ok_json(["status"])
     }
 
+    /// The view at `mountpoint` as `wsfs status --json` shows it.
+    pub fn view_status(&self, mountpoint: &Path) -> Value {
+        let status = self.status();
+        crate::json::array_of(&status, "mounts")
+            .iter()
+            .find(|m| m["mountpoint"].as_str() == mountpoint.to_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{mountpoint:?} not in {status}"))
+    }
+
+    /// Waits (polling `status`) until the prefetch of the view at
+    /// `mountpoint` has ended; returns its final progress.
+    pub fn wait_prefetched(&self, mountpoint: &Path) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let prefetch = self.view_status(mountpoint)["prefetch"].clone();
+            match prefetch["state"].as_str() {
+                Some("starting" | "running") => {}
+                Some(_) => return prefetch,
+                None => panic!("no prefetch reported for {mountpoint:?}: {prefetch}"),
+            }
+            assert!(
+                started.elapsed() < default_timeout(),
+                "the prefetch of {mountpoint:?} never ended"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `wsfs log WS --json`.
     pub fn log(&self, workspace: &str) -> Value {
         self.ok_json(["log", workspace])

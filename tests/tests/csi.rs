@@ -17,7 +17,7 @@ use wsfs_api::csi::volume_usage::Unit;
 use wsfs_api::csi::NodePublishVolumeRequest;
 use wsfs_tests::compare::{assert_same_tree, CompareOptions};
 use wsfs_tests::csi::{block_capability, mount_capability, publish_request, CsiClient};
-use wsfs_tests::json::array_of;
+use wsfs_tests::json::{array_of, u64_of};
 use wsfs_tests::tree::{generate, write_file, TreeSpec};
 use wsfs_tests::{mounts, Host, HostConfig};
 
@@ -379,4 +379,35 @@ fn a_failed_persist_at_unpublish_keeps_the_changes_for_kubelets_retry() {
     csi.publish(publish_request("vol2", &next, &[("workspace", "run-3/build")]))
         .unwrap();
     assert_eq!(fs::read(next.join("out/artifact.bin")).unwrap(), b"built");
+}
+
+/// A test pod's volume asks for prefetch: the node fetches the whole
+/// workspace in the background under the pod's trace key, and reading all
+/// of it afterwards fetches nothing more.
+#[test]
+fn a_volume_with_prefetch_fetches_the_whole_workspace_in_the_background() {
+    let (host, csi) = node();
+    let src = workspace(&host, "run-5/out", 5);
+    let t = target(&host, "out");
+    let attrs = [
+        ("workspace", "run-5/out"),
+        ("prefetch", "true"),
+        ("prefetchKey", "tests/unit"),
+    ];
+    csi.publish(publish_request("vol", &t, &attrs)).unwrap();
+    assert_eq!(host.view_status(&t)["prefetch_key"], "tests/unit");
+    let done = host.wait_prefetched(&t);
+    assert_eq!(done["state"], "done", "{done}");
+    assert!(
+        done["files_total"].as_u64() > Some(0) && done["files_done"] == done["files_total"],
+        "{done}"
+    );
+    let before = u64_of(&host.status(), "remote_get_requests");
+    assert_same_tree(&src, &t, &CompareOptions::ignoring_root());
+    assert_eq!(
+        u64_of(&host.status(), "remote_get_requests"),
+        before,
+        "reading after the prefetch fetched more"
+    );
+    csi.unpublish("vol", &t).unwrap();
 }

@@ -15,7 +15,16 @@ use wsfs_tests::host::wsfs_bin;
 /// The CSI driver's name.
 const DRIVER: &str = "csi.wsfs.dev";
 /// Every volume attribute a pod may give.
-const ATTRIBUTES: [&str; 6] = ["workspace", "view", "subPath", "files", "persist", "mountPath"];
+const ATTRIBUTES: [&str; 8] = [
+    "workspace",
+    "view",
+    "subPath",
+    "files",
+    "persist",
+    "mountPath",
+    "prefetch",
+    "prefetchKey",
+];
 /// Values of `view`.
 const VIEWS: [&str; 2] = ["read-only", "isolated"];
 /// Values of `persist`.
@@ -744,6 +753,14 @@ fn csi_source_problems(file: &str, source: &Value) -> Vec<String> {
     } else if persist == "on-success" && view != "isolated" {
         problems.push(format!(
             "{file}: volumeAttributes.persist is on-success but view is {view:?}: only isolated views persist"
+        ));
+    }
+    if values
+        .get("prefetch")
+        .is_some_and(|p| !["true", "false"].contains(p))
+    {
+        problems.push(format!(
+            "{file}: volumeAttributes.prefetch must be \"true\" or \"false\""
         ));
     }
     if values.get("mountPath").is_some_and(|p| !p.starts_with('/')) {

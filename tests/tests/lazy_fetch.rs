@@ -239,34 +239,6 @@ fn concurrent_readers_of_one_file_fetch_each_frame_once() {
     );
 }
 
-/// The view of `mountpoint` in a `status` JSON.
-fn view_status(status: &Value, mountpoint: &Path) -> Value {
-    array_of(status, "mounts")
-        .iter()
-        .find(|m| str_of(m, "mountpoint") == mountpoint.to_str().unwrap())
-        .cloned()
-        .unwrap_or_else(|| panic!("{mountpoint:?} not in {status}"))
-}
-
-/// Waits (polling `status`) until the prefetch of the view at `mountpoint`
-/// has ended; returns its final progress.
-fn prefetched(host: &Host, mountpoint: &Path) -> Value {
-    let started = std::time::Instant::now();
-    loop {
-        let prefetch = view_status(&host.status(), mountpoint)["prefetch"].clone();
-        match prefetch["state"].as_str() {
-            Some("starting" | "running") => {}
-            Some(_) => return prefetch,
-            None => panic!("no prefetch reported: {prefetch}"),
-        }
-        assert!(
-            started.elapsed() < wsfs_tests::host::default_timeout(),
-            "prefetch never ended"
-        );
-        thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 /// Last run's test job read three files first; this run's job attaches with
 /// `--prefetch` and the same `--prefetch-key`: those three files are
 /// fetched first, in that order, then every other file, with the progress in
@@ -298,7 +270,7 @@ fn prefetch_fetches_what_was_read_first_last_time_first_then_everything() {
     let mnt = this.path("this-run-mnt");
     let attached = this.attach_view("ci/out", &mnt, &["--prefetch", "--prefetch-key", "tests/unit"]);
     assert_eq!(str_of(&attached, "prefetch_key"), "tests/unit", "{attached}");
-    let done = prefetched(&this, &mnt);
+    let done = this.wait_prefetched(&mnt);
     assert_eq!(str_of(&done, "state"), "done", "{done}");
     assert_eq!(u64_of(&done, "files_done"), 12, "{done}");
     assert_eq!(u64_of(&done, "files_total"), 12, "{done}");
@@ -321,7 +293,7 @@ fn prefetch_fetches_what_was_read_first_last_time_first_then_everything() {
     let untraced = a.peer_named("untraced");
     let mnt = untraced.path("untraced-mnt");
     untraced.attach_view("ci/out", &mnt, &["--prefetch"]);
-    assert_eq!(str_of(&prefetched(&untraced, &mnt), "state"), "done");
+    assert_eq!(str_of(&untraced.wait_prefetched(&mnt), "state"), "done");
     let log = untraced.daemon_log_tail(50);
     assert!(log.contains("first=f00.bin, f01.bin, f02.bin"), "{log}");
 }

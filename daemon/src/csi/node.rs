@@ -259,8 +259,8 @@ fn publish(daemon: &Daemon, publication: &Publication, target: &Path) -> Result<
         kind,
         sub_path: spec.sub_path.clone(),
         upper_dir: None,
-        prefetch: false,
-        prefetch_key: None,
+        prefetch: spec.prefetch,
+        prefetch_key: spec.prefetch_key.as_deref(),
     };
     daemon.mounts.attach(&request).map_err(|e| match e {
         MountError::BadSubPath(..) => Status::invalid_argument(format!("volume attribute \"subPath\": {e}")),

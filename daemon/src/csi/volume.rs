@@ -8,7 +8,16 @@ use wsfs_pipeline::workspace_files::{parse_list, WorkspaceFile};
 use crate::views::{parse_sub_path, ViewKind};
 
 /// The attributes a volume may carry; anything else is refused.
-pub const ATTRIBUTES: [&str; 6] = ["workspace", "view", "subPath", "files", "persist", "mountPath"];
+pub const ATTRIBUTES: [&str; 8] = [
+    "workspace",
+    "view",
+    "subPath",
+    "files",
+    "persist",
+    "mountPath",
+    "prefetch",
+    "prefetchKey",
+];
 /// Keys kubelet adds itself (pod name, namespace, uid, service account, ephemeral).
 const KUBELET_PREFIX: &str = "csi.storage.k8s.io/";
 
@@ -36,6 +45,10 @@ pub struct VolumeSpec {
     pub persist: PersistPolicy,
     /// `mountPath`: where the pod sees the volume, for messages.
     pub mount_path: String,
+    /// `prefetch`: fetch the whole workspace in the background.
+    pub prefetch: bool,
+    /// `prefetchKey`: where the access trace is kept (default: the workspace name).
+    pub prefetch_key: Option<String>,
     /// `namespace/name` of the pod, when kubelet tells (for logs).
     pub pod: Option<String>,
 }
@@ -91,6 +104,23 @@ pub fn parse(attributes: &HashMap<String, String>) -> Result<VolumeSpec, String>
             "volume attribute \"mountPath\" is {mount_path:?}: give the absolute path where the pod mounts the volume"
         ));
     }
+    let prefetch = match get("prefetch") {
+        "" | "false" => false,
+        "true" => true,
+        other => {
+            return Err(format!(
+                "volume attribute \"prefetch\" is {other:?}: use true or false"
+            ))
+        }
+    };
+    let prefetch_key = match get("prefetchKey") {
+        "" => None,
+        key => Some(
+            crate::service::prefetch_key(key)
+                .map_err(|e| format!("volume attribute \"prefetchKey\": {}", e.message()))?
+                .to_string(),
+        ),
+    };
     let pod = attributes.get("csi.storage.k8s.io/pod.name").map(|name| {
         match attributes.get("csi.storage.k8s.io/pod.namespace") {
             Some(ns) => format!("{ns}/{name}"),
@@ -104,6 +134,8 @@ pub fn parse(attributes: &HashMap<String, String>) -> Result<VolumeSpec, String>
         files,
         persist,
         mount_path,
+        prefetch,
+        prefetch_key,
         pod,
     })
 }
@@ -128,6 +160,8 @@ mod tests {
             ("files", "private-key=/id_ecdsa,known_hosts"),
             ("persist", "on-success"),
             ("mountPath", "/workspace/src"),
+            ("prefetch", "true"),
+            ("prefetchKey", "tests/unit"),
             ("csi.storage.k8s.io/pod.name", "build-1"),
             ("csi.storage.k8s.io/pod.namespace", "ci"),
         ]))
@@ -138,6 +172,8 @@ mod tests {
         assert_eq!(spec.files.len(), 2);
         assert_eq!(spec.persist, PersistPolicy::OnSuccess);
         assert_eq!(spec.pod.as_deref(), Some("ci/build-1"));
+        assert!(spec.prefetch);
+        assert_eq!(spec.prefetch_key.as_deref(), Some("tests/unit"));
         let plain = parse(&attrs(&[("workspace", "a/b")])).unwrap();
         assert_eq!(
             (plain.kind, plain.persist),
@@ -147,7 +183,12 @@ mod tests {
 
     #[test]
     fn names_the_bad_attribute() {
-        let cases: [(&[(&str, &str)], &str); 7] = [
+        let cases: [(&[(&str, &str)], &str); 9] = [
+            (&[("workspace", "a/b"), ("prefetch", "yes")], "\"prefetch\""),
+            (
+                &[("workspace", "a/b"), ("prefetchKey", "../x")],
+                "\"prefetchKey\"",
+            ),
             (&[], "\"workspace\" is required"),
             (&[("workspace", "nonamespace")], "\"workspace\""),
             (&[("workspace", "a/b"), ("view", "rw")], "\"view\""),
