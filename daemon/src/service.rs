@@ -364,7 +364,9 @@ impl Wsfs for Service {
         let name = ws.clone();
         let layers = blocking(move || workspace::delete(&daemon.store, &name).map_err(store_status)).await?;
         if layers == 0 {
-            return Err(mount_status(MountError::NoWorkspace(ws)));
+            return Err(Status::not_found(format!(
+                "workspace {ws} does not exist, so nothing was removed (`wsfs ls` lists workspaces)"
+            )));
         }
         tracing::info!(workspace = %ws, layers, "removed");
         Ok(Response::new(pb::RemoveReply {

@@ -608,6 +608,20 @@ impl Host {
         }
     }
 
+    /// The workspaces `wsfs ls [NS]` lists, by name.
+    pub fn workspace_names(&self, namespace: Option<&str>) -> Vec<String> {
+        let ls = self.ok_json(["ls"].into_iter().chain(namespace));
+        crate::json::array_of(&ls, "workspaces")
+            .iter()
+            .map(|w| crate::json::str_of(w, "workspace").to_string())
+            .collect()
+    }
+
+    /// How many layers `wsfs log WS` lists.
+    pub fn layer_count(&self, workspace: &str) -> usize {
+        crate::json::array_of(&self.log(workspace), "layers").len()
+    }
+
     /// `wsfs log WS --json`.
     pub fn log(&self, workspace: &str) -> Value {
         self.ok_json(["log", workspace])

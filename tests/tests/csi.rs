@@ -62,10 +62,6 @@ fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Cod
 /// A change to a good publish request.
 type Change = dyn Fn(&mut NodePublishVolumeRequest);
 
-fn layer_count(host: &Host, ws: &str) -> usize {
-    array_of(&host.log(ws), "layers").len()
-}
-
 /// kubelet asks who the plugin is and what it can do before it registers it:
 /// the driver name of the manifests, a version, no controller service, ready
 /// (the store answers), a non-empty node id, and volume stats as the only node
@@ -159,7 +155,7 @@ fn an_isolated_volume_with_persist_on_success_yields_the_next_layer() {
     fs::remove_file(t.join("README.md")).unwrap();
     csi.unpublish("vol-a", &t).unwrap();
     assert!(!t.exists());
-    assert_eq!(layer_count(&host, "run-7/build"), 2);
+    assert_eq!(host.layer_count("run-7/build"), 2);
 
     let next = target(&host, "next");
     csi.publish(publish_request("vol-b", &next, &[("workspace", "run-7/build")]))
@@ -182,7 +178,7 @@ fn an_isolated_volume_with_persist_on_success_yields_the_next_layer() {
     fs::write(scratch.join("tmp.txt"), b"thrown away").unwrap();
     csi.unpublish("vol-c", &scratch).unwrap();
     assert_eq!(
-        layer_count(&host, "run-7/build"),
+        host.layer_count("run-7/build"),
         2,
         "a volume without persist changed the workspace"
     );
@@ -196,7 +192,7 @@ fn an_isolated_volume_with_persist_on_success_yields_the_next_layer() {
     assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
     csi.unpublish("vol-d", &ro).unwrap();
     assert_eq!(
-        layer_count(&host, "run-7/build"),
+        host.layer_count("run-7/build"),
         2,
         "a read-only publish persisted"
     );
@@ -368,13 +364,13 @@ fn a_failed_persist_at_unpublish_keeps_the_changes_for_kubelets_retry() {
     assert!(failed.message().contains("persisting the changes"), "{failed:?}");
     assert!(mounts::is_mounted(&t), "a failed unpublish must keep the view");
     assert_eq!(fs::read(t.join("out/artifact.bin")).unwrap(), b"built");
-    assert_eq!(layer_count(&host, "run-3/build"), 1);
+    assert_eq!(host.layer_count("run-3/build"), 1);
 
     fs::remove_file(&packs).unwrap();
     fs::rename(&away, &packs).unwrap();
     csi.unpublish("vol", &t).unwrap();
     assert!(!t.exists());
-    assert_eq!(layer_count(&host, "run-3/build"), 2);
+    assert_eq!(host.layer_count("run-3/build"), 2);
     let next = target(&host, "next");
     csi.publish(publish_request("vol2", &next, &[("workspace", "run-3/build")]))
         .unwrap();

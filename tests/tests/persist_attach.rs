@@ -383,12 +383,7 @@ fn a_removed_workspace_is_gone_for_every_host_but_attached_views_keep_working() 
     assert_eq!(str_of(&removed, "workspace"), "rm/ws", "{removed}");
     assert_eq!(u64_of(&removed, "layers"), 2, "{removed}");
     let b = a.peer_named("b");
-    let ls = b.ok_json(["ls", "rm"]);
-    let listed: Vec<&str> = array_of(&ls, "workspaces")
-        .iter()
-        .map(|w| str_of(w, "workspace"))
-        .collect();
-    assert_eq!(listed, ["rm/other"]);
+    assert_eq!(b.workspace_names(Some("rm")), ["rm/other"]);
     let err = b.fails(["attach", "--workspace", "rm/ws", b.path("m").to_str().unwrap()]);
     assert!(err.contains("rm/ws") && err.contains("does not exist"), "{err}");
     assert_same_tree(&src, &mnt, &CompareOptions::ignoring_root());
@@ -439,12 +434,7 @@ fn a_workspace_persisted_with_an_expiry_is_deleted_once_expired() {
         .map(|r| str_of(r, "workspace"))
         .collect();
     assert_eq!(names, ["tmp/short"], "{removed}");
-    let ls = a.ok_json(["ls", "tmp"]);
-    let left: Vec<&str> = array_of(&ls, "workspaces")
-        .iter()
-        .map(|w| str_of(w, "workspace"))
-        .collect();
-    assert_eq!(left, ["tmp/plain", "tmp/week"]);
+    assert_eq!(a.workspace_names(Some("tmp")), ["tmp/plain", "tmp/week"]);
     let err = a.fails([
         "persist",
         "-w",

@@ -90,14 +90,6 @@ fn task<'a>(summary: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no task {name} in {summary}"))
 }
 
-/// Workspaces listed by `wsfs ls`.
-fn workspaces(host: &Host) -> Vec<String> {
-    array_of(&host.ok_json(["ls"]), "workspaces")
-        .iter()
-        .map(|w| str_of(w, "workspace").to_string())
-        .collect()
-}
-
 /// Nothing of a run is left: no views, no run directory, no run workspace.
 fn assert_clean(host: &Host) {
     assert!(
@@ -110,10 +102,6 @@ fn assert_clean(host: &Host) {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "run directories left: {left:?}");
-}
-
-fn layers(host: &Host, ws: &str) -> usize {
-    array_of(&host.log(ws), "layers").len()
 }
 
 /// The hello example: t1 persists hello.txt as a layer, t2 attaches the
@@ -132,7 +120,7 @@ fn hello_passes_a_file_from_one_task_to_the_next_as_a_layer() {
         assert!(line.contains("Succeeded"), "{line}");
     }
     assert_eq!(
-        workspaces(&a),
+        a.workspace_names(None),
         Vec::<String>::new(),
         "the run's workspace was not deleted"
     );
@@ -167,7 +155,7 @@ fn parallel_tasks_writing_one_workspace_all_land() {
         .map(|w| str_of(w, "workspace").to_string())
         .expect("the build workspace in the summary");
     // The seed, the source task, and one layer per parallel task; `package` is read-only.
-    assert_eq!(layers(&a, &ws), 5, "{}", a.log(&ws));
+    assert_eq!(a.layer_count(&ws), 5, "{}", a.log(&ws));
     let mnt = a.path("inspect");
     a.attach(&ws, &mnt);
     for file in [
@@ -235,7 +223,7 @@ fn an_optional_workspace_is_written_only_when_bound() {
         "{log}"
     );
     assert_eq!(
-        layers(&a, "team/messages"),
+        a.layer_count("team/messages"),
         2,
         "the bound workspace did not get the task's layer"
     );
@@ -291,7 +279,7 @@ fn build_test_runs_over_a_local_source_tree() {
     assert!(log.contains("[build/compile] built 2 files (release)"), "{log}");
     assert!(log.contains("[test/test] tests passed"), "{log}");
     assert!(log.contains("[lint/lint] linted 2 files"), "{log}");
-    assert_eq!(workspaces(&a), Vec::<String>::new());
+    assert_eq!(a.workspace_names(None), Vec::<String>::new());
     assert!(
         repo.join("src/main.rs").is_file() && !repo.join("out").exists(),
         "the run changed the source directory"
@@ -383,7 +371,7 @@ fn a_failing_task_discards_its_changes_and_skips_the_tasks_after_it() {
     );
     let ws = format!("{}/data", str_of(&summary, "run"));
     assert_eq!(
-        layers(&a, &ws),
+        a.layer_count(&ws),
         2,
         "expected the seed and the independent task's layer: {}",
         a.log(&ws)
@@ -446,7 +434,7 @@ spec:
         "the failure does not name the sub-path:\n{all}"
     );
     assert_eq!(
-        layers(&a, "mono/repo"),
+        a.layer_count("mono/repo"),
         1,
         "read-only tasks changed the workspace"
     );
@@ -492,23 +480,23 @@ fn bad_pipelines_are_rejected_before_anything_runs() {
     for (name, yaml, needles) in cases {
         let file = pipeline_file(&a, name, &yaml);
         let args = ["run", file.to_str().unwrap()];
-        a.rejects(&args, needles, || workspaces(&a));
+        a.rejects(&args, needles, || a.workspace_names(None));
     }
     let hello = example("hello.yaml");
     a.rejects(
         &["run", hello.to_str().unwrap(), "--workspace", "nosuch=./x"],
         &["nosuch"],
-        || workspaces(&a),
+        || a.workspace_names(None),
     );
     a.rejects(
         &["run", hello.to_str().unwrap(), "--param", "nosuch=1"],
         &["nosuch"],
-        || workspaces(&a),
+        || a.workspace_names(None),
     );
     a.rejects(
         &["run", hello.to_str().unwrap(), "--workspace", "shared=none/such"],
         &["none/such"],
-        || workspaces(&a),
+        || a.workspace_names(None),
     );
     assert_clean(&a);
 }
@@ -529,14 +517,14 @@ fn kept_workspaces_are_deleted_once_expired() {
         (format!("{}/shared", str_of(&done.json(), "run")), done.stderr())
     };
     let (first, _) = kept("1ms");
-    assert_eq!(workspaces(&a), std::slice::from_ref(&first));
+    assert_eq!(a.workspace_names(None), std::slice::from_ref(&first));
     let removed = a.ok_json(["rm", "--expired"]);
     let names: Vec<&str> = array_of(&removed, "removed")
         .iter()
         .map(|r| str_of(r, "workspace"))
         .collect();
     assert_eq!(names, [first.as_str()], "{removed}");
-    assert!(workspaces(&a).is_empty());
+    assert!(a.workspace_names(None).is_empty());
 
     let (second, _) = kept("1ms");
     let (long, log) = kept("1h");
@@ -545,7 +533,7 @@ fn kept_workspaces_are_deleted_once_expired() {
         "{log}"
     );
     assert!(log.contains(&format!("kept workspace {long} until")), "{log}");
-    assert_eq!(workspaces(&a), std::slice::from_ref(&long));
+    assert_eq!(a.workspace_names(None), std::slice::from_ref(&long));
     let again = a.ok_json(["rm", "--expired"]);
     assert!(array_of(&again, "removed").is_empty(), "{again}");
     a.ok_json(["rm", &long]);
@@ -615,7 +603,10 @@ spec:
             Vec::<i32>::new(),
             "step processes survived"
         );
-        assert!(workspaces(&a).is_empty(), "the run's workspace was not deleted");
+        assert!(
+            a.workspace_names(None).is_empty(),
+            "the run's workspace was not deleted"
+        );
         assert_clean(&a);
         fs::remove_file(&marker).unwrap();
     }

@@ -64,12 +64,8 @@ impl RunContext {
     /// Creates `dir` (and missing parents) on the host, remembering what it
     /// created for [`RunContext::remove_host_dirs`].
     fn create_host_dir(&self, dir: &Path) -> Result<()> {
-        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        self.host_dirs
-            .lock()
-            .unwrap()
-            .extend(missing.iter().map(|d| d.to_path_buf()));
+        let created = create_dirs(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        self.host_dirs.lock().unwrap().extend(created);
         Ok(())
     }
 
@@ -155,7 +151,7 @@ pub async fn run(ctx: &RunContext, task: &Task) -> TaskReport {
     let finished = finish(ctx, &mut client, task, &views, status.is_ok()).await;
     let _ = std::fs::remove_dir_all(dir.join("workspace"));
     let status = status.and(finished.map_err(|e| ("PersistFailed", format!("{e:#}"))));
-    let report = match status {
+    match status {
         Ok(()) => TaskReport {
             name: task.name.clone(),
             status: TaskStatus::Succeeded,
@@ -166,8 +162,7 @@ pub async fn run(ctx: &RunContext, task: &Task) -> TaskReport {
             ctx.say(&task.name, None, &format!("failed: {message}"));
             TaskReport::failed(&task.name, reason, message, started.elapsed(), steps)
         }
-    };
-    report
+    }
 }
 
 /// Attaches the task's bound workspaces and checks their Workspace Files.
@@ -449,20 +444,27 @@ fn mount_points(ctx: &RunContext, mounts: &Mounts, dir: &Path) -> Result<Vec<Pat
         match Path::new(&mount.target).strip_prefix(WORKSPACE_ROOT) {
             Ok(rel) => {
                 let path = dir.join("workspace").join(rel);
-                let missing: Vec<PathBuf> = path
-                    .ancestors()
-                    .take_while(|d| !d.exists())
-                    .map(Path::to_path_buf)
-                    .collect();
-                std::fs::create_dir_all(&path).with_context(|| {
+                created.extend(create_dirs(&path).with_context(|| {
                     format!("cannot create mountPath {} ({})", mount.target, path.display())
-                })?;
-                created.extend(missing.into_iter().rev());
+                })?);
             }
             Err(_) => ctx.create_host_dir(Path::new(&mount.target))?,
         }
     }
     Ok(created)
+}
+
+/// Creates `dir` and its missing parents; returns the directories created,
+/// parents first.
+fn create_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    std::fs::create_dir_all(dir)?;
+    missing.reverse();
+    Ok(missing)
 }
 
 /// Prints every line of `stream` prefixed with the task and step.

@@ -148,7 +148,7 @@ impl Node for NodeService {
             access_mode,
             spec,
         };
-        let _in_flight = self.begin(&target)?;
+        let in_flight = self.begin(&target)?;
         if let Some(existing) = self.table.lock().unwrap().published.get(&target) {
             return if *existing == publication {
                 Ok(Response::new(csi::NodePublishVolumeResponse {}))
@@ -160,17 +160,24 @@ impl Node for NodeService {
                 )))
             };
         }
-        let daemon = self.daemon.clone();
-        let (published, path) = (publication.clone(), target.clone());
-        blocking(move || publish(&daemon, &published, &path)).await?;
-        tracing::info!(
-            target = %target.display(),
-            volume = %publication.volume_id,
-            workspace = %publication.spec.workspace,
-            pod = publication.spec.pod.as_deref().unwrap_or("-"),
-            "published"
-        );
-        self.table.lock().unwrap().published.insert(target, publication);
+        let (daemon, table) = (self.daemon.clone(), self.table.clone());
+        // The mount and its record happen together, and the target stays in
+        // flight until both are done, even if kubelet gives up on this call
+        // meanwhile: its retry then finds the publication, not a stray mount.
+        blocking(move || {
+            let _in_flight = in_flight;
+            publish(&daemon, &publication, &target)?;
+            tracing::info!(
+                target = %target.display(),
+                volume = %publication.volume_id,
+                workspace = %publication.spec.workspace,
+                pod = publication.spec.pod.as_deref().unwrap_or("-"),
+                "published"
+            );
+            table.lock().unwrap().published.insert(target, publication);
+            Ok(())
+        })
+        .await?;
         Ok(Response::new(csi::NodePublishVolumeResponse {}))
     }
 
@@ -181,13 +188,18 @@ impl Node for NodeService {
         let req = request.into_inner();
         required(&req.volume_id, "volume_id")?;
         let target = required_path(&req.target_path, "target_path")?;
-        let _in_flight = self.begin(&target)?;
-        let publication = self.table.lock().unwrap().published.get(&target).cloned();
-        let daemon = self.daemon.clone();
-        let path = target.clone();
-        let persisted = blocking(move || unpublish(&daemon, publication.as_ref(), &path)).await?;
-        self.table.lock().unwrap().published.remove(&target);
-        tracing::info!(target = %target.display(), volume = %req.volume_id, persisted = ?persisted, "unpublished");
+        let in_flight = self.begin(&target)?;
+        let (daemon, table) = (self.daemon.clone(), self.table.clone());
+        // As for publish: done as a whole even if kubelet gives up on the call.
+        blocking(move || {
+            let _in_flight = in_flight;
+            let publication = table.lock().unwrap().published.get(&target).cloned();
+            let persisted = unpublish(&daemon, publication.as_ref(), &target)?;
+            table.lock().unwrap().published.remove(&target);
+            tracing::info!(target = %target.display(), volume = %req.volume_id, persisted = ?persisted, "unpublished");
+            Ok(())
+        })
+        .await?;
         Ok(Response::new(csi::NodeUnpublishVolumeResponse {}))
     }
 
