@@ -28,8 +28,8 @@ use wsfs_fs::workspace::{self, WorkspaceName};
 use crate::sys::{self, OverlayDirs};
 use crate::views::{self, resolve_sub_path, Scratch, ViewKind};
 
-/// Files a prefetch fetches at once (its bound on requests to the remote).
-const PREFETCH_THREADS: usize = 8;
+/// GETs a prefetch has in flight at once (each up to 8 MiB of frames).
+const PREFETCH_THREADS: usize = 4;
 /// How many of the first files to prefetch the log names.
 const PREFETCH_LOGGED: usize = 5;
 

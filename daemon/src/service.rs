@@ -447,6 +447,7 @@ impl Wsfs for Service {
             remote: d.store.remote().url().to_string(),
             remote_get_requests: m.remote_get_requests,
             remote_bytes_fetched: m.remote_bytes_fetched,
+            remote_frames_fetched: m.remote_frames_fetched,
             remote_put_requests: m.remote_put_requests,
             remote_bytes_stored: m.remote_bytes_stored,
             cache_hits: m.cache_hits,

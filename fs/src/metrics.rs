@@ -30,6 +30,9 @@ counters! {
     remote_get_requests,
     /// Bytes received from the remote.
     remote_bytes_fetched,
+    /// Frames of packs received from the remote: more than GETs when GETs
+    /// were coalesced (read-ahead, prefetch).
+    remote_frames_fetched,
     /// PUT requests sent to the remote.
     remote_put_requests,
     /// Bytes sent to the remote.

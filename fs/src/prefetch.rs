@@ -1,15 +1,18 @@
 //! Prefetch: which files a mount's readers read first (the access trace),
 //! kept in the remote by a key, and fetching a whole tree in that order in
-//! the background while readers' own misses go first.
+//! the background, a few MiB of consecutive frames per GET, while readers'
+//! own misses go first.
 //!
 //! A trace is `traces/<key>`: `wsfs-trace 1\n`, then the paths (from the
 //! workspace root) in first-read order, each ended by a NUL byte.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::ids::PackId;
+use crate::store::readahead::{Frame, MAX_GAP, MAX_WINDOW};
 use crate::tree::{ChunkSource, Tree};
 
 const TRACE_HEADER: &[u8] = b"wsfs-trace 1\n";
@@ -121,10 +124,56 @@ pub struct Progress {
     pub state: Mutex<String>,
 }
 
-/// Fetches every chunk of the files in `order` into the cache, `threads`
-/// files at a time taken in that order, waiting while many reads of the
-/// mount's readers are in flight (`busy`), until done, stopped, or a chunk
-/// cannot be fetched.
+/// The frames of the files in `order`, as GETs: each frame once, in the
+/// order of the first file that needs it, each GET taking the frames that
+/// follow in its pack (up to [`MAX_WINDOW`] bytes) not taken yet. Returns the
+/// spans and, for each frame, the files (indexes in `order`) that need it.
+fn plan_spans(tree: &Tree, order: &[u64]) -> (Vec<(PackId, Vec<Frame>)>, HashMap<(PackId, u64), Vec<usize>>) {
+    let mut needed_by: HashMap<(PackId, u64), Vec<usize>> = HashMap::new();
+    let mut first_need = Vec::new();
+    for (i, &ino) in order.iter().enumerate() {
+        for chunk in tree.file_chunks(ino).unwrap_or_default() {
+            let files = needed_by
+                .entry((chunk.loc.pack, chunk.loc.frame_offset))
+                .or_default();
+            if files.is_empty() {
+                first_need.push((chunk.loc.pack, Frame::of(&chunk.loc)));
+            }
+            if files.last() != Some(&i) {
+                files.push(i);
+            }
+        }
+    }
+    let mut taken = HashSet::new();
+    let mut spans = Vec::new();
+    for (pack, frame) in first_need {
+        if taken.contains(&(pack, frame.offset)) {
+            continue;
+        }
+        let frames = tree.frames().frames(&pack);
+        let at = frames.partition_point(|f| f.offset < frame.offset);
+        let mut span = vec![frame];
+        taken.insert((pack, frame.offset));
+        for next in frames.get(at + 1..).unwrap_or_default() {
+            let last = span.last().expect("not empty");
+            if taken.contains(&(pack, next.offset))
+                || next.offset.saturating_sub(last.end()) > MAX_GAP
+                || next.end() - span[0].offset > MAX_WINDOW
+            {
+                break;
+            }
+            taken.insert((pack, next.offset));
+            span.push(*next);
+        }
+        spans.push((pack, span));
+    }
+    (spans, needed_by)
+}
+
+/// Fetches the frames of the files in `order` into the cache, in that order,
+/// coalesced into GETs of up to [`MAX_WINDOW`] bytes, `threads` GETs at a
+/// time, waiting while many reads of the mount's readers are in flight
+/// (`busy`), until done, stopped, or a GET fails.
 pub fn prefetch(
     tree: &Tree,
     source: &dyn ChunkSource,
@@ -140,30 +189,50 @@ pub fn prefetch(
     progress.files_total.store(order.len() as u64, Ordering::Relaxed);
     progress.bytes_total.store(sizes.iter().sum(), Ordering::Relaxed);
     *progress.state.lock().unwrap() = "running".into();
-    let next = AtomicUsize::new(0);
-    let failed: Mutex<Option<String>> = Mutex::new(None);
-    let fetch_file = |i: usize| -> bool {
-        for chunk in tree.file_chunks(order[i]).unwrap_or_default() {
-            while busy.load(Ordering::Relaxed) >= YIELD_AT_READS && !progress.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(YIELD);
-            }
-            if progress.stop.load(Ordering::Relaxed) || failed.lock().unwrap().is_some() {
-                return false;
-            }
-            if let Err(e) = source.chunk(chunk) {
-                failed.lock().unwrap().get_or_insert_with(|| e.to_string());
-                return false;
-            }
-        }
+    let (spans, needed_by) = plan_spans(tree, order);
+    // Frames each file still waits for; a file is done when it reaches 0.
+    let waiting: Vec<AtomicUsize> = order.iter().map(|_| AtomicUsize::new(0)).collect();
+    for &i in needed_by.values().flatten() {
+        waiting[i].fetch_add(1, Ordering::Relaxed);
+    }
+    let file_done = |i: usize| {
         progress.files_done.fetch_add(1, Ordering::Relaxed);
         progress.bytes_done.fetch_add(sizes[i], Ordering::Relaxed);
+    };
+    (0..order.len())
+        .filter(|&i| waiting[i].load(Ordering::Relaxed) == 0)
+        .for_each(file_done);
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<String>> = Mutex::new(None);
+    let fetch_span = |(pack, frames): &(PackId, Vec<Frame>)| -> bool {
+        while busy.load(Ordering::Relaxed) >= YIELD_AT_READS && !progress.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(YIELD);
+        }
+        if progress.stop.load(Ordering::Relaxed) || failed.lock().unwrap().is_some() {
+            return false;
+        }
+        if let Err(e) = source.fetch_frames(*pack, frames) {
+            failed.lock().unwrap().get_or_insert_with(|| e.to_string());
+            return false;
+        }
+        for frame in frames {
+            for &i in needed_by
+                .get(&(*pack, frame.offset))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                if waiting[i].fetch_sub(1, Ordering::Relaxed) == 1 {
+                    file_done(i);
+                }
+            }
+        }
         true
     };
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= order.len() || !fetch_file(i) {
+                if i >= spans.len() || !fetch_span(&spans[i]) {
                     return;
                 }
             });

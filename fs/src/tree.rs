@@ -11,8 +11,10 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::error::StoreError;
+use crate::ids::PackId;
 use crate::manifest::{name_of, parent_of, ChunkRef, Entry, EntryKind, FileData, Manifest, Meta, Xattr};
 use crate::merge::merge;
+use crate::store::readahead::{Frame, FrameIndex};
 use crate::store::Store;
 
 /// Inode number of the root directory.
@@ -71,13 +73,22 @@ struct Node {
 
 /// Where the bytes of chunks come from: the store, or a fake in unit tests.
 pub trait ChunkSource: Send + Sync {
-    /// The verified plain bytes of `chunk`.
-    fn chunk(&self, chunk: &ChunkRef) -> Result<Arc<[u8]>, StoreError>;
+    /// The verified plain bytes of `chunk`; `frames` is the layout of the
+    /// reader's packs, from which a miss may fetch neighbouring frames too.
+    fn chunk(&self, chunk: &ChunkRef, frames: &FrameIndex) -> Result<Arc<[u8]>, StoreError>;
+
+    /// Brings consecutive frames of `pack` into the local cache, coalesced
+    /// into as few requests as possible.
+    fn fetch_frames(&self, pack: PackId, frames: &[Frame]) -> Result<(), StoreError>;
 }
 
 impl ChunkSource for Store {
-    fn chunk(&self, chunk: &ChunkRef) -> Result<Arc<[u8]>, StoreError> {
-        self.read_chunk(chunk)
+    fn chunk(&self, chunk: &ChunkRef, frames: &FrameIndex) -> Result<Arc<[u8]>, StoreError> {
+        self.read_chunk(chunk, frames)
+    }
+
+    fn fetch_frames(&self, pack: PackId, frames: &[Frame]) -> Result<(), StoreError> {
+        Store::fetch_frames(self, pack, frames)
     }
 }
 
@@ -102,6 +113,8 @@ pub struct Tree {
     chunks: Vec<ChunkRef>,
     /// `ends[i]`: offset in its file just past `chunks[i]`.
     ends: Vec<u64>,
+    /// The frames `chunks` are in, by pack.
+    frames: FrameIndex,
     files: u64,
     bytes: u64,
 }
@@ -115,6 +128,7 @@ impl Tree {
             nodes: Vec::with_capacity(merged.len()),
             chunks: Vec::new(),
             ends: Vec::new(),
+            frames: FrameIndex::default(),
             files: 0,
             bytes: 0,
         };
@@ -166,6 +180,7 @@ impl Tree {
                 open_dirs.push((&entry.path, ino));
             }
         }
+        tree.frames = FrameIndex::of(&tree.chunks);
         tree
     }
 
@@ -268,6 +283,11 @@ impl Tree {
         &self.chunks
     }
 
+    /// The frames of the packs this tree's files are in.
+    pub fn frames(&self) -> &FrameIndex {
+        &self.frames
+    }
+
     /// The manifest entry that describes `ino` at `path` (hard-link groups
     /// are not kept: the entry's `link` is 0).
     pub fn entry(&self, ino: u64, path: Vec<u8>) -> Result<Entry, TreeError> {
@@ -364,7 +384,7 @@ impl Tree {
         let mut i = ends.partition_point(|&e| e <= offset);
         while pos < end && i < chunks.len() {
             let start = ends[i] - u64::from(chunks[i].len);
-            let bytes = source.chunk(&chunks[i])?;
+            let bytes = source.chunk(&chunks[i], &self.frames)?;
             let from = (pos - start) as usize;
             let to = ((end - start) as usize).min(bytes.len());
             out.extend_from_slice(&bytes[from..to]);
@@ -391,9 +411,13 @@ mod tests {
     }
 
     impl ChunkSource for FakeSource {
-        fn chunk(&self, chunk: &ChunkRef) -> Result<Arc<[u8]>, StoreError> {
+        fn chunk(&self, chunk: &ChunkRef, _frames: &FrameIndex) -> Result<Arc<[u8]>, StoreError> {
             self.requests.fetch_add(1, Ordering::SeqCst);
             Ok(self.chunks[&chunk.id].clone())
+        }
+
+        fn fetch_frames(&self, _pack: PackId, _frames: &[Frame]) -> Result<(), StoreError> {
+            unreachable!("trees never prefetch")
         }
     }
 

@@ -181,11 +181,23 @@ fn two_attaches_of_one_version_share_fetched_data() {
     }
 }
 
-/// Sixteen jobs on a fresh host read one large file at the same moment: every
-/// frame is fetched once, so the host sends exactly as many GETs as a host
-/// where a single job read the file alone.
+/// GETs, frames and bytes a host fetched so far.
+fn fetched(host: &Host) -> [u64; 3] {
+    let s = host.status();
+    [
+        "remote_get_requests",
+        "remote_frames_fetched",
+        "remote_bytes_fetched",
+    ]
+    .map(|c| u64_of(&s, c))
+}
+
+/// A job on a fresh host reads one large file from start to end: read-ahead
+/// brings several frames per GET. Sixteen jobs on another fresh host read it
+/// at the same moment: every frame is fetched once, so that host fetches
+/// exactly the frames and bytes the single job's host did.
 #[test]
-fn concurrent_readers_of_one_file_fetch_each_frame_once() {
+fn readers_of_one_file_get_coalesced_gets_and_each_frame_once() {
     let a = Host::new();
     let src = a.path("src");
     let tree = generate(&src, &TreeSpec::plain(11, 4).with_big_file(24 * MIB)).unwrap();
@@ -196,20 +208,19 @@ fn concurrent_readers_of_one_file_fetch_each_frame_once() {
     let alone = a.peer_named("alone");
     let mnt_alone = a.path("mnt-alone");
     alone.attach("lazy/shared", &mnt_alone);
-    let before = u64_of(&alone.status(), "remote_get_requests");
+    let before = fetched(&alone);
     assert!(fs::read(mnt_alone.join(&big)).unwrap() == want);
-    let one_reader = u64_of(&alone.status(), "remote_get_requests") - before;
+    let [gets, frames, bytes] = std::array::from_fn(|i| fetched(&alone)[i] - before[i]);
+    assert!(frames > 16, "a 24 MiB file spans many frames, got {frames}");
+    assert!(
+        gets * 2 < frames,
+        "reading a file from start to end took {gets} GETs for {frames} frames: GETs were not coalesced"
+    );
 
     let crowd = a.peer_named("crowd");
     let mnt_crowd = a.path("mnt-crowd");
     crowd.attach("lazy/shared", &mnt_crowd);
-    let (before, fetched_before) = {
-        let s = crowd.status();
-        (
-            u64_of(&s, "remote_get_requests"),
-            u64_of(&s, "remote_bytes_fetched"),
-        )
-    };
+    let before = fetched(&crowd);
     let barrier = std::sync::Barrier::new(16);
     thread::scope(|s| {
         for _ in 0..16 {
@@ -222,20 +233,15 @@ fn concurrent_readers_of_one_file_fetch_each_frame_once() {
             });
         }
     });
-    let after = crowd.status();
-    let sixteen_readers = u64_of(&after, "remote_get_requests") - before;
-    let fetched = u64_of(&after, "remote_bytes_fetched") - fetched_before;
+    let [_, crowd_frames, crowd_bytes] = std::array::from_fn(|i| fetched(&crowd)[i] - before[i]);
     assert!(
-        one_reader > 8,
-        "a 24 MiB file spans many frames, got {one_reader} GETs"
-    );
-    assert!(
-        fetched <= stored,
-        "16 concurrent readers fetched {fetched} bytes of a layer stored in {stored}: a frame was fetched twice"
+        crowd_bytes <= stored,
+        "16 concurrent readers fetched {crowd_bytes} bytes of a layer stored in {stored}: a frame was fetched twice"
     );
     assert_eq!(
-        sixteen_readers, one_reader,
-        "16 concurrent readers must fetch each frame once"
+        (crowd_frames, crowd_bytes),
+        (frames, bytes),
+        "16 concurrent readers must fetch each frame once, as one reader does"
     );
 }
 
@@ -296,4 +302,9 @@ fn prefetch_fetches_what_was_read_first_last_time_first_then_everything() {
     assert_eq!(str_of(&untraced.wait_prefetched(&mnt), "state"), "done");
     let log = untraced.daemon_log_tail(50);
     assert!(log.contains("first=f00.bin, f01.bin, f02.bin"), "{log}");
+    let [gets, frames, _] = fetched(&untraced);
+    assert!(
+        frames >= 3 && gets < frames,
+        "prefetch in tree order took {gets} GETs (the manifest's included) for {frames} frames: not coalesced"
+    );
 }

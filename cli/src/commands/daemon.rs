@@ -19,6 +19,7 @@ pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
         "remote": s.remote,
         "remote_get_requests": s.remote_get_requests,
         "remote_bytes_fetched": s.remote_bytes_fetched,
+        "remote_frames_fetched": s.remote_frames_fetched,
         "remote_put_requests": s.remote_put_requests,
         "remote_bytes_stored": s.remote_bytes_stored,
         "remote_state": if s.remote_down { "down" } else { "up" },
@@ -39,13 +40,14 @@ pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
     });
     emit(json, value, || {
         let mut text = format!(
-            "daemon {} (pid {}), state dir {}\nremote {}: {} GETs, {} fetched; {} PUTs, {} stored\n\
+            "daemon {} (pid {}), state dir {}\nremote {}: {} GETs ({} frames), {} fetched; {} PUTs, {} stored\n\
              cache: {} of {} used, {} hits, {} misses, {} read errors",
             s.version,
             s.pid,
             s.state_dir,
             s.remote,
             s.remote_get_requests,
+            s.remote_frames_fetched,
             bytes(s.remote_bytes_fetched),
             s.remote_put_requests,
             bytes(s.remote_bytes_stored),

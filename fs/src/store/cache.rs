@@ -80,10 +80,9 @@ impl FrameCache {
         self.dir.join(&hex[..2]).join(format!("{hex}-{:x}", key.1))
     }
 
-    /// A whole cached frame, if present.
-    pub fn get(&self, key: &FrameKey) -> Option<Vec<u8>> {
-        self.lru.lock().unwrap().get(key)?;
-        fs::read(self.path(key)).ok()
+    /// Whether a frame is cached (without marking it used).
+    pub fn contains(&self, key: &FrameKey) -> bool {
+        self.lru.lock().unwrap().contains(key)
     }
 
     /// `len` bytes at `offset` of a cached frame, if present: one chunk,

@@ -33,6 +33,11 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         self.total
     }
 
+    /// Whether `key` is present (its place in the order is kept).
+    pub fn contains(&self, key: &K) -> bool {
+        self.entries.contains_key(key)
+    }
+
     /// The value for `key`, marked as just used.
     pub fn get(&mut self, key: &K) -> Option<&V> {
         self.tick += 1;

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod db;
 pub mod lru;
+pub mod readahead;
 pub mod remote;
 
 use std::collections::HashMap;
@@ -19,21 +20,29 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::error::{PackError, StoreError};
-use crate::ids::{ChunkId, LayerId};
-use crate::manifest::{self, ChunkRef, Manifest};
+use crate::ids::{ChunkId, LayerId, PackId};
+use crate::manifest::{self, ChunkLocation, ChunkRef, Manifest};
 use crate::metrics::{add, Metrics};
 use crate::pack::{check_chunk, chunk_in_frame, decode_frame, pack_key};
 use cache::{FrameCache, FrameKey};
 use db::Db;
 use lru::Lru;
+use readahead::{span_around, Frame, FrameIndex, Windows};
 use remote::Remote;
 
 /// Verified chunks kept in memory, so that the kernel's consecutive small
 /// reads of one chunk cost one digest check.
 const MEMORY_CACHE_BYTES: u64 = 64 << 20;
 
+/// Ranged GETs of frames in flight at once, at most: readers, read-ahead and
+/// prefetch of every mount share them.
+const MAX_REMOTE_GETS: usize = 16;
+
 /// The outcome of one frame fetch, shared with the readers that waited for it.
 type FrameOutcome = Result<Arc<[u8]>, Arc<StoreError>>;
+
+/// Frames being fetched, each with the readers waiting for it.
+type InFlight = Arc<Mutex<HashMap<FrameKey, Arc<Flight>>>>;
 
 /// One fetch of a frame in progress.
 #[derive(Default)]
@@ -59,6 +68,96 @@ impl Flight {
     }
 }
 
+/// What a reader that missed a frame does.
+enum Claim {
+    /// Another reader's fetch brings it: wait for that.
+    Wait(Arc<Flight>),
+    /// Fetch these frames (the missed one first).
+    Lead(Vec<(Frame, Arc<Flight>)>),
+    /// It was cached meanwhile: read it from there.
+    Cached,
+}
+
+/// Marks `span`'s frames as being fetched; the missed frame (whichever the
+/// caller put in it) goes first in the result, the others in pack order.
+fn claim(
+    in_flight: &mut HashMap<FrameKey, Arc<Flight>>,
+    pack: PackId,
+    span: Vec<Frame>,
+) -> Vec<(Frame, Arc<Flight>)> {
+    span.into_iter()
+        .map(|f| {
+            let flight = Arc::new(Flight::default());
+            in_flight.insert((pack, f.offset), flight.clone());
+            (f, flight)
+        })
+        .collect()
+}
+
+/// The bytes of one ranged GET, handed out frame by frame.
+struct Landing {
+    frames: Arc<FrameCache>,
+    in_flight: InFlight,
+    pack: PackId,
+    /// The span's offset in the pack.
+    start: u64,
+    fetched: Result<Bytes, Arc<StoreError>>,
+}
+
+impl Landing {
+    /// Decodes and caches one frame of the span, and wakes its readers.
+    fn land(&self, (frame, flight): (Frame, Arc<Flight>)) -> FrameOutcome {
+        let key = (self.pack, frame.offset);
+        let outcome = self.fetched.clone().and_then(|bytes| {
+            let at = (frame.offset - self.start) as usize;
+            let loc = ChunkLocation {
+                pack: self.pack,
+                frame_offset: frame.offset,
+                frame_len: frame.len,
+                frame_plain_len: frame.plain_len,
+                offset_in_frame: 0,
+            };
+            decode_frame(&bytes[at..at + frame.len as usize], &loc)
+                .map(Arc::<[u8]>::from)
+                .map_err(|e| Arc::new(e.into()))
+        });
+        if let Ok(plain) = &outcome {
+            self.frames.put(&key, plain);
+        }
+        self.in_flight.lock().unwrap().remove(&key);
+        flight.land(outcome.clone());
+        outcome
+    }
+}
+
+/// A counting gate: at most [`MAX_REMOTE_GETS`] holders at once.
+#[derive(Default)]
+struct Gate {
+    inside: Mutex<usize>,
+    left: Condvar,
+}
+
+impl Gate {
+    fn enter(&self) -> GatePass<'_> {
+        let mut inside = self.inside.lock().unwrap();
+        while *inside >= MAX_REMOTE_GETS {
+            inside = self.left.wait(inside).unwrap();
+        }
+        *inside += 1;
+        GatePass(self)
+    }
+}
+
+/// Leaves the gate when dropped.
+struct GatePass<'a>(&'a Gate);
+
+impl Drop for GatePass<'_> {
+    fn drop(&mut self) {
+        *self.0.inside.lock().unwrap() -= 1;
+        self.0.left.notify_one();
+    }
+}
+
 /// Where and how a store lives.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -76,9 +175,11 @@ pub struct StoreConfig {
 pub struct Store {
     remote: Remote,
     db: Db,
-    frames: FrameCache,
+    frames: Arc<FrameCache>,
     chunks: Mutex<Lru<ChunkId, Arc<[u8]>>>,
-    in_flight: Mutex<HashMap<FrameKey, Arc<Flight>>>,
+    in_flight: InFlight,
+    windows: Windows,
+    gets: Gate,
     metrics: Metrics,
     /// Held while a persist appends its record and lists the stack.
     appending: Mutex<()>,
@@ -97,13 +198,18 @@ impl Store {
         if db.bind_remote(remote.url())? {
             tracing::warn!(remote = %remote.url(), "the state dir served another remote: local index cleared");
         }
-        let frames = FrameCache::open(&config.state_dir.join("cache"), config.cache_bytes)?;
+        let frames = Arc::new(FrameCache::open(
+            &config.state_dir.join("cache"),
+            config.cache_bytes,
+        )?);
         Ok(Store {
             remote,
             db,
             frames,
             chunks: Mutex::new(Lru::new()),
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: InFlight::default(),
+            windows: Windows::default(),
+            gets: Gate::default(),
             metrics: Metrics::default(),
             appending: Mutex::new(()),
         })
@@ -138,15 +244,32 @@ impl Store {
         &self.frames
     }
 
-    /// The plain bytes of a chunk, verified against its id.
-    pub fn read_chunk(&self, chunk: &ChunkRef) -> Result<Arc<[u8]>, StoreError> {
-        self.cached_chunk(chunk)
-            .map(Ok)
-            .unwrap_or_else(|| self.fetch_chunk(chunk))
-            .inspect_err(|e| {
-                add(&self.metrics.read_errors, 1);
-                tracing::error!(chunk = %chunk.id, pack = %chunk.loc.pack, error = %e, "cannot read chunk");
-            })
+    /// The plain bytes of a chunk, verified against its id. On a miss, the
+    /// GET may bring neighbouring frames of `index` too (see [`readahead`]).
+    pub fn read_chunk(&self, chunk: &ChunkRef, index: &FrameIndex) -> Result<Arc<[u8]>, StoreError> {
+        self.read_chunk_once(chunk, index).inspect_err(|e| {
+            add(&self.metrics.read_errors, 1);
+            tracing::error!(chunk = %chunk.id, pack = %chunk.loc.pack, error = %e, "cannot read chunk");
+        })
+    }
+
+    fn read_chunk_once(&self, chunk: &ChunkRef, index: &FrameIndex) -> Result<Arc<[u8]>, StoreError> {
+        let pack = chunk.loc.pack;
+        let missed = Frame::of(&chunk.loc);
+        loop {
+            if let Some(bytes) = self.cached_chunk(chunk) {
+                return Ok(bytes);
+            }
+            let frame = match self.claim_around(pack, missed, index) {
+                Claim::Cached => continue,
+                Claim::Wait(flight) => flight.wait(),
+                Claim::Lead(flights) => self.fetch_span(pack, flights, true),
+            };
+            add(&self.metrics.cache_misses, 1);
+            let frame = frame.map_err(StoreError::Shared)?;
+            let bytes = chunk_in_frame(&frame, &chunk.id, chunk.len, &chunk.loc)?;
+            return Ok(self.remember(chunk.id, bytes));
+        }
     }
 
     /// The chunk from the memory cache or its cached frame, if there and intact.
@@ -168,60 +291,86 @@ impl Store {
         Some(self.remember(chunk.id, &bytes))
     }
 
-    /// Fetches the chunk's frame, or waits for the reader already fetching
-    /// it and takes its outcome: one GET per frame however many readers
-    /// want it, and one wait (not one retry each) when the remote fails.
-    fn fetch_chunk(&self, chunk: &ChunkRef) -> Result<Arc<[u8]>, StoreError> {
-        add(&self.metrics.cache_misses, 1);
-        let key = (chunk.loc.pack, chunk.loc.frame_offset);
-        let (flight, leads) = {
+    /// Joins the fetch of `missed` already under way, or starts one that also
+    /// claims the free frames of the pack's read-ahead window around it: one
+    /// GET per frame however many readers want it.
+    fn claim_around(&self, pack: PackId, missed: Frame, index: &FrameIndex) -> Claim {
+        let mut in_flight = self.in_flight.lock().unwrap();
+        if let Some(flight) = in_flight.get(&(pack, missed.offset)) {
+            return Claim::Wait(flight.clone());
+        }
+        if self.frames.contains(&(pack, missed.offset)) {
+            return Claim::Cached; // a fetch landed since the cache was looked at
+        }
+        let window = self.windows.on_miss(pack, missed);
+        let span = span_around(index.frames(&pack), missed, window, |f| {
+            let key = (pack, f.offset);
+            !in_flight.contains_key(&key) && !self.frames.contains(&key)
+        });
+        Claim::Lead(claim(&mut in_flight, pack, span))
+    }
+
+    /// Brings consecutive frames of `pack` into the frame cache, those not
+    /// cached or being fetched already, one GET per run of them (prefetch).
+    pub fn fetch_frames(&self, pack: PackId, frames: &[Frame]) -> Result<(), StoreError> {
+        let runs: Vec<Vec<(Frame, Arc<Flight>)>> = {
             let mut in_flight = self.in_flight.lock().unwrap();
-            match in_flight.get(&key) {
-                Some(flight) => (flight.clone(), false),
-                None => {
-                    let flight = Arc::new(Flight::default());
-                    in_flight.insert(key, flight.clone());
-                    (flight, true)
+            let mut runs = vec![Vec::new()];
+            for f in frames {
+                let key = (pack, f.offset);
+                if in_flight.contains_key(&key) || self.frames.contains(&key) {
+                    runs.push(Vec::new());
+                } else {
+                    runs.last_mut()
+                        .unwrap()
+                        .extend(claim(&mut in_flight, pack, vec![*f]));
                 }
             }
+            runs.into_iter().filter(|r| !r.is_empty()).collect()
         };
-        let frame = if leads {
-            let fetched = self.frame_for_flight(chunk, &key);
-            self.in_flight.lock().unwrap().remove(&key);
-            flight.land(fetched.clone());
-            fetched
-        } else {
-            flight.wait()
-        };
-        let frame = frame.map_err(StoreError::Shared)?;
-        let bytes = chunk_in_frame(&frame, &chunk.id, chunk.len, &chunk.loc)?;
-        Ok(self.remember(chunk.id, bytes))
+        for run in runs {
+            self.fetch_span(pack, run, false).map_err(StoreError::Shared)?;
+        }
+        Ok(())
     }
 
-    /// The frame a flight hands out: from the frame cache when a flight that
-    /// ended just before this one began put it there, else from the remote.
-    fn frame_for_flight(&self, chunk: &ChunkRef, key: &FrameKey) -> FrameOutcome {
-        if let Some(frame) = self.frames.get(key) {
-            if chunk_in_frame(&frame, &chunk.id, chunk.len, &chunk.loc).is_ok() {
-                return Ok(Arc::from(frame));
+    /// Fetches claimed frames in one ranged GET, caches them and lands their
+    /// flights; returns the first frame. With `first_only`, the others are
+    /// decoded and cached in the background, so the reader that missed the
+    /// first one goes on at once.
+    fn fetch_span(&self, pack: PackId, flights: Vec<(Frame, Arc<Flight>)>, first_only: bool) -> FrameOutcome {
+        let start = flights[0].0.offset;
+        let end = flights.last().expect("a span has frames").0.end();
+        let fetched = {
+            let _permit = self.gets.enter();
+            add(&self.metrics.remote_get_requests, 1);
+            self.remote.get_range(&pack_key(&pack), start..end)
+        };
+        let fetched = fetched.and_then(|bytes| {
+            add(&self.metrics.remote_bytes_fetched, bytes.len() as u64);
+            if bytes.len() as u64 == end - start {
+                add(&self.metrics.remote_frames_fetched, flights.len() as u64);
+                Ok(bytes)
+            } else {
+                Err(PackError::Frame(pack, start, "short read".into()).into())
             }
-            self.frames.remove(key);
+        });
+        let landing = Landing {
+            frames: self.frames.clone(),
+            in_flight: self.in_flight.clone(),
+            pack,
+            start,
+            fetched: fetched.map_err(Arc::new),
+        };
+        let mut flights = flights.into_iter();
+        let first = landing.land(flights.next().expect("a span has frames"));
+        let rest: Vec<_> = flights.collect();
+        if first_only && !rest.is_empty() {
+            std::thread::spawn(move || rest.into_iter().for_each(|f| drop(landing.land(f))));
+        } else {
+            rest.into_iter().for_each(|f| drop(landing.land(f)));
         }
-        let fetched = self.fetch_frame(chunk).map(Arc::<[u8]>::from).map_err(Arc::new)?;
-        self.frames.put(key, &fetched);
-        Ok(fetched)
-    }
-
-    fn fetch_frame(&self, chunk: &ChunkRef) -> Result<Vec<u8>, StoreError> {
-        let loc = &chunk.loc;
-        let range = loc.frame_offset..loc.frame_offset + u64::from(loc.frame_len);
-        add(&self.metrics.remote_get_requests, 1);
-        let compressed = self.remote.get_range(&pack_key(&loc.pack), range)?;
-        add(&self.metrics.remote_bytes_fetched, compressed.len() as u64);
-        if compressed.len() != loc.frame_len as usize {
-            return Err(PackError::Frame(loc.pack, loc.frame_offset, "short read".into()).into());
-        }
-        Ok(decode_frame(&compressed, loc)?)
+        first
     }
 
     fn remember(&self, id: ChunkId, bytes: &[u8]) -> Arc<[u8]> {
