@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::ids::PackId;
+use crate::store::cache::FrameKey;
 use crate::store::readahead::{Frame, MAX_GAP, MAX_WINDOW};
 use crate::tree::{ChunkSource, Tree};
 
@@ -124,12 +125,15 @@ pub struct Progress {
     pub state: Mutex<String>,
 }
 
+/// Consecutive frames of one pack, fetched by one GET.
+type Span = (PackId, Vec<Frame>);
+
 /// The frames of the files in `order`, as GETs: each frame once, in the
 /// order of the first file that needs it, each GET taking the frames that
 /// follow in its pack (up to [`MAX_WINDOW`] bytes) not taken yet. Returns the
 /// spans and, for each frame, the files (indexes in `order`) that need it.
-fn plan_spans(tree: &Tree, order: &[u64]) -> (Vec<(PackId, Vec<Frame>)>, HashMap<(PackId, u64), Vec<usize>>) {
-    let mut needed_by: HashMap<(PackId, u64), Vec<usize>> = HashMap::new();
+fn plan_spans(tree: &Tree, order: &[u64]) -> (Vec<Span>, HashMap<FrameKey, Vec<usize>>) {
+    let mut needed_by: HashMap<FrameKey, Vec<usize>> = HashMap::new();
     let mut first_need = Vec::new();
     for (i, &ino) in order.iter().enumerate() {
         for chunk in tree.file_chunks(ino).unwrap_or_default() {
@@ -204,7 +208,7 @@ pub fn prefetch(
         .for_each(file_done);
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<String>> = Mutex::new(None);
-    let fetch_span = |(pack, frames): &(PackId, Vec<Frame>)| -> bool {
+    let fetch_span = |(pack, frames): &Span| -> bool {
         while busy.load(Ordering::Relaxed) >= YIELD_AT_READS && !progress.stop.load(Ordering::Relaxed) {
             std::thread::sleep(YIELD);
         }
