@@ -303,9 +303,12 @@ impl Store {
             return Claim::Cached; // a fetch landed since the cache was looked at
         }
         let window = self.windows.on_miss(pack, missed);
+        // Read-ahead must not evict what it brought before it is read.
+        let mut plain_room = self.frames.budget() / 4;
         let span = span_around(index.frames(&pack), missed, window, |f| {
+            plain_room = plain_room.saturating_sub(f.plain_len.into());
             let key = (pack, f.offset);
-            !in_flight.contains_key(&key) && !self.frames.contains(&key)
+            plain_room > 0 && !in_flight.contains_key(&key) && !self.frames.contains(&key)
         });
         Claim::Lead(claim(&mut in_flight, pack, span))
     }
