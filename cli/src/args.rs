@@ -138,6 +138,11 @@ pub enum Command {
         /// 0 deletes them when it ends.
         #[arg(long, value_name = "DURATION", default_value = "0")]
         keep: humantime::Duration,
+        /// Prefetch each task's workspaces in the background, first the files
+        /// the same task read first in the last run (access trace
+        /// PIPELINE/TASK/WORKSPACE, as `attach --prefetch-key`).
+        #[arg(long)]
+        prefetch: bool,
         #[command(flatten)]
         output: Output,
     },

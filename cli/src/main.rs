@@ -104,6 +104,7 @@ async fn run(cli: Cli) -> Result<()> {
             workspaces,
             params,
             keep,
+            prefetch,
             output,
         } => {
             let client = daemon.connect_or_start().await?;
@@ -112,6 +113,7 @@ async fn run(cli: Cli) -> Result<()> {
                 workspaces,
                 params,
                 keep: keep.into(),
+                prefetch,
                 json: output.json,
             };
             run::run(client, &daemon.state_dir, args).await

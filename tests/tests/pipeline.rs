@@ -127,6 +127,36 @@ fn hello_passes_a_file_from_one_task_to_the_next_as_a_layer() {
     assert_clean(&a);
 }
 
+/// The last line of the daemon's log that starts prefetching under `key`.
+fn prefetch_line(host: &Host, key: &str) -> String {
+    let log = host.daemon_log_tail(400);
+    log.lines()
+        .rev()
+        .find(|l| l.contains("prefetching") && l.contains(&format!("traces/{key}")))
+        .unwrap_or_else(|| panic!("no prefetch of {key}:\n{log}"))
+        .to_string()
+}
+
+/// `wsfs run --prefetch` attaches each task's workspaces with prefetch, its
+/// access trace kept per pipeline, task and workspace: in the second run of
+/// the hello pipeline, t2's workspace is prefetched starting with the file t2
+/// read in the first run (the workspaces themselves are new each run).
+#[test]
+fn run_prefetch_follows_what_the_same_task_read_last_run() {
+    let a = Host::new();
+    let log = run(&a, a.test_dir(), &example("hello.yaml"), &["--prefetch"]).ok();
+    assert!(log.contains("[t2/read] hello from t1"), "{log}");
+    let first = prefetch_line(&a, "hello/t2/shared");
+    assert!(first.contains("traced=0"), "no trace yet, and yet: {first}");
+    run(&a, a.test_dir(), &example("hello.yaml"), &["--prefetch"]).ok();
+    let second = prefetch_line(&a, "hello/t2/shared");
+    assert!(
+        second.contains("traced=1") && second.contains("first=hello.txt"),
+        "t2's second run did not start from what it read in the first: {second}"
+    );
+    assert_clean(&a);
+}
+
 /// Fan-out, fan-in: three parallel tasks write different directories of one
 /// workspace; all three layers land and the last task reads them all.
 /// With `--keep`, the workspace is there to inspect afterwards.

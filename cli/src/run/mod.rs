@@ -37,16 +37,16 @@ pub struct RunArgs {
     pub params: Vec<String>,
     /// `--keep`: how long the run's workspaces outlive it.
     pub keep: Duration,
+    /// `--prefetch`: attach the tasks' workspaces with prefetch.
+    pub prefetch: bool,
     /// `--json`.
     pub json: bool,
 }
 
-/// A run's name: the file's stem (made a valid workspace namespace) and a random suffix.
-fn run_name(file: &Path) -> String {
-    let stem: String = file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// `text` in lower-case letters, digits and `-` (anything else becomes `-`),
+/// fit for workspace names and access trace keys.
+pub(crate) fn slug(text: &str) -> String {
+    let slug: String = text
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
@@ -55,6 +55,14 @@ fn run_name(file: &Path) -> String {
                 '-'
             }
         })
+        .collect();
+    slug.trim_matches('-').to_string()
+}
+
+/// A run's name: the file's stem (made a valid workspace namespace) and a random suffix.
+fn run_name(file: &Path) -> String {
+    let stem: String = slug(&file.file_stem().unwrap_or_default().to_string_lossy())
+        .chars()
         .take(60)
         .collect();
     let stem = stem.trim_matches('-');
@@ -125,6 +133,11 @@ pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> 
         dir,
         bound,
         json: args.json,
+        prefetch: args.prefetch.then(|| {
+            Some(slug(&plan.name))
+                .filter(|s| !s.is_empty())
+                .unwrap_or("pipeline".into())
+        }),
         host_dirs: Mutex::new(Vec::new()),
         attached: Mutex::default(),
         steps: Mutex::default(),

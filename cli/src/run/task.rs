@@ -18,6 +18,7 @@ use wsfs_pipeline::workspace_files::{self, FilesCheckError};
 
 use super::namespace::{isolate, Mount, Mounts};
 use super::report::{StepReport, StepStatus, TaskReport, TaskStatus};
+use super::slug;
 use crate::commands::persist;
 
 /// Where steps' working directories and default mount paths live.
@@ -33,6 +34,8 @@ pub struct RunContext {
     pub bound: std::collections::HashMap<String, String>,
     /// Step logs go to stderr (stdout carries the JSON summary).
     pub json: bool,
+    /// With `--prefetch`: the pipeline's part of the access trace keys.
+    pub prefetch: Option<String>,
     /// Directories created on the host for mount paths, removed at the end.
     pub host_dirs: Mutex<Vec<PathBuf>>,
     /// Views attached and not yet detached, for clean-up after an interrupt.
@@ -192,6 +195,12 @@ async fn prepare(
             view: if decl.read_only { "read-only" } else { "isolated" }.to_string(),
             sub_path: decl.sub_path.clone(),
             upper_dir: String::new(),
+            prefetch: ctx.prefetch.is_some(),
+            prefetch_key: ctx
+                .prefetch
+                .as_ref()
+                .map(|pipeline| format!("{pipeline}/{}/{}", slug(&task.name), slug(&decl.name)))
+                .unwrap_or_default(),
             ..Default::default()
         };
         let info = ctx.attach(client, request).await.map_err(|e| {
