@@ -201,7 +201,6 @@ async fn prepare(
                 .as_ref()
                 .map(|pipeline| format!("{pipeline}/{}/{}", slug(&task.name), slug(&decl.name)))
                 .unwrap_or_default(),
-            ..Default::default()
         };
         let info = ctx.attach(client, request).await.map_err(|e| {
             let message = format!("workspace {:?} (wsfs workspace {workspace}): {e:#}", decl.name);
