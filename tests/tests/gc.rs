@@ -288,13 +288,15 @@ fn persists_racing_repeated_gc_runs_all_read_back() {
         stop.store(true, Ordering::Relaxed);
         (collector.join().unwrap(), rounds)
     });
-    eprintln!("gc runs: {runs}; per host, per round, stored bytes in % of the tree: {rounds:?}");
     for stored in &rounds {
-        assert!(
-            stored[0] >= 50,
-            "the first round stores the tree anew: {rounds:?}"
+        let anew: Vec<usize> = (0..stored.len()).filter(|&r| stored[r] >= 50).collect();
+        eprintln!(
+            "{} rounds; the tree was stored anew in rounds {anew:?}",
+            stored.len()
         );
+        assert_eq!(anew.first(), Some(&0), "the first round stores the tree anew");
     }
+    eprintln!("gc runs meanwhile: {runs}");
     // What the runs condemned is deleted now, if unreferenced.
     wait_grace();
     gc(&first, &[]);

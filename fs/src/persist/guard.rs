@@ -36,49 +36,38 @@ pub(super) struct Claims<'a> {
     pub manifest: &'a Manifest,
     /// Every pack the layer references.
     pub packs: &'a HashSet<PackId>,
-    /// The packs this persist uploaded, and whether it uploaded the layer
-    /// object: those exist unless condemned (condemning waits for the grace
-    /// period, deleting for another).
-    pub uploaded: &'a HashSet<PackId>,
+    /// This persist uploaded the layer object just now (so no gc run can
+    /// have deleted it: condemning waits for the grace period, deleting for another).
     pub layer_uploaded: bool,
 }
 
-/// The check before the record is written: one listing of the markers, then
-/// whether every object this persist did not upload exists. A missing layer
-/// object that is not condemned was deleted by a finished gc run: it is
-/// uploaded again (the persist has its bytes).
-pub(super) fn before_record(store: &Store, claims: &Claims<'_>) -> Result<Verdict, StoreError> {
+/// Checks a layer: one listing of the markers, then whether every object it
+/// references exists (a persist's own packs too: a slow persist may have
+/// uploaded them more than two grace periods ago). Before the record is
+/// written (`landed` false), a missing layer object that is not condemned,
+/// deleted by a finished gc run, is uploaded again (the persist has its bytes);
+/// after, it is a violation.
+pub(super) fn check(store: &Store, claims: &Claims<'_>, landed: bool) -> Result<Verdict, StoreError> {
     let mut verdict = condemned(store, claims)?;
     let mut keys: Vec<String> = claims
         .packs
         .iter()
-        .filter(|p| !claims.uploaded.contains(p) && !verdict.gone.contains(p))
+        .filter(|p| !verdict.gone.contains(p))
         .map(pack_key)
         .collect();
     let layer = layer_key(&claims.layer);
-    if !claims.layer_uploaded && !verdict.layer_condemned {
+    if landed || !(claims.layer_uploaded || verdict.layer_condemned) {
         keys.push(layer.clone());
     }
     for key in store.remote().missing(&keys)? {
-        if key == layer {
+        if key != layer {
+            verdict.gone.extend(pack_of(&key));
+        } else if landed {
+            verdict.layer_missing = true;
+        } else {
             tracing::info!(layer = %claims.layer, "the layer object was collected: uploading it again");
-            store.put_object(layer, Bytes::from(manifest::encode(claims.manifest)))?;
-            break;
+            store.put_object(layer.clone(), Bytes::from(manifest::encode(claims.manifest)))?;
         }
-        verdict.gone.extend(pack_of(&key));
-    }
-    Ok(verdict)
-}
-
-/// The check after a record landed late: markers and existence of every object.
-pub(super) fn after_record(store: &Store, claims: &Claims<'_>) -> Result<Verdict, StoreError> {
-    let mut verdict = condemned(store, claims)?;
-    let layer = layer_key(&claims.layer);
-    let mut keys: Vec<String> = claims.packs.iter().map(pack_key).collect();
-    keys.push(layer.clone());
-    for key in store.remote().missing(&keys)? {
-        verdict.layer_missing |= key == layer;
-        verdict.gone.extend(pack_of(&key));
     }
     Ok(verdict)
 }

@@ -284,7 +284,7 @@ fn build(
     let started = Instant::now();
     plan.sort();
     let mut layer = LayerBuilder::new(store, plan, known, stat_cache, &avoid.packs);
-    let packed = std::thread::scope(|scope| {
+    let new_refs = std::thread::scope(|scope| {
         let packer = Packer::start(scope, store, avoid.salt);
         let chunked = layer.chunk_files(&packer, progress);
         let packed = packer.finish();
@@ -295,10 +295,10 @@ fn build(
             (Ok(()), packed) => packed?,
         };
         layer.stored_bytes += packed.stored_bytes;
-        Ok::<_, PersistError>(packed)
+        Ok::<_, PersistError>(packed.refs)
     })?;
     let chunked = started.elapsed();
-    let outcome = layer.finish(target, packed.refs, &packed.packs);
+    let outcome = layer.finish(target, new_refs);
     tracing::debug!(
         chunk_ms = chunked.as_millis() as u64,
         finish_ms = (started.elapsed() - chunked).as_millis() as u64,
@@ -514,12 +514,7 @@ impl<'s> LayerBuilder<'s> {
         })
     }
 
-    fn finish(
-        mut self,
-        target: &Target<'_>,
-        new_refs: Vec<ChunkRef>,
-        uploaded: &HashSet<PackId>,
-    ) -> Result<Built, PersistError> {
+    fn finish(mut self, target: &Target<'_>, new_refs: Vec<ChunkRef>) -> Result<Built, PersistError> {
         self.known.extend(new_refs.iter().map(|r| (r.id, *r)));
         let (mut files, mut bytes) = (0, 0);
         let mut entries = Vec::with_capacity(self.entries.len());
@@ -549,7 +544,6 @@ impl<'s> LayerBuilder<'s> {
             layer,
             manifest: &manifest,
             packs: &packs,
-            uploaded,
             layer_uploaded: manifest_bytes > 0,
         };
         let refused = |verdict| Built::Refused {
@@ -558,7 +552,7 @@ impl<'s> LayerBuilder<'s> {
             packs: packs.clone(),
             stored_bytes: self.stored_bytes + manifest_bytes,
         };
-        let verdict = guard::before_record(self.store, &claims)?;
+        let verdict = guard::check(self.store, &claims, false)?;
         if !verdict.clean() {
             return Ok(refused(verdict));
         }
@@ -586,7 +580,7 @@ impl<'s> LayerBuilder<'s> {
         let stack = workspace::stack(self.store, target.workspace);
         drop(guard);
         if checked.elapsed() > gc::PERSIST_BOUND {
-            let verdict = guard::after_record(self.store, &claims)?;
+            let verdict = guard::check(self.store, &claims, true)?;
             if !verdict.clean() {
                 self.store.remote().delete(&key)?;
                 return Ok(refused(verdict));

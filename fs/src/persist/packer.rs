@@ -3,7 +3,7 @@
 //! frames are compressed in parallel and appended to packs in chunk order,
 //! so a layer's bytes do not depend on the thread count.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 use std::thread::{Scope, ScopedJoinHandle};
@@ -11,7 +11,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 use bytes::Bytes;
 
 use crate::error::StoreError;
-use crate::ids::{ChunkId, PackId};
+use crate::ids::ChunkId;
 use crate::manifest::ChunkRef;
 use crate::pack::{pack_key, FrameBuilder, FrameCompressor, PackWriter, PlainFrame, SealedPack};
 use crate::store::remote::PendingPut;
@@ -28,8 +28,6 @@ const MAX_COMPRESSORS: usize = 4;
 pub struct Packed {
     /// Every chunk of the new packs.
     pub refs: Vec<ChunkRef>,
-    /// The new packs.
-    pub packs: HashSet<PackId>,
     /// Bytes of the pack objects.
     pub stored_bytes: u64,
 }
@@ -168,7 +166,6 @@ impl<'s> Assembler<'s> {
             uploads: Vec::new(),
             packed: Packed {
                 refs: Vec::new(),
-                packs: HashSet::new(),
                 stored_bytes: 0,
             },
         })
@@ -190,7 +187,6 @@ impl<'s> Assembler<'s> {
     fn ship(&mut self, pack: SealedPack) -> Result<(), StoreError> {
         let packed = &mut self.packed;
         packed.stored_bytes += pack.bytes.len() as u64;
-        packed.packs.insert(pack.id);
         packed.refs.extend(
             pack.chunks
                 .iter()
