@@ -161,7 +161,6 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     if opts.grace < MIN_GRACE {
         return Err(GcError::GraceTooShort { given: opts.grace });
     }
-    let grace_ms = opts.grace.as_millis() as u64;
     let mut report = GcReport::default();
     for (ws, _) in workspace::expired(store, millis(SystemTime::now()))? {
         let layers = match opts.dry_run {
@@ -185,77 +184,112 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
                 .filter_map(|l| Some((Object::parse(&l.key)?, l))),
         );
     }
-    let sizes: HashMap<Object, u64> = stored.iter().map(|(o, l)| (*o, l.size)).collect();
-    let mut marked = HashSet::new();
-    let mut deleted_packs = HashSet::new();
-    for marker in store.remote().list(MARKERS)? {
-        let Some(object) = marker
-            .key
-            .strip_prefix(MARKERS)
-            .and_then(|k| Object::parse(k.strip_prefix('/')?))
-        else {
-            continue;
-        };
-        marked.insert(object);
-        let due = store
-            .remote()
-            .get(&marker.key)?
-            .as_deref()
-            .and_then(marker_time)
-            .map(|at| at.saturating_add(grace_ms));
-        let found = |due: u64| Found {
-            key: object.key(),
-            bytes: sizes.get(&object).copied().unwrap_or(0),
-            deletable_after_ms: due,
-        };
-        match due {
-            Some(due) if due > millis(t_list) => {
-                report.pending.push(found(due));
-                continue;
-            }
-            Some(due) if !live.contains(&object) && sizes.contains_key(&object) => {
-                if !opts.dry_run {
-                    store.remote().delete(&object.key())?;
-                }
-                if let Object::Pack(id) = object {
-                    deleted_packs.insert(id);
-                }
-                report.deleted.push(found(due));
-            }
-            // Already deleted: only the marker is left.
-            Some(_) if !live.contains(&object) => {}
-            // Referenced again, or an unreadable marker: no longer condemned.
-            _ => report.uncondemned += 1,
-        }
-        if !opts.dry_run {
-            store.remote().delete(&marker.key)?;
-        }
-    }
+    let mut pass = Pass {
+        store,
+        opts,
+        t_list,
+        live,
+        sizes: stored.iter().map(|(o, l)| (*o, l.size)).collect(),
+        report,
+    };
+    let marked = pass.sweep()?;
     for (object, listed) in &stored {
         let young = listed.last_modified + opts.grace > t_list;
-        if live.contains(object) || marked.contains(object) || young {
-            continue;
+        if !(pass.live.contains(object) || marked.contains(object) || young) {
+            pass.condemn(object)?;
         }
+    }
+    Ok(pass.report)
+}
+
+/// One run after it listed what is live and what is stored.
+struct Pass<'a> {
+    store: &'a Store,
+    opts: &'a GcOptions,
+    t_list: SystemTime,
+    live: HashSet<Object>,
+    /// Every stored layer and pack, with its size.
+    sizes: HashMap<Object, u64>,
+    report: GcReport,
+}
+
+impl Pass<'_> {
+    fn found(&self, object: &Object, deletable_after_ms: u64) -> Found {
+        Found {
+            key: object.key(),
+            bytes: self.sizes.get(object).copied().unwrap_or(0),
+            deletable_after_ms,
+        }
+    }
+
+    /// Deletes what was condemned at least the grace period before the
+    /// listing and is still unreferenced, and the markers of what is
+    /// referenced again; returns every object that had a marker.
+    fn sweep(&mut self) -> Result<HashSet<Object>, StoreError> {
+        let (store, dry_run) = (self.store, self.opts.dry_run);
+        let grace_ms = self.opts.grace.as_millis() as u64;
+        let mut marked = HashSet::new();
+        let mut deleted_packs = HashSet::new();
+        for marker in store.remote().list(MARKERS)? {
+            let Some(object) = marker
+                .key
+                .strip_prefix(MARKERS)
+                .and_then(|k| Object::parse(k.strip_prefix('/')?))
+            else {
+                continue;
+            };
+            marked.insert(object);
+            let due = store
+                .remote()
+                .get(&marker.key)?
+                .as_deref()
+                .and_then(marker_time)
+                .map(|at| at.saturating_add(grace_ms));
+            let live = self.live.contains(&object);
+            match due {
+                Some(due) if due > millis(self.t_list) => {
+                    self.report.pending.push(self.found(&object, due));
+                    continue;
+                }
+                Some(due) if !live && self.sizes.contains_key(&object) => {
+                    if !dry_run {
+                        store.remote().delete(&object.key())?;
+                    }
+                    if let Object::Pack(id) = object {
+                        deleted_packs.insert(id);
+                    }
+                    self.report.deleted.push(self.found(&object, due));
+                }
+                // Already deleted: only the marker is left.
+                Some(_) if !live => {}
+                // Referenced again, or an unreadable marker: no longer condemned.
+                _ => self.report.uncondemned += 1,
+            }
+            if !dry_run {
+                store.remote().delete(&marker.key)?;
+            }
+        }
+        if !dry_run {
+            store.db().forget_packs(&deleted_packs)?;
+        }
+        Ok(marked)
+    }
+
+    /// Condemns an unreferenced object (a dry run only reports it).
+    fn condemn(&mut self, object: &Object) -> Result<(), StoreError> {
         let at = millis(SystemTime::now());
-        if !opts.dry_run && !condemn(store, object, at, opts.grace)? {
-            continue;
+        if self.opts.dry_run || write_marker(self.store, object, at, self.opts.grace)? {
+            let due = at + self.opts.grace.as_millis() as u64;
+            self.report.condemned.push(self.found(object, due));
         }
-        report.condemned.push(Found {
-            key: listed.key.clone(),
-            bytes: listed.size,
-            deletable_after_ms: at + grace_ms,
-        });
+        Ok(())
     }
-    if !deleted_packs.is_empty() && !opts.dry_run {
-        store.db().forget_packs(&deleted_packs)?;
-    }
-    Ok(report)
 }
 
 /// Writes an object's marker; takes it back (and returns false) when the
 /// write took so long that a persist's check may have missed it while its
 /// record lands after the deleting run lists the workspaces.
-fn condemn(store: &Store, object: &Object, at_ms: u64, grace: Duration) -> Result<bool, StoreError> {
+fn write_marker(store: &Store, object: &Object, at_ms: u64, grace: Duration) -> Result<bool, StoreError> {
     let started = Instant::now();
     let key = object.marker_key();
     store.put_object(key.clone(), Bytes::from(marker_body(at_ms)))?;
