@@ -1,5 +1,6 @@
 //! The gc check of a persist: a new layer references no object that garbage
-//! collection condemned or deleted (see [`crate::gc`] for the protocol).
+//! collection condemned or deleted (see [`crate::gc`] for the protocol), and
+//! the retries of a persist whose layer failed it.
 
 use std::collections::HashSet;
 
@@ -11,6 +12,72 @@ use crate::ids::{LayerId, PackId};
 use crate::manifest::{self, Manifest};
 use crate::pack::pack_key;
 use crate::store::{layer_key, Store};
+
+use super::{PersistError, PersistOutcome};
+
+/// Attempts of a persist whose layer garbage collection keeps condemning.
+const GC_ATTEMPTS: usize = 3;
+
+/// What an attempt must not reference, after garbage collection got in the way.
+#[derive(Default)]
+pub(super) struct Avoid {
+    /// Packs whose chunks are stored anew.
+    pub packs: HashSet<PackId>,
+    /// Salt of the new packs, so that they differ from condemned packs of the same chunks.
+    pub salt: Option<[u8; 16]>,
+}
+
+/// How an attempt ended.
+pub(super) enum Built {
+    Landed(PersistOutcome),
+    /// The gc check refused the layer: nothing visible, try again.
+    Refused {
+        verdict: Verdict,
+        layer: LayerId,
+        /// Every pack the layer referenced.
+        packs: HashSet<PackId>,
+        stored_bytes: u64,
+    },
+}
+
+/// Runs `attempt` until its layer passes the gc check: each retry stores the
+/// chunks of condemned or missing packs anew (forgotten by the local index),
+/// in salted packs.
+pub(super) fn retrying(
+    store: &Store,
+    mut attempt: impl FnMut(&Avoid) -> Result<Built, PersistError>,
+) -> Result<PersistOutcome, PersistError> {
+    let mut avoid = Avoid::default();
+    let mut stored_bytes = 0;
+    for _ in 0..GC_ATTEMPTS {
+        let (verdict, layer, packs) = match attempt(&avoid)? {
+            Built::Landed(mut outcome) => {
+                outcome.stored_bytes += stored_bytes;
+                return Ok(outcome);
+            }
+            Built::Refused {
+                verdict,
+                layer,
+                packs,
+                stored_bytes: stored,
+            } => {
+                stored_bytes += stored;
+                (verdict, layer, packs)
+            }
+        };
+        tracing::warn!(%layer, ?verdict, "garbage collection condemned what the layer references: storing it anew");
+        store.db().forget_packs(&verdict.gone)?;
+        avoid.packs.extend(verdict.gone);
+        if verdict.layer_condemned {
+            if packs.is_empty() {
+                return Err(PersistError::LayerCondemned(layer));
+            }
+            avoid.packs.extend(packs);
+        }
+        avoid.salt = Some(rand::random());
+    }
+    Err(PersistError::Collected(GC_ATTEMPTS))
+}
 
 /// What a check found wrong with a layer about to land (or just landed).
 #[derive(Debug, Default)]

@@ -29,6 +29,7 @@ use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest};
 use crate::store::db::FileStamp;
 use crate::store::Store;
 use crate::workspace::{self, LayerRecord, WorkspaceName};
+use guard::{retrying, Avoid, Built};
 use packer::Packer;
 use plan::{plan_source, Content, Plan, Planned};
 use source::source_err;
@@ -117,70 +118,6 @@ pub enum PersistError {
          to store anew; nothing was persisted: run the persist again after the next `wsfs gc` run"
     )]
     LayerCondemned(LayerId),
-}
-
-/// Attempts of a persist whose layer garbage collection keeps condemning.
-const GC_ATTEMPTS: usize = 3;
-
-/// What an attempt must not reference, after garbage collection got in the way.
-#[derive(Default)]
-struct Avoid {
-    /// Packs whose chunks are stored anew.
-    packs: HashSet<PackId>,
-    /// Salt of the new packs, so that they differ from condemned packs of the same chunks.
-    salt: Option<[u8; 16]>,
-}
-
-/// How an attempt ended.
-enum Built {
-    Landed(PersistOutcome),
-    /// The gc check refused the layer: nothing visible, try again.
-    Refused {
-        verdict: guard::Verdict,
-        layer: LayerId,
-        /// Every pack the layer referenced.
-        packs: HashSet<PackId>,
-        stored_bytes: u64,
-    },
-}
-
-/// Runs `attempt` until its layer passes the gc check: each retry stores the
-/// chunks of condemned or missing packs anew (forgotten by the local index),
-/// in salted packs.
-fn retrying(
-    store: &Store,
-    mut attempt: impl FnMut(&Avoid) -> Result<Built, PersistError>,
-) -> Result<PersistOutcome, PersistError> {
-    let mut avoid = Avoid::default();
-    let mut stored_bytes = 0;
-    for _ in 0..GC_ATTEMPTS {
-        let (verdict, layer, packs) = match attempt(&avoid)? {
-            Built::Landed(mut outcome) => {
-                outcome.stored_bytes += stored_bytes;
-                return Ok(outcome);
-            }
-            Built::Refused {
-                verdict,
-                layer,
-                packs,
-                stored_bytes: stored,
-            } => {
-                stored_bytes += stored;
-                (verdict, layer, packs)
-            }
-        };
-        tracing::warn!(%layer, ?verdict, "garbage collection condemned what the layer references: storing it anew");
-        store.db().forget_packs(&verdict.gone)?;
-        avoid.packs.extend(verdict.gone);
-        if verdict.layer_condemned {
-            if packs.is_empty() {
-                return Err(PersistError::LayerCondemned(layer));
-            }
-            avoid.packs.extend(packs);
-        }
-        avoid.salt = Some(rand::random());
-    }
-    Err(PersistError::Collected(GC_ATTEMPTS))
 }
 
 /// Persists `req.paths` as a new layer on top of `req.workspace`.
