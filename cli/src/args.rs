@@ -120,6 +120,28 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Collect the remote's garbage: delete expired workspaces, then the
+    /// layers and packs no workspace references. Deleting takes two runs: a
+    /// run condemns unreferenced objects older than --grace, and a run at
+    /// least --grace later deletes those still unreferenced, so a persist
+    /// running meanwhile never loses its chunks. Run it periodically (e.g.
+    /// hourly from cron). Traces (`traces/`) are left alone.
+    Gc {
+        /// Only list what would be deleted and condemned, with bytes; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How long a condemned object waits before a run may delete it, and
+        /// how old an unreferenced object must be to be condemned (at least
+        /// 15s) [default: 1h].
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<humantime::Duration>,
+        /// Empty this host's local frame cache instead (reads fetch again);
+        /// the remote is left alone.
+        #[arg(long, conflicts_with = "grace")]
+        cache: bool,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Run a Tekton v1 pipeline (a Pipeline or PipelineRun file) on this
     /// host: each task as soon as the tasks it runs after succeeded, its
     /// workspaces as wsfs views, each step in a mount namespace that shows

@@ -8,6 +8,7 @@ mod output;
 mod run;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
@@ -98,6 +99,20 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(ws) if !expired => commands::workspaces::rm(&mut client, &ws, output.json).await,
                 _ => commands::workspaces::rm_expired(&mut client, output.json).await,
             }
+        }
+        Command::Gc {
+            dry_run,
+            grace,
+            cache,
+            output,
+        } => {
+            let mut client = daemon.connect_or_start().await?;
+            let request = wsfs_api::pb::GcRequest {
+                grace_ms: grace.map_or(0, |g| (Duration::from(g).as_millis() as u64).max(1)),
+                dry_run,
+                cache,
+            };
+            commands::gc::run(&mut client, request, output.json).await
         }
         Command::Run {
             file,

@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use wsfs_api::pb::{self, wsfs_server::Wsfs};
 use wsfs_fs::error::StoreError;
+use wsfs_fs::gc;
 use wsfs_fs::persist::{persist, PersistError, PersistOutcome, PersistRequest};
 use wsfs_fs::prefetch::Progress;
 use wsfs_fs::workspace::{self, WorkspaceName};
@@ -62,7 +63,71 @@ fn persist_status(e: PersistError) -> Status {
         PersistError::BadPath { .. } => Status::invalid_argument(e.to_string()),
         PersistError::Source { .. } => Status::failed_precondition(e.to_string()),
         PersistError::Store(e) => store_status(e),
+        PersistError::Collected(_) => Status::aborted(e.to_string()),
+        PersistError::LayerCondemned(_) => Status::failed_precondition(e.to_string()),
     }
+}
+
+fn gc_objects(found: Vec<gc::Found>) -> Vec<pb::GcObject> {
+    found
+        .into_iter()
+        .map(|f| pb::GcObject {
+            key: f.key,
+            bytes: f.bytes,
+            deletable_after_ms: f.deletable_after_ms,
+        })
+        .collect()
+}
+
+/// Trims the frame cache to empty (a dry run only tells how much it holds).
+fn gc_cache(daemon: &Daemon, dry_run: bool) -> pb::GcReply {
+    let cache = daemon.store.frame_cache();
+    let before = cache.bytes();
+    if !dry_run {
+        cache.trim(0);
+    }
+    tracing::info!(freed = before - cache.bytes(), dry_run, "trimmed the frame cache");
+    pb::GcReply {
+        dry_run,
+        cache_freed_bytes: before,
+        cache_bytes: cache.bytes(),
+        ..pb::GcReply::default()
+    }
+}
+
+/// Collects the remote's garbage.
+fn gc_remote(daemon: &Daemon, opts: &gc::GcOptions) -> Result<pb::GcReply, Status> {
+    let report = gc::run(&daemon.store, opts).map_err(|e| match e {
+        gc::GcError::GraceTooShort { .. } => Status::invalid_argument(e.to_string()),
+        gc::GcError::Store(e) => store_status(e),
+    })?;
+    tracing::info!(
+        dry_run = opts.dry_run,
+        expired = report.expired.len(),
+        deleted = report.deleted.len(),
+        condemned = report.condemned.len(),
+        pending = report.pending.len(),
+        "garbage collected"
+    );
+    Ok(pb::GcReply {
+        dry_run: opts.dry_run,
+        grace_ms: opts.grace.as_millis() as u64,
+        expired: report
+            .expired
+            .into_iter()
+            .map(|(ws, layers)| pb::RemoveReply {
+                workspace: ws.to_string(),
+                layers: layers as u64,
+            })
+            .collect(),
+        deleted: gc_objects(report.deleted),
+        condemned: gc_objects(report.condemned),
+        pending: gc_objects(report.pending),
+        uncondemned: report.uncondemned as u64,
+        live_layers: report.live_layers as u64,
+        live_packs: report.live_packs as u64,
+        ..pb::GcReply::default()
+    })
 }
 
 /// The gRPC status of a failed mount operation.
@@ -419,6 +484,26 @@ impl Wsfs for Service {
         })
         .await?;
         Ok(Response::new(pb::RemoveExpiredReply { removed }))
+    }
+
+    async fn gc(&self, request: Request<pb::GcRequest>) -> Result<Response<pb::GcReply>, Status> {
+        let req = request.into_inner();
+        let daemon = self.daemon.clone();
+        let reply = blocking(move || match req.cache {
+            true => Ok(gc_cache(&daemon, req.dry_run)),
+            false => {
+                let opts = gc::GcOptions {
+                    grace: match req.grace_ms {
+                        0 => gc::DEFAULT_GRACE,
+                        ms => Duration::from_millis(ms),
+                    },
+                    dry_run: req.dry_run,
+                };
+                gc_remote(&daemon, &opts)
+            }
+        })
+        .await?;
+        Ok(Response::new(reply))
     }
 
     async fn status(

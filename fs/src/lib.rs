@@ -9,6 +9,7 @@
 //! - [`store`]: remote object store, local RocksDB index, frame cache; the chunk read path.
 //! - [`workspace`]: workspace names and their layer records in the remote.
 //! - [`persist`]: source paths → chunks → packs → manifest → workspace record.
+//! - [`gc`]: deleting expired workspaces and unreferenced layers and packs.
 //! - [`tree`]: the FUSE-free inode table of a merged tree, with reads.
 //! - [`fuse`]: the thin `fuser` adapter over [`tree`].
 //! - [`prefetch`]: access traces and fetching a tree in their order.
@@ -20,6 +21,7 @@
 pub mod chunking;
 pub mod error;
 pub mod fuse;
+pub mod gc;
 pub mod ids;
 pub mod manifest;
 pub mod merge;

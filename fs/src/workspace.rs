@@ -135,6 +135,11 @@ pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result
     Ok(key)
 }
 
+/// The layer a record key names (its last `-`-separated part).
+fn record_layer(key: &str) -> Option<LayerId> {
+    key.rsplit('-').next()?.parse().ok()
+}
+
 /// The records' keys and layer ids of a workspace, oldest first.
 pub fn stack(store: &Store, ws: &WorkspaceName) -> Result<Vec<(String, LayerId)>, StoreError> {
     Ok(store
@@ -142,10 +147,26 @@ pub fn stack(store: &Store, ws: &WorkspaceName) -> Result<Vec<(String, LayerId)>
         .list(&ws.prefix())?
         .into_iter()
         .filter_map(|l| {
-            let layer = l.key.rsplit('-').next()?.parse().ok()?;
+            let layer = record_layer(&l.key)?;
             Some((l.key, layer))
         })
         .collect())
+}
+
+/// The workspace and layer of every record of every workspace (one listing).
+pub fn all_records(store: &Store) -> Result<Vec<(WorkspaceName, LayerId)>, StoreError> {
+    Ok(store
+        .remote()
+        .list("workspaces")?
+        .into_iter()
+        .filter_map(|l| Some((name_in_key(&l.key)?, record_layer(&l.key)?)))
+        .collect())
+}
+
+/// The workspace of a key `<prefix>/<ns>/<name>/...` (records, expiries).
+fn name_in_key(key: &str) -> Option<WorkspaceName> {
+    let mut parts = key.split('/').skip(1);
+    format!("{}/{}", parts.next()?, parts.next()?).parse().ok()
 }
 
 /// The layer ids of a workspace, oldest first (empty when it does not exist).
@@ -196,11 +217,7 @@ pub fn set_expiry(store: &Store, ws: &WorkspaceName, at_ms: u64) -> Result<(), S
 pub fn expired(store: &Store, now_ms: u64) -> Result<Vec<(WorkspaceName, u64)>, StoreError> {
     let mut out = Vec::new();
     for listed in store.remote().list("expiry")? {
-        let mut parts = listed.key.split('/').skip(1);
-        let (Some(ns), Some(name)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let Ok(ws) = format!("{ns}/{name}").parse::<WorkspaceName>() else {
+        let Some(ws) = name_in_key(&listed.key) else {
             continue;
         };
         let Some(bytes) = store.remote().get(&listed.key)? else {
@@ -226,11 +243,7 @@ pub fn list(store: &Store, namespace: Option<&str>) -> Result<Vec<(WorkspaceName
     };
     let mut out: Vec<(WorkspaceName, usize)> = Vec::new();
     for listed in store.remote().list(&prefix)? {
-        let mut parts = listed.key.split('/').skip(1);
-        let (Some(ns), Some(name)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let Ok(ws) = format!("{ns}/{name}").parse::<WorkspaceName>() else {
+        let Some(ws) = name_in_key(&listed.key) else {
             continue;
         };
         match out.last_mut() {

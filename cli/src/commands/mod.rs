@@ -1,6 +1,7 @@
 //! One module per group of verbs.
 
 pub mod daemon;
+pub mod gc;
 pub mod mount;
 pub mod persist;
 pub mod workspaces;

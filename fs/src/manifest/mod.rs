@@ -19,6 +19,20 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
 }
 
+impl Manifest {
+    /// Every pack the layer's files have chunks in.
+    pub fn packs(&self) -> std::collections::HashSet<PackId> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EntryKind::File(data) => Some(data.chunks.iter().map(|c| c.loc.pack)),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+}
+
 /// One path of a layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {

@@ -128,6 +128,27 @@ mod tests {
     }
 
     #[test]
+    fn salted_packs_differ_and_read_back() {
+        let data = vec![7u8; 50_000];
+        let seal = |salt| {
+            let mut w = PackWriter::salted(salt).unwrap();
+            w.add(ChunkId::of(&data), &data).unwrap();
+            w.finish().unwrap().unwrap()
+        };
+        let (plain, salted) = (seal(None), seal(Some([1; 16])));
+        assert_ne!(plain.id, salted.id);
+        assert_ne!(salted.id, seal(Some([2; 16])).id);
+        let (id, len, loc) = salted.chunks[0];
+        assert_eq!(loc.frame_offset, 24, "after the salt frame");
+        let start = loc.frame_offset as usize;
+        let frame = decode_frame(&salted.bytes[start..start + loc.frame_len as usize], &loc).unwrap();
+        assert_eq!(chunk_in_frame(&frame, &id, len, &loc).unwrap(), &data[..]);
+        assert_eq!(read_index(salted.id, &salted.bytes).unwrap(), salted.chunks);
+        let whole = zstd::stream::decode_all(&salted.bytes[..salted.bytes.len() - FOOTER_LEN]).unwrap();
+        assert!(whole.starts_with(&data), "zstd tools skip the salt frame");
+    }
+
+    #[test]
     fn a_corrupted_frame_never_yields_wrong_bytes() {
         let mut w = PackWriter::new().unwrap();
         let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();

@@ -97,16 +97,40 @@ pub struct PackWriter {
     frames: FrameBuilder,
     body: Vec<u8>,
     placed: Vec<Placed>,
+    /// What every pack starts with: nothing, or a salt frame.
+    prefix: Vec<u8>,
+}
+
+/// Magic of a zstd skippable frame (RFC 8878, 3.1.2): decoders skip it.
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+
+/// A zstd skippable frame holding `salt`: placed before a pack's first frame,
+/// it gives the pack an id no pack of the same chunks had before.
+fn salt_frame(salt: &[u8; 16]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(8 + salt.len());
+    frame.extend_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
+    frame.extend_from_slice(&(salt.len() as u32).to_le_bytes());
+    frame.extend_from_slice(salt);
+    frame
 }
 
 impl PackWriter {
     /// An empty writer.
     pub fn new() -> io::Result<Self> {
+        Self::salted(None)
+    }
+
+    /// A writer whose packs start with a salt frame when `salt` is given
+    /// (see `docs/format.md`): their ids differ from those of unsalted packs
+    /// of the same chunks, e.g. packs garbage collection condemned.
+    pub fn salted(salt: Option<[u8; 16]>) -> io::Result<Self> {
+        let prefix = salt.as_ref().map(salt_frame).unwrap_or_default();
         Ok(Self {
             compressor: FrameCompressor::new()?,
             frames: FrameBuilder::default(),
-            body: Vec::new(),
+            body: prefix.clone(),
             placed: Vec::new(),
+            prefix,
         })
     }
 
@@ -167,7 +191,7 @@ impl PackWriter {
             }
         }
         let index = self.compressor.compress(&index)?;
-        let mut bytes = std::mem::take(&mut self.body);
+        let mut bytes = std::mem::replace(&mut self.body, self.prefix.clone());
         let frame_bytes = bytes.len() as u64;
         let index_offset = bytes.len() as u64;
         bytes.reserve(index.len() + FOOTER_LEN);

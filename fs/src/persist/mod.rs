@@ -6,6 +6,7 @@
 //! unchanged since the last persist are neither read nor chunked again.
 
 mod changes;
+mod guard;
 mod overrides;
 mod packer;
 mod plan;
@@ -22,11 +23,14 @@ use thiserror::Error;
 
 use crate::chunking::chunk_stream;
 use crate::error::StoreError;
-use crate::ids::{ChunkId, LayerId};
+use crate::gc;
+use crate::ids::{ChunkId, LayerId, PackId};
 use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest};
 use crate::store::db::FileStamp;
+use crate::store::readahead::FrameIndex;
 use crate::store::Store;
 use crate::workspace::{self, LayerRecord, WorkspaceName};
+use guard::{retrying, Avoid, Built};
 use packer::Packer;
 use plan::{plan_source, Content, Plan, Planned};
 use source::source_err;
@@ -102,6 +106,19 @@ pub enum PersistError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Garbage collection condemned or deleted what every attempt referenced.
+    #[error(
+        "garbage collection condemned or deleted packs of the new layer {0} times in a row \
+         (is `wsfs gc` running with a short --grace?); nothing was persisted: run the persist again"
+    )]
+    Collected(usize),
+    /// The layer equals a deleted one that garbage collection condemned, and
+    /// holds no file data that could be stored anew to make it differ.
+    #[error(
+        "layer {0} equals a deleted layer that garbage collection condemned, and has no file data \
+         to store anew; nothing was persisted: run the persist again after the next `wsfs gc` run"
+    )]
+    LayerCondemned(LayerId),
 }
 
 /// Persists `req.paths` as a new layer on top of `req.workspace`.
@@ -124,29 +141,31 @@ pub fn persist(
             why: "no path given: name the files and directories to persist".into(),
         });
     }
-    let started = Instant::now();
-    let base = workspace::layers(store, req.workspace)?;
-    let tree = source::collect(&root, req.paths, Some(store.db()))?;
-    let walked = started.elapsed();
-    let mut plan = Plan::default();
-    for (path, source) in &tree {
-        match plan_source(path.0.clone(), source, source.attrs.clone())? {
-            Some(planned) => plan.entries.push(planned),
-            None => plan.skipped.push(String::from_utf8_lossy(&path.0).into_owned()),
+    retrying(store, |avoid| {
+        let started = Instant::now();
+        let base = workspace::layers(store, req.workspace)?;
+        let tree = source::collect(&root, req.paths, Some(store.db()))?;
+        let walked = started.elapsed();
+        let mut plan = Plan::default();
+        for (path, source) in &tree {
+            match plan_source(path.0.clone(), source, source.attrs.clone())? {
+                Some(planned) => plan.entries.push(planned),
+                None => plan.skipped.push(String::from_utf8_lossy(&path.0).into_owned()),
+            }
         }
-    }
-    tracing::debug!(
-        entries = plan.entries.len(),
-        walk_ms = walked.as_millis() as u64,
-        metadata_ms = (started.elapsed() - walked).as_millis() as u64,
-        "planned a persist"
-    );
-    let target = Target {
-        workspace: req.workspace,
-        host: req.host,
-        base: &base,
-    };
-    build(store, plan, HashMap::new(), true, &target, progress)
+        tracing::debug!(
+            entries = plan.entries.len(),
+            walk_ms = walked.as_millis() as u64,
+            metadata_ms = (started.elapsed() - walked).as_millis() as u64,
+            "planned a persist"
+        );
+        let target = Target {
+            workspace: req.workspace,
+            host: req.host,
+            base: &base,
+        };
+        build(store, plan, HashMap::new(), true, &target, avoid, progress)
+    })
 }
 
 /// Persists the changes an isolated view made (see [`changes`]) as a layer
@@ -156,17 +175,19 @@ pub fn persist_changes(
     req: &ChangesRequest<'_>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<PersistOutcome, PersistError> {
-    let newer = newer_layers(store, req.workspace, req.base_layers)?;
-    let plan = changes::plan(req.upper, req.base, &newer, req.sub_path)?;
-    // Copied-up files mostly hold chunks the base tree already has: this host
-    // may never have persisted them, but their location is in the base's manifests.
-    let known = req.base.chunk_refs().iter().map(|r| (r.id, *r)).collect();
     let target = Target {
         workspace: req.workspace,
         host: req.host,
         base: req.base_layers,
     };
-    build(store, plan, known, false, &target, progress)
+    retrying(store, |avoid| {
+        let newer = newer_layers(store, req.workspace, req.base_layers)?;
+        let plan = changes::plan(req.upper, req.base, &newer, req.sub_path)?;
+        // Copied-up files mostly hold chunks the base tree already has: this host
+        // may never have persisted them, but their location is in the base's manifests.
+        let known = req.base.chunk_refs().iter().map(|r| (r.id, *r)).collect();
+        build(store, plan, known, false, &target, avoid, progress)
+    })
 }
 
 /// The manifests of the layers of `ws` that are not in `base`, oldest first.
@@ -187,20 +208,22 @@ struct Target<'a> {
     base: &'a [LayerId],
 }
 
-/// Chunks and packs what `plan` reads, writes its manifest, and appends it to the workspace.
+/// Chunks and packs what `plan` reads, writes its manifest, and appends it
+/// to the workspace unless the gc check refuses it.
 fn build(
     store: &Store,
     mut plan: Plan,
     known: HashMap<ChunkId, ChunkRef>,
     stat_cache: bool,
     target: &Target<'_>,
+    avoid: &Avoid,
     progress: &mut dyn FnMut(&Progress),
-) -> Result<PersistOutcome, PersistError> {
+) -> Result<Built, PersistError> {
     let started = Instant::now();
     plan.sort();
-    let mut layer = LayerBuilder::new(store, plan, known, stat_cache);
+    let mut layer = LayerBuilder::new(store, plan, known, stat_cache, &avoid.packs);
     let new_refs = std::thread::scope(|scope| {
-        let packer = Packer::start(scope, store);
+        let packer = Packer::start(scope, store, avoid.salt);
         let chunked = layer.chunk_files(&packer, progress);
         let packed = packer.finish();
         // When the packer stopped (an upload failed), its error is the one to tell.
@@ -235,10 +258,19 @@ type PendingChunks = Vec<(ChunkId, u32)>;
 struct FileJob {
     /// Index of its entry.
     entry: usize,
-    abs: PathBuf,
-    stamp: FileStamp,
+    from: FileSource,
+    size: u64,
     /// `(dev, ino)` when other names of this inode are in the layer.
     inode: Option<(u64, u64)>,
+}
+
+/// Where a file's bytes are read from.
+enum FileSource {
+    /// The source file.
+    Path { abs: PathBuf, stamp: FileStamp },
+    /// The chunks of a known file whose packs garbage collection condemned:
+    /// read from the store to be packed anew.
+    Stored(Vec<ChunkRef>),
 }
 
 /// Builds one layer: entries in tree order, file contents chunked and deduplicated.
@@ -251,6 +283,8 @@ struct LayerBuilder<'s> {
     deleted: u64,
     /// Chunks the store already had, with their location.
     known: HashMap<ChunkId, ChunkRef>,
+    /// Packs not to reference (see [`Avoid`]).
+    avoid: &'s HashSet<PackId>,
     /// Chunks new in this persist, handed to the packer.
     new: HashSet<ChunkId>,
     /// Files chunked whole, for the stat cache: source path, stamp, entry index.
@@ -268,7 +302,14 @@ struct LayerBuilder<'s> {
 }
 
 impl<'s> LayerBuilder<'s> {
-    fn new(store: &'s Store, plan: Plan, known: HashMap<ChunkId, ChunkRef>, stat_cache: bool) -> Self {
+    fn new(
+        store: &'s Store,
+        plan: Plan,
+        mut known: HashMap<ChunkId, ChunkRef>,
+        stat_cache: bool,
+        avoid: &'s HashSet<PackId>,
+    ) -> Self {
+        known.retain(|_, r| !avoid.contains(&r.loc.pack));
         let mut names_per_inode: HashMap<(u64, u64), u32> = HashMap::new();
         for inode in plan.entries.iter().filter_map(|p| p.inode) {
             *names_per_inode.entry(inode).or_default() += 1;
@@ -281,6 +322,7 @@ impl<'s> LayerBuilder<'s> {
             skipped: plan.skipped,
             deleted: plan.deleted,
             known,
+            avoid,
             new: HashSet::new(),
             stamps: Vec::new(),
             stat_cache,
@@ -304,22 +346,29 @@ impl<'s> LayerBuilder<'s> {
                 let next_id = link_ids.len() as u32 + 1;
                 data.link = *link_ids.entry(inode).or_insert(next_id);
             }
-            let chunks = match content {
+            let from = match content {
+                Content::Known if data.chunks.iter().any(|r| avoid.contains(&r.loc.pack)) => {
+                    FileSource::Stored(std::mem::take(&mut data.chunks))
+                }
                 Content::Known => {
                     layer.known.extend(data.chunks.iter().map(|r| (r.id, *r)));
-                    Some(data.chunks.iter().map(|r| (r.id, r.len)).collect())
+                    let chunks = data.chunks.iter().map(|r| (r.id, r.len)).collect();
+                    layer.entries.push((entry, Some(chunks)));
+                    continue;
                 }
-                Content::Read { abs, stamp } => {
-                    layer.files.push(FileJob {
-                        entry: layer.entries.len(),
-                        abs,
-                        stamp,
-                        inode: linked,
-                    });
-                    None
-                }
+                Content::Read { abs, stamp } => FileSource::Path { abs, stamp },
             };
-            layer.entries.push((entry, chunks));
+            let size = match &from {
+                FileSource::Path { stamp, .. } => stamp.size,
+                FileSource::Stored(refs) => refs.iter().map(|r| u64::from(r.len)).sum(),
+            };
+            layer.files.push(FileJob {
+                entry: layer.entries.len(),
+                from,
+                size,
+                inode: linked,
+            });
+            layer.entries.push((entry, None));
         }
         layer
     }
@@ -332,7 +381,7 @@ impl<'s> LayerBuilder<'s> {
     ) -> Result<(), PersistError> {
         let mut p = Progress {
             files_total: self.files.len() as u64,
-            bytes_total: self.files.iter().map(|f| f.stamp.size).sum(),
+            bytes_total: self.files.iter().map(|f| f.size).sum(),
             ..Progress::default()
         };
         let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
@@ -346,15 +395,26 @@ impl<'s> LayerBuilder<'s> {
             }
             self.entries[job.entry].1 = Some(chunks);
             p.files_done += 1;
-            p.bytes_done += job.stamp.size;
+            p.bytes_done += job.size;
             progress(&p);
         }
         Ok(())
     }
 
     fn chunk_file(&mut self, packer: &Packer<'_>, job: &FileJob) -> Result<PendingChunks, PersistError> {
-        let key = job.abs.as_os_str().as_bytes();
-        let file = File::open(&job.abs).map_err(source_err(&job.abs))?;
+        let (abs, stamp) = match &job.from {
+            FileSource::Path { abs, stamp } => (abs, stamp),
+            FileSource::Stored(refs) => {
+                let frames = FrameIndex::of(refs);
+                for r in refs {
+                    let data = self.store.read_chunk(r, &frames)?;
+                    self.add_chunk(packer, r.id, &data)?;
+                }
+                return Ok(refs.iter().map(|r| (r.id, r.len)).collect());
+            }
+        };
+        let key = abs.as_os_str().as_bytes();
+        let file = File::open(abs).map_err(source_err(abs))?;
         let mut chunks = Vec::new();
         let mut failure = None;
         chunk_stream(file, |chunk| {
@@ -364,12 +424,12 @@ impl<'s> LayerBuilder<'s> {
                 io::Error::other("store failure")
             })
         })
-        .map_err(|e| failure.take().unwrap_or_else(|| source_err(&job.abs)(e)))?;
+        .map_err(|e| failure.take().unwrap_or_else(|| source_err(abs)(e)))?;
         let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
-        if size != job.stamp.size {
-            tracing::warn!(file = %job.abs.display(), "file changed while being persisted");
-        } else if self.stat_cache && job.stamp.ctime < self.racy_after {
-            self.stamps.push((key.to_vec(), job.stamp, job.entry));
+        if size != stamp.size {
+            tracing::warn!(file = %abs.display(), "file changed while being persisted");
+        } else if self.stat_cache && stamp.ctime < self.racy_after {
+            self.stamps.push((key.to_vec(), *stamp, job.entry));
         }
         Ok(chunks)
     }
@@ -379,8 +439,10 @@ impl<'s> LayerBuilder<'s> {
             return Ok(());
         }
         if let Some(known) = self.store.db().chunk(&id)? {
-            self.known.insert(id, known);
-            return Ok(());
+            if !self.avoid.contains(&known.loc.pack) {
+                self.known.insert(id, known);
+                return Ok(());
+            }
         }
         self.new_bytes += data.len() as u64;
         self.new.insert(id);
@@ -391,11 +453,7 @@ impl<'s> LayerBuilder<'s> {
         })
     }
 
-    fn finish(
-        mut self,
-        target: &Target<'_>,
-        new_refs: Vec<ChunkRef>,
-    ) -> Result<PersistOutcome, PersistError> {
+    fn finish(mut self, target: &Target<'_>, new_refs: Vec<ChunkRef>) -> Result<Built, PersistError> {
         self.known.extend(new_refs.iter().map(|r| (r.id, *r)));
         let (mut files, mut bytes) = (0, 0);
         let mut entries = Vec::with_capacity(self.entries.len());
@@ -419,6 +477,24 @@ impl<'s> LayerBuilder<'s> {
         }
         let manifest = Manifest { entries };
         let (layer, manifest_bytes) = self.store.put_manifest(&manifest)?;
+        let checked = Instant::now();
+        let packs = manifest.packs();
+        let claims = guard::Claims {
+            layer,
+            manifest: &manifest,
+            packs: &packs,
+            layer_uploaded: manifest_bytes > 0,
+        };
+        let refused = |verdict| Built::Refused {
+            verdict,
+            layer,
+            packs: packs.clone(),
+            stored_bytes: self.stored_bytes + manifest_bytes,
+        };
+        let verdict = guard::check(self.store, &claims, false)?;
+        if !verdict.clean() {
+            return Ok(refused(verdict));
+        }
         self.store.db().put_chunks(&new_refs)?;
         let stamped = self.stamps.iter().filter_map(|(path, stamp, index)| {
             let entry = &manifest.entries[*index];
@@ -442,13 +518,20 @@ impl<'s> LayerBuilder<'s> {
         let key = workspace::append(self.store, target.workspace, &record)?;
         let stack = workspace::stack(self.store, target.workspace);
         drop(guard);
+        if checked.elapsed() > gc::PERSIST_BOUND {
+            let verdict = guard::check(self.store, &claims, true)?;
+            if !verdict.clean() {
+                self.store.remote().delete(&key)?;
+                return Ok(refused(verdict));
+            }
+        }
         let overrode = stack
             .and_then(|stack| overrides::find(self.store, &stack, &key, target.base, &manifest))
             .unwrap_or_else(|e| {
                 tracing::warn!(workspace = %target.workspace, error = %e, "cannot tell which paths the new layer overrode");
                 Vec::new()
             });
-        Ok(PersistOutcome {
+        Ok(Built::Landed(PersistOutcome {
             layer,
             files,
             bytes,
@@ -457,6 +540,6 @@ impl<'s> LayerBuilder<'s> {
             deleted: self.deleted,
             skipped: self.skipped,
             overrode,
-        })
+        }))
     }
 }

@@ -39,10 +39,15 @@ pub struct Packer<'scope> {
 }
 
 impl<'scope> Packer<'scope> {
-    /// Starts the packing thread in `scope`.
-    pub fn start<'env>(scope: &'scope Scope<'scope, 'env>, store: &'env Store) -> Self {
+    /// Starts the packing thread in `scope`; its packs start with a salt
+    /// frame when `salt` is given.
+    pub fn start<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        store: &'env Store,
+        salt: Option<[u8; 16]>,
+    ) -> Self {
         let (tx, rx) = sync_channel(QUEUE);
-        let worker = scope.spawn(move || pack(store, rx));
+        let worker = scope.spawn(move || pack(store, salt, rx));
         Packer { tx, worker }
     }
 
@@ -68,7 +73,11 @@ fn compress_err(e: std::io::Error) -> StoreError {
 /// A frame numbered in chunk order, and its compressed bytes once done.
 type Compressed = (u64, PlainFrame, std::io::Result<Vec<u8>>);
 
-fn pack(store: &Store, rx: Receiver<(ChunkId, Vec<u8>)>) -> Result<Packed, StoreError> {
+fn pack(
+    store: &Store,
+    salt: Option<[u8; 16]>,
+    rx: Receiver<(ChunkId, Vec<u8>)>,
+) -> Result<Packed, StoreError> {
     // Frames are compressed on several threads and appended to packs in order.
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -99,7 +108,7 @@ fn pack(store: &Store, rx: Receiver<(ChunkId, Vec<u8>)>) -> Result<Packed, Store
             });
         }
         drop(done_tx);
-        let mut assembler = Assembler::new(store)?;
+        let mut assembler = Assembler::new(store, salt)?;
         let mut frames = FrameBuilder::default();
         let mut sent = 0u64;
         let mut next = |frame: Option<PlainFrame>, assembler: &mut Assembler| -> Result<(), StoreError> {
@@ -148,10 +157,10 @@ struct Assembler<'s> {
 }
 
 impl<'s> Assembler<'s> {
-    fn new(store: &'s Store) -> Result<Self, StoreError> {
+    fn new(store: &'s Store, salt: Option<[u8; 16]>) -> Result<Self, StoreError> {
         Ok(Assembler {
             store,
-            writer: PackWriter::new().map_err(compress_err)?,
+            writer: PackWriter::salted(salt).map_err(compress_err)?,
             waiting: BTreeMap::new(),
             written: 0,
             uploads: Vec::new(),

@@ -11,6 +11,7 @@
 //! Values are fixed-width little-endian records; a record that does not
 //! decode is treated as absent, never trusted.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB};
@@ -86,10 +87,7 @@ impl Db {
     fn clearing(&self, names: &[&str]) -> Result<WriteBatch, StoreError> {
         let mut batch = WriteBatch::default();
         for name in names {
-            let cf = self.cf(name);
-            for kv in self.db.iterator_cf(cf, IteratorMode::Start) {
-                batch.delete_cf(cf, kv.map_err(|e| self.err(e))?.0);
-            }
+            self.delete_where(&mut batch, name, |_| true)?;
         }
         Ok(batch)
     }
@@ -140,6 +138,45 @@ impl Db {
             batch.put_cf(self.cf(CF_CHUNKS), r.id.0, encode_location(r.len, &r.loc));
         }
         self.db.write(batch).map_err(|e| self.err(e))
+    }
+
+    /// Forgets every chunk (index and stat cache entries) stored in `packs`,
+    /// e.g. packs garbage collection deleted or condemned: the next persist
+    /// uploads those chunks again instead of referencing them. Scans both
+    /// column families (it is rare). Returns how many entries were dropped.
+    pub fn forget_packs(&self, packs: &HashSet<PackId>) -> Result<usize, StoreError> {
+        if packs.is_empty() {
+            return Ok(0);
+        }
+        let chunk_stale = |v: &[u8]| decode_location(v).is_none_or(|(_, loc)| packs.contains(&loc.pack));
+        let file_stale = |v: &[u8]| {
+            v.get(STAMP_LEN..)
+                .and_then(decode_cached)
+                .is_none_or(|f| f.chunks.iter().any(|r| packs.contains(&r.loc.pack)))
+        };
+        let mut batch = WriteBatch::default();
+        self.delete_where(&mut batch, CF_CHUNKS, chunk_stale)?;
+        self.delete_where(&mut batch, CF_FILES, file_stale)?;
+        let dropped = batch.len();
+        self.db.write(batch).map_err(|e| self.err(e))?;
+        Ok(dropped)
+    }
+
+    /// Adds to `batch` the deletion of every entry of `name` whose value is `stale`.
+    fn delete_where(
+        &self,
+        batch: &mut WriteBatch,
+        name: &str,
+        stale: impl Fn(&[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let cf = self.cf(name);
+        for kv in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = kv.map_err(|e| self.err(e))?;
+            if stale(&value) {
+                batch.delete_cf(cf, key);
+            }
+        }
+        Ok(())
     }
 
     /// A cached manifest.
@@ -363,6 +400,19 @@ mod tests {
         assert_eq!(db.mounts().unwrap(), vec![(b"/mnt".to_vec(), b"rec".to_vec())]);
         db.delete_mount(b"/mnt").unwrap();
         assert!(db.mounts().unwrap().is_empty());
+        let elsewhere = ChunkRef {
+            id: ChunkId([8; 32]),
+            loc: ChunkLocation {
+                pack: PackId([1; 32]),
+                ..refs[0].loc
+            },
+            ..refs[0]
+        };
+        db.put_chunks([&elsewhere]).unwrap();
+        assert_eq!(db.forget_packs(&HashSet::from([PackId([9; 32])])).unwrap(), 3);
+        assert_eq!(db.chunk(&refs[0].id).unwrap(), None);
+        assert_eq!(db.cached_file(b"/src/a", &stamp).unwrap(), None);
+        assert_eq!(db.chunk(&elsewhere.id).unwrap(), Some(elsewhere));
     }
 
     #[test]

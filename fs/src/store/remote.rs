@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
@@ -62,6 +62,8 @@ pub struct Listed {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+    /// When it was last written, by the remote's clock.
+    pub last_modified: SystemTime,
 }
 
 impl Remote {
@@ -243,6 +245,23 @@ impl Remote {
         observe(&self.health, deleted)
     }
 
+    /// Which of `keys` name no object, asking about up to 16 at once.
+    pub fn missing(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        let heads = futures::stream::iter(keys.iter().map(|key| async move {
+            match self.store.head(&Path::from(key.as_str())).await {
+                Ok(_) => Ok(None),
+                Err(object_store::Error::NotFound { .. }) => Ok(Some(key.clone())),
+                Err(e) => Err(self.err("HEAD", key, e)),
+            }
+        }))
+        .buffer_unordered(16)
+        .try_filter_map(|gone| async move { Ok(gone) })
+        .try_collect();
+        let mut gone: Vec<String> = observe(&self.health, self.runtime.block_on(heads))?;
+        gone.sort();
+        Ok(gone)
+    }
+
     /// Every object under `prefix` (a `/`-separated key prefix), sorted by key.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         let path = Path::from(prefix);
@@ -254,6 +273,7 @@ impl Remote {
                     .map_ok(|meta| Listed {
                         key: meta.location.to_string(),
                         size: meta.size,
+                        last_modified: meta.last_modified.into(),
                     })
                     .try_collect(),
             )
@@ -312,6 +332,8 @@ mod tests {
         assert!(remote.get("missing").unwrap().is_none());
         let keys: Vec<_> = remote.list("a").unwrap().into_iter().map(|l| l.key).collect();
         assert_eq!(keys, ["a/1", "a/2"]);
+        let asked = ["a/1".to_string(), "b".to_string(), "a/3".to_string()];
+        assert_eq!(remote.missing(&asked).unwrap(), ["a/3", "b"]);
     }
 
     #[test]

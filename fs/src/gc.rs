@@ -1,0 +1,343 @@
+//! Garbage collection: deleting expired workspaces, then the layers and packs
+//! no workspace record references, without breaking a persist that runs
+//! meanwhile and reuses them.
+//!
+//! A persist may reference old packs (deduplicated chunks) and an old layer
+//! (identical content) of a workspace deleted since, so an object's age does
+//! not tell whether a persist is about to reference it. Deletion therefore
+//! takes two runs: a run *condemns* an unreferenced object (a marker
+//! `gc/condemned/<key>` holding when), and a run at least the grace period
+//! later deletes it if it is still unreferenced (else the marker goes). A
+//! persist lists the markers before writing its record and does not
+//! reference a condemned or missing object (`persist`'s gc check); when its
+//! record lands more than [`PERSIST_BOUND`] after that check began, it checks
+//! again after landing. So a record either lands before the run that deletes
+//! an object lists the workspaces (and keeps the object), or its persist saw
+//! the marker. `docs/format.md` ("Garbage collection") has the argument.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::error::StoreError;
+use crate::ids::{LayerId, PackId};
+use crate::pack::pack_key;
+use crate::store::remote::Listed;
+use crate::store::{layer_key, Store};
+use crate::workspace::{self, WorkspaceName};
+
+/// The longest a persist's record may take to land after its gc check began
+/// without the persist checking again once it landed.
+pub const PERSIST_BOUND: Duration = Duration::from_secs(10);
+/// The shortest grace period: [`PERSIST_BOUND`], plus 5 s for writing a marker
+/// (a marker whose write takes longer than the grace minus the bound is taken back).
+pub const MIN_GRACE: Duration = Duration::from_secs(15);
+/// The grace period of `wsfs gc` unless told otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// Where markers live: `gc/condemned/layers/<id>`, `gc/condemned/packs/<id>`.
+const MARKERS: &str = "gc/condemned";
+const MARKER_HEADER: &str = "wsfs-condemned 1";
+
+/// An object garbage collection may delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Object {
+    /// `layers/<id>`.
+    Layer(LayerId),
+    /// `packs/<id>`.
+    Pack(PackId),
+}
+
+impl Object {
+    /// Its remote key.
+    pub fn key(&self) -> String {
+        match self {
+            Object::Layer(id) => layer_key(id),
+            Object::Pack(id) => pack_key(id),
+        }
+    }
+
+    fn marker_key(&self) -> String {
+        format!("{MARKERS}/{}", self.key())
+    }
+
+    /// The object a key names (`layers/<id>` or `packs/<id>`).
+    pub fn parse(key: &str) -> Option<Object> {
+        let (kind, id) = key.split_once('/')?;
+        match kind {
+            "layers" => id.parse().ok().map(Object::Layer),
+            "packs" => id.parse().ok().map(Object::Pack),
+            _ => None,
+        }
+    }
+}
+
+/// The objects condemned now (one listing of the markers).
+pub fn condemned(store: &Store) -> Result<HashSet<Object>, StoreError> {
+    Ok(store
+        .remote()
+        .list(MARKERS)?
+        .iter()
+        .filter_map(|l| Object::parse(l.key.strip_prefix(MARKERS)?.strip_prefix('/')?))
+        .collect())
+}
+
+fn marker_body(at_ms: u64) -> String {
+    format!("{MARKER_HEADER}\ncondemned_at_ms {at_ms}\n")
+}
+
+fn marker_time(body: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut lines = text.lines();
+    (lines.next()? == MARKER_HEADER).then_some(())?;
+    lines.next()?.strip_prefix("condemned_at_ms ")?.parse().ok()
+}
+
+/// Why garbage collection did not run or stopped.
+#[derive(Debug, Error)]
+pub enum GcError {
+    /// A grace period too short to protect concurrent persists.
+    #[error(
+        "--grace {given:?} is below the minimum of {MIN_GRACE:?}: a persist may take up to \
+         {PERSIST_BOUND:?} from its gc check to its record; use --grace {MIN_GRACE:?} or more"
+    )]
+    GraceTooShort {
+        /// The grace period asked for.
+        given: Duration,
+    },
+    /// The store failed; what was done so far stays done (and is safe).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What to do.
+#[derive(Clone, Copy, Debug)]
+pub struct GcOptions {
+    /// How long an object stays condemned before a run may delete it; also
+    /// how old an unreferenced object must be before it is condemned.
+    pub grace: Duration,
+    /// Only tell what would be done.
+    pub dry_run: bool,
+}
+
+/// An object a run deleted, condemned or left condemned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// Its remote key.
+    pub key: String,
+    /// Its size.
+    pub bytes: u64,
+    /// From when a run may delete it (milliseconds since the epoch).
+    pub deletable_after_ms: u64,
+}
+
+/// What a run did (or, dry, would do).
+#[derive(Clone, Debug, Default)]
+pub struct GcReport {
+    /// Expired workspaces deleted, with their number of layers.
+    pub expired: Vec<(WorkspaceName, usize)>,
+    /// Objects deleted: condemned at least the grace period ago and still unreferenced.
+    pub deleted: Vec<Found>,
+    /// Objects condemned by this run.
+    pub condemned: Vec<Found>,
+    /// Objects condemned by earlier runs, not yet deletable.
+    pub pending: Vec<Found>,
+    /// Markers taken back: their object is referenced again.
+    pub uncondemned: usize,
+    /// Layers and packs the workspaces reference.
+    pub live_layers: usize,
+    /// See `live_layers`.
+    pub live_packs: usize,
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs garbage collection once (see the module documentation).
+pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
+    if opts.grace < MIN_GRACE {
+        return Err(GcError::GraceTooShort { given: opts.grace });
+    }
+    let mut report = GcReport::default();
+    for (ws, _) in workspace::expired(store, millis(SystemTime::now()))? {
+        let layers = match opts.dry_run {
+            true => workspace::layers(store, &ws)?.len(),
+            false => workspace::delete(store, &ws)?,
+        };
+        report.expired.push((ws, layers));
+    }
+    // A dry run did not delete the expired workspaces: it ignores their records.
+    let ignored: HashSet<&WorkspaceName> = report.expired.iter().map(|(ws, _)| ws).collect();
+    let t_list = SystemTime::now();
+    let live = live_objects(store, &ignored)?;
+    report.live_layers = live.iter().filter(|o| matches!(o, Object::Layer(_))).count();
+    report.live_packs = live.len() - report.live_layers;
+    let mut stored: Vec<(Object, Listed)> = Vec::new();
+    for prefix in ["layers", "packs"] {
+        let listed = store.remote().list(prefix)?;
+        stored.extend(
+            listed
+                .into_iter()
+                .filter_map(|l| Some((Object::parse(&l.key)?, l))),
+        );
+    }
+    let mut pass = Pass {
+        store,
+        opts,
+        t_list,
+        live,
+        sizes: stored.iter().map(|(o, l)| (*o, l.size)).collect(),
+        report,
+    };
+    let marked = pass.sweep()?;
+    for (object, listed) in &stored {
+        let young = listed.last_modified + opts.grace > t_list;
+        if !(pass.live.contains(object) || marked.contains(object) || young) {
+            pass.condemn(object)?;
+        }
+    }
+    Ok(pass.report)
+}
+
+/// One run after it listed what is live and what is stored.
+struct Pass<'a> {
+    store: &'a Store,
+    opts: &'a GcOptions,
+    t_list: SystemTime,
+    live: HashSet<Object>,
+    /// Every stored layer and pack, with its size.
+    sizes: HashMap<Object, u64>,
+    report: GcReport,
+}
+
+impl Pass<'_> {
+    fn found(&self, object: &Object, deletable_after_ms: u64) -> Found {
+        Found {
+            key: object.key(),
+            bytes: self.sizes.get(object).copied().unwrap_or(0),
+            deletable_after_ms,
+        }
+    }
+
+    /// Deletes what was condemned at least the grace period before the
+    /// listing and is still unreferenced, and the markers of what is
+    /// referenced again; returns every object that had a marker.
+    fn sweep(&mut self) -> Result<HashSet<Object>, StoreError> {
+        let (store, dry_run) = (self.store, self.opts.dry_run);
+        let grace_ms = self.opts.grace.as_millis() as u64;
+        let mut marked = HashSet::new();
+        let mut deleted_packs = HashSet::new();
+        for marker in store.remote().list(MARKERS)? {
+            let Some(object) = marker
+                .key
+                .strip_prefix(MARKERS)
+                .and_then(|k| Object::parse(k.strip_prefix('/')?))
+            else {
+                continue;
+            };
+            marked.insert(object);
+            let due = store
+                .remote()
+                .get(&marker.key)?
+                .as_deref()
+                .and_then(marker_time)
+                .map(|at| at.saturating_add(grace_ms));
+            let live = self.live.contains(&object);
+            match due {
+                Some(due) if due > millis(self.t_list) => {
+                    self.report.pending.push(self.found(&object, due));
+                    continue;
+                }
+                Some(due) if !live && self.sizes.contains_key(&object) => {
+                    if !dry_run {
+                        store.remote().delete(&object.key())?;
+                    }
+                    if let Object::Pack(id) = object {
+                        deleted_packs.insert(id);
+                    }
+                    self.report.deleted.push(self.found(&object, due));
+                }
+                // Already deleted: only the marker is left.
+                Some(_) if !live => {}
+                // Referenced again, or an unreadable marker: no longer condemned.
+                _ => self.report.uncondemned += 1,
+            }
+            if !dry_run {
+                store.remote().delete(&marker.key)?;
+            }
+        }
+        if !dry_run {
+            store.db().forget_packs(&deleted_packs)?;
+        }
+        Ok(marked)
+    }
+
+    /// Condemns an unreferenced object (a dry run only reports it).
+    fn condemn(&mut self, object: &Object) -> Result<(), StoreError> {
+        let at = millis(SystemTime::now());
+        if self.opts.dry_run || write_marker(self.store, object, at, self.opts.grace)? {
+            let due = at + self.opts.grace.as_millis() as u64;
+            self.report.condemned.push(self.found(object, due));
+        }
+        Ok(())
+    }
+}
+
+/// Writes an object's marker; takes it back (and returns false) when the
+/// write took so long that a persist's check may have missed it while its
+/// record lands after the deleting run lists the workspaces.
+fn write_marker(store: &Store, object: &Object, at_ms: u64, grace: Duration) -> Result<bool, StoreError> {
+    let started = Instant::now();
+    let key = object.marker_key();
+    store.put_object(key.clone(), Bytes::from(marker_body(at_ms)))?;
+    if started.elapsed() + PERSIST_BOUND <= grace {
+        return Ok(true);
+    }
+    tracing::warn!(%key, "writing the marker took too long: taken back, the next gc run condemns the object again");
+    store.remote().delete(&key)?;
+    Ok(false)
+}
+
+/// The layers the workspace records name (except those of `ignored`
+/// workspaces) and the packs those layers reference.
+fn live_objects(store: &Store, ignored: &HashSet<&WorkspaceName>) -> Result<HashSet<Object>, StoreError> {
+    let layers: HashSet<LayerId> = workspace::all_records(store)?
+        .into_iter()
+        .filter(|(ws, _)| !ignored.contains(ws))
+        .map(|(_, layer)| layer)
+        .collect();
+    let mut live: HashSet<Object> = layers.iter().copied().map(Object::Layer).collect();
+    for layer in &layers {
+        match store.manifest(layer) {
+            Ok(manifest) => live.extend(manifest.packs().into_iter().map(Object::Pack)),
+            // A broken workspace: what its layer referenced is unknown.
+            Err(StoreError::MissingLayer(_)) => {
+                tracing::warn!(%layer, "a workspace names a layer the remote lacks")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_and_keys_round_trip() {
+        assert_eq!(marker_time(marker_body(42).as_bytes()), Some(42));
+        assert_eq!(marker_time(b"condemned_at_ms 42\n"), None);
+        let pack = Object::Pack(PackId::of(b"p"));
+        let layer = Object::Layer(LayerId::of(b"l"));
+        for object in [pack, layer] {
+            assert_eq!(Object::parse(&object.key()), Some(object));
+            assert!(object.marker_key().starts_with("gc/condemned/"));
+        }
+        assert_eq!(Object::parse("traces/x"), None);
+        assert_eq!(Object::parse("packs/nothex"), None);
+    }
+}

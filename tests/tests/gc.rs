@@ -1,0 +1,383 @@
+//! `wsfs gc`: expired and removed workspaces go, with the layers and packs
+//! only they referenced, two runs and a grace period later; what live
+//! workspaces reference stays; persists racing gc never lose their chunks;
+//! `--cache` empties the local frame cache.
+//!
+//! Waiting for the grace period to pass is the feature under test: the tests
+//! use the shortest grace gc accepts.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wsfs_tests::compare::{assert_same_tree, drop_page_cache, CompareOptions};
+use wsfs_tests::json::{array_of, str_of, u64_of};
+use wsfs_tests::tree::{generate, random_bytes, write_file, TreeSpec};
+use wsfs_tests::{Host, MIB};
+
+/// The shortest grace period `wsfs gc` accepts.
+const GRACE: &str = "15s";
+const GRACE_TIME: Duration = Duration::from_secs(15);
+
+/// Lets the grace period pass (plus a little, for the remote's clock).
+fn wait_grace() {
+    thread::sleep(GRACE_TIME + Duration::from_secs(1));
+}
+
+/// `wsfs gc --grace 15s [extra] --json`.
+fn gc(host: &Host, extra: &[&str]) -> Value {
+    let mut args = vec!["gc", "--grace", GRACE];
+    args.extend(extra);
+    host.ok_json(args)
+}
+
+/// The keys of a gc report's `field` list, with their bytes.
+fn keys(report: &Value, field: &str) -> BTreeSet<(String, u64)> {
+    array_of(report, field)
+        .iter()
+        .map(|o| (str_of(o, "key").to_string(), u64_of(o, "bytes")))
+        .collect()
+}
+
+fn key_names(report: &Value, field: &str) -> BTreeSet<String> {
+    keys(report, field).into_iter().map(|(k, _)| k).collect()
+}
+
+/// A small tree: a few hundred files, a few MiB.
+fn small_tree(host: &Host, dir: &str, seed: u64) -> std::path::PathBuf {
+    let src = host.path(dir);
+    generate(&src, &TreeSpec::plain(seed, 300)).unwrap();
+    src
+}
+
+fn persist_all(host: &Host, ws: &str, src: &Path) -> Value {
+    host.persist(ws, src, &[".".to_string()])
+}
+
+/// Attaches `ws` on `host` and asserts it shows `src` byte for byte.
+fn assert_reads_back(host: &Host, ws: &str, src: &Path, mnt: &str) {
+    let mnt = host.path(mnt);
+    host.attach(ws, &mnt);
+    assert_same_tree(src, &mnt, &CompareOptions::ignoring_root());
+    host.detach(&mnt);
+}
+
+/// A removed and an expired workspace go in the second gc run after the
+/// grace period, with exactly what `--dry-run` listed; a live workspace
+/// keeps everything and reads back byte for byte on a fresh host.
+#[test]
+fn gc_deletes_what_only_dead_workspaces_reference_and_dry_run_tells_exactly() {
+    let a = Host::new();
+    let live_src = small_tree(&a, "live", 1);
+    let dead_src = small_tree(&a, "dead", 2);
+    let expiring_src = small_tree(&a, "expiring", 3);
+    persist_all(&a, "keep/live", &live_src);
+    let dead = persist_all(&a, "gone/removed", &dead_src);
+    let mut args = vec![
+        "persist",
+        "--workspace",
+        "gone/expired",
+        "--expire-after",
+        "1ms",
+        "--root",
+    ];
+    args.push(expiring_src.to_str().unwrap());
+    args.push(".");
+    let expiring = a.ok_json(args);
+    a.ok_json(["rm", "gone/removed"]);
+    let dead_layers: BTreeSet<String> = [&dead, &expiring]
+        .iter()
+        .map(|p| format!("layers/{}", str_of(p, "layer")))
+        .collect();
+
+    wait_grace();
+    let dry = gc(&a, &["--dry-run"]);
+    eprintln!("dry run: {dry}");
+    assert_eq!(dry["dry_run"], true);
+    let expired: Vec<&str> = array_of(&dry, "expired")
+        .iter()
+        .map(|e| str_of(e, "workspace"))
+        .collect();
+    assert_eq!(expired, ["gone/expired"]);
+    assert!(
+        keys(&dry, "deleted").is_empty(),
+        "nothing was condemned yet: {dry}"
+    );
+    let to_condemn = keys(&dry, "condemned");
+    let names = key_names(&dry, "condemned");
+    assert!(dead_layers.is_subset(&names), "{dead_layers:?} not in {dry}");
+    assert_eq!(
+        names.iter().filter(|k| k.starts_with("packs/")).count(),
+        2,
+        "{dry}"
+    );
+    assert_eq!(
+        names.len(),
+        4,
+        "two dead layers and their packs, nothing else: {dry}"
+    );
+    assert!(to_condemn.iter().all(|(_, b)| *b > 0));
+    assert_eq!(
+        u64_of(&dry, "condemned_bytes"),
+        to_condemn.iter().map(|(_, b)| b).sum::<u64>()
+    );
+    assert_eq!(
+        a.workspace_names(None),
+        ["gone/expired", "keep/live"],
+        "a dry run deletes nothing"
+    );
+    assert_eq!(
+        keys(&gc(&a, &["--dry-run"]), "condemned"),
+        to_condemn,
+        "a dry run writes nothing"
+    );
+
+    let first = gc(&a, &[]);
+    eprintln!("first run: {first}");
+    assert_eq!(keys(&first, "condemned"), to_condemn);
+    assert!(keys(&first, "deleted").is_empty());
+    assert_eq!(a.workspace_names(None), ["keep/live"]);
+    let again = gc(&a, &[]);
+    assert_eq!(
+        keys(&again, "pending"),
+        to_condemn,
+        "not deletable within the grace period: {again}"
+    );
+    assert!(keys(&again, "deleted").is_empty() && keys(&again, "condemned").is_empty());
+
+    wait_grace();
+    let dry = gc(&a, &["--dry-run"]);
+    assert_eq!(keys(&dry, "deleted"), to_condemn, "{dry}");
+    assert!(u64_of(&dry, "deleted_bytes") > 0);
+    let second = gc(&a, &[]);
+    eprintln!("second run: {second}");
+    assert_eq!(
+        keys(&second, "deleted"),
+        to_condemn,
+        "the real run deletes what the dry run listed"
+    );
+    let after = gc(&a, &["--dry-run"]);
+    assert!(
+        keys(&after, "deleted").is_empty()
+            && keys(&after, "condemned").is_empty()
+            && keys(&after, "pending").is_empty(),
+        "nothing left to collect: {after}"
+    );
+    assert_eq!(
+        (u64_of(&after, "live_layers"), u64_of(&after, "live_packs")),
+        (1, 1)
+    );
+    if !wsfs_tests::host::suite_on_s3() {
+        let left: BTreeSet<String> = ["layers", "packs"]
+            .iter()
+            .flat_map(|p| a.remote_objects(p))
+            .map(|p| p.display().to_string())
+            .collect();
+        assert!(
+            left.is_disjoint(&names),
+            "deleted objects are still in the remote: {left:?}"
+        );
+        assert!(
+            a.remote_objects("gc").is_empty(),
+            "markers left: {:?}",
+            a.remote_objects("gc")
+        );
+    }
+    let fresh = a.peer_named("fresh");
+    assert_reads_back(&fresh, "keep/live", &live_src, "mnt-fresh");
+}
+
+/// GC racing a persist, deterministically: a host whose local index knows
+/// the chunks of a removed workspace persists the same tree again after gc
+/// condemned them; its check finds the condemned packs and layer and stores
+/// the tree anew, so deleting the condemned objects leaves it whole.
+#[test]
+fn a_persist_reusing_condemned_packs_stores_them_anew() {
+    let a = Host::new();
+    let src = small_tree(&a, "src", 4);
+    let first = persist_all(&a, "race/a", &src);
+    let first_layer = str_of(&first, "layer").to_string();
+    a.ok_json(["rm", "race/a"]);
+    wait_grace();
+    let condemned = gc(&a, &[]);
+    let condemned_keys = key_names(&condemned, "condemned");
+    assert!(
+        condemned_keys.contains(&format!("layers/{first_layer}")),
+        "{condemned}"
+    );
+
+    let second = persist_all(&a, "race/b", &src);
+    eprintln!("first persist: {first}\nsecond persist: {second}");
+    assert_ne!(
+        str_of(&second, "layer"),
+        first_layer,
+        "the layer must not be the condemned one"
+    );
+    assert!(
+        u64_of(&second, "stored_bytes") >= u64_of(&first, "stored_bytes"),
+        "the tree's chunks were stored anew: {second} vs {first}"
+    );
+    assert_eq!(u64_of(&second, "new_bytes"), u64_of(&first, "new_bytes"));
+
+    wait_grace();
+    let swept = gc(&a, &[]);
+    assert_eq!(key_names(&swept, "deleted"), condemned_keys, "{swept}");
+    let fresh = a.peer_named("fresh");
+    assert_reads_back(&fresh, "race/b", &src, "mnt-fresh");
+    // The host that persisted forgot the deleted packs: a third persist still works.
+    let third = persist_all(&a, "race/c", &src);
+    assert_eq!(u64_of(&third, "stored_bytes"), 0, "{third}");
+    assert_reads_back(&fresh, "race/c", &src, "mnt-fresh-c");
+}
+
+/// GC runs over and over while hosts persist trees sharing chunks with
+/// removed workspaces (their local indexes know them), each removing its
+/// previous workspace before persisting the next, so that what it reuses is
+/// unreferenced for a moment in every round: every workspace left reads back
+/// byte for byte on a fresh host after gc deleted everything it condemned.
+#[test]
+fn persists_racing_repeated_gc_runs_all_read_back() {
+    let first = Host::new();
+    let hosts: Vec<Host> = (0..3).map(|i| first.peer_named(&format!("h{i}"))).collect();
+    let sources: Vec<_> = hosts
+        .iter()
+        .map(|h| small_tree(h, &format!("src-{}", h.name()), 5))
+        .collect();
+    for (h, src) in hosts.iter().zip(&sources) {
+        persist_all(h, &format!("live/{}-pre", h.name()), src);
+        h.ok_json(["rm", &format!("live/{}-pre", h.name())]);
+    }
+    wait_grace();
+    // Condemned before the first round: every host's first persist must store its tree anew.
+    assert!(!key_names(&gc(&first, &[]), "condemned").is_empty());
+
+    let stop = AtomicBool::new(false);
+    let (runs, rounds) = thread::scope(|scope| {
+        let collector = scope.spawn(|| {
+            let mut runs = 0;
+            while !stop.load(Ordering::Relaxed) {
+                gc(&first, &[]);
+                runs += 1;
+            }
+            runs
+        });
+        let started = Instant::now();
+        let persists: Vec<_> = hosts
+            .iter()
+            .zip(&sources)
+            .map(|(h, src)| {
+                scope.spawn(move || {
+                    let mut stored = Vec::new();
+                    while started.elapsed() < 2 * GRACE_TIME + Duration::from_secs(5) {
+                        let round = stored.len() as u64;
+                        if round > 0 {
+                            h.ok_json(["rm", &format!("live/{}-{}", h.name(), round - 1)]);
+                        }
+                        write_file(&src.join("round"), &random_bytes(round, 1000 + round as usize)).unwrap();
+                        let p = persist_all(h, &format!("live/{}-{round}", h.name()), src);
+                        stored.push(u64_of(&p, "stored_bytes") * 100 / u64_of(&p, "bytes"));
+                    }
+                    stored
+                })
+            })
+            .collect();
+        let rounds: Vec<Vec<u64>> = persists.into_iter().map(|p| p.join().unwrap()).collect();
+        stop.store(true, Ordering::Relaxed);
+        (collector.join().unwrap(), rounds)
+    });
+    for stored in &rounds {
+        let anew: Vec<usize> = (0..stored.len()).filter(|&r| stored[r] >= 50).collect();
+        eprintln!(
+            "{} rounds; the tree was stored anew in rounds {anew:?}",
+            stored.len()
+        );
+        assert_eq!(anew.first(), Some(&0), "the first round stores the tree anew");
+    }
+    eprintln!("gc runs meanwhile: {runs}");
+    // What the runs condemned is deleted now, if unreferenced.
+    wait_grace();
+    gc(&first, &[]);
+    wait_grace();
+    let last = gc(&first, &[]);
+    let deleted = array_of(&last, "deleted").len();
+    eprintln!("the last run deleted {deleted} objects");
+    assert!(keys(&last, "pending").is_empty(), "{last}");
+
+    let fresh = first.peer_named("fresh");
+    let left = fresh.workspace_names(Some("live"));
+    let expected: Vec<String> = hosts
+        .iter()
+        .zip(&rounds)
+        .map(|(h, stored)| format!("live/{}-{}", h.name(), stored.len() - 1))
+        .collect();
+    assert_eq!(left, expected);
+    for (ws, src) in left.iter().zip(&sources) {
+        assert_reads_back(&fresh, ws, src, &format!("mnt-{}", &ws["live/".len()..]));
+    }
+}
+
+/// Refused: a grace period below the minimum (named in the error), an
+/// unknown flag, a bad duration, `--cache` with `--grace`; nothing changes.
+#[test]
+fn gc_refuses_bad_input_and_changes_nothing() {
+    let a = Host::new();
+    let src = small_tree(&a, "src", 6);
+    persist_all(&a, "bad/input", &src);
+    a.ok_json(["rm", "bad/input"]);
+    let state = || {
+        let dry = a.ok_json(["gc", "--dry-run"]);
+        (
+            a.workspace_names(None),
+            keys(&dry, "pending"),
+            keys(&dry, "deleted"),
+        )
+    };
+    a.rejects(&["gc", "--grace", "1s"], &["--grace", "15s"], state);
+    a.rejects(&["gc", "--grace", "0s"], &["minimum"], state);
+    a.rejects(&["gc", "--grace", "soon"], &["--grace"], state);
+    a.rejects(&["gc", "--frobnicate"], &["--frobnicate"], state);
+    a.rejects(&["gc", "--cache", "--grace", "1h"], &["--cache"], state);
+}
+
+/// `gc --cache` empties the frame cache; reads fetch again and stay correct.
+#[test]
+fn gc_cache_empties_the_frame_cache_and_reads_fetch_again() {
+    let a = Host::new();
+    let src = a.path("src");
+    // Larger than the daemon's 64 MiB memory cache of chunks, so that reads
+    // after the trim reach the remote.
+    generate(&src, &TreeSpec::plain(7, 50).with_big_file(80 * MIB)).unwrap();
+    persist_all(&a, "cache/ws", &src);
+    let mnt = a.path("mnt");
+    a.attach("cache/ws", &mnt);
+    assert_same_tree(&src, &mnt, &CompareOptions::ignoring_root());
+    let before = a.status();
+    let cached = u64_of(&before, "cache_bytes");
+    assert!(cached > 64 * MIB, "{before}");
+
+    let dry = a.ok_json(["gc", "--cache", "--dry-run"]);
+    assert_eq!(u64_of(&dry, "cache_freed_bytes"), cached, "{dry}");
+    assert_eq!(
+        u64_of(&a.status(), "cache_bytes"),
+        cached,
+        "a dry run frees nothing"
+    );
+    let trimmed = a.ok_json(["gc", "--cache"]);
+    eprintln!("trimmed: {trimmed}");
+    assert_eq!(u64_of(&trimmed, "cache_freed_bytes"), cached);
+    assert_eq!(u64_of(&trimmed, "cache_bytes"), 0);
+    assert_eq!(u64_of(&a.status(), "cache_bytes"), 0);
+
+    drop_page_cache(&mnt).unwrap();
+    assert_same_tree(&src, &mnt, &CompareOptions::ignoring_root());
+    let after = a.status();
+    assert!(
+        u64_of(&after, "remote_get_requests") > u64_of(&before, "remote_get_requests"),
+        "reads after the trim fetched from the remote: {before} → {after}"
+    );
+    assert!(u64_of(&after, "cache_bytes") > 0, "{after}");
+    a.detach(&mnt);
+}
