@@ -125,12 +125,18 @@ pub struct Progress {
     pub state: Mutex<String>,
 }
 
+/// The most the first GET of a prefetch takes (but at least two frames);
+/// each next one may take twice as much, up to [`MAX_WINDOW`]. Starting small keeps the first GETs from
+/// filling the link while the view's first reads wait for their frames.
+const FIRST_SPAN: u64 = 256 * 1024;
+
 /// Consecutive frames of one pack, fetched by one GET.
 type Span = (PackId, Vec<Frame>);
 
 /// The frames of the files in `order`, as GETs: each frame once, in the
 /// order of the first file that needs it, each GET taking the frames that
-/// follow in its pack (up to [`MAX_WINDOW`] bytes) not taken yet. Returns the
+/// follow in its pack not taken yet (from [`FIRST_SPAN`] bytes, doubling, up
+/// to [`MAX_WINDOW`]). Returns the
 /// spans and, for each frame, the files (indexes in `order`) that need it.
 fn plan_spans(tree: &Tree, order: &[u64]) -> (Vec<Span>, HashMap<FrameKey, Vec<usize>>) {
     let mut needed_by: HashMap<FrameKey, Vec<usize>> = HashMap::new();
@@ -156,13 +162,14 @@ fn plan_spans(tree: &Tree, order: &[u64]) -> (Vec<Span>, HashMap<FrameKey, Vec<u
         }
         let frames = tree.frames().frames(&pack);
         let at = frames.partition_point(|f| f.offset < frame.offset);
+        let cap = (FIRST_SPAN << spans.len().min(8)).min(MAX_WINDOW);
         let mut span = vec![frame];
         taken.insert((pack, frame.offset));
         for next in frames.get(at + 1..).unwrap_or_default() {
             let last = span.last().expect("not empty");
             if taken.contains(&(pack, next.offset))
                 || next.offset.saturating_sub(last.end()) > MAX_GAP
-                || next.end() - span[0].offset > MAX_WINDOW
+                || (span.len() >= 2 && next.end() - span[0].offset > cap)
             {
                 break;
             }
