@@ -16,6 +16,8 @@
 //! the marker. `docs/format.md` ("Garbage collection") has the argument.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -184,22 +186,56 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
                 .filter_map(|l| Some((Object::parse(&l.key)?, l))),
         );
     }
-    let mut pass = Pass {
+    let pass = Pass {
         store,
         opts,
         t_list,
         live,
         sizes: stored.iter().map(|(o, l)| (*o, l.size)).collect(),
-        report,
+        report: Mutex::new(report),
     };
     let marked = pass.sweep()?;
-    for (object, listed) in &stored {
-        let young = listed.last_modified + opts.grace > t_list;
-        if !(pass.live.contains(object) || marked.contains(object) || young) {
-            pass.condemn(object)?;
-        }
+    let unreferenced: Vec<Object> = stored
+        .iter()
+        .filter(|(object, listed)| {
+            let young = listed.last_modified + opts.grace > t_list;
+            !(pass.live.contains(object) || marked.contains(object) || young)
+        })
+        .map(|(object, _)| *object)
+        .collect();
+    pass.condemn(&unreferenced)?;
+    let mut report = pass.report.into_inner().unwrap();
+    for found in [&mut report.deleted, &mut report.condemned, &mut report.pending] {
+        found.sort_by(|a, b| a.key.cmp(&b.key));
     }
-    Ok(pass.report)
+    Ok(report)
+}
+
+/// Objects a run works on at once (each one's steps stay in order).
+const CONCURRENCY: usize = 16;
+
+/// Runs `work` on every item, [`CONCURRENCY`] at a time; stops at the first error.
+fn concurrently<T: Sync>(
+    items: &[T],
+    work: impl Fn(&T) -> Result<(), StoreError> + Sync,
+) -> Result<(), StoreError> {
+    let next = AtomicUsize::new(0);
+    let failed = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..CONCURRENCY.min(items.len()) {
+            scope.spawn(|| {
+                while failed.lock().unwrap().is_none() {
+                    let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        return;
+                    };
+                    if let Err(e) = work(item) {
+                        failed.lock().unwrap().get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    failed.into_inner().unwrap().map_or(Ok(()), Err)
 }
 
 /// One run after it listed what is live and what is stored.
@@ -210,7 +246,7 @@ struct Pass<'a> {
     live: HashSet<Object>,
     /// Every stored layer and pack, with its size.
     sizes: HashMap<Object, u64>,
-    report: GcReport,
+    report: Mutex<GcReport>,
 }
 
 impl Pass<'_> {
@@ -225,64 +261,81 @@ impl Pass<'_> {
     /// Deletes what was condemned at least the grace period before the
     /// listing and is still unreferenced, and the markers of what is
     /// referenced again; returns every object that had a marker.
-    fn sweep(&mut self) -> Result<HashSet<Object>, StoreError> {
-        let (store, dry_run) = (self.store, self.opts.dry_run);
-        let grace_ms = self.opts.grace.as_millis() as u64;
-        let mut marked = HashSet::new();
-        let mut deleted_packs = HashSet::new();
-        for marker in store.remote().list(MARKERS)? {
-            let Some(object) = marker
-                .key
-                .strip_prefix(MARKERS)
-                .and_then(|k| Object::parse(k.strip_prefix('/')?))
-            else {
-                continue;
-            };
-            marked.insert(object);
-            let due = store
-                .remote()
-                .get(&marker.key)?
-                .as_deref()
-                .and_then(marker_time)
-                .map(|at| at.saturating_add(grace_ms));
-            let live = self.live.contains(&object);
-            match due {
-                Some(due) if due > millis(self.t_list) => {
-                    self.report.pending.push(self.found(&object, due));
-                    continue;
-                }
-                Some(due) if !live && self.sizes.contains_key(&object) => {
-                    if !dry_run {
-                        store.remote().delete(&object.key())?;
-                    }
-                    if let Object::Pack(id) = object {
-                        deleted_packs.insert(id);
-                    }
-                    self.report.deleted.push(self.found(&object, due));
-                }
-                // Already deleted: only the marker is left.
-                Some(_) if !live => {}
-                // Referenced again, or an unreadable marker: no longer condemned.
-                _ => self.report.uncondemned += 1,
+    fn sweep(&self) -> Result<HashSet<Object>, StoreError> {
+        let markers: Vec<(String, Object)> = self
+            .store
+            .remote()
+            .list(MARKERS)?
+            .into_iter()
+            .filter_map(|m| {
+                let object = Object::parse(m.key.strip_prefix(MARKERS)?.strip_prefix('/')?)?;
+                Some((m.key, object))
+            })
+            .collect();
+        let deleted_packs = Mutex::new(HashSet::new());
+        concurrently(&markers, |(key, object)| {
+            if let Some(Object::Pack(id)) = self.sweep_one(key, object)? {
+                deleted_packs.lock().unwrap().insert(id);
             }
-            if !dry_run {
-                store.remote().delete(&marker.key)?;
-            }
+            Ok(())
+        })?;
+        if !self.opts.dry_run {
+            self.store
+                .db()
+                .forget_packs(&deleted_packs.into_inner().unwrap())?;
         }
-        if !dry_run {
-            store.db().forget_packs(&deleted_packs)?;
-        }
-        Ok(marked)
+        Ok(markers.into_iter().map(|(_, object)| object).collect())
     }
 
-    /// Condemns an unreferenced object (a dry run only reports it).
-    fn condemn(&mut self, object: &Object) -> Result<(), StoreError> {
-        let at = millis(SystemTime::now());
-        if self.opts.dry_run || write_marker(self.store, object, at, self.opts.grace)? {
-            let due = at + self.opts.grace.as_millis() as u64;
-            self.report.condemned.push(self.found(object, due));
+    /// Sweeps one marker; returns the object when it was deleted.
+    fn sweep_one(&self, key: &str, object: &Object) -> Result<Option<Object>, StoreError> {
+        let (store, dry_run) = (self.store, self.opts.dry_run);
+        let grace_ms = self.opts.grace.as_millis() as u64;
+        let due = store
+            .remote()
+            .get(key)?
+            .as_deref()
+            .and_then(marker_time)
+            .map(|at| at.saturating_add(grace_ms));
+        let live = self.live.contains(object);
+        let mut deleted = None;
+        match due {
+            Some(due) if due > millis(self.t_list) => {
+                self.report.lock().unwrap().pending.push(self.found(object, due));
+                return Ok(None);
+            }
+            Some(due) if !live && self.sizes.contains_key(object) => {
+                if !dry_run {
+                    store.remote().delete(&object.key())?;
+                }
+                deleted = Some(*object);
+                self.report.lock().unwrap().deleted.push(self.found(object, due));
+            }
+            // Already deleted: only the marker is left.
+            Some(_) if !live => {}
+            // Referenced again, or an unreadable marker: no longer condemned.
+            _ => self.report.lock().unwrap().uncondemned += 1,
         }
-        Ok(())
+        if !dry_run {
+            store.remote().delete(key)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Condemns unreferenced objects (a dry run only reports them).
+    fn condemn(&self, objects: &[Object]) -> Result<(), StoreError> {
+        concurrently(objects, |object| {
+            let at = millis(SystemTime::now());
+            if self.opts.dry_run || write_marker(self.store, object, at, self.opts.grace)? {
+                let due = at + self.opts.grace.as_millis() as u64;
+                self.report
+                    .lock()
+                    .unwrap()
+                    .condemned
+                    .push(self.found(object, due));
+            }
+            Ok(())
+        })
     }
 }
 
