@@ -16,7 +16,6 @@
 //! the marker. `docs/format.md` ("Garbage collection") has the argument.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +27,7 @@ use crate::ids::{LayerId, PackId};
 use crate::pack::pack_key;
 use crate::store::remote::Listed;
 use crate::store::{layer_key, Store};
+use crate::workers;
 use crate::workspace::{self, WorkspaceName};
 
 /// The longest a persist's record may take to land after its gc check began
@@ -214,30 +214,6 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
 /// Objects a run works on at once (each one's steps stay in order).
 const CONCURRENCY: usize = 16;
 
-/// Runs `work` on every item, [`CONCURRENCY`] at a time; stops at the first error.
-fn concurrently<T: Sync>(
-    items: &[T],
-    work: impl Fn(&T) -> Result<(), StoreError> + Sync,
-) -> Result<(), StoreError> {
-    let next = AtomicUsize::new(0);
-    let failed = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..CONCURRENCY.min(items.len()) {
-            scope.spawn(|| {
-                while failed.lock().unwrap().is_none() {
-                    let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        return;
-                    };
-                    if let Err(e) = work(item) {
-                        failed.lock().unwrap().get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    failed.into_inner().unwrap().map_or(Ok(()), Err)
-}
-
 /// One run after it listed what is live and what is stored.
 struct Pass<'a> {
     store: &'a Store,
@@ -273,11 +249,11 @@ impl Pass<'_> {
             })
             .collect();
         let deleted_packs = Mutex::new(HashSet::new());
-        concurrently(&markers, |(key, object)| {
+        workers::for_each(&markers, CONCURRENCY, |(key, object)| {
             if let Some(Object::Pack(id)) = self.sweep_one(key, object)? {
                 deleted_packs.lock().unwrap().insert(id);
             }
-            Ok(())
+            Ok::<_, StoreError>(())
         })?;
         if !self.opts.dry_run {
             self.store
@@ -324,7 +300,7 @@ impl Pass<'_> {
 
     /// Condemns unreferenced objects (a dry run only reports them).
     fn condemn(&self, objects: &[Object]) -> Result<(), StoreError> {
-        concurrently(objects, |object| {
+        workers::for_each(objects, CONCURRENCY, |object| {
             let at = millis(SystemTime::now());
             if self.opts.dry_run || write_marker(self.store, object, at, self.opts.grace)? {
                 let due = at + self.opts.grace.as_millis() as u64;

@@ -31,4 +31,5 @@ pub mod persist;
 pub mod prefetch;
 pub mod store;
 pub mod tree;
+pub mod workers;
 pub mod workspace;

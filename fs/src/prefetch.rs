@@ -15,6 +15,7 @@ use crate::ids::PackId;
 use crate::store::cache::FrameKey;
 use crate::store::readahead::{Frame, MAX_GAP, MAX_WINDOW};
 use crate::tree::{ChunkSource, Tree};
+use crate::workers;
 
 const TRACE_HEADER: &[u8] = b"wsfs-trace 1\n";
 /// How long prefetch waits, when it yields to readers.
@@ -213,19 +214,14 @@ pub fn prefetch(
     (0..order.len())
         .filter(|&i| waiting[i].load(Ordering::Relaxed) == 0)
         .for_each(file_done);
-    let next = AtomicUsize::new(0);
-    let failed: Mutex<Option<String>> = Mutex::new(None);
-    let fetch_span = |(pack, frames): &Span| -> bool {
+    let fetch_span = |(pack, frames): &Span| -> Result<(), String> {
         while busy.load(Ordering::Relaxed) >= YIELD_AT_READS && !progress.stop.load(Ordering::Relaxed) {
             std::thread::sleep(YIELD);
         }
-        if progress.stop.load(Ordering::Relaxed) || failed.lock().unwrap().is_some() {
-            return false;
+        if progress.stop.load(Ordering::Relaxed) {
+            return Ok(());
         }
-        if let Err(e) = source.fetch_frames(*pack, frames) {
-            failed.lock().unwrap().get_or_insert_with(|| e.to_string());
-            return false;
-        }
+        source.fetch_frames(*pack, frames).map_err(|e| e.to_string())?;
         for frame in frames {
             for &i in needed_by
                 .get(&(*pack, frame.offset))
@@ -237,22 +233,12 @@ pub fn prefetch(
                 }
             }
         }
-        true
+        Ok(())
     };
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= spans.len() || !fetch_span(&spans[i]) {
-                    return;
-                }
-            });
-        }
-    });
-    *progress.state.lock().unwrap() = match failed.into_inner().unwrap() {
-        Some(why) => format!("failed: {why}"),
-        None if progress.stop.load(Ordering::Relaxed) => "stopped".into(),
-        None => "done".into(),
+    *progress.state.lock().unwrap() = match workers::for_each(&spans, threads, fetch_span) {
+        Err(why) => format!("failed: {why}"),
+        Ok(()) if progress.stop.load(Ordering::Relaxed) => "stopped".into(),
+        Ok(()) => "done".into(),
     };
 }
 
