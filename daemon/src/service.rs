@@ -107,6 +107,7 @@ fn gc_remote(daemon: &Daemon, opts: &gc::GcOptions) -> Result<pb::GcReply, Statu
         deleted = report.deleted.len(),
         condemned = report.condemned.len(),
         pending = report.pending.len(),
+        repacked = report.repacked.len(),
         "garbage collected"
     );
     Ok(pb::GcReply {
@@ -124,6 +125,16 @@ fn gc_remote(daemon: &Daemon, opts: &gc::GcOptions) -> Result<pb::GcReply, Statu
         condemned: gc_objects(report.condemned),
         pending: gc_objects(report.pending),
         uncondemned: report.uncondemned as u64,
+        repacked: report
+            .repacked
+            .into_iter()
+            .map(|r| pb::GcRepack {
+                key: r.key,
+                bytes: r.bytes,
+                live_bytes: r.live_bytes,
+                into: r.into,
+            })
+            .collect(),
         live_layers: report.live_layers as u64,
         live_packs: report.live_packs as u64,
         ..pb::GcReply::default()

@@ -28,6 +28,10 @@ pub enum PackError {
     /// A pack whose trailing index cannot be read.
     #[error("pack {0}: bad index: {1}")]
     Index(PackId, String),
+    /// A pack's relocation record that cannot be read or does not fit the
+    /// frames a layer names.
+    #[error("pack {0}: bad relocation record: {1}")]
+    Relocation(PackId, String),
 }
 
 /// Failures of the store: remote, local database, cache, decoding.

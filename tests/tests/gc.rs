@@ -319,6 +319,102 @@ fn persists_racing_repeated_gc_runs_all_read_back() {
     }
 }
 
+/// A workspace keeps one small file of a pack whose big files only a
+/// removed workspace had: gc rewrites the pack (its dry run says so first),
+/// copying the kept frame into a new pack, and deletes the old one a grace
+/// period later. A view attached before the rewrite, reading only now, and a
+/// new host both read the file byte for byte through the relocation record;
+/// once the workspace goes too, the new pack and the record go as well.
+#[test]
+fn a_mostly_garbage_pack_is_rewritten_and_views_read_through_it() {
+    let a = Host::new();
+    let (whole, kept) = (a.path("whole"), a.path("kept"));
+    let small = random_bytes(8, 300_000);
+    write_file(&whole.join("drop/big"), &random_bytes(9, 6 * MIB as usize)).unwrap();
+    write_file(&whole.join("keep/small"), &small).unwrap();
+    write_file(&kept.join("keep/small"), &small).unwrap();
+    persist_all(&a, "repack/whole", &whole);
+    let second = persist_all(&a, "repack/kept", &kept);
+    assert_eq!(
+        u64_of(&second, "new_bytes"),
+        0,
+        "the kept file is in the first pack: {second}"
+    );
+    a.ok_json(["rm", "repack/whole"]);
+    let reader = a.peer_named("reader");
+    let mnt = reader.path("mnt");
+    reader.attach("repack/kept", &mnt);
+
+    wait_grace();
+    let dry = gc(&a, &["--dry-run"]);
+    eprintln!("dry run: {dry}");
+    let would = array_of(&dry, "repacked");
+    assert_eq!(would.len(), 1, "one pack is mostly garbage: {dry}");
+    let old = str_of(&would[0], "key").to_string();
+    let (bytes, live) = (u64_of(&would[0], "bytes"), u64_of(&would[0], "live_bytes"));
+    assert!(live > 0 && live * 2 < bytes, "{dry}");
+    assert!(
+        array_of(&would[0], "into").is_empty(),
+        "a dry run writes nothing: {dry}"
+    );
+    assert!(!key_names(&dry, "condemned").contains(&old), "{dry}");
+
+    let first = gc(&a, &[]);
+    eprintln!("first run: {first}");
+    let repacked = array_of(&first, "repacked");
+    assert_eq!(
+        (repacked.len(), str_of(&repacked[0], "key")),
+        (1, old.as_str()),
+        "{first}"
+    );
+    assert_eq!(u64_of(&first, "repacked_live_bytes"), live);
+    let new: BTreeSet<String> = array_of(&repacked[0], "into")
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(new.len(), 1, "{first}");
+    assert!(
+        key_names(&first, "condemned").contains(&old),
+        "the old pack is condemned: {first}"
+    );
+    assert_eq!(u64_of(&first, "live_packs"), 1);
+
+    wait_grace();
+    let second = gc(&a, &[]);
+    eprintln!("second run: {second}");
+    assert!(key_names(&second, "deleted").contains(&old), "{second}");
+    let relocation = format!("relocations/{}", &old["packs/".len()..]);
+    if !wsfs_tests::host::suite_on_s3() {
+        let packs: BTreeSet<String> = a
+            .remote_objects("packs")
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert!(!packs.contains(&old) && new.is_subset(&packs), "{packs:?}");
+        assert_eq!(a.remote_objects("relocations").len(), 1);
+    }
+
+    let got = std::fs::read(mnt.join("keep/small")).unwrap();
+    assert!(
+        got == small,
+        "the view attached before the rewrite read wrong bytes"
+    );
+    let status = reader.status();
+    assert_eq!(u64_of(&status, "read_errors"), 0, "{status}");
+    reader.detach(&mnt);
+    let fresh = a.peer_named("fresh");
+    assert_reads_back(&fresh, "repack/kept", &kept, "mnt-fresh");
+
+    a.ok_json(["rm", "repack/kept"]);
+    let third = gc(&a, &[]);
+    eprintln!("third run: {third}");
+    let condemned = key_names(&third, "condemned");
+    assert!(
+        new.is_subset(&condemned) && condemned.contains(&relocation),
+        "the new pack and the record go once nothing references them: {third}"
+    );
+}
+
 /// Refused: a grace period below the minimum (named in the error), an
 /// unknown flag, a bad duration, `--cache` with `--grace`; nothing changes.
 #[test]

@@ -245,6 +245,38 @@ fn readers_of_one_file_get_coalesced_gets_and_each_frame_once() {
     );
 }
 
+/// A job on a fresh host reads a large file backwards, one MiB at a time
+/// from its end (as tools that look for a trailer do): every read returns the
+/// file's bytes although read-ahead brings frames before the missed one.
+#[test]
+fn a_file_read_backwards_reads_back() {
+    use std::os::unix::fs::FileExt;
+    let a = Host::new();
+    let src = a.path("src");
+    let tree = generate(&src, &TreeSpec::plain(12, 4).with_big_file(24 * MIB)).unwrap();
+    a.persist("lazy/backwards", &src, &tree.top_level());
+    let big = tree.big_file.clone().expect("the spec asks for a big file");
+    let want = fs::read(src.join(&big)).unwrap();
+
+    let b = a.peer_named("b");
+    let mnt = a.path("mnt");
+    b.attach("lazy/backwards", &mnt);
+    let file = fs::File::open(mnt.join(&big)).unwrap();
+    let step = MIB as usize;
+    let mut end = want.len();
+    while end > 0 {
+        let start = end.saturating_sub(step);
+        let mut got = vec![0; end - start];
+        file.read_exact_at(&mut got, start as u64)
+            .unwrap_or_else(|e| panic!("reading bytes {start}..{end} backwards: {e}"));
+        assert!(got == want[start..end], "bytes {start}..{end} differ");
+        end = start;
+    }
+    let [gets, frames, _] = fetched(&b);
+    eprintln!("read backwards with {gets} GETs for {frames} frames");
+    assert_eq!(u64_of(&b.status(), "read_errors"), 0);
+}
+
 /// Last run's test job read three files first; this run's job attaches with
 /// `--prefetch` and the same `--prefetch-key`: those three files are
 /// fetched first, in that order, then every other file, with the progress in

@@ -62,6 +62,11 @@ fn print_remote(reply: &pb::GcReply, json: bool) {
         .iter()
         .map(|r| json!({ "workspace": r.workspace, "layers": r.layers }))
         .collect();
+    let repacked: Vec<_> = reply
+        .repacked
+        .iter()
+        .map(|r| json!({ "key": r.key, "bytes": r.bytes, "live_bytes": r.live_bytes, "into": r.into }))
+        .collect();
     let value = json!({
         "dry_run": reply.dry_run,
         "grace_ms": reply.grace_ms,
@@ -73,6 +78,9 @@ fn print_remote(reply: &pb::GcReply, json: bool) {
         "pending": objects_json(&reply.pending, true),
         "pending_bytes": total(&reply.pending),
         "uncondemned": reply.uncondemned,
+        "repacked": repacked,
+        "repacked_bytes": reply.repacked.iter().map(|r| r.bytes).sum::<u64>(),
+        "repacked_live_bytes": reply.repacked.iter().map(|r| r.live_bytes).sum::<u64>(),
         "live_layers": reply.live_layers,
         "live_packs": reply.live_packs,
     });
@@ -112,6 +120,18 @@ fn human(reply: &pb::GcReply) -> String {
             "{} objects ({}) condemned earlier: deletable by runs after {after}",
             reply.pending.len(),
             bytes(total(&reply.pending))
+        ));
+    }
+    if !reply.repacked.is_empty() {
+        let verb = match reply.dry_run {
+            true => "would rewrite",
+            false => "rewrote (and condemned)",
+        };
+        lines.push(format!(
+            "{verb} {} mostly garbage packs ({}), copying {} of referenced frames into new packs",
+            reply.repacked.len(),
+            bytes(reply.repacked.iter().map(|r| r.bytes).sum()),
+            bytes(reply.repacked.iter().map(|r| r.live_bytes).sum()),
         ));
     }
     let rows: Vec<Vec<String>> = [(delete, &reply.deleted), (condemn, &reply.condemned)]

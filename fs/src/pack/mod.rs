@@ -11,9 +11,11 @@
 //! [`ChunkLocation`]: crate::manifest::ChunkLocation
 
 pub mod reader;
+pub mod relocation;
 pub mod writer;
 
 pub use reader::{check_chunk, chunk_in_frame, decode_frame, read_index};
+pub use relocation::{relocation_key, Moved, Relocation};
 pub use writer::{FrameBuilder, FrameCompressor, PackWriter, PlainFrame, SealedPack};
 
 /// Last 8 bytes of every pack.

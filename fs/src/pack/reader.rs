@@ -149,6 +149,50 @@ mod tests {
     }
 
     #[test]
+    fn frames_copied_into_another_pack_read_back_there() {
+        let mut w = PackWriter::new().unwrap();
+        let datas: Vec<Vec<u8>> = (0..30u8).map(|i| random_like(i, 100_000)).collect();
+        for d in &datas {
+            w.add(ChunkId::of(d), d).unwrap();
+        }
+        let old = w.finish().unwrap().unwrap();
+        let index = read_index(old.id, &old.bytes).unwrap();
+        let last_frame = index.last().unwrap().2.frame_offset;
+        let mut copy = PackWriter::salted(Some([3; 16])).unwrap();
+        let at = copy.next_offset();
+        let chunks: Vec<(ChunkId, u32, u32)> = index
+            .iter()
+            .filter(|(_, _, loc)| loc.frame_offset == last_frame)
+            .map(|(id, len, loc)| (*id, loc.offset_in_frame, *len))
+            .collect();
+        let loc = index.last().unwrap().2;
+        let range = last_frame as usize..last_frame as usize + loc.frame_len as usize;
+        assert!(copy
+            .copy_frame(&old.bytes[range], loc.frame_plain_len, &chunks)
+            .unwrap()
+            .is_none());
+        let new = copy.finish().unwrap().unwrap();
+        assert_eq!(at, 24, "after the salt frame");
+        let copied = read_index(new.id, &new.bytes).unwrap();
+        assert_eq!(copied.len(), chunks.len());
+        for ((id, len, new_loc), (old_id, _, old_len)) in copied.iter().zip(&chunks) {
+            assert_eq!((id, len), (old_id, old_len));
+            assert_eq!(new_loc.frame_offset, at);
+            assert_eq!(
+                (new_loc.frame_len, new_loc.frame_plain_len),
+                (loc.frame_len, loc.frame_plain_len)
+            );
+        }
+    }
+
+    /// Incompressible-looking bytes, different per seed.
+    fn random_like(seed: u8, len: usize) -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ seed)
+            .collect()
+    }
+
+    #[test]
     fn a_corrupted_frame_never_yields_wrong_bytes() {
         let mut w = PackWriter::new().unwrap();
         let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();

@@ -149,15 +149,32 @@ impl PackWriter {
     /// Appends a frame compressed elsewhere (frames must come in the order
     /// their chunks were produced). Returns a sealed pack when it filled one.
     pub fn add_frame(&mut self, frame: &PlainFrame, compressed: &[u8]) -> io::Result<Option<SealedPack>> {
-        let frame_offset = self.body.len() as u64;
+        self.copy_frame(compressed, frame.bytes.len() as u32, &frame.chunks)
+    }
+
+    /// Where the next frame goes in the pack being filled.
+    pub fn next_offset(&self) -> u64 {
+        self.body.len() as u64
+    }
+
+    /// Appends a frame of another pack as it is: its compressed bytes, plain
+    /// length, and each chunk's id, offset in the frame and length (repacking).
+    /// Returns a sealed pack when it filled one; the frame is in it.
+    pub fn copy_frame(
+        &mut self,
+        compressed: &[u8],
+        plain_len: u32,
+        chunks: &[(ChunkId, u32, u32)],
+    ) -> io::Result<Option<SealedPack>> {
+        let frame_offset = self.next_offset();
         self.body.extend_from_slice(compressed);
-        for &(id, offset_in_frame, len) in &frame.chunks {
+        for &(id, offset_in_frame, len) in chunks {
             self.placed.push(Placed {
                 id,
                 len,
                 frame_offset,
                 frame_len: compressed.len() as u32,
-                frame_plain_len: frame.bytes.len() as u32,
+                frame_plain_len: plain_len,
                 offset_in_frame,
             });
         }

@@ -157,6 +157,6 @@ fn condemned(store: &Store, claims: &Claims<'_>) -> Result<Verdict, StoreError> 
 fn pack_of(key: &str) -> Option<PackId> {
     match Object::parse(key)? {
         Object::Pack(id) => Some(id),
-        Object::Layer(_) => None,
+        Object::Layer(_) | Object::Relocation(_) => None,
     }
 }

@@ -2,8 +2,10 @@
 //! behind one blocking API used by persist and by the FUSE read path.
 //!
 //! Read path of a chunk: memory cache of verified chunks → on-disk frame
-//! cache → one ranged GET of the chunk's frame. Concurrent readers of one
-//! frame wait for a single fetch. Every chunk is checked against its digest
+//! cache → one ranged GET of the chunk's frame (and its neighbours, see
+//! [`readahead`]; from where a relocation record says when garbage
+//! collection rewrote the pack). Concurrent readers of one frame wait for a
+//! single fetch. Every chunk is checked against its digest
 //! whatever it came from; a mismatch is an error, never wrong bytes.
 
 pub mod cache;
@@ -23,7 +25,7 @@ use crate::error::{PackError, StoreError};
 use crate::ids::{ChunkId, LayerId, PackId};
 use crate::manifest::{self, ChunkLocation, ChunkRef, Manifest};
 use crate::metrics::{add, Metrics};
-use crate::pack::{check_chunk, chunk_in_frame, decode_frame, pack_key};
+use crate::pack::{check_chunk, chunk_in_frame, decode_frame, pack_key, relocation_key, Relocation};
 use cache::{FrameCache, FrameKey};
 use db::Db;
 use lru::Lru;
@@ -72,14 +74,13 @@ impl Flight {
 enum Claim {
     /// Another reader's fetch brings it: wait for that.
     Wait(Arc<Flight>),
-    /// Fetch these frames (the missed one first).
+    /// Fetch these frames (in pack order; the missed one among them).
     Lead(Vec<(Frame, Arc<Flight>)>),
     /// It was cached meanwhile: read it from there.
     Cached,
 }
 
-/// Marks `span`'s frames as being fetched; the missed frame (whichever the
-/// caller put in it) goes first in the result, the others in pack order.
+/// Marks `span`'s frames as being fetched, in the order given.
 fn claim(
     in_flight: &mut HashMap<FrameKey, Arc<Flight>>,
     pack: PackId,
@@ -94,22 +95,26 @@ fn claim(
         .collect()
 }
 
-/// The bytes of one ranged GET, handed out frame by frame.
+/// A frame's compressed bytes, or why they could not be had.
+type Fetched = Result<Bytes, Arc<StoreError>>;
+
+/// Relocation records a read follows at most, from the pack a manifest
+/// names to the pack holding the frame now (each repack of a repacked pack
+/// adds one).
+const MAX_RELOCATIONS: usize = 8;
+
+/// Hands fetched frames of one pack to the cache and their readers.
 struct Landing {
     frames: Arc<FrameCache>,
     in_flight: InFlight,
     pack: PackId,
-    /// The span's offset in the pack.
-    start: u64,
-    fetched: Result<Bytes, Arc<StoreError>>,
 }
 
 impl Landing {
-    /// Decodes and caches one frame of the span, and wakes its readers.
-    fn land(&self, (frame, flight): (Frame, Arc<Flight>)) -> FrameOutcome {
+    /// Decodes and caches one fetched frame, and wakes its readers.
+    fn land(&self, (frame, flight): (Frame, Arc<Flight>), fetched: Fetched) -> FrameOutcome {
         let key = (self.pack, frame.offset);
-        let outcome = self.fetched.clone().and_then(|bytes| {
-            let at = (frame.offset - self.start) as usize;
+        let outcome = fetched.and_then(|bytes| {
             let loc = ChunkLocation {
                 pack: self.pack,
                 frame_offset: frame.offset,
@@ -117,7 +122,7 @@ impl Landing {
                 frame_plain_len: frame.plain_len,
                 offset_in_frame: 0,
             };
-            decode_frame(&bytes[at..at + frame.len as usize], &loc)
+            decode_frame(&bytes, &loc)
                 .map(Arc::<[u8]>::from)
                 .map_err(|e| Arc::new(e.into()))
         });
@@ -180,6 +185,8 @@ pub struct Store {
     in_flight: InFlight,
     windows: Windows,
     gets: Gate,
+    /// Relocation records read so far (they never change once written).
+    relocations: Mutex<HashMap<PackId, Arc<Relocation>>>,
     metrics: Metrics,
     /// Held while a persist appends its record and lists the stack.
     appending: Mutex<()>,
@@ -210,6 +217,7 @@ impl Store {
             in_flight: InFlight::default(),
             windows: Windows::default(),
             gets: Gate::default(),
+            relocations: Mutex::default(),
             metrics: Metrics::default(),
             appending: Mutex::new(()),
         })
@@ -263,7 +271,7 @@ impl Store {
             let frame = match self.claim_around(pack, missed, index) {
                 Claim::Cached => continue,
                 Claim::Wait(flight) => flight.wait(),
-                Claim::Lead(flights) => self.fetch_span(pack, flights, true),
+                Claim::Lead(flights) => self.fetch_span(pack, flights, Some(missed)),
             };
             add(&self.metrics.cache_misses, 1);
             let frame = frame.map_err(StoreError::Shared)?;
@@ -332,18 +340,63 @@ impl Store {
             runs.into_iter().filter(|r| !r.is_empty()).collect()
         };
         for run in runs {
-            self.fetch_span(pack, run, false).map_err(StoreError::Shared)?;
+            self.fetch_span(pack, run, None).map_err(StoreError::Shared)?;
         }
         Ok(())
     }
 
-    /// Fetches claimed frames in one ranged GET, caches them and lands their
-    /// flights; returns the first frame. With `first_only`, the others are
-    /// decoded and cached in the background, so the reader that missed the
-    /// first one goes on at once.
-    fn fetch_span(&self, pack: PackId, flights: Vec<(Frame, Arc<Flight>)>, first_only: bool) -> FrameOutcome {
-        let start = flights[0].0.offset;
-        let end = flights.last().expect("a span has frames").0.end();
+    /// Fetches claimed frames (in pack order) in one ranged GET, caches
+    /// them and lands their flights. With a `missed` frame, returns its
+    /// outcome as soon as it landed, the others being decoded and cached in
+    /// the background so that its reader goes on at once; without, lands
+    /// them all and returns the first failure.
+    fn fetch_span(
+        &self,
+        pack: PackId,
+        flights: Vec<(Frame, Arc<Flight>)>,
+        missed: Option<Frame>,
+    ) -> FrameOutcome {
+        let frames: Vec<Frame> = flights.iter().map(|(f, _)| *f).collect();
+        let fetched = self.get_frames(pack, &frames, 0);
+        let landing = Landing {
+            frames: self.frames.clone(),
+            in_flight: self.in_flight.clone(),
+            pack,
+        };
+        let (first, rest): (Vec<_>, Vec<_>) = flights
+            .into_iter()
+            .zip(fetched)
+            .partition(|((f, _), _)| missed.is_some_and(|m| m.offset == f.offset));
+        let first = first.into_iter().map(|(f, bytes)| landing.land(f, bytes)).next();
+        match first {
+            Some(outcome) if !rest.is_empty() => {
+                std::thread::spawn(move || {
+                    rest.into_iter()
+                        .for_each(|(f, bytes)| drop(landing.land(f, bytes)))
+                });
+                outcome
+            }
+            Some(outcome) => outcome,
+            None => {
+                let outcomes: Vec<FrameOutcome> = rest
+                    .into_iter()
+                    .map(|(f, bytes)| landing.land(f, bytes))
+                    .collect();
+                outcomes
+                    .into_iter()
+                    .find(Result::is_err)
+                    .unwrap_or(Ok(Arc::from(&[][..])))
+            }
+        }
+    }
+
+    /// The compressed bytes of `frames` of `pack` (in pack order): one
+    /// ranged GET from the first's offset to the last's end, unless the pack
+    /// is gone and a relocation record says where its frames went
+    /// (`depth`: records followed so far).
+    fn get_frames(&self, pack: PackId, frames: &[Frame], depth: usize) -> Vec<Fetched> {
+        let start = frames[0].offset;
+        let end = frames.last().expect("a span has frames").end();
         let fetched = {
             let _permit = self.gets.enter();
             add(&self.metrics.remote_get_requests, 1);
@@ -352,28 +405,87 @@ impl Store {
         let fetched = fetched.and_then(|bytes| {
             add(&self.metrics.remote_bytes_fetched, bytes.len() as u64);
             if bytes.len() as u64 == end - start {
-                add(&self.metrics.remote_frames_fetched, flights.len() as u64);
+                add(&self.metrics.remote_frames_fetched, frames.len() as u64);
                 Ok(bytes)
             } else {
                 Err(PackError::Frame(pack, start, "short read".into()).into())
             }
         });
-        let landing = Landing {
-            frames: self.frames.clone(),
-            in_flight: self.in_flight.clone(),
-            pack,
-            start,
-            fetched: fetched.map_err(Arc::new),
-        };
-        let mut flights = flights.into_iter();
-        let first = landing.land(flights.next().expect("a span has frames"));
-        let rest: Vec<_> = flights.collect();
-        if first_only && !rest.is_empty() {
-            std::thread::spawn(move || rest.into_iter().for_each(|f| drop(landing.land(f))));
-        } else {
-            rest.into_iter().for_each(|f| drop(landing.land(f)));
+        match fetched {
+            Ok(bytes) => frames
+                .iter()
+                .map(|f| Ok(bytes.slice((f.offset - start) as usize..(f.end() - start) as usize)))
+                .collect(),
+            Err(e @ StoreError::Remote { not_found: true, .. }) if depth < MAX_RELOCATIONS => {
+                let gone = Arc::new(e);
+                match self.relocation(&pack) {
+                    Ok(Some(relocation)) => self.get_relocated(pack, &relocation, frames, depth, &gone),
+                    Ok(None) => vec![Err(gone); frames.len()],
+                    Err(e) => vec![Err(Arc::new(e)); frames.len()],
+                }
+            }
+            Err(e) => vec![Err(Arc::new(e)); frames.len()],
         }
-        first
+    }
+
+    /// `frames` of `pack`, which is gone, from where `relocation` says they
+    /// went: one GET per pack they went to. A frame the record lacks fails
+    /// with `gone` (the pack's "not found").
+    fn get_relocated(
+        &self,
+        pack: PackId,
+        relocation: &Relocation,
+        frames: &[Frame],
+        depth: usize,
+        gone: &Arc<StoreError>,
+    ) -> Vec<Fetched> {
+        let mut fetched: Vec<Fetched> = vec![Err(gone.clone()); frames.len()];
+        // Per new pack: its frames (in its order) and their places in `frames`.
+        let mut moved: HashMap<PackId, Vec<(Frame, usize)>> = HashMap::new();
+        for (i, f) in frames.iter().enumerate() {
+            match relocation.get(f.offset) {
+                Some(m) if m.len == f.len => {
+                    let new = Frame {
+                        offset: m.offset,
+                        ..*f
+                    };
+                    moved.entry(m.pack).or_default().push((new, i));
+                }
+                Some(m) => {
+                    let why = format!(
+                        "frame at {} has length {}, the layer says {}",
+                        f.offset, m.len, f.len
+                    );
+                    fetched[i] = Err(Arc::new(PackError::Relocation(pack, why).into()));
+                }
+                None => {}
+            }
+        }
+        for (new_pack, mut placed) in moved {
+            placed.sort_unstable();
+            let new_frames: Vec<Frame> = placed.iter().map(|(f, _)| *f).collect();
+            for ((_, i), bytes) in placed
+                .iter()
+                .zip(self.get_frames(new_pack, &new_frames, depth + 1))
+            {
+                fetched[*i] = bytes;
+            }
+        }
+        fetched
+    }
+
+    /// The relocation record of `pack`, if it was repacked.
+    pub fn relocation(&self, pack: &PackId) -> Result<Option<Arc<Relocation>>, StoreError> {
+        if let Some(known) = self.relocations.lock().unwrap().get(pack) {
+            return Ok(Some(known.clone()));
+        }
+        add(&self.metrics.remote_get_requests, 1);
+        let Some(bytes) = self.remote.get(&relocation_key(pack))? else {
+            return Ok(None);
+        };
+        let relocation = Arc::new(Relocation::decode(*pack, &bytes)?);
+        self.relocations.lock().unwrap().insert(*pack, relocation.clone());
+        Ok(Some(relocation))
     }
 
     fn remember(&self, id: ChunkId, bytes: &[u8]) -> Arc<[u8]> {

@@ -14,9 +14,16 @@
 //! again after landing. So a record either lands before the run that deletes
 //! an object lists the workspaces (and keeps the object), or its persist saw
 //! the marker. `docs/format.md` ("Garbage collection") has the argument.
+//!
+//! A referenced pack that is mostly garbage is rewritten ([`repack`]): its
+//! referenced frames are copied into a new pack and a relocation record says
+//! where they went, after which the old pack is unreferenced ([`live`]).
+
+pub mod live;
+pub mod repack;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -24,11 +31,13 @@ use thiserror::Error;
 
 use crate::error::StoreError;
 use crate::ids::{LayerId, PackId};
-use crate::pack::pack_key;
+use crate::pack::{pack_key, relocation_key, Relocation};
 use crate::store::remote::Listed;
 use crate::store::{layer_key, Store};
 use crate::workers;
 use crate::workspace::{self, WorkspaceName};
+use live::Live;
+use repack::Repacked;
 
 /// The longest a persist's record may take to land after its gc check began
 /// without the persist checking again once it landed.
@@ -39,7 +48,7 @@ pub const MIN_GRACE: Duration = Duration::from_secs(15);
 /// The grace period of `wsfs gc` unless told otherwise.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 
-/// Where markers live: `gc/condemned/layers/<id>`, `gc/condemned/packs/<id>`.
+/// Where markers live: `gc/condemned/<object key>`.
 const MARKERS: &str = "gc/condemned";
 const MARKER_HEADER: &str = "wsfs-condemned 1";
 
@@ -50,6 +59,8 @@ pub enum Object {
     Layer(LayerId),
     /// `packs/<id>`.
     Pack(PackId),
+    /// `relocations/<id>`: where the frames of repacked pack `id` went.
+    Relocation(PackId),
 }
 
 impl Object {
@@ -58,6 +69,7 @@ impl Object {
         match self {
             Object::Layer(id) => layer_key(id),
             Object::Pack(id) => pack_key(id),
+            Object::Relocation(id) => relocation_key(id),
         }
     }
 
@@ -65,12 +77,13 @@ impl Object {
         format!("{MARKERS}/{}", self.key())
     }
 
-    /// The object a key names (`layers/<id>` or `packs/<id>`).
+    /// The object a key names (`layers/<id>`, `packs/<id>` or `relocations/<id>`).
     pub fn parse(key: &str) -> Option<Object> {
         let (kind, id) = key.split_once('/')?;
         match kind {
             "layers" => id.parse().ok().map(Object::Layer),
             "packs" => id.parse().ok().map(Object::Pack),
+            "relocations" => id.parse().ok().map(Object::Relocation),
             _ => None,
         }
     }
@@ -148,6 +161,8 @@ pub struct GcReport {
     pub pending: Vec<Found>,
     /// Markers taken back: their object is referenced again.
     pub uncondemned: usize,
+    /// Packs rewritten (dry: that would be) because mostly garbage.
+    pub repacked: Vec<Repacked>,
     /// Layers and packs the workspaces reference.
     pub live_layers: usize,
     /// See `live_layers`.
@@ -174,11 +189,10 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     // A dry run did not delete the expired workspaces: it ignores their records.
     let ignored: HashSet<&WorkspaceName> = report.expired.iter().map(|(ws, _)| ws).collect();
     let t_list = SystemTime::now();
-    let live = live_objects(store, &ignored)?;
-    report.live_layers = live.iter().filter(|o| matches!(o, Object::Layer(_))).count();
-    report.live_packs = live.len() - report.live_layers;
+    let relocations = relocations(store)?;
+    let live = Live::find(store, &ignored, &relocations)?;
     let mut stored: Vec<(Object, Listed)> = Vec::new();
-    for prefix in ["layers", "packs"] {
+    for prefix in ["layers", "packs", "relocations"] {
         let listed = store.remote().list(prefix)?;
         stored.extend(
             listed
@@ -186,7 +200,7 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
                 .filter_map(|l| Some((Object::parse(&l.key)?, l))),
         );
     }
-    let pass = Pass {
+    let mut pass = Pass {
         store,
         opts,
         t_list,
@@ -195,20 +209,44 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
         report: Mutex::new(report),
     };
     let marked = pass.sweep()?;
+    let young = |listed: &Listed| listed.last_modified + opts.grace > t_list;
+    let repacked = pass.repack(&stored, &marked, young, &relocations)?;
     let unreferenced: Vec<Object> = stored
         .iter()
         .filter(|(object, listed)| {
-            let young = listed.last_modified + opts.grace > t_list;
-            !(pass.live.contains(object) || marked.contains(object) || young)
+            !(pass.live.objects.contains(object) || marked.contains(object) || young(listed))
         })
         .map(|(object, _)| *object)
         .collect();
     pass.condemn(&unreferenced)?;
     let mut report = pass.report.into_inner().unwrap();
+    (report.live_layers, report.live_packs) = pass.live.counts();
+    report.repacked = repacked;
     for found in [&mut report.deleted, &mut report.condemned, &mut report.pending] {
         found.sort_by(|a, b| a.key.cmp(&b.key));
     }
     Ok(report)
+}
+
+/// Every relocation record of the remote, by old pack.
+fn relocations(store: &Store) -> Result<HashMap<PackId, Arc<Relocation>>, StoreError> {
+    let packs: Vec<PackId> = store
+        .remote()
+        .list("relocations")?
+        .iter()
+        .filter_map(|l| match Object::parse(&l.key)? {
+            Object::Relocation(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let read = Mutex::new(HashMap::new());
+    workers::for_each(&packs, CONCURRENCY, |pack| {
+        if let Some(relocation) = store.relocation(pack)? {
+            read.lock().unwrap().insert(*pack, relocation);
+        }
+        Ok::<_, StoreError>(())
+    })?;
+    Ok(read.into_inner().unwrap())
 }
 
 /// Objects a run works on at once (each one's steps stay in order).
@@ -219,7 +257,7 @@ struct Pass<'a> {
     store: &'a Store,
     opts: &'a GcOptions,
     t_list: SystemTime,
-    live: HashSet<Object>,
+    live: Live,
     /// Every stored layer and pack, with its size.
     sizes: HashMap<Object, u64>,
     report: Mutex<GcReport>,
@@ -273,7 +311,7 @@ impl Pass<'_> {
             .as_deref()
             .and_then(marker_time)
             .map(|at| at.saturating_add(grace_ms));
-        let live = self.live.contains(object);
+        let live = self.live.objects.contains(object);
         let mut deleted = None;
         match due {
             Some(due) if due > millis(self.t_list) => {
@@ -296,6 +334,26 @@ impl Pass<'_> {
             store.remote().delete(key)?;
         }
         Ok(deleted)
+    }
+
+    /// Rewrites the packs that are mostly garbage (a dry run only reports
+    /// them); their referenced frames are then live in the new packs.
+    fn repack(
+        &mut self,
+        stored: &[(Object, Listed)],
+        marked: &HashSet<Object>,
+        young: impl Fn(&Listed) -> bool,
+        relocations: &HashMap<PackId, Arc<Relocation>>,
+    ) -> Result<Vec<Repacked>, StoreError> {
+        let relocated: HashSet<PackId> = relocations.keys().copied().collect();
+        let mut packs = repack::candidates(&self.live, stored, marked, young, &relocated);
+        if !self.opts.dry_run && !packs.is_empty() {
+            for (old, relocation) in repack::repack(self.store, &self.live, &mut packs)? {
+                self.live.relocated(old, &relocation);
+            }
+        }
+        packs.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(packs)
     }
 
     /// Condemns unreferenced objects (a dry run only reports them).
@@ -330,28 +388,6 @@ fn write_marker(store: &Store, object: &Object, at_ms: u64, grace: Duration) -> 
     Ok(false)
 }
 
-/// The layers the workspace records name (except those of `ignored`
-/// workspaces) and the packs those layers reference.
-fn live_objects(store: &Store, ignored: &HashSet<&WorkspaceName>) -> Result<HashSet<Object>, StoreError> {
-    let layers: HashSet<LayerId> = workspace::all_records(store)?
-        .into_iter()
-        .filter(|(ws, _)| !ignored.contains(ws))
-        .map(|(_, layer)| layer)
-        .collect();
-    let mut live: HashSet<Object> = layers.iter().copied().map(Object::Layer).collect();
-    for layer in &layers {
-        match store.manifest(layer) {
-            Ok(manifest) => live.extend(manifest.packs().into_iter().map(Object::Pack)),
-            // A broken workspace: what its layer referenced is unknown.
-            Err(StoreError::MissingLayer(_)) => {
-                tracing::warn!(%layer, "a workspace names a layer the remote lacks")
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(live)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,7 +398,8 @@ mod tests {
         assert_eq!(marker_time(b"condemned_at_ms 42\n"), None);
         let pack = Object::Pack(PackId::of(b"p"));
         let layer = Object::Layer(LayerId::of(b"l"));
-        for object in [pack, layer] {
+        let relocation = Object::Relocation(PackId::of(b"p"));
+        for object in [pack, layer, relocation] {
             assert_eq!(Object::parse(&object.key()), Some(object));
             assert!(object.marker_key().starts_with("gc/condemned/"));
         }
