@@ -321,8 +321,8 @@ fn persists_racing_repeated_gc_runs_all_read_back() {
 
 /// A workspace keeps one small file of a pack whose big files only a
 /// removed workspace had: gc rewrites the pack (its dry run says so first),
-/// copying the kept frame into a new pack, and deletes the old one a grace
-/// period later. A view attached before the rewrite, reading only now, and a
+/// copying the kept frame into a new pack (which that host's next persist
+/// reuses), and deletes the old one a grace period later. A view attached before the rewrite, reading only now, and a
 /// new host both read the file byte for byte through the relocation record;
 /// once the workspace goes too, the new pack and the record go as well.
 #[test]
@@ -378,6 +378,9 @@ fn a_mostly_garbage_pack_is_rewritten_and_views_read_through_it() {
         "the old pack is condemned: {first}"
     );
     assert_eq!(u64_of(&first, "live_packs"), 1);
+    // The host that rewrote the pack deduplicates against the new one.
+    let again = persist_all(&a, "repack/again", &kept);
+    assert_eq!(u64_of(&again, "new_bytes"), 0, "{again}");
 
     wait_grace();
     let second = gc(&a, &[]);
@@ -406,6 +409,7 @@ fn a_mostly_garbage_pack_is_rewritten_and_views_read_through_it() {
     assert_reads_back(&fresh, "repack/kept", &kept, "mnt-fresh");
 
     a.ok_json(["rm", "repack/kept"]);
+    a.ok_json(["rm", "repack/again"]);
     let third = gc(&a, &[]);
     eprintln!("third run: {third}");
     let condemned = key_names(&third, "condemned");

@@ -12,6 +12,7 @@ use super::live::Live;
 use super::Object;
 use crate::error::StoreError;
 use crate::ids::{ChunkId, PackId};
+use crate::manifest::ChunkRef;
 use crate::pack::{pack_key, read_index, relocation_key, Moved, PackWriter, Relocation, SealedPack};
 use crate::store::remote::Listed;
 use crate::store::Store;
@@ -155,9 +156,16 @@ struct Copier {
 }
 
 impl Copier {
-    /// Uploads a sealed pack and notes where its frames came from.
+    /// Uploads a sealed pack and notes where its frames came from; this
+    /// host's later persists deduplicate against it.
     fn seal(&mut self, store: &Store, sealed: SealedPack) -> Result<(), StoreError> {
         store.put_object(pack_key(&sealed.id), Bytes::from(sealed.bytes))?;
+        let refs: Vec<ChunkRef> = sealed
+            .chunks
+            .iter()
+            .map(|&(id, len, loc)| ChunkRef { id, len, loc })
+            .collect();
+        store.db().put_chunks(&refs)?;
         for (old, offset, len, at) in self.placed.drain(..) {
             let moved = Moved {
                 len,

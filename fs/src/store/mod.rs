@@ -103,6 +103,11 @@ type Fetched = Result<Bytes, Arc<StoreError>>;
 /// adds one).
 const MAX_RELOCATIONS: usize = 8;
 
+/// Whether a fetch failed because an object does not exist.
+fn is_not_found(fetched: &Fetched) -> bool {
+    matches!(fetched, Err(e) if matches!(**e, StoreError::Remote { not_found: true, .. }))
+}
+
 /// Hands fetched frames of one pack to the cache and their readers.
 struct Landing {
     frames: Arc<FrameCache>,
@@ -419,7 +424,19 @@ impl Store {
             Err(e @ StoreError::Remote { not_found: true, .. }) if depth < MAX_RELOCATIONS => {
                 let gone = Arc::new(e);
                 match self.relocation(&pack) {
-                    Ok(Some(relocation)) => self.get_relocated(pack, &relocation, frames, depth, &gone),
+                    Ok(Some(relocation)) => {
+                        let fetched = self.get_relocated(pack, &relocation, frames, depth, &gone);
+                        if fetched.iter().any(is_not_found) && self.forget_relocation(&pack, &relocation) {
+                            // Two gc runs may have rewritten the pack at once: the other's
+                            // record replaced the one read here, whose new pack then went.
+                            if let Ok(Some(fresh)) = self.relocation(&pack) {
+                                if fresh != relocation {
+                                    return self.get_relocated(pack, &fresh, frames, depth, &gone);
+                                }
+                            }
+                        }
+                        fetched
+                    }
                     Ok(None) => vec![Err(gone); frames.len()],
                     Err(e) => vec![Err(Arc::new(e)); frames.len()],
                 }
@@ -486,6 +503,17 @@ impl Store {
         let relocation = Arc::new(Relocation::decode(*pack, &bytes)?);
         self.relocations.lock().unwrap().insert(*pack, relocation.clone());
         Ok(Some(relocation))
+    }
+
+    /// Drops `relocation` from the records read so far, if it is the one
+    /// there for `pack`; returns whether it was.
+    fn forget_relocation(&self, pack: &PackId, relocation: &Arc<Relocation>) -> bool {
+        let mut known = self.relocations.lock().unwrap();
+        let same = known.get(pack).is_some_and(|r| Arc::ptr_eq(r, relocation));
+        if same {
+            known.remove(pack);
+        }
+        same
     }
 
     fn remember(&self, id: ChunkId, bytes: &[u8]) -> Arc<[u8]> {
