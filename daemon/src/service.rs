@@ -129,7 +129,7 @@ fn gc_remote(daemon: &Daemon, opts: &gc::GcOptions) -> Result<pb::GcReply, Statu
             .repacked
             .into_iter()
             .map(|r| pb::GcRepack {
-                key: r.key,
+                key: r.key(),
                 bytes: r.bytes,
                 live_bytes: r.live_bytes,
                 into: r.into,

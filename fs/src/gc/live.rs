@@ -3,7 +3,6 @@
 //! holding those frames now.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use super::Object;
 use crate::error::StoreError;
@@ -23,17 +22,22 @@ pub struct Live {
     pub objects: HashSet<Object>,
     /// Per pack that must stay, the frames referenced in it.
     pub frames: HashMap<PackId, Frames>,
+    /// Per pack, the most relocation records a reader follows to reach a
+    /// frame in it (0: the manifests name it).
+    depth: HashMap<PackId, usize>,
 }
 
 impl Live {
     /// The layers the workspace records name (except those of `ignored`
     /// workspaces), and what their frames need given `relocations`: a frame
-    /// its pack's record relocated needs that record and the pack it went
-    /// to (and so on along further records); any other, its pack.
+    /// its pack's record relocated into a pack of `stored` needs that record
+    /// and the pack it went to (and so on along further records); any
+    /// other, its pack.
     pub fn find(
         store: &Store,
         ignored: &HashSet<&WorkspaceName>,
-        relocations: &HashMap<PackId, Arc<Relocation>>,
+        relocations: &HashMap<PackId, Relocation>,
+        stored: &HashSet<PackId>,
     ) -> Result<Live, StoreError> {
         let layers: HashSet<LayerId> = workspace::all_records(store)?
             .into_iter()
@@ -42,7 +46,7 @@ impl Live {
             .collect();
         let mut live = Live {
             objects: layers.iter().copied().map(Object::Layer).collect(),
-            frames: HashMap::new(),
+            ..Live::default()
         };
         let mut named: HashSet<(PackId, u64, u32)> = HashSet::new();
         for layer in &layers {
@@ -65,25 +69,34 @@ impl Live {
             }
         }
         let mut seen = HashSet::new();
-        let mut todo: Vec<(PackId, u64, u32)> = named.into_iter().collect();
-        while let Some((pack, offset, len)) = todo.pop() {
+        let mut todo: Vec<(PackId, u64, u32, usize)> =
+            named.into_iter().map(|(p, o, l)| (p, o, l, 0)).collect();
+        while let Some((pack, offset, len, depth)) = todo.pop() {
             if !seen.insert((pack, offset)) {
                 continue;
             }
-            match relocations.get(&pack).and_then(|r| r.get(offset)) {
+            let moved = relocations.get(&pack).and_then(|r| r.get(offset));
+            match moved.filter(|m| stored.contains(&m.pack)) {
                 Some(moved) => {
                     live.objects.insert(Object::Relocation(pack));
-                    todo.push((moved.pack, moved.offset, len));
+                    todo.push((moved.pack, moved.offset, len, depth + 1));
                 }
-                None => live.need(pack, offset, len),
+                None => live.need(pack, offset, len, depth),
             }
         }
         Ok(live)
     }
 
-    fn need(&mut self, pack: PackId, offset: u64, len: u32) {
+    fn need(&mut self, pack: PackId, offset: u64, len: u32, depth: usize) {
         self.objects.insert(Object::Pack(pack));
         self.frames.entry(pack).or_default().insert(offset, len);
+        let deepest = self.depth.entry(pack).or_default();
+        *deepest = depth.max(*deepest);
+    }
+
+    /// The most relocation records a reader follows to a frame of `pack`.
+    pub fn depth(&self, pack: &PackId) -> usize {
+        self.depth.get(pack).copied().unwrap_or(0)
     }
 
     /// Compressed bytes of the frames referenced in `pack`.
@@ -98,11 +111,12 @@ impl Live {
     pub fn relocated(&mut self, pack: PackId, relocation: &Relocation) {
         self.objects.remove(&Object::Pack(pack));
         self.objects.insert(Object::Relocation(pack));
+        let depth = self.depth.remove(&pack).unwrap_or(0) + 1;
         for (offset, len) in self.frames.remove(&pack).unwrap_or_default() {
             let moved = relocation
                 .get(offset)
                 .expect("a repack relocates every referenced frame");
-            self.need(moved.pack, moved.offset, len);
+            self.need(moved.pack, moved.offset, len, depth);
         }
     }
 
@@ -126,8 +140,8 @@ mod tests {
     fn relocated_frames_move_their_need_to_the_new_pack() {
         let (old, new) = (PackId::of(b"old"), PackId::of(b"new"));
         let mut live = Live::default();
-        live.need(old, 24, 100);
-        live.need(old, 500, 50);
+        live.need(old, 24, 100, 0);
+        live.need(old, 500, 50, 0);
         assert_eq!(live.bytes_in(&old), 150);
         let mut relocation = Relocation::default();
         relocation.insert(
@@ -152,5 +166,6 @@ mod tests {
         assert!(live.objects.contains(&Object::Pack(new)));
         assert_eq!(live.frames[&new], Frames::from([(40, 100), (140, 50)]));
         assert_eq!(live.counts(), (0, 1));
+        assert_eq!(live.depth(&new), 1);
     }
 }

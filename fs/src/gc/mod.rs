@@ -23,7 +23,7 @@ pub mod live;
 pub mod repack;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -188,9 +188,7 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     }
     // A dry run did not delete the expired workspaces: it ignores their records.
     let ignored: HashSet<&WorkspaceName> = report.expired.iter().map(|(ws, _)| ws).collect();
-    let t_list = SystemTime::now();
-    let relocations = relocations(store)?;
-    let live = Live::find(store, &ignored, &relocations)?;
+    // Listed first: a frame is relocated only into a pack that is stored.
     let mut stored: Vec<(Object, Listed)> = Vec::new();
     for prefix in ["layers", "packs", "relocations"] {
         let listed = store.remote().list(prefix)?;
@@ -200,6 +198,16 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
                 .filter_map(|l| Some((Object::parse(&l.key)?, l))),
         );
     }
+    let t_list = SystemTime::now();
+    let relocations = relocations(store, &stored)?;
+    let stored_packs: HashSet<PackId> = stored
+        .iter()
+        .filter_map(|(o, _)| match o {
+            Object::Pack(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let live = Live::find(store, &ignored, &relocations, &stored_packs)?;
     let mut pass = Pass {
         store,
         opts,
@@ -228,20 +236,24 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     Ok(report)
 }
 
-/// Every relocation record of the remote, by old pack.
-fn relocations(store: &Store) -> Result<HashMap<PackId, Arc<Relocation>>, StoreError> {
-    let packs: Vec<PackId> = store
-        .remote()
-        .list("relocations")?
+/// Every relocation record `stored` lists, by old pack, read anew (not
+/// from the readers' cache: a record two gc runs wrote at once may have
+/// been replaced).
+fn relocations(
+    store: &Store,
+    stored: &[(Object, Listed)],
+) -> Result<HashMap<PackId, Relocation>, StoreError> {
+    let packs: Vec<PackId> = stored
         .iter()
-        .filter_map(|l| match Object::parse(&l.key)? {
-            Object::Relocation(id) => Some(id),
+        .filter_map(|(o, _)| match o {
+            Object::Relocation(id) => Some(*id),
             _ => None,
         })
         .collect();
     let read = Mutex::new(HashMap::new());
     workers::for_each(&packs, CONCURRENCY, |pack| {
-        if let Some(relocation) = store.relocation(pack)? {
+        if let Some(bytes) = store.remote().get(&relocation_key(pack))? {
+            let relocation = Relocation::decode(*pack, &bytes)?;
             read.lock().unwrap().insert(*pack, relocation);
         }
         Ok::<_, StoreError>(())
@@ -343,16 +355,16 @@ impl Pass<'_> {
         stored: &[(Object, Listed)],
         marked: &HashSet<Object>,
         young: impl Fn(&Listed) -> bool,
-        relocations: &HashMap<PackId, Arc<Relocation>>,
+        relocations: &HashMap<PackId, Relocation>,
     ) -> Result<Vec<Repacked>, StoreError> {
         let relocated: HashSet<PackId> = relocations.keys().copied().collect();
         let mut packs = repack::candidates(&self.live, stored, marked, young, &relocated);
+        packs.sort_by_key(|r| r.pack);
         if !self.opts.dry_run && !packs.is_empty() {
-            for (old, relocation) in repack::repack(self.store, &self.live, &mut packs)? {
+            for (old, relocation) in repack::repack(self.store, &self.live, &mut packs, self.opts.grace)? {
                 self.live.relocated(old, &relocation);
             }
         }
-        packs.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(packs)
     }
 

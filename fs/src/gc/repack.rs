@@ -4,18 +4,19 @@
 //! is then unreferenced and goes the way of every unreferenced object:
 //! condemned by this run, deleted by one at least the grace period later.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::live::Live;
-use super::Object;
+use super::{Object, PERSIST_BOUND};
 use crate::error::StoreError;
 use crate::ids::{ChunkId, PackId};
 use crate::manifest::ChunkRef;
 use crate::pack::{pack_key, read_index, relocation_key, Moved, PackWriter, Relocation, SealedPack};
 use crate::store::remote::Listed;
-use crate::store::Store;
+use crate::store::{Store, MAX_RELOCATIONS};
 
 /// A pack is rewritten when the frames referenced in it hold less than
 /// this share of its bytes.
@@ -24,8 +25,8 @@ pub const REPACK_BELOW_PERCENT: u64 = 50;
 /// A pack rewritten (or, dry, that would be).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Repacked {
-    /// The old pack's key.
-    pub key: String,
+    /// The old pack.
+    pub pack: PackId,
     /// Its size.
     pub bytes: u64,
     /// Bytes of the frames referenced in it: what is copied.
@@ -34,9 +35,17 @@ pub struct Repacked {
     pub into: Vec<String>,
 }
 
+impl Repacked {
+    /// The old pack's key.
+    pub fn key(&self) -> String {
+        pack_key(&self.pack)
+    }
+}
+
 /// The packs to rewrite, with their sizes: stored, referenced, mostly
-/// garbage, neither condemned nor repacked before, and older than the grace
-/// period (a persist may be about to reference more of a young pack).
+/// garbage, neither condemned nor repacked before, older than the grace
+/// period (a persist may be about to reference more of a young pack), and
+/// reached through fewer relocation records than a reader follows, minus one.
 pub(super) fn candidates(
     live: &Live,
     stored: &[(Object, Listed)],
@@ -52,9 +61,10 @@ pub(super) fn candidates(
         })
         .filter(|(id, listed)| {
             !(marked.contains(&Object::Pack(**id)) || young(listed) || relocated.contains(id))
+                && live.depth(id) + 1 < MAX_RELOCATIONS
         })
         .map(|(id, listed)| Repacked {
-            key: pack_key(id),
+            pack: *id,
             bytes: listed.size,
             live_bytes: live.bytes_in(id),
             into: Vec::new(),
@@ -66,53 +76,93 @@ pub(super) fn candidates(
 /// Chunks of one frame of a pack's index: id, offset in the frame, length.
 type FrameChunks = Vec<(ChunkId, u32, u32)>;
 
-/// Copies the referenced frames of `packs` into new packs and uploads
-/// them, then writes each old pack's relocation record; returns the records
-/// written. A pack that cannot be read whole, or whose index lacks a frame a
-/// layer references, is left as it is.
+/// Rewrites `packs` one at a time: copies each one's referenced frames into
+/// a new salted pack, uploads it, then writes the old pack's relocation
+/// record at once; returns the records written. A pack that cannot be read
+/// whole, whose index lacks a frame a layer references, or whose record
+/// could not follow its new pack within `grace` (the new pack, unreferenced
+/// until then, may have been condemned meanwhile), is left as it is.
 pub(super) fn repack(
     store: &Store,
     live: &Live,
     packs: &mut [Repacked],
+    grace: Duration,
 ) -> Result<Vec<(PackId, Relocation)>, StoreError> {
-    let io = |e: std::io::Error| StoreError::Internal(format!("repacking: {e}"));
-    let mut writer = PackWriter::salted(Some(rand::random())).map_err(io)?;
-    let mut copier = Copier::default();
-    for repacked in packs.iter() {
-        let id: PackId = repacked.key["packs/".len()..].parse().expect("a pack key");
-        let Some(bytes) = store.remote().get(&repacked.key)? else {
-            tracing::warn!(pack = %id, "not repacked: gone meanwhile");
-            continue;
-        };
-        let Some(frames) = frames_to_copy(id, &bytes, &live.frames[&id]) else {
-            continue;
-        };
-        for (offset, len, plain_len, chunks) in frames {
-            let at = writer.next_offset();
-            let range = offset as usize..(offset + u64::from(len)) as usize;
-            let sealed = writer.copy_frame(&bytes[range], plain_len, &chunks).map_err(io)?;
-            copier.placed.push((id, offset, len, at));
-            if let Some(sealed) = sealed {
-                copier.seal(store, sealed)?;
-            }
-        }
-    }
-    if let Some(sealed) = writer.finish().map_err(io)? {
-        copier.seal(store, sealed)?;
-    }
-    for repacked in packs.iter_mut() {
-        let id: PackId = repacked.key["packs/".len()..].parse().expect("a pack key");
-        if let Some(into) = copier.into.get(&id) {
-            repacked.into = into.iter().map(pack_key).collect();
-        }
-    }
     let mut written = Vec::new();
-    for (old, relocation) in copier.relocations {
-        store.put_object(relocation_key(&old), Bytes::from(relocation.encode()))?;
-        tracing::info!(pack = %old, "repacked");
-        written.push((old, relocation));
+    for repacked in packs.iter_mut() {
+        let Some(bytes) = store.remote().get(&pack_key(&repacked.pack))? else {
+            tracing::warn!(pack = %repacked.pack, "not repacked: gone meanwhile");
+            continue;
+        };
+        let Some(frames) = frames_to_copy(repacked.pack, &bytes, &live.frames[&repacked.pack]) else {
+            continue;
+        };
+        let (relocation, into) = copy(store, &bytes, frames, grace)?;
+        let Some(relocation) = relocation else {
+            tracing::warn!(pack = %repacked.pack, "not repacked: uploading took longer than the grace period");
+            continue;
+        };
+        store.put_object(relocation_key(&repacked.pack), Bytes::from(relocation.encode()))?;
+        tracing::info!(pack = %repacked.pack, "repacked");
+        repacked.into = into.iter().map(pack_key).collect();
+        written.push((repacked.pack, relocation));
     }
     Ok(written)
+}
+
+/// Copies `frames` of the pack `bytes` into new salted packs and uploads
+/// them; returns where each frame went, unless the uploads took longer than
+/// `grace` minus [`PERSIST_BOUND`], and the new packs.
+fn copy(
+    store: &Store,
+    bytes: &[u8],
+    frames: Vec<(u64, u32, u32, FrameChunks)>,
+    grace: Duration,
+) -> Result<(Option<Relocation>, Vec<PackId>), StoreError> {
+    let io = |e: std::io::Error| StoreError::Internal(format!("repacking: {e}"));
+    let mut writer = PackWriter::salted(Some(rand::random())).map_err(io)?;
+    let mut sealed = Vec::new();
+    let mut placed = Vec::new();
+    for (offset, len, plain_len, chunks) in frames {
+        let at = writer.next_offset();
+        let range = offset as usize..(offset + u64::from(len)) as usize;
+        let full = writer.copy_frame(&bytes[range], plain_len, &chunks).map_err(io)?;
+        placed.push((offset, len, at, sealed.len()));
+        sealed.extend(full);
+    }
+    sealed.extend(writer.finish().map_err(io)?);
+    let started = Instant::now();
+    let mut into = Vec::new();
+    for pack in sealed {
+        into.push(pack.id);
+        upload(store, pack)?;
+    }
+    if started.elapsed() + PERSIST_BOUND > grace {
+        return Ok((None, into));
+    }
+    let mut relocation = Relocation::default();
+    for (offset, len, at, pack) in placed {
+        relocation.insert(
+            offset,
+            Moved {
+                len,
+                pack: into[pack],
+                offset: at,
+            },
+        );
+    }
+    Ok((Some(relocation), into))
+}
+
+/// Uploads a new pack; this host's later persists deduplicate against it.
+fn upload(store: &Store, sealed: SealedPack) -> Result<(), StoreError> {
+    store.put_object(pack_key(&sealed.id), Bytes::from(sealed.bytes))?;
+    let refs: Vec<ChunkRef> = sealed
+        .chunks
+        .iter()
+        .map(|&(id, len, loc)| ChunkRef { id, len, loc })
+        .collect();
+    store.db().put_chunks(&refs)
 }
 
 /// The referenced frames of pack `id` as its index describes them: offset,
@@ -144,37 +194,4 @@ fn frames_to_copy(
             }
         })
         .collect()
-}
-
-/// Where copied frames went so far.
-#[derive(Default)]
-struct Copier {
-    /// Frames in the pack being filled: old pack, old offset, length, new offset.
-    placed: Vec<(PackId, u64, u32, u64)>,
-    relocations: BTreeMap<PackId, Relocation>,
-    into: HashMap<PackId, BTreeSet<PackId>>,
-}
-
-impl Copier {
-    /// Uploads a sealed pack and notes where its frames came from; this
-    /// host's later persists deduplicate against it.
-    fn seal(&mut self, store: &Store, sealed: SealedPack) -> Result<(), StoreError> {
-        store.put_object(pack_key(&sealed.id), Bytes::from(sealed.bytes))?;
-        let refs: Vec<ChunkRef> = sealed
-            .chunks
-            .iter()
-            .map(|&(id, len, loc)| ChunkRef { id, len, loc })
-            .collect();
-        store.db().put_chunks(&refs)?;
-        for (old, offset, len, at) in self.placed.drain(..) {
-            let moved = Moved {
-                len,
-                pack: sealed.id,
-                offset: at,
-            };
-            self.relocations.entry(old).or_default().insert(offset, moved);
-            self.into.entry(old).or_default().insert(sealed.id);
-        }
-        Ok(())
-    }
 }

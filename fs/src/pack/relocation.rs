@@ -54,11 +54,6 @@ impl Relocation {
         self.moved.get(&old_offset).copied()
     }
 
-    /// Every copied frame: old offset and where it went, by old offset.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, Moved)> + '_ {
-        self.moved.iter().map(|(o, m)| (*o, *m))
-    }
-
     /// The record's text.
     pub fn encode(&self) -> Vec<u8> {
         let mut text = format!("{HEADER}\n");
@@ -96,6 +91,10 @@ impl Relocation {
             if moved.pack == old {
                 return Err(bad("a frame relocated into its own pack".into()));
             }
+            let ends = |offset: u64| offset.checked_add(moved.len.into()).is_some();
+            if !(ends(old_offset) && ends(moved.offset)) {
+                return Err(bad(format!("a frame past the largest offset: {line:?}")));
+            }
             relocation.insert(old_offset, moved);
         }
         Ok(relocation)
@@ -128,6 +127,8 @@ mod tests {
         for garbage in [&b"wsfs-relocation 2\n"[..], b"\xff", own.as_bytes()] {
             assert!(Relocation::decode(old, garbage).is_err());
         }
+        let past = format!("{HEADER}\n{} 2 {} 0\n", u64::MAX, PackId::of(b"new"));
+        assert!(Relocation::decode(old, past.as_bytes()).is_err());
         let cut = format!("{HEADER}\n0 1 {old}\n");
         let err = Relocation::decode(old, cut.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("bad line"), "{err}");

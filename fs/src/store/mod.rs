@@ -101,7 +101,7 @@ type Fetched = Result<Bytes, Arc<StoreError>>;
 /// Relocation records a read follows at most, from the pack a manifest
 /// names to the pack holding the frame now (each repack of a repacked pack
 /// adds one).
-const MAX_RELOCATIONS: usize = 8;
+pub const MAX_RELOCATIONS: usize = 8;
 
 /// Whether a fetch failed because an object does not exist.
 fn is_not_found(fetched: &Fetched) -> bool {
@@ -419,17 +419,25 @@ impl Store {
         match fetched {
             Ok(bytes) => frames
                 .iter()
-                .map(|f| Ok(bytes.slice((f.offset - start) as usize..(f.end() - start) as usize)))
+                .map(|f| {
+                    let at = (f.offset - start) as usize;
+                    match bytes.get(at..at + f.len as usize) {
+                        Some(_) => Ok(bytes.slice(at..at + f.len as usize)),
+                        None => Err(Arc::new(
+                            PackError::Frame(pack, f.offset, "outside the span".into()).into(),
+                        )),
+                    }
+                })
                 .collect(),
             Err(e @ StoreError::Remote { not_found: true, .. }) if depth < MAX_RELOCATIONS => {
                 let gone = Arc::new(e);
                 match self.relocation(&pack) {
                     Ok(Some(relocation)) => {
                         let fetched = self.get_relocated(pack, &relocation, frames, depth, &gone);
-                        if fetched.iter().any(is_not_found) && self.forget_relocation(&pack, &relocation) {
+                        if fetched.iter().any(is_not_found) {
                             // Two gc runs may have rewritten the pack at once: the other's
                             // record replaced the one read here, whose new pack then went.
-                            if let Ok(Some(fresh)) = self.relocation(&pack) {
+                            if let Ok(Some(fresh)) = self.read_relocation(&pack) {
                                 if fresh != relocation {
                                     return self.get_relocated(pack, &fresh, frames, depth, &gone);
                                 }
@@ -491,11 +499,16 @@ impl Store {
         fetched
     }
 
-    /// The relocation record of `pack`, if it was repacked.
-    pub fn relocation(&self, pack: &PackId) -> Result<Option<Arc<Relocation>>, StoreError> {
+    /// The relocation record of `pack`, if it was repacked (as read before, if it was).
+    fn relocation(&self, pack: &PackId) -> Result<Option<Arc<Relocation>>, StoreError> {
         if let Some(known) = self.relocations.lock().unwrap().get(pack) {
             return Ok(Some(known.clone()));
         }
+        self.read_relocation(pack)
+    }
+
+    /// Reads the relocation record of `pack` from the remote, and remembers it.
+    fn read_relocation(&self, pack: &PackId) -> Result<Option<Arc<Relocation>>, StoreError> {
         add(&self.metrics.remote_get_requests, 1);
         let Some(bytes) = self.remote.get(&relocation_key(pack))? else {
             return Ok(None);
@@ -503,17 +516,6 @@ impl Store {
         let relocation = Arc::new(Relocation::decode(*pack, &bytes)?);
         self.relocations.lock().unwrap().insert(*pack, relocation.clone());
         Ok(Some(relocation))
-    }
-
-    /// Drops `relocation` from the records read so far, if it is the one
-    /// there for `pack`; returns whether it was.
-    fn forget_relocation(&self, pack: &PackId, relocation: &Arc<Relocation>) -> bool {
-        let mut known = self.relocations.lock().unwrap();
-        let same = known.get(pack).is_some_and(|r| Arc::ptr_eq(r, relocation));
-        if same {
-            known.remove(pack);
-        }
-        same
     }
 
     fn remember(&self, id: ChunkId, bytes: &[u8]) -> Arc<[u8]> {
