@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use rand::{rngs::StdRng, SeedableRng};
+use rand::{rngs::StdRng, Rng as _, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::corpus::{FileEntry, Tree};
@@ -19,7 +19,7 @@ use crate::report::{bytes, time, Qty, Row, Samples, Target};
 const WS: &str = "bench/tree";
 /// The workspace of the re-persist (so the attached workspace keeps one layer).
 const AGAIN: &str = "bench/again";
-/// Share of the files read for the "bytes fetched" measurement (and by the
+/// Share of the files read for the "bytes fetched" measurements (and by the
 /// pipeline's partial consumers).
 pub const SAMPLE_PERCENT: usize = 5;
 
@@ -136,9 +136,8 @@ struct Seen {
     attach_status: Value,
     cold_status: Value,
     warm_status: Value,
-    sample_files: usize,
-    sample_read: Read,
-    fetched: u64,
+    /// Bytes fetched reading each of [`patterns`], each on a fresh host.
+    fetched: Vec<u64>,
 }
 
 impl Seen {
@@ -149,14 +148,14 @@ impl Seen {
 
 /// Runs every measurement on `tree`: `cfg.runs` interleaved runs (so that load
 /// from elsewhere hits wsfs and its baselines alike), then attach split in two
-/// and the 5% sample.
+/// and the 5% read patterns.
 pub fn suite(cfg: &Config, tree: &Tree) -> Result<Outcome> {
     let (mut t, mut seen, mut remote) = (Times::default(), Seen::default(), PathBuf::new());
     for run in 0..cfg.runs {
         remote = one_run(cfg, tree, run, &mut t, &mut seen)?;
     }
     // Daemon start, then attach proper, on fresh hosts (of the last run's
-    // remote); the last one then reads a random 5% of the files.
+    // remote); the last one then reads the random 5% sample.
     let mut last = None;
     for run in 0..cfg.runs {
         cfg.progress_run("wsfs daemon start, attach; then a 5% sample", run);
@@ -165,28 +164,37 @@ pub fn suite(cfg: &Config, tree: &Tree) -> Result<Outcome> {
         let mountpoint = push(&mut t.attach_alone, || host.attach(WS))?;
         last = Some((host, mountpoint));
     }
-    let (host, mountpoint) = last.expect("runs ≥ 1");
-    let sample = sample(tree, cfg.seed);
-    seen.sample_files = sample.len();
-    seen.attach_status = host.status()?;
-    seen.sample_read = read::read_files(&mountpoint, sample.iter().map(|f| f.path.as_path()))?;
-    seen.fetched = field(&host.status()?, "remote_bytes_fetched")?;
-    drop(host);
+    seen.attach_status = last.as_ref().expect("runs ≥ 1").0.status()?;
+    let patterns = patterns(tree, cfg.seed);
+    for pattern in &patterns {
+        // The first pattern on the last host above, each other one on a fresh host.
+        let (host, mountpoint) = match last.take() {
+            Some(attached) => attached,
+            None => {
+                cfg.progress(&format!("wsfs attach; then {}", pattern.name));
+                let host = cfg.host(&remote)?;
+                let mountpoint = host.attach(WS)?;
+                (host, mountpoint)
+            }
+        };
+        pattern.read_under(&mountpoint)?;
+        seen.fetched.push(field(&host.status()?, "remote_bytes_fetched")?);
+    }
     cfg.progress("native stat walk");
     for _ in 0..cfg.runs {
         push(&mut t.stat_walk, || read::stat_tree(&tree.root))?;
     }
     Ok(Outcome {
-        details: details(&t, &seen, tree)?,
-        facts: facts(&t, &seen, tree),
-        rows: rows(&t, &seen, tree),
+        details: details(&t, &seen, tree, &patterns)?,
+        facts: facts(&t, &seen, tree, &patterns),
+        rows: rows(&t, &seen, tree, &patterns),
         attach: t.attach_first,
         extract: t.extract,
     })
 }
 
 /// The table's rows.
-fn rows(t: &Times, seen: &Seen, tree: &Tree) -> Vec<Row> {
+fn rows(t: &Times, seen: &Seen, tree: &Tree, patterns: &[Pattern]) -> Vec<Row> {
     let probe = tree.probe();
     let (cold_base, cold_how) = if seen.dropped {
         (&t.native_cold, "native read, caches dropped")
@@ -194,7 +202,7 @@ fn rows(t: &Times, seen: &Seen, tree: &Tree) -> Vec<Row> {
         (&t.native_warm, "native read, page cache warm: drop_caches failed")
     };
     let tar1 = "tar -c | zstd -3 -T1";
-    vec![
+    let mut rows = vec![
         Row::times(
             "persist (fresh state dir)",
             &t.persist,
@@ -253,28 +261,31 @@ fn rows(t: &Times, seen: &Seen, tree: &Tree) -> Vec<Row> {
             "extract + native read",
             Target::AtMost(1.0),
         ),
+    ];
+    rows.extend(patterns.iter().zip(&seen.fetched).map(|(pattern, &fetched)| {
         Row::new(
             format!(
-                "bytes fetched reading {SAMPLE_PERCENT}% of the files ({}, fresh state dir)",
-                seen.sample_files
+                "bytes fetched reading {} ({}, fresh state dir)",
+                pattern.name, pattern.read.files
             ),
-            Qty::Bytes(seen.fetched),
+            Qty::Bytes(fetched),
             Qty::Bytes(seen.stored()),
             "stored bytes",
             Target::None,
-        ),
-        Row::new(
-            "stored bytes (remote dir)",
-            Qty::Bytes(seen.stored()),
-            Qty::Bytes(seen.archive_bytes),
-            "tar.zst, zstd -3",
-            Target::AtMost(1.0),
-        ),
-    ]
+        )
+    }));
+    rows.push(Row::new(
+        "stored bytes (remote dir)",
+        Qty::Bytes(seen.stored()),
+        Qty::Bytes(seen.archive_bytes),
+        "tar.zst, zstd -3",
+        Target::AtMost(1.0),
+    ));
+    rows
 }
 
 /// Breakdowns and evidence, one line each.
-fn details(t: &Times, seen: &Seen, tree: &Tree) -> Result<Vec<String>> {
+fn details(t: &Times, seen: &Seen, tree: &Tree, patterns: &[Pattern]) -> Result<Vec<String>> {
     let probe = tree.probe();
     let (attach, cold, warm) = (&seen.attach_status, &seen.cold_status, &seen.warm_status);
     let n = |v: &Value, key: &str| field(v, key);
@@ -285,7 +296,7 @@ fn details(t: &Times, seen: &Seen, tree: &Tree) -> Result<Vec<String>> {
         .iter()
         .map(|(k, b)| format!("{k} {}", bytes(*b)))
         .collect();
-    Ok(vec![
+    let mut lines = vec![
         format!(
             "attach (medians): `wsfs attach` incl. daemon start {} (separately: daemon start {}, attach with \
              the daemon running {}), then first byte of {} ({}) {}; attach fetched {} in {} GETs",
@@ -325,13 +336,6 @@ fn details(t: &Times, seen: &Seen, tree: &Tree) -> Result<Vec<String>> {
             time(t.stat_walk.median()),
         ),
         format!(
-            "{SAMPLE_PERCENT}% sample: {} files, {} of content read, {} fetched ({:.1}x the content read)",
-            seen.sample_read.files,
-            bytes(seen.sample_read.bytes),
-            bytes(seen.fetched),
-            seen.fetched as f64 / seen.sample_read.bytes.max(1) as f64,
-        ),
-        format!(
             "stored: {}; persist reported stored_bytes {}",
             remote_parts.join(", "),
             bytes(seen.stored_reported)
@@ -340,13 +344,18 @@ fn details(t: &Times, seen: &Seen, tree: &Tree) -> Result<Vec<String>> {
             "drop_caches for the cold native read: {}",
             if seen.dropped { "worked" } else { "not used or not permitted" }
         ),
-    ])
+    ];
+    lines.extend(patterns.iter().zip(&seen.fetched).map(|(pattern, &fetched)| {
+        let fetched = pattern.fetched(fetched, seen.stored());
+        format!("{} (fresh state dir): {fetched}", pattern.describe())
+    }));
+    Ok(lines)
 }
 
 /// The side facts for `--json`.
-fn facts(t: &Times, seen: &Seen, tree: &Tree) -> Value {
+fn facts(t: &Times, seen: &Seen, tree: &Tree, patterns: &[Pattern]) -> Value {
     let probe = tree.probe();
-    json!({
+    let mut facts = json!({
         "probe": { "path": probe.path, "bytes": probe.size },
         "attach_command_ms": t.attach_cmd.median().as_secs_f64() * 1e3,
         "daemon_start_ms": t.daemon_start.median().as_secs_f64() * 1e3,
@@ -355,13 +364,16 @@ fn facts(t: &Times, seen: &Seen, tree: &Tree) -> Value {
         "status_after_cold_read": seen.cold_status,
         "status_after_warm_read": seen.warm_status,
         "status_after_repersist": seen.again_status,
-        "sample": { "files": seen.sample_read.files, "content_bytes": seen.sample_read.bytes, "fetched_bytes": seen.fetched },
         "persist_stored_bytes": seen.stored_reported,
         "remote_bytes": seen.remote.iter().map(|(k, b)| (k.clone(), json!(b))).collect::<serde_json::Map<_, _>>(),
         "tar_zst_bytes": seen.archive_bytes,
         "stat_walk_ms": t.stat_walk.median().as_secs_f64() * 1e3,
         "drop_caches_worked": seen.dropped,
-    })
+    });
+    for (pattern, &fetched) in patterns.iter().zip(&seen.fetched) {
+        facts[pattern.key] = pattern.facts(fetched, seen.stored());
+    }
+    facts
 }
 
 /// One run of every timed measurement, baselines and wsfs side by side, in
@@ -491,12 +503,116 @@ pub fn pick(tree: &Tree, k: usize, seed: u64) -> Vec<usize> {
     rand::seq::index::sample(&mut StdRng::seed_from_u64(seed), n, k.min(n)).into_vec()
 }
 
+/// The number of files in `SAMPLE_PERCENT`% of the tree (at least one).
+fn sample_len(tree: &Tree) -> usize {
+    (tree.files.len() * SAMPLE_PERCENT / 100).max(1)
+}
+
 /// A random `SAMPLE_PERCENT`% of the files (at least one), in walk order.
 pub fn sample(tree: &Tree, seed: u64) -> Vec<&FileEntry> {
-    let k = (tree.files.len() * SAMPLE_PERCENT / 100).max(1);
-    let mut picked = pick(tree, k, seed);
+    let mut picked = pick(tree, sample_len(tree), seed);
     picked.sort_unstable();
     picked.into_iter().map(|i| &tree.files[i]).collect()
+}
+
+/// `SAMPLE_PERCENT`% of the files (at least one) in one run of walk order
+/// from a random file on: the files of a few neighbouring directories, what
+/// a CI step reading one package or one test's fixtures touches.
+pub fn subtree(tree: &Tree, seed: u64) -> Vec<&FileEntry> {
+    let k = sample_len(tree);
+    let start = StdRng::seed_from_u64(seed).random_range(0..=tree.files.len() - k);
+    tree.files[start..start + k].iter().collect()
+}
+
+/// Files read together on a fresh host, for the "bytes fetched" rows.
+pub struct Pattern<'a> {
+    /// In row names: "5% of the files", "a 5% subtree".
+    pub name: String,
+    /// Its key in the JSON facts.
+    pub key: &'static str,
+    /// The files, in walk order.
+    pub files: Vec<&'a FileEntry>,
+    /// What reading them covers.
+    pub read: Read,
+}
+
+impl<'a> Pattern<'a> {
+    fn new(name: String, key: &'static str, files: Vec<&'a FileEntry>) -> Pattern<'a> {
+        let read = Read {
+            files: files.len() as u64,
+            bytes: files.iter().map(|f| f.size).sum(),
+        };
+        Pattern {
+            name,
+            key,
+            files,
+            read,
+        }
+    }
+
+    /// Reads the files below `root` and checks the counts.
+    pub fn read_under(&self, root: &Path) -> Result<()> {
+        let read = read::read_files(root, self.files.iter().map(|f| f.path.as_path()))?;
+        check(read, self.read, root)
+    }
+
+    /// `a 5% subtree: N files in M dirs, from `A` to `B``.
+    pub fn describe(&self) -> String {
+        let mut dirs: Vec<_> = self.files.iter().map(|f| f.path.parent()).collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        let (first, last) = (self.files[0], self.files[self.files.len() - 1]);
+        format!(
+            "{}: {} files in {} dirs, from `{}` to `{}`",
+            self.name,
+            self.read.files,
+            dirs.len(),
+            first.path.display(),
+            last.path.display(),
+        )
+    }
+
+    /// What reading the files moved, `fetched` bytes out of `stored`.
+    pub fn fetched(&self, fetched: u64, stored: u64) -> String {
+        format!(
+            "{} of content read, {} fetched ({:.1}x the content read, {:.2}x the stored {})",
+            bytes(self.read.bytes),
+            bytes(fetched),
+            fetched as f64 / self.read.bytes.max(1) as f64,
+            fetched as f64 / stored.max(1) as f64,
+            bytes(stored),
+        )
+    }
+
+    /// The same for `--json`.
+    pub fn facts(&self, fetched: u64, stored: u64) -> Value {
+        json!({
+            "files": self.read.files,
+            "content_bytes": self.read.bytes,
+            "fetched_bytes": fetched,
+            "stored_bytes": stored,
+            "fetched_stored_ratio": fetched as f64 / stored.max(1) as f64,
+        })
+    }
+}
+
+/// The read patterns, each measured on a fresh host: a random
+/// `SAMPLE_PERCENT`% of the files, scattered over the whole tree (the worst
+/// case for what moves), and a `SAMPLE_PERCENT`% subtree (what a CI step
+/// reading one part of the tree does).
+pub fn patterns(tree: &Tree, seed: u64) -> [Pattern<'_>; 2] {
+    [
+        Pattern::new(
+            format!("{SAMPLE_PERCENT}% of the files"),
+            "sample",
+            sample(tree, seed),
+        ),
+        Pattern::new(
+            format!("a {SAMPLE_PERCENT}% subtree"),
+            "subtree",
+            subtree(tree, seed),
+        ),
+    ]
 }
 
 /// Fails unless `read` covered what was `expected`.

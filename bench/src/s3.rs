@@ -7,9 +7,10 @@
 //! directly, and persisted once by a host on the proxy. Per run, in an order
 //! that alternates: the baseline downloads the archive through the proxy to a
 //! file (as `actions/cache` does), extracts it, then reads one file's first
-//! byte, the 5% sample and every file natively; wsfs, for each way of
-//! attaching ([`ATTACHES`]), on fresh hosts (cold caches): attach → first byte
-//! → every file, and attach → the 5% sample.
+//! byte, each 5% read pattern (a random sample, a subtree: see
+//! [`patterns`]) and every file natively; wsfs, for each way of attaching
+//! ([`ATTACHES`]), on fresh hosts (cold caches): attach → first byte → every
+//! file, and for each pattern attach → its files.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -27,7 +28,7 @@ use wsfs_tests::s3::{S3Server, BUCKET};
 
 use crate::corpus::Tree;
 use crate::host::field;
-use crate::measure::{check, new_dir, sample, Config, Outcome, SAMPLE_PERCENT};
+use crate::measure::{check, new_dir, patterns, Config, Outcome, Pattern};
 use crate::peers;
 use crate::proxy::{Proxy, Stats};
 use crate::read::{self, Read};
@@ -103,24 +104,28 @@ struct Side {
     first: Samples,
     /// Until every file was read.
     full: Samples,
-    /// Until the 5% sample was read (wsfs: on another fresh host).
-    sample: Samples,
+    /// Per read pattern ([`Setup::patterns`]): until its files were read
+    /// (wsfs: each on another fresh host).
+    partial: [Samples; 2],
 }
 
 /// What one way of attaching saw in the last run.
 #[derive(Default)]
 struct Seen {
     /// Proxy counters: before attach, at the first byte, after the full read.
-    attach_proxy: [(u64, u64, u64); 3],
-    /// `wsfs status` after the full read, and after the 5% read (other host).
+    attach_proxy: [Counters; 3],
+    /// `wsfs status` after the full read.
     full_status: Value,
-    sample_status: Value,
-    /// Proxy counters around the 5% read (attach included).
-    sample_proxy: [(u64, u64, u64); 2],
+    /// Per read pattern (each on another host): `wsfs status` after it, and
+    /// the proxy counters around it (attach included).
+    partial: [(Value, [Counters; 2]); 2],
 }
 
-/// (connections, requests, bytes down) so far.
-fn counters(stats: &Stats) -> (u64, u64, u64) {
+/// The proxy's (connections, requests, bytes down).
+type Counters = (u64, u64, u64);
+
+/// [`Counters`] so far.
+fn counters(stats: &Stats) -> Counters {
     (
         stats.connections.load(Relaxed),
         stats.requests.load(Relaxed),
@@ -213,8 +218,8 @@ struct Setup<'a> {
     /// The bucket through the proxy (the baseline's download).
     proxied: Bucket,
     archive_bytes: u64,
-    sample: Vec<&'a Path>,
-    sample_read: Read,
+    /// The 5% read patterns: the random sample, the subtree.
+    patterns: [Pattern<'a>; 2],
     tree_read: Read,
 }
 
@@ -245,7 +250,6 @@ pub fn suite(cfg: &Config, tree: &Tree, net: &Net, outcome: &mut Outcome) -> Res
     let url = server.url(PREFIX);
     let persisted = cfg.host_on(&url, &env)?.persist(WS, &tree.root)?;
     let stored = direct.sizes(PREFIX)?;
-    let sample = sample(tree, cfg.seed);
     let s = Setup {
         tree,
         proxied: Bucket::new(&proxy.endpoint(), &env)?,
@@ -253,11 +257,7 @@ pub fn suite(cfg: &Config, tree: &Tree, net: &Net, outcome: &mut Outcome) -> Res
         env,
         proxy,
         archive_bytes: std::fs::metadata(&archive)?.len(),
-        sample_read: Read {
-            files: sample.len() as u64,
-            bytes: sample.iter().map(|f| f.size).sum(),
-        },
-        sample: sample.iter().map(|f| f.path.as_path()).collect(),
+        patterns: patterns(tree, cfg.seed),
         tree_read: Read {
             files: tree.files.len() as u64,
             bytes: tree.bytes,
@@ -283,7 +283,10 @@ pub fn suite(cfg: &Config, tree: &Tree, net: &Net, outcome: &mut Outcome) -> Res
             for (attach, (side, seen)) in ATTACHES.iter().zip(&mut wsfs) {
                 peers::sync();
                 cfg.progress_run(
-                    &format!("s3: {}, first byte, every file; the 5% sample", attach.command()),
+                    &format!(
+                        "s3: {}, first byte, every file; the 5% sample; the 5% subtree",
+                        attach.command()
+                    ),
                     run,
                 );
                 wsfs_run(cfg, &s, attach, side, seen)?;
@@ -311,21 +314,26 @@ pub fn suite(cfg: &Config, tree: &Tree, net: &Net, outcome: &mut Outcome) -> Res
                 &format!("{extracted} + native read"),
                 attach.full_target,
             ),
-            Row::times(
-                format!("S3: cold `{cmd}` + reading {SAMPLE_PERCENT}% of the files"),
-                &side.sample,
-                &base.sample,
-                &format!("{extracted} + reading them natively"),
-                Target::None,
-            ),
-            Row::new(
-                format!("S3: bytes fetched reading {SAMPLE_PERCENT}% of the files after `{cmd}`"),
-                Qty::Bytes(field(&seen.sample_status, "remote_bytes_fetched")?),
-                Qty::Bytes(stored_bytes),
-                "stored bytes",
-                Target::AtMost(0.1),
-            ),
         ]);
+        for (i, pattern) in s.patterns.iter().enumerate() {
+            let name = &pattern.name;
+            outcome.rows.extend([
+                Row::times(
+                    format!("S3: cold `{cmd}` + reading {name}"),
+                    &side.partial[i],
+                    &base.partial[i],
+                    &format!("{extracted} + reading them natively"),
+                    Target::None,
+                ),
+                Row::new(
+                    format!("S3: bytes fetched reading {name} after `{cmd}`"),
+                    Qty::Bytes(field(&seen.partial[i].0, "remote_bytes_fetched")?),
+                    Qty::Bytes(stored_bytes),
+                    "stored bytes",
+                    Target::AtMost(0.1),
+                ),
+            ]);
+        }
     }
 
     let parts: Vec<String> = stored.iter().map(|(k, b)| format!("{k} {}", bytes(*b))).collect();
@@ -341,18 +349,23 @@ pub fn suite(cfg: &Config, tree: &Tree, net: &Net, outcome: &mut Outcome) -> Res
         ),
         format!(
             "S3, baseline per run: GET of the tar.zst {} ({} ms median: {:.0} MB/s), extraction {}; \
-             + first byte {}, + full read {}, + {SAMPLE_PERCENT}% read {}",
+             + first byte {}, + full read {}{}",
             download.runs(),
             download.median().as_millis(),
             s.archive_bytes as f64 / download.median().as_secs_f64() / 1e6,
             extract.runs(),
             base.first.runs(),
             base.full.runs(),
-            base.sample.runs(),
+            partial_runs(&s, &base),
         ),
     ]);
+    outcome
+        .details
+        .extend(s.patterns.iter().map(|p| format!("S3, {}", p.describe())));
     for (attach, (side, seen)) in ATTACHES.iter().zip(&wsfs) {
-        outcome.details.extend(wsfs_details(&s, attach, side, seen)?);
+        outcome
+            .details
+            .extend(wsfs_details(&s, attach, side, seen, stored_bytes)?);
     }
     outcome.facts["s3"] = json!({
         "latency_ms": net.latency.as_secs_f64() * 1e3,
@@ -361,16 +374,34 @@ pub fn suite(cfg: &Config, tree: &Tree, net: &Net, outcome: &mut Outcome) -> Res
         "tar_zst_bytes": s.archive_bytes,
         "download_ms": download.median().as_secs_f64() * 1e3,
         "extract_ms": extract.median().as_secs_f64() * 1e3,
-        "wsfs": ATTACHES.iter().zip(&wsfs).map(|(attach, (_, seen))| json!({
-            "command": attach.command(),
-            "proxy_at_first_byte": seen.attach_proxy[1],
-            "proxy_after_full_read": seen.attach_proxy[2],
-            "proxy_before": seen.attach_proxy[0],
-            "status_after_full_read": seen.full_status,
-            "status_after_sample_read": seen.sample_status,
-        })).collect::<Vec<_>>(),
+        "wsfs": ATTACHES.iter().zip(&wsfs).map(|(attach, (side, seen))| {
+            let mut facts = json!({
+                "command": attach.command(),
+                "proxy_at_first_byte": seen.attach_proxy[1],
+                "proxy_after_full_read": seen.attach_proxy[2],
+                "proxy_before": seen.attach_proxy[0],
+                "status_after_full_read": seen.full_status,
+            });
+            for (i, pattern) in s.patterns.iter().enumerate() {
+                let (status, _) = &seen.partial[i];
+                facts[format!("status_after_{}_read", pattern.key)] = status.clone();
+                facts[pattern.key] = pattern.facts(field(status, "remote_bytes_fetched")?, stored_bytes);
+                facts[pattern.key]["ms"] = json!(side.partial[i].median().as_secs_f64() * 1e3);
+                facts[pattern.key]["baseline_ms"] = json!(base.partial[i].median().as_secs_f64() * 1e3);
+            }
+            Ok(facts)
+        }).collect::<Result<Vec<_>>>()?,
     });
     Ok(())
+}
+
+/// `, + 5% of the files 1/2/3 ms, + a 5% subtree …`: per run, each pattern.
+fn partial_runs(s: &Setup, side: &Side) -> String {
+    s.patterns
+        .iter()
+        .zip(&side.partial)
+        .map(|(p, t)| format!(", + {} {}", p.name, t.runs()))
+        .collect()
 }
 
 /// The baseline's run: returns (download, extraction).
@@ -389,20 +420,19 @@ fn baseline(cfg: &Config, s: &Setup, side: &mut Side) -> Result<(Duration, Durat
     let extracted = start.elapsed();
     read::first_byte(&dest.join(&s.tree.probe().path))?;
     side.first.0.push(start.elapsed());
-    let start = Instant::now();
-    check(
-        read::read_files(&dest, s.sample.iter().copied())?,
-        s.sample_read,
-        &dest,
-    )?;
-    side.sample.0.push(extracted + start.elapsed());
+    for (pattern, samples) in s.patterns.iter().zip(&mut side.partial) {
+        let start = Instant::now();
+        pattern.read_under(&dest)?;
+        samples.0.push(extracted + start.elapsed());
+    }
     let start = Instant::now();
     check(read::read_tree(&dest)?, s.tree_read, &dest)?;
     side.full.0.push(extracted + start.elapsed());
     Ok((downloaded, extracted - downloaded))
 }
 
-/// wsfs's run for `attach`: two fresh hosts (cold caches).
+/// wsfs's run for `attach`: fresh hosts (cold caches), one for the first
+/// byte and the full read, one per read pattern.
 fn wsfs_run(cfg: &Config, s: &Setup, attach: &Attach, side: &mut Side, seen: &mut Seen) -> Result<()> {
     let host = cfg.host_on(&s.url, &s.env)?;
     let before = counters(&s.proxy.stats);
@@ -417,36 +447,34 @@ fn wsfs_run(cfg: &Config, s: &Setup, attach: &Attach, side: &mut Side, seen: &mu
     seen.full_status = host.status()?;
     drop(host);
 
-    let host = cfg.host_on(&s.url, &s.env)?;
-    let before = counters(&s.proxy.stats);
-    let start = Instant::now();
-    let mountpoint = host.attach_with(WS, attach.flags)?;
-    check(
-        read::read_files(&mountpoint, s.sample.iter().copied())?,
-        s.sample_read,
-        &mountpoint,
-    )?;
-    side.sample.0.push(start.elapsed());
-    seen.sample_proxy = [before, counters(&s.proxy.stats)];
-    seen.sample_status = host.status()?;
+    for ((pattern, samples), (status, proxy)) in
+        s.patterns.iter().zip(&mut side.partial).zip(&mut seen.partial)
+    {
+        let host = cfg.host_on(&s.url, &s.env)?;
+        let before = counters(&s.proxy.stats);
+        let start = Instant::now();
+        pattern.read_under(&host.attach_with(WS, attach.flags)?)?;
+        samples.0.push(start.elapsed());
+        *proxy = [before, counters(&s.proxy.stats)];
+        *status = host.status()?;
+    }
     Ok(())
 }
 
 /// Per-run times and what crossed the proxy, for one way of attaching.
-fn wsfs_details(s: &Setup, attach: &Attach, side: &Side, seen: &Seen) -> Result<Vec<String>> {
+fn wsfs_details(s: &Setup, attach: &Attach, side: &Side, seen: &Seen, stored: u64) -> Result<Vec<String>> {
     let [p0, p1, p2] = seen.attach_proxy;
-    let [q0, q1] = seen.sample_proxy;
-    let (full, smp) = (&seen.full_status, &seen.sample_status);
+    let full = &seen.full_status;
     let gets = |v: &Value| field(v, "remote_get_requests");
     let full_gets = gets(full)?;
     let full_time = side.full.median().saturating_sub(side.first.median());
-    Ok(vec![
+    let mut lines = vec![
         format!(
-            "S3, `{}` per run: → first byte {}, + full read {}, → {SAMPLE_PERCENT}% read (another fresh host) {}",
+            "S3, `{}` per run: → first byte {}, + full read {}; each on another fresh host{}",
             attach.command(),
             side.first.runs(),
             side.full.runs(),
-            side.sample.runs(),
+            partial_runs(s, side),
         ),
         format!(
             "S3, `{}` → first byte (last run): {} requests on {} new connections through the proxy, {} down; \
@@ -467,19 +495,20 @@ fn wsfs_details(s: &Setup, attach: &Attach, side: &Side, seen: &Seen) -> Result<
             time(s.proxy.latency() * full_gets as u32),
             time(full_time),
         ),
-        format!(
-            "S3, `{}` + {SAMPLE_PERCENT}% read (last run): {} files, {} of content, {} fetched in {} GETs \
-             ({:.1}x the content read; the baseline GETs all {} of the tar.zst); {} requests on {} connections \
-             through the proxy",
+    ];
+    for (pattern, (status, [q0, q1])) in s.patterns.iter().zip(&seen.partial) {
+        lines.push(format!(
+            "S3, `{}` + reading {} (last run): {} files, {} in {} GETs (the baseline GETs all {} of the \
+             tar.zst); {} requests on {} connections through the proxy",
             attach.command(),
-            s.sample_read.files,
-            bytes(s.sample_read.bytes),
-            bytes(field(smp, "remote_bytes_fetched")?),
-            gets(smp)?,
-            field(smp, "remote_bytes_fetched")? as f64 / s.sample_read.bytes.max(1) as f64,
+            pattern.name,
+            pattern.read.files,
+            pattern.fetched(field(status, "remote_bytes_fetched")?, stored),
+            gets(status)?,
             bytes(s.archive_bytes),
             q1.1 - q0.1,
             q1.0 - q0.0,
-        ),
-    ])
+        ));
+    }
+    Ok(lines)
 }
