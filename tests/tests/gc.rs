@@ -334,11 +334,11 @@ fn a_mostly_garbage_pack_is_rewritten_and_views_read_through_it() {
     write_file(&whole.join("keep/small"), &small).unwrap();
     write_file(&kept.join("keep/small"), &small).unwrap();
     persist_all(&a, "repack/whole", &whole);
-    let second = persist_all(&a, "repack/kept", &kept);
+    let kept_persist = persist_all(&a, "repack/kept", &kept);
     assert_eq!(
-        u64_of(&second, "new_bytes"),
+        u64_of(&kept_persist, "new_bytes"),
         0,
-        "the kept file is in the first pack: {second}"
+        "the kept file is in the first pack: {kept_persist}"
     );
     a.ok_json(["rm", "repack/whole"]);
     let reader = a.peer_named("reader");

@@ -39,6 +39,15 @@ fn total(objects: &[pb::GcObject]) -> u64 {
     objects.iter().map(|o| o.bytes).sum()
 }
 
+/// Bytes of the rewritten packs, and of their referenced frames (copied).
+fn repacked_totals(reply: &pb::GcReply) -> (u64, u64) {
+    let packs = &reply.repacked;
+    (
+        packs.iter().map(|r| r.bytes).sum(),
+        packs.iter().map(|r| r.live_bytes).sum(),
+    )
+}
+
 fn objects_json(objects: &[pb::GcObject], with_time: bool) -> Vec<Value> {
     objects
         .iter()
@@ -79,8 +88,8 @@ fn print_remote(reply: &pb::GcReply, json: bool) {
         "pending_bytes": total(&reply.pending),
         "uncondemned": reply.uncondemned,
         "repacked": repacked,
-        "repacked_bytes": reply.repacked.iter().map(|r| r.bytes).sum::<u64>(),
-        "repacked_live_bytes": reply.repacked.iter().map(|r| r.live_bytes).sum::<u64>(),
+        "repacked_bytes": repacked_totals(reply).0,
+        "repacked_live_bytes": repacked_totals(reply).1,
         "live_layers": reply.live_layers,
         "live_packs": reply.live_packs,
     });
@@ -130,8 +139,8 @@ fn human(reply: &pb::GcReply) -> String {
         lines.push(format!(
             "{verb} {} mostly garbage packs ({}), copying {} of referenced frames into new packs",
             reply.repacked.len(),
-            bytes(reply.repacked.iter().map(|r| r.bytes).sum()),
-            bytes(reply.repacked.iter().map(|r| r.live_bytes).sum()),
+            bytes(repacked_totals(reply).0),
+            bytes(repacked_totals(reply).1),
         ));
     }
     let rows: Vec<Vec<String>> = [(delete, &reply.deleted), (condemn, &reply.condemned)]

@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::Object;
 use crate::error::StoreError;
 use crate::ids::{LayerId, PackId};
-use crate::manifest::EntryKind;
 use crate::pack::Relocation;
 use crate::store::Store;
 use crate::workspace::{self, WorkspaceName};
@@ -51,16 +50,11 @@ impl Live {
         let mut named: HashSet<(PackId, u64, u32)> = HashSet::new();
         for layer in &layers {
             match store.manifest(layer) {
-                Ok(manifest) => named.extend(manifest.entries.iter().flat_map(|e| {
-                    match &e.kind {
-                        EntryKind::File(data) => data
-                            .chunks
-                            .iter()
-                            .map(|c| (c.loc.pack, c.loc.frame_offset, c.loc.frame_len))
-                            .collect(),
-                        _ => Vec::new(),
-                    }
-                })),
+                Ok(manifest) => named.extend(
+                    manifest
+                        .chunks()
+                        .map(|c| (c.loc.pack, c.loc.frame_offset, c.loc.frame_len)),
+                ),
                 // A broken workspace: what its layer referenced is unknown.
                 Err(StoreError::MissingLayer(_)) => {
                     tracing::warn!(%layer, "a workspace names a layer the remote lacks")

@@ -73,6 +73,22 @@ impl Object {
         }
     }
 
+    /// The pack, if the object is one.
+    pub fn pack(&self) -> Option<PackId> {
+        match self {
+            Object::Pack(id) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// The rewritten pack, if the object is its relocation record.
+    pub fn relocated_pack(&self) -> Option<PackId> {
+        match self {
+            Object::Relocation(id) => Some(*id),
+            _ => None,
+        }
+    }
+
     fn marker_key(&self) -> String {
         format!("{MARKERS}/{}", self.key())
     }
@@ -200,13 +216,7 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     }
     let t_list = SystemTime::now();
     let relocations = relocations(store, &stored)?;
-    let stored_packs: HashSet<PackId> = stored
-        .iter()
-        .filter_map(|(o, _)| match o {
-            Object::Pack(id) => Some(*id),
-            _ => None,
-        })
-        .collect();
+    let stored_packs: HashSet<PackId> = stored.iter().filter_map(|(o, _)| o.pack()).collect();
     let live = Live::find(store, &ignored, &relocations, &stored_packs)?;
     let mut pass = Pass {
         store,
@@ -243,13 +253,7 @@ fn relocations(
     store: &Store,
     stored: &[(Object, Listed)],
 ) -> Result<HashMap<PackId, Relocation>, StoreError> {
-    let packs: Vec<PackId> = stored
-        .iter()
-        .filter_map(|(o, _)| match o {
-            Object::Relocation(id) => Some(*id),
-            _ => None,
-        })
-        .collect();
+    let packs: Vec<PackId> = stored.iter().filter_map(|(o, _)| o.relocated_pack()).collect();
     let read = Mutex::new(HashMap::new());
     workers::for_each(&packs, CONCURRENCY, |pack| {
         if let Some(bytes) = store.remote().get(&relocation_key(pack))? {
@@ -357,8 +361,7 @@ impl Pass<'_> {
         young: impl Fn(&Listed) -> bool,
         relocations: &HashMap<PackId, Relocation>,
     ) -> Result<Vec<Repacked>, StoreError> {
-        let relocated: HashSet<PackId> = relocations.keys().copied().collect();
-        let mut packs = repack::candidates(&self.live, stored, marked, young, &relocated);
+        let mut packs = repack::candidates(&self.live, stored, marked, young, relocations);
         packs.sort_by_key(|r| r.pack);
         if !self.opts.dry_run && !packs.is_empty() {
             for (old, relocation) in repack::repack(self.store, &self.live, &mut packs, self.opts.grace)? {

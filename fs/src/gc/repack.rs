@@ -4,7 +4,7 @@
 //! is then unreferenced and goes the way of every unreferenced object:
 //! condemned by this run, deleted by one at least the grace period later.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use super::{Object, PERSIST_BOUND};
 use crate::error::StoreError;
 use crate::ids::{ChunkId, PackId};
 use crate::manifest::ChunkRef;
-use crate::pack::{pack_key, read_index, relocation_key, Moved, PackWriter, Relocation, SealedPack};
+use crate::pack::{pack_key, read_index, relocation_key, Moved, PackWriter, Relocation};
 use crate::store::remote::Listed;
 use crate::store::{Store, MAX_RELOCATIONS};
 
@@ -51,7 +51,7 @@ pub(super) fn candidates(
     stored: &[(Object, Listed)],
     marked: &HashSet<Object>,
     young: impl Fn(&Listed) -> bool,
-    relocated: &HashSet<PackId>,
+    relocations: &HashMap<PackId, Relocation>,
 ) -> Vec<Repacked> {
     stored
         .iter()
@@ -60,7 +60,7 @@ pub(super) fn candidates(
             _ => None,
         })
         .filter(|(id, listed)| {
-            !(marked.contains(&Object::Pack(**id)) || young(listed) || relocated.contains(id))
+            !(marked.contains(&Object::Pack(**id)) || young(listed) || relocations.contains_key(id))
                 && live.depth(id) + 1 < MAX_RELOCATIONS
         })
         .map(|(id, listed)| Repacked {
@@ -97,28 +97,40 @@ pub(super) fn repack(
         let Some(frames) = frames_to_copy(repacked.pack, &bytes, &live.frames[&repacked.pack]) else {
             continue;
         };
-        let (relocation, into) = copy(store, &bytes, frames, grace)?;
-        let Some(relocation) = relocation else {
-            tracing::warn!(pack = %repacked.pack, "not repacked: uploading took longer than the grace period");
+        let copied = copy(store, &bytes, frames, grace)?;
+        let Some(relocation) = copied.relocation else {
+            tracing::warn!(pack = %repacked.pack, "not repacked: the upload outran the grace period minus {PERSIST_BOUND:?}");
             continue;
         };
         store.put_object(relocation_key(&repacked.pack), Bytes::from(relocation.encode()))?;
+        // Only now that the record makes the new pack live: this host's later
+        // persists deduplicate against it.
+        store.db().put_chunks(&copied.refs)?;
         tracing::info!(pack = %repacked.pack, "repacked");
-        repacked.into = into.iter().map(pack_key).collect();
+        repacked.into = copied.into.iter().map(pack_key).collect();
         written.push((repacked.pack, relocation));
     }
     Ok(written)
 }
 
-/// Copies `frames` of the pack `bytes` into new salted packs and uploads
-/// them; returns where each frame went, unless the uploads took longer than
-/// `grace` minus [`PERSIST_BOUND`], and the new packs.
+/// What copying one pack's frames uploaded.
+struct Copied {
+    /// Where each frame went; `None` when the uploads took longer than the
+    /// grace period minus [`PERSIST_BOUND`].
+    relocation: Option<Relocation>,
+    /// The new packs.
+    into: Vec<PackId>,
+    /// Their chunks.
+    refs: Vec<ChunkRef>,
+}
+
+/// Copies `frames` of the pack `bytes` into new salted packs and uploads them.
 fn copy(
     store: &Store,
     bytes: &[u8],
     frames: Vec<(u64, u32, u32, FrameChunks)>,
     grace: Duration,
-) -> Result<(Option<Relocation>, Vec<PackId>), StoreError> {
+) -> Result<Copied, StoreError> {
     let io = |e: std::io::Error| StoreError::Internal(format!("repacking: {e}"));
     let mut writer = PackWriter::salted(Some(rand::random())).map_err(io)?;
     let mut sealed = Vec::new();
@@ -132,13 +144,18 @@ fn copy(
     }
     sealed.extend(writer.finish().map_err(io)?);
     let started = Instant::now();
-    let mut into = Vec::new();
+    let (mut into, mut refs) = (Vec::new(), Vec::new());
     for pack in sealed {
         into.push(pack.id);
-        upload(store, pack)?;
+        refs.extend(pack.refs());
+        store.put_object(pack_key(&pack.id), Bytes::from(pack.bytes))?;
     }
     if started.elapsed() + PERSIST_BOUND > grace {
-        return Ok((None, into));
+        return Ok(Copied {
+            relocation: None,
+            into,
+            refs,
+        });
     }
     let mut relocation = Relocation::default();
     for (offset, len, at, pack) in placed {
@@ -151,18 +168,11 @@ fn copy(
             },
         );
     }
-    Ok((Some(relocation), into))
-}
-
-/// Uploads a new pack; this host's later persists deduplicate against it.
-fn upload(store: &Store, sealed: SealedPack) -> Result<(), StoreError> {
-    store.put_object(pack_key(&sealed.id), Bytes::from(sealed.bytes))?;
-    let refs: Vec<ChunkRef> = sealed
-        .chunks
-        .iter()
-        .map(|&(id, len, loc)| ChunkRef { id, len, loc })
-        .collect();
-    store.db().put_chunks(&refs)
+    Ok(Copied {
+        relocation: Some(relocation),
+        into,
+        refs,
+    })
 }
 
 /// The referenced frames of pack `id` as its index describes them: offset,

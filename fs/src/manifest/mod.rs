@@ -20,16 +20,20 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Every pack the layer's files have chunks in.
-    pub fn packs(&self) -> std::collections::HashSet<PackId> {
+    /// Every chunk reference of the layer's files, in entry order.
+    pub fn chunks(&self) -> impl Iterator<Item = &ChunkRef> {
         self.entries
             .iter()
             .filter_map(|e| match &e.kind {
-                EntryKind::File(data) => Some(data.chunks.iter().map(|c| c.loc.pack)),
+                EntryKind::File(data) => Some(data.chunks.iter()),
                 _ => None,
             })
             .flatten()
-            .collect()
+    }
+
+    /// Every pack the layer's files have chunks in.
+    pub fn packs(&self) -> std::collections::HashSet<PackId> {
+        self.chunks().map(|c| c.loc.pack).collect()
     }
 }
 

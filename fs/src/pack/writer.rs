@@ -4,7 +4,7 @@ use std::io;
 
 use super::{FOOTER_LEN, FRAME_TARGET, INDEX_RECORD_LEN, PACK_MAGIC, PACK_TARGET, ZSTD_LEVEL};
 use crate::ids::{ChunkId, PackId};
-use crate::manifest::ChunkLocation;
+use crate::manifest::{ChunkLocation, ChunkRef};
 
 /// A finished pack: its bytes and where each of its chunks lives.
 pub struct SealedPack {
@@ -16,6 +16,15 @@ pub struct SealedPack {
     pub chunks: Vec<(ChunkId, u32, ChunkLocation)>,
     /// Bytes of compressed frames (without index and footer).
     pub frame_bytes: u64,
+}
+
+impl SealedPack {
+    /// Every chunk of the pack as a layer references it.
+    pub fn refs(&self) -> impl Iterator<Item = ChunkRef> + '_ {
+        self.chunks
+            .iter()
+            .map(|&(id, len, loc)| ChunkRef { id, len, loc })
+    }
 }
 
 /// A chunk placed in a closed frame; the pack id is filled in at sealing.

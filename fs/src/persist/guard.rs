@@ -155,8 +155,5 @@ fn condemned(store: &Store, claims: &Claims<'_>) -> Result<Verdict, StoreError> 
 }
 
 fn pack_of(key: &str) -> Option<PackId> {
-    match Object::parse(key)? {
-        Object::Pack(id) => Some(id),
-        Object::Layer(_) | Object::Relocation(_) => None,
-    }
+    Object::parse(key)?.pack()
 }

@@ -187,11 +187,7 @@ impl<'s> Assembler<'s> {
     fn ship(&mut self, pack: SealedPack) -> Result<(), StoreError> {
         let packed = &mut self.packed;
         packed.stored_bytes += pack.bytes.len() as u64;
-        packed.refs.extend(
-            pack.chunks
-                .iter()
-                .map(|&(id, len, loc)| ChunkRef { id, len, loc }),
-        );
+        packed.refs.extend(pack.refs());
         self.store.count_put(pack.bytes.len());
         if self.uploads.len() >= UPLOADS_IN_FLIGHT {
             self.uploads.remove(0).wait()?;

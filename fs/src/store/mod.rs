@@ -108,6 +108,9 @@ fn is_not_found(fetched: &Fetched) -> bool {
     matches!(fetched, Err(e) if matches!(**e, StoreError::Remote { not_found: true, .. }))
 }
 
+/// A claimed frame, its flight, and its fetched bytes.
+type Fetching = ((Frame, Arc<Flight>), Fetched);
+
 /// Hands fetched frames of one pack to the cache and their readers.
 struct Landing {
     frames: Arc<FrameCache>,
@@ -116,6 +119,15 @@ struct Landing {
 }
 
 impl Landing {
+    /// Lands every frame; returns the first failure.
+    fn land_all(&self, fetched: Vec<Fetching>) -> Result<(), Arc<StoreError>> {
+        let outcomes: Vec<FrameOutcome> = fetched
+            .into_iter()
+            .map(|(f, bytes)| self.land(f, bytes))
+            .collect();
+        outcomes.into_iter().find_map(Result::err).map_or(Ok(()), Err)
+    }
+
     /// Decodes and caches one fetched frame, and wakes its readers.
     fn land(&self, (frame, flight): (Frame, Arc<Flight>), fetched: Fetched) -> FrameOutcome {
         let key = (self.pack, frame.offset);
@@ -190,7 +202,7 @@ pub struct Store {
     in_flight: InFlight,
     windows: Windows,
     gets: Gate,
-    /// Relocation records read so far (they never change once written).
+    /// Relocation records read so far (read again when one leads to a gone pack).
     relocations: Mutex<HashMap<PackId, Arc<Relocation>>>,
     metrics: Metrics,
     /// Held while a persist appends its record and lists the stack.
@@ -276,7 +288,7 @@ impl Store {
             let frame = match self.claim_around(pack, missed, index) {
                 Claim::Cached => continue,
                 Claim::Wait(flight) => flight.wait(),
-                Claim::Lead(flights) => self.fetch_span(pack, flights, Some(missed)),
+                Claim::Lead(flights) => self.fetch_missed(pack, flights, missed),
             };
             add(&self.metrics.cache_misses, 1);
             let frame = frame.map_err(StoreError::Shared)?;
@@ -345,22 +357,15 @@ impl Store {
             runs.into_iter().filter(|r| !r.is_empty()).collect()
         };
         for run in runs {
-            self.fetch_span(pack, run, None).map_err(StoreError::Shared)?;
+            let (landing, fetched) = self.fetch_span(pack, run);
+            landing.land_all(fetched).map_err(StoreError::Shared)?;
         }
         Ok(())
     }
 
-    /// Fetches claimed frames (in pack order) in one ranged GET, caches
-    /// them and lands their flights. With a `missed` frame, returns its
-    /// outcome as soon as it landed, the others being decoded and cached in
-    /// the background so that its reader goes on at once; without, lands
-    /// them all and returns the first failure.
-    fn fetch_span(
-        &self,
-        pack: PackId,
-        flights: Vec<(Frame, Arc<Flight>)>,
-        missed: Option<Frame>,
-    ) -> FrameOutcome {
+    /// Fetches claimed frames (in pack order) in one ranged GET: each
+    /// frame's flight with its bytes, and what lands them.
+    fn fetch_span(&self, pack: PackId, flights: Vec<(Frame, Arc<Flight>)>) -> (Landing, Vec<Fetching>) {
         let frames: Vec<Frame> = flights.iter().map(|(f, _)| *f).collect();
         let fetched = self.get_frames(pack, &frames, 0);
         let landing = Landing {
@@ -368,31 +373,26 @@ impl Store {
             in_flight: self.in_flight.clone(),
             pack,
         };
-        let (first, rest): (Vec<_>, Vec<_>) = flights
-            .into_iter()
-            .zip(fetched)
-            .partition(|((f, _), _)| missed.is_some_and(|m| m.offset == f.offset));
-        let first = first.into_iter().map(|(f, bytes)| landing.land(f, bytes)).next();
-        match first {
-            Some(outcome) if !rest.is_empty() => {
-                std::thread::spawn(move || {
-                    rest.into_iter()
-                        .for_each(|(f, bytes)| drop(landing.land(f, bytes)))
-                });
-                outcome
-            }
-            Some(outcome) => outcome,
-            None => {
-                let outcomes: Vec<FrameOutcome> = rest
-                    .into_iter()
-                    .map(|(f, bytes)| landing.land(f, bytes))
-                    .collect();
-                outcomes
-                    .into_iter()
-                    .find(Result::is_err)
-                    .unwrap_or(Ok(Arc::from(&[][..])))
-            }
+        (landing, flights.into_iter().zip(fetched).collect())
+    }
+
+    /// Fetches a span for the reader that missed one of its frames: lands
+    /// that frame and returns its outcome, the others being decoded and
+    /// cached in the background so that the reader goes on at once.
+    fn fetch_missed(&self, pack: PackId, flights: Vec<(Frame, Arc<Flight>)>, missed: Frame) -> FrameOutcome {
+        let (landing, mut fetched) = self.fetch_span(pack, flights);
+        let Some(at) = fetched.iter().position(|((f, _), _)| f.offset == missed.offset) else {
+            let _ = landing.land_all(fetched);
+            return Err(Arc::new(StoreError::Internal(
+                "a span without its missed frame".into(),
+            )));
+        };
+        let (flight, bytes) = fetched.remove(at);
+        let outcome = landing.land(flight, bytes);
+        if !fetched.is_empty() {
+            std::thread::spawn(move || landing.land_all(fetched));
         }
+        outcome
     }
 
     /// The compressed bytes of `frames` of `pack` (in pack order): one
@@ -420,10 +420,10 @@ impl Store {
             Ok(bytes) => frames
                 .iter()
                 .map(|f| {
-                    let at = (f.offset - start) as usize;
-                    match bytes.get(at..at + f.len as usize) {
-                        Some(_) => Ok(bytes.slice(at..at + f.len as usize)),
-                        None => Err(Arc::new(
+                    let at = (f.offset - start) as usize..(f.end() - start) as usize;
+                    match at.end <= bytes.len() {
+                        true => Ok(bytes.slice(at)),
+                        false => Err(Arc::new(
                             PackError::Frame(pack, f.offset, "outside the span".into()).into(),
                         )),
                     }
