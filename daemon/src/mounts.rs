@@ -19,6 +19,7 @@ use wsfs_fs::error::StoreError;
 use wsfs_fs::fuse::BackgroundSession;
 use wsfs_fs::fuse::{mount, WsfsFs};
 use wsfs_fs::ids::LayerId;
+use wsfs_fs::pagecache::Pusher;
 use wsfs_fs::persist::{persist_changes, ChangesRequest, PersistError, PersistOutcome};
 use wsfs_fs::prefetch::{decode_trace, prefetch, prefetch_order, trace_key, AccessTrace, Progress};
 use wsfs_fs::store::Store;
@@ -101,7 +102,14 @@ struct Shared {
     /// Reads in flight (a prefetch waits for them).
     busy: Arc<AtomicUsize>,
     /// The prefetch of the whole version, once a view asked for one.
-    prefetch: Option<Arc<Progress>>,
+    prefetch: Option<Prefetching>,
+}
+
+/// A version's prefetch, and the thread pushing what it fetched into the
+/// page cache.
+struct Prefetching {
+    progress: Arc<Progress>,
+    pusher: Pusher,
 }
 
 /// A view: where a step sees a workspace.
@@ -353,7 +361,7 @@ impl Mounts {
             if req.prefetch && shared.prefetch.is_none() {
                 shared.prefetch = Some(self.start_prefetch(shared, &view.prefetch_key));
             }
-            view.prefetch = shared.prefetch.clone();
+            view.prefetch = shared.prefetch.as_ref().map(|p| p.progress.clone());
             table.views.insert(req.mountpoint.to_path_buf(), view.clone());
             Ok(view)
         };
@@ -422,10 +430,20 @@ impl Mounts {
 
     /// Starts fetching a version's files in the background: first those of
     /// the trace kept under `key` (the order readers read them last time),
-    /// then the rest.
-    fn start_prefetch(&self, shared: &Shared, key: &str) -> Arc<Progress> {
+    /// then the rest; each fetched file is pushed into the page cache.
+    fn start_prefetch(&self, shared: &Shared, key: &str) -> Prefetching {
         let progress = Arc::new(Progress::default());
         *progress.state.lock().unwrap() = "starting".into();
+        let source: Arc<dyn wsfs_fs::tree::ChunkSource> = self.store.clone();
+        let pusher = Pusher::spawn(
+            shared.session.notifier(),
+            shared.path.clone(),
+            shared.tree.clone(),
+            source,
+            shared.trace.clone(),
+            progress.clone(),
+        );
+        let queue = pusher.queue();
         let (store, tree, busy, done) = (
             self.store.clone(),
             shared.tree.clone(),
@@ -452,10 +470,13 @@ impl Mounts {
                 .collect();
             tracing::info!(key, traced = trace.len(), files = order.len(), first = %first.join(", "), "prefetching");
             let source: &dyn wsfs_fs::tree::ChunkSource = store.as_ref();
-            prefetch(&tree, source, &order, &busy, &done, PREFETCH_THREADS);
-            tracing::info!(key, state = %done.state.lock().unwrap(), "prefetch ended");
+            let state = prefetch(&tree, source, &order, &busy, &done, PREFETCH_THREADS, &|ino| {
+                queue.push(ino)
+            });
+            tracing::info!(key, state, "prefetch fetched");
+            queue.finish(state);
         });
-        progress
+        Prefetching { progress, pusher }
     }
 
     /// Keeps the access trace of `view`'s version under the view's prefetch
@@ -786,10 +807,16 @@ fn prepare_mountpoint(mountpoint: &Path) -> Result<bool, MountError> {
 /// a lazily detached view, so the mount is detached lazily too and its
 /// threads, which serve until the last user is gone, are joined off this thread.
 fn close_shared(shared: Shared, lazy: bool) {
-    if let Some(prefetch) = &shared.prefetch {
-        prefetch.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let Shared {
+        path,
+        session,
+        prefetch,
+        ..
+    } = shared;
+    if let Some(Prefetching { progress, pusher }) = prefetch {
+        progress.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        pusher.stop();
     }
-    let Shared { path, session, .. } = shared;
     if lazy {
         let _ = sys::unmount(&path, true);
         std::thread::spawn(move || drop(session));

@@ -255,6 +255,7 @@ fn view_info(v: &View) -> pb::MountInfo {
         prefetch_files_total: prefetched(&v.prefetch, |p| &p.files_total),
         prefetch_bytes_done: prefetched(&v.prefetch, |p| &p.bytes_done),
         prefetch_bytes_total: prefetched(&v.prefetch, |p| &p.bytes_total),
+        prefetch_pushed_bytes: prefetched(&v.prefetch, |p| &p.pushed_bytes),
     }
 }
 

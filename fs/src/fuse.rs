@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, KernelConfig, LockOwner,
-    MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyXattr, Request, SessionACL,
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyXattr, Request, SessionACL,
 };
 
 use crate::manifest::system_time;
@@ -152,6 +152,18 @@ impl Filesystem for WsfsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         if let Err(max) = config.set_max_readahead(1 << 20) {
             let _ = config.set_max_readahead(max);
+        }
+        // Listings carry each entry's attributes (READDIRPLUS on every
+        // listing, not only the first): a walk then reads each file without a
+        // LOOKUP first. Lookups of one directory may run in parallel, and
+        // symlink targets stay in the page cache. Capabilities this kernel
+        // lacks are left out.
+        for wanted in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            let _ = config.add_capabilities(wanted);
         }
         Ok(())
     }

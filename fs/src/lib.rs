@@ -13,6 +13,7 @@
 //! - [`tree`]: the FUSE-free inode table of a merged tree, with reads.
 //! - [`fuse`]: the thin `fuser` adapter over [`tree`].
 //! - [`prefetch`]: access traces and fetching a tree in their order.
+//! - [`pagecache`]: pushing prefetched files into the kernel's page cache.
 //! - [`metrics`]: counters; [`error`]: typed errors.
 //!
 //! The library is synchronous; only `store::remote` runs async code, on a
@@ -27,6 +28,7 @@ pub mod manifest;
 pub mod merge;
 pub mod metrics;
 pub mod pack;
+pub mod pagecache;
 pub mod persist;
 pub mod prefetch;
 pub mod store;

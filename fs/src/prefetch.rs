@@ -120,6 +120,9 @@ pub struct Progress {
     pub bytes_total: AtomicU64,
     /// Bytes fetched.
     pub bytes_done: AtomicU64,
+    /// Bytes of fetched files handed to the kernel's page cache (see
+    /// [`crate::pagecache`]).
+    pub pushed_bytes: AtomicU64,
     /// Asked to stop (the mount is going away).
     pub stop: AtomicBool,
     /// `running`, `done`, `stopped` or `failed: <why>`.
@@ -185,7 +188,9 @@ fn plan_spans(tree: &Tree, order: &[u64]) -> (Vec<Span>, HashMap<FrameKey, Vec<u
 /// Fetches the frames of the files in `order` into the cache, in that order,
 /// coalesced into GETs of up to [`MAX_WINDOW`] bytes, `threads` GETs at a
 /// time, waiting while many reads of the mount's readers are in flight
-/// (`busy`), until done, stopped, or a GET fails.
+/// (`busy`), until done, stopped, or a GET fails. Each file whose frames
+/// are all in the cache is handed to `ready`. Returns the state it ended in:
+/// `done`, `stopped` or `failed: <why>`.
 pub fn prefetch(
     tree: &Tree,
     source: &dyn ChunkSource,
@@ -193,7 +198,8 @@ pub fn prefetch(
     busy: &AtomicUsize,
     progress: &Progress,
     threads: usize,
-) {
+    ready: &(dyn Fn(u64) + Sync),
+) -> String {
     let sizes: Vec<u64> = order
         .iter()
         .map(|&ino| tree.attr(ino).map(|a| a.size).unwrap_or(0))
@@ -210,6 +216,7 @@ pub fn prefetch(
     let file_done = |i: usize| {
         progress.files_done.fetch_add(1, Ordering::Relaxed);
         progress.bytes_done.fetch_add(sizes[i], Ordering::Relaxed);
+        ready(order[i]);
     };
     (0..order.len())
         .filter(|&i| waiting[i].load(Ordering::Relaxed) == 0)
@@ -235,11 +242,11 @@ pub fn prefetch(
         }
         Ok(())
     };
-    *progress.state.lock().unwrap() = match workers::for_each(&spans, threads, fetch_span) {
+    match workers::for_each(&spans, threads, fetch_span) {
         Err(why) => format!("failed: {why}"),
         Ok(()) if progress.stop.load(Ordering::Relaxed) => "stopped".into(),
         Ok(()) => "done".into(),
-    };
+    }
 }
 
 #[cfg(test)]

@@ -365,6 +365,20 @@ impl Tree {
         found
     }
 
+    /// A directory holding each inode (indexed by inode; 0 for the root and
+    /// for index 0): where a listing makes the kernel know it.
+    pub fn parents(&self) -> Vec<u64> {
+        let mut parents = vec![0; self.nodes.len() + 1];
+        for dir in 1..=self.nodes.len() as u64 {
+            for (_, child) in self.children(dir).unwrap_or_default() {
+                if parents[*child as usize] == 0 {
+                    parents[*child as usize] = dir;
+                }
+            }
+        }
+        parents
+    }
+
     /// Up to `size` bytes of file `ino` from `offset`, fetching only the chunks they touch.
     pub fn read(
         &self,

@@ -280,7 +280,8 @@ fn a_file_read_backwards_reads_back() {
 /// Last run's test job read three files first; this run's job attaches with
 /// `--prefetch` and the same `--prefetch-key`: those three files are
 /// fetched first, in that order, then every other file, with the progress in
-/// `status`; afterwards reading the whole workspace fetches nothing more.
+/// `status`; afterwards reading the whole workspace fetches nothing more and
+/// does not even reach the daemon: every file is in the page cache already.
 /// Without a trace under its key, prefetch goes in tree order.
 #[test]
 fn prefetch_fetches_what_was_read_first_last_time_first_then_everything() {
@@ -318,14 +319,22 @@ fn prefetch_fetches_what_was_read_first_last_time_first_then_everything() {
         log.contains("first=f07.bin, f02.bin, f09.bin, f00.bin, f01.bin"),
         "prefetch did not start with the traced files:\n{log}"
     );
-    let before = u64_of(&this.status(), "remote_get_requests");
+    assert_eq!(u64_of(&done, "pushed_bytes"), 12 * (300 << 10), "{done}");
+    let chunk_reads = |s: &Value| u64_of(s, "cache_hits") + u64_of(s, "cache_misses");
+    let before = this.status();
     for name in &names {
         read_same(&src, &mnt, Path::new(name));
     }
+    let after = this.status();
     assert_eq!(
-        u64_of(&this.status(), "remote_get_requests"),
-        before,
+        u64_of(&after, "remote_get_requests"),
+        u64_of(&before, "remote_get_requests"),
         "reading after the prefetch fetched more"
+    );
+    assert_eq!(
+        chunk_reads(&after),
+        chunk_reads(&before),
+        "reads after the prefetch reached the daemon: the files were not in the page cache"
     );
 
     let untraced = a.peer_named("untraced");

@@ -119,6 +119,7 @@ pub fn mount_json(m: &pb::MountInfo) -> serde_json::Value {
             "files_total": m.prefetch_files_total,
             "bytes_done": m.prefetch_bytes_done,
             "bytes_total": m.prefetch_bytes_total,
+            "pushed_bytes": m.prefetch_pushed_bytes,
         }) },
     })
 }
