@@ -31,6 +31,8 @@ use crate::views::{self, resolve_sub_path, Scratch, ViewKind};
 
 /// GETs a prefetch has in flight at once (each up to 8 MiB of frames).
 const PREFETCH_THREADS: usize = 4;
+/// Manifests of a layer stack fetched at once when a version is attached.
+const MANIFESTS_AT_ONCE: usize = 16;
 /// How many of the first files to prefetch the log names.
 const PREFETCH_LOGGED: usize = 5;
 
@@ -386,10 +388,23 @@ impl Mounts {
     /// Fetches the manifests of `layers` and merges them into an inode table.
     fn build_tree(&self, layers: &[LayerId]) -> Result<Tree, MountError> {
         let started = Instant::now();
-        let manifests = layers
-            .iter()
-            .map(|l| self.store.manifest(l))
-            .collect::<Result<Vec<_>, _>>()?;
+        // One round trip for a stack of layers, not one per layer.
+        let mut manifests = Vec::with_capacity(layers.len());
+        for group in layers.chunks(MANIFESTS_AT_ONCE) {
+            let fetched: Vec<_> = std::thread::scope(|scope| {
+                let fetching: Vec<_> = group
+                    .iter()
+                    .map(|l| scope.spawn(|| self.store.manifest(l)))
+                    .collect();
+                fetching
+                    .into_iter()
+                    .map(|f| f.join().expect("a manifest fetch panicked"))
+                    .collect()
+            });
+            for manifest in fetched {
+                manifests.push(manifest?);
+            }
+        }
         let fetched = started.elapsed();
         let tree = Tree::build(&manifests);
         tracing::info!(

@@ -2,11 +2,13 @@
 //! 127.0.0.1, with its own data directory, ports, bucket and key. A test can
 //! stop it (an outage) and start it again on the same data.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a starting server may take to answer its health check.
@@ -43,11 +45,27 @@ pub struct S3Server {
     child: Option<Child>,
 }
 
+/// A port free on 127.0.0.1 and never handed out before by this process.
+/// Taken below the kernel's ephemeral range: a port picked by binding to
+/// port 0 and releasing it comes from that range, where another server of a
+/// parallel test or any outgoing connection may take it before Garage binds
+/// it (seen as "connection refused" from a healthy server).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let range = 10_000..ephemeral_low.max(10_001);
+    let mut given = GIVEN.lock().unwrap();
+    for _ in 0..10_000 {
+        let port = range.start + rand::random::<u16>() % (range.end - range.start);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {range:?}")
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -83,7 +101,8 @@ impl S3Server {
         server
     }
 
-    /// Starts the stopped server again, on the same data and ports.
+    /// Starts the stopped server again, on the same data and ports; returns
+    /// once its admin API reports it healthy and its S3 API takes connections.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "the server is running");
         let log = fs::File::create(self.dir.join("garage.log")).expect("create garage.log");
@@ -102,7 +121,7 @@ impl S3Server {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", garage_bin().display()));
         self.child = Some(child);
         let started = Instant::now();
-        while !self.healthy() {
+        while !(self.healthy() && TcpStream::connect(("127.0.0.1", self.s3_port)).is_ok()) {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("garage exited with {status}:\n{}", self.log());
             }
