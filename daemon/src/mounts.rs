@@ -484,6 +484,7 @@ impl Mounts {
                 .map(|p| String::from_utf8_lossy(p).into_owned())
                 .collect();
             tracing::info!(key, traced = trace.len(), files = order.len(), first = %first.join(", "), "prefetching");
+            queue.plan(&order);
             let source: &dyn wsfs_fs::tree::ChunkSource = store.as_ref();
             let state = prefetch(&tree, source, &order, &busy, &done, PREFETCH_THREADS, &|ino| {
                 queue.push(ino)
