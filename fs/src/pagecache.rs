@@ -28,7 +28,11 @@ use std::time::{Duration, Instant};
 
 use fuser::{INodeNo, Notifier};
 
+use crate::error::StoreError;
+use crate::ids::PackId;
+use crate::manifest::ChunkRef;
 use crate::prefetch::{AccessTrace, Progress};
+use crate::store::readahead::{Frame, FrameIndex};
 use crate::tree::{ChunkSource, NodeType, Tree};
 
 /// Bytes read from the caches and handed to the kernel per notification.
@@ -175,6 +179,20 @@ impl Queue {
     }
 }
 
+/// A source whose chunks pass through: pushing a view must not flush the
+/// memory cache its readers use.
+struct Passing<'a>(&'a dyn ChunkSource);
+
+impl ChunkSource for Passing<'_> {
+    fn chunk(&self, chunk: &ChunkRef, frames: &FrameIndex) -> Result<Arc<[u8]>, StoreError> {
+        self.0.chunk_passing(chunk, frames)
+    }
+
+    fn fetch_frames(&self, pack: PackId, frames: &[Frame]) -> Result<(), StoreError> {
+        self.0.fetch_frames(pack, frames)
+    }
+}
+
 /// Half of `MemAvailable` now (0 when it cannot be read: nothing is pushed).
 fn budget() -> u64 {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -295,7 +313,11 @@ impl Work {
     fn push(&self, ino: u64, size: u64) -> std::io::Result<u64> {
         let mut offset = 0;
         while offset < size {
-            let bytes = match self.shared.tree.read(ino, offset, PIECE, self.source.as_ref()) {
+            let bytes = match self
+                .shared
+                .tree
+                .read(ino, offset, PIECE, &Passing(self.source.as_ref()))
+            {
                 Ok(bytes) if !bytes.is_empty() => bytes,
                 _ => break,
             };

@@ -77,6 +77,12 @@ pub trait ChunkSource: Send + Sync {
     /// reader's packs, from which a miss may fetch neighbouring frames too.
     fn chunk(&self, chunk: &ChunkRef, frames: &FrameIndex) -> Result<Arc<[u8]>, StoreError>;
 
+    /// As [`ChunkSource::chunk`], for a bulk reader: the chunk is not kept
+    /// in memory on the way (where it would evict what readers use).
+    fn chunk_passing(&self, chunk: &ChunkRef, frames: &FrameIndex) -> Result<Arc<[u8]>, StoreError> {
+        self.chunk(chunk, frames)
+    }
+
     /// Brings consecutive frames of `pack` into the local cache, coalesced
     /// into as few requests as possible.
     fn fetch_frames(&self, pack: PackId, frames: &[Frame]) -> Result<(), StoreError>;
@@ -85,6 +91,10 @@ pub trait ChunkSource: Send + Sync {
 impl ChunkSource for Store {
     fn chunk(&self, chunk: &ChunkRef, frames: &FrameIndex) -> Result<Arc<[u8]>, StoreError> {
         self.read_chunk(chunk, frames)
+    }
+
+    fn chunk_passing(&self, chunk: &ChunkRef, frames: &FrameIndex) -> Result<Arc<[u8]>, StoreError> {
+        self.read_chunk_passing(chunk, frames)
     }
 
     fn fetch_frames(&self, pack: PackId, frames: &[Frame]) -> Result<(), StoreError> {

@@ -272,17 +272,38 @@ impl Store {
     /// The plain bytes of a chunk, verified against its id. On a miss, the
     /// GET may bring neighbouring frames of `index` too (see [`readahead`]).
     pub fn read_chunk(&self, chunk: &ChunkRef, index: &FrameIndex) -> Result<Arc<[u8]>, StoreError> {
-        self.read_chunk_once(chunk, index).inspect_err(|e| {
+        self.read_chunk_keeping(chunk, index, true)
+    }
+
+    /// As [`Store::read_chunk`], without keeping the chunk in memory too
+    /// (bulk readers that would evict the readers' chunks from it).
+    pub fn read_chunk_passing(&self, chunk: &ChunkRef, index: &FrameIndex) -> Result<Arc<[u8]>, StoreError> {
+        self.read_chunk_keeping(chunk, index, false)
+    }
+
+    /// The chunk, kept in the memory cache if `keep`.
+    fn read_chunk_keeping(
+        &self,
+        chunk: &ChunkRef,
+        index: &FrameIndex,
+        keep: bool,
+    ) -> Result<Arc<[u8]>, StoreError> {
+        self.read_chunk_once(chunk, index, keep).inspect_err(|e| {
             add(&self.metrics.read_errors, 1);
             tracing::error!(chunk = %chunk.id, pack = %chunk.loc.pack, error = %e, "cannot read chunk");
         })
     }
 
-    fn read_chunk_once(&self, chunk: &ChunkRef, index: &FrameIndex) -> Result<Arc<[u8]>, StoreError> {
+    fn read_chunk_once(
+        &self,
+        chunk: &ChunkRef,
+        index: &FrameIndex,
+        keep: bool,
+    ) -> Result<Arc<[u8]>, StoreError> {
         let pack = chunk.loc.pack;
         let missed = Frame::of(&chunk.loc);
         loop {
-            if let Some(bytes) = self.cached_chunk(chunk) {
+            if let Some(bytes) = self.cached_chunk(chunk, keep) {
                 return Ok(bytes);
             }
             let frame = match self.claim_around(pack, missed, index) {
@@ -293,12 +314,13 @@ impl Store {
             add(&self.metrics.cache_misses, 1);
             let frame = frame.map_err(StoreError::Shared)?;
             let bytes = chunk_in_frame(&frame, &chunk.id, chunk.len, &chunk.loc)?;
-            return Ok(self.remember(chunk.id, bytes));
+            return Ok(self.remember(chunk.id, bytes, keep));
         }
     }
 
-    /// The chunk from the memory cache or its cached frame, if there and intact.
-    fn cached_chunk(&self, chunk: &ChunkRef) -> Option<Arc<[u8]>> {
+    /// The chunk from the memory cache or its cached frame, if there and
+    /// intact (from the frame: kept in memory if `keep`).
+    fn cached_chunk(&self, chunk: &ChunkRef, keep: bool) -> Option<Arc<[u8]>> {
         if let Some(bytes) = self.chunks.lock().unwrap().get(&chunk.id) {
             add(&self.metrics.cache_hits, 1);
             return Some(bytes.clone());
@@ -313,7 +335,7 @@ impl Store {
             return None;
         }
         add(&self.metrics.cache_hits, 1);
-        Some(self.remember(chunk.id, &bytes))
+        Some(self.remember(chunk.id, &bytes, keep))
     }
 
     /// Joins the fetch of `missed` already under way, or starts one that also
@@ -518,8 +540,12 @@ impl Store {
         Ok(Some(relocation))
     }
 
-    fn remember(&self, id: ChunkId, bytes: &[u8]) -> Arc<[u8]> {
+    /// `bytes` shared, and kept in the memory cache if `keep`.
+    fn remember(&self, id: ChunkId, bytes: &[u8], keep: bool) -> Arc<[u8]> {
         let bytes: Arc<[u8]> = Arc::from(bytes);
+        if !keep {
+            return bytes;
+        }
         let mut chunks = self.chunks.lock().unwrap();
         chunks.insert(id, bytes.len() as u64, bytes.clone());
         while chunks.total() > MEMORY_CACHE_BYTES {
