@@ -12,9 +12,10 @@
 //! file is pushed: a lister thread goes through the directories in the
 //! prefetch's order from the start, while the frames are still being
 //! fetched, and the pusher lists a directory itself only when it gets there
-//! first. Pushing stops at a byte budget, half the memory available when it
-//! starts: the pages are clean, and the kernel evicts them as any others (a
-//! reader of an evicted page reads through the daemon again).
+//! first. Files that no longer fit a byte budget, half the memory available
+//! when pushing starts, are skipped: the pages are clean, and the kernel
+//! evicts them as any others (a reader of an evicted page reads through the
+//! daemon again).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -147,7 +148,8 @@ impl Pusher {
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.tx.send(Msg::Stop);
-        drop(self.plan);
+        // Not waiting for the prefetch (it may be fetching) to send its order.
+        let _ = self.plan.send(Vec::new());
         for thread in self.threads {
             let _ = thread.join();
         }
@@ -217,15 +219,14 @@ impl Shared {
         })
     }
 
-    /// The lister thread: the directories of each planned order, in it.
+    /// The lister thread: the directories of the prefetch's order, in it
+    /// (an empty order from [`Pusher::stop`] ends it before one came).
     fn list_ahead(&self, planned: Receiver<Vec<u64>>) {
-        while let Ok(order) = planned.recv() {
-            for ino in order {
-                if self.stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                self.list_dir_of(ino, false);
+        for ino in planned.recv().unwrap_or_default() {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
             }
+            self.list_dir_of(ino, false);
         }
     }
 
@@ -312,7 +313,7 @@ impl Work {
     /// rest through the daemon); only the kernel refusing pages is an error.
     fn push(&self, ino: u64, size: u64) -> std::io::Result<u64> {
         let mut offset = 0;
-        while offset < size {
+        while offset < size && !self.shared.stop.load(Ordering::Relaxed) {
             let bytes = match self
                 .shared
                 .tree

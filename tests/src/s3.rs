@@ -56,7 +56,9 @@ fn free_port() -> u16 {
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
-    let range = 10_000..ephemeral_low.max(10_001);
+    // Hosts whose ephemeral range starts low leave only the ports below it.
+    let start = if ephemeral_low > 11_000 { 10_000 } else { 1_024 };
+    let range = start..ephemeral_low.max(start + 1_000);
     let mut given = GIVEN.lock().unwrap();
     for _ in 0..10_000 {
         let port = range.start + rand::random::<u16>() % (range.end - range.start);
