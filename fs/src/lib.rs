@@ -13,7 +13,8 @@
 //! - [`tree`]: the FUSE-free inode table of a merged tree, with reads.
 //! - [`fuse`]: the thin `fuser` adapter over [`tree`].
 //! - [`prefetch`]: access traces and fetching a tree in their order.
-//! - [`pagecache`]: pushing prefetched files into the kernel's page cache.
+//! - [`pagecache`]: pushing prefetched files into the kernel's page cache
+//!   (within the [`memory`] this process may still fill).
 //! - [`metrics`]: counters; [`error`]: typed errors.
 //!
 //! The library is synchronous; only `store::remote` runs async code, on a
@@ -25,6 +26,7 @@ pub mod fuse;
 pub mod gc;
 pub mod ids;
 pub mod manifest;
+pub mod memory;
 pub mod merge;
 pub mod metrics;
 pub mod pack;

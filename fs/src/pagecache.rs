@@ -7,19 +7,24 @@
 //! tree paid one READ per file. A pushed file costs its reader nothing more
 //! than a warm one.
 //!
-//! The kernel takes pages only for inodes it knows, so a file's directory is
-//! listed through the mount (READDIRPLUS brings in every entry) before the
-//! file is pushed: a lister thread goes through the directories in the
+//! The kernel takes pages only for inodes it knows (it answers a push to an
+//! inode it forgot with nothing), so the pusher holds each file open by path
+//! (`O_PATH`: no FUSE OPEN) while pushing it. That path walk costs a LOOKUP
+//! per file unless the file's directory was listed (READDIRPLUS brings in
+//! every entry at once): a lister thread goes through the directories in the
 //! prefetch's order from the start, while the frames are still being
-//! fetched, and the pusher lists a directory itself only when it gets there
-//! first. Files that no longer fit a byte budget, half the memory available
-//! when pushing starts, are skipped: the pages are clean, and the kernel
-//! evicts them as any others (a reader of an evicted page reads through the
-//! daemon again).
+//! fetched, and the pusher lists a directory itself when it gets there
+//! first. Files that no longer fit a byte budget, half the memory this
+//! process may still fill when pushing starts ([`crate::memory`]), are
+//! skipped, and the lister skips their directories alike: the pages are
+//! clean, and the kernel evicts them as any others (a reader of an evicted
+//! page reads through the daemon again).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -52,17 +57,20 @@ enum Msg {
 pub struct Pusher {
     tx: Sender<Msg>,
     plan: Sender<Vec<u64>>,
+    progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
     threads: [JoinHandle<()>; 2],
 }
 
 /// What both threads work with.
 struct Shared {
-    /// Where the mount's root is, for listing directories.
+    /// Where the mount's root is, for listing directories and opening files.
     root: PathBuf,
     tree: Arc<Tree>,
     /// Built by whichever thread needs it first.
     dirs: OnceLock<Dirs>,
+    /// Bytes of files to push at most (see [`budget`]).
+    budget: u64,
     stop: Arc<AtomicBool>,
 }
 
@@ -70,6 +78,7 @@ struct Shared {
 struct Dirs {
     /// A directory holding each inode (see [`Tree::parents`]).
     parents: Vec<u64>,
+    /// A path of each directory and regular file.
     paths: HashMap<u64, Vec<u8>>,
     /// Per inode: [`UNLISTED`], [`LISTING`] or [`LISTED`].
     state: Vec<AtomicU8>,
@@ -108,6 +117,7 @@ impl Pusher {
             root,
             tree,
             dirs: OnceLock::new(),
+            budget: budget(),
             stop: stop.clone(),
         });
         let work = Work {
@@ -115,7 +125,7 @@ impl Pusher {
             notifier,
             source,
             trace,
-            progress,
+            progress: progress.clone(),
         };
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -124,12 +134,13 @@ impl Pusher {
                 .expect("spawn a page cache thread")
         };
         let threads = [
-            spawn("wsfs-push", Box::new(move || work.run(rx, budget()))),
+            spawn("wsfs-push", Box::new(move || work.run(rx))),
             spawn("wsfs-list", Box::new(move || shared.list_ahead(planned))),
         ];
         Pusher {
             tx,
             plan,
+            progress,
             stop,
             threads,
         }
@@ -140,6 +151,7 @@ impl Pusher {
         Queue {
             tx: self.tx.clone(),
             plan: self.plan.clone(),
+            progress: self.progress.clone(),
         }
     }
 
@@ -160,6 +172,7 @@ impl Pusher {
 pub struct Queue {
     tx: Sender<Msg>,
     plan: Sender<Vec<u64>>,
+    progress: Arc<Progress>,
 }
 
 impl Queue {
@@ -177,7 +190,10 @@ impl Queue {
     /// Reports `state` as the prefetch's once every file queued is pushed:
     /// "done" then means readers read from memory.
     pub fn finish(&self, state: String) {
-        let _ = self.tx.send(Msg::Finish(state));
+        // The pusher is gone only if it panicked: then nothing is pushed.
+        if self.tx.send(Msg::Finish(state.clone())).is_err() {
+            *self.progress.state.lock().unwrap() = state;
+        }
     }
 }
 
@@ -195,70 +211,120 @@ impl ChunkSource for Passing<'_> {
     }
 }
 
-/// Half of `MemAvailable` now (0 when it cannot be read: nothing is pushed).
+/// Half the memory this process may still fill now (0 when unknown:
+/// nothing is pushed).
 fn budget() -> u64 {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|kb| kb.trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024 / 2)
+    crate::memory::available() / 2
+}
+
+/// Whether a file of `size` bytes is one to push, taking its room from `room`.
+fn fits(size: u64, room: &mut u64) -> bool {
+    let fits = size > 0 && size <= *room;
+    if fits {
+        *room -= size;
+    }
+    fits
 }
 
 impl Shared {
     fn dirs(&self) -> &Dirs {
         self.dirs.get_or_init(|| {
             let parents = self.tree.parents();
-            let dirs: HashSet<u64> = parents.iter().copied().filter(|&d| d != 0).collect();
+            let mut named: HashSet<u64> = parents.iter().copied().filter(|&d| d != 0).collect();
+            named.extend(self.tree.file_inodes());
             Dirs {
-                paths: self.tree.paths_of(&dirs),
+                paths: self.tree.paths_of(&named),
                 state: (0..parents.len()).map(|_| AtomicU8::new(UNLISTED)).collect(),
                 parents,
             }
         })
     }
 
-    /// The lister thread: the directories of the prefetch's order, in it
-    /// (an empty order from [`Pusher::stop`] ends it before one came).
+    /// The lister thread: the directories of the files to push in the
+    /// prefetch's order, in it (an empty order from [`Pusher::stop`] ends it
+    /// before one came).
     fn list_ahead(&self, planned: Receiver<Vec<u64>>) {
+        let mut room = self.budget;
         for ino in planned.recv().unwrap_or_default() {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            self.list_dir_of(ino, false);
+            let size = self.tree.attr(ino).map_or(0, |a| a.size);
+            if fits(size, &mut room) {
+                self.list_dir_of(ino);
+            }
+        }
+    }
+
+    /// Where `ino` is in the mount.
+    fn path(&self, ino: u64) -> PathBuf {
+        match self.dirs().paths.get(&ino) {
+            Some(path) => self.root.join(OsStr::from_bytes(path)),
+            None => self.root.clone(),
         }
     }
 
     /// Lists the directory holding `ino` through the mount, so that the
-    /// kernel knows its entries, unless it was listed; unless `waiting`,
-    /// also unless another thread is listing it.
-    fn list_dir_of(&self, ino: u64, waiting: bool) {
+    /// kernel knows its entries, unless it was listed or is being listed.
+    fn list_dir_of(&self, ino: u64) {
         let dirs = self.dirs();
         let dir = dirs.parents.get(ino as usize).copied().unwrap_or(0);
         let Some(state) = dirs.state.get(dir as usize) else {
             return;
         };
-        match state.compare_exchange(UNLISTED, LISTING, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => {}
-            // Listed again rather than waited for: the pages must not come first.
-            Err(LISTING) if waiting => {}
-            Err(_) => return,
+        if state
+            .compare_exchange(UNLISTED, LISTING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
         }
-        let path = match dirs.paths.get(&dir) {
-            Some(path) => self.root.join(OsStr::from_bytes(path)),
-            None => self.root.clone(),
-        };
+        let path = self.path(dir);
         match std::fs::read_dir(&path) {
             Ok(entries) => entries.for_each(drop),
             Err(e) => tracing::debug!(path = %path.display(), error = %e, "cannot list"),
         }
         state.store(LISTED, Ordering::Release);
     }
+
+    /// File `ino` held open by path without opening it in the daemon
+    /// (`O_PATH`), so that the kernel keeps its inode; `None` when the path
+    /// leads elsewhere.
+    fn pin(&self, ino: u64) -> Option<File> {
+        let path = self.path(ino);
+        let pinned = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+            .open(&path);
+        match pinned.and_then(|f| f.metadata().map(|m| (f, m.ino()))) {
+            Ok((file, found)) if found == ino => Some(file),
+            Ok((_, found)) => {
+                tracing::debug!(path = %path.display(), ino, found, "another inode at the path: not pushed");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot open: not pushed");
+                None
+            }
+        }
+    }
+}
+
+/// Marks the prefetch failed if the pushing thread panics, so that its
+/// state does not stay `running`.
+struct FailOnPanic(Arc<Progress>);
+
+impl Drop for FailOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            *self.0.state.lock().unwrap() = "failed: the page cache pusher stopped (see wsfsd.log)".into();
+        }
+    }
 }
 
 impl Work {
-    fn run(self, rx: Receiver<Msg>, mut room: u64) {
+    fn run(self, rx: Receiver<Msg>) {
+        let _failed = FailOnPanic(self.progress.clone());
+        let mut room = self.shared.budget;
         let mut refused = false;
         // Time spent listing directories and pushing files, for the log.
         let (mut listing, mut pushing) = (Duration::ZERO, Duration::ZERO);
@@ -283,18 +349,17 @@ impl Work {
             let Ok(attr) = self.shared.tree.attr(ino) else {
                 continue;
             };
-            if attr.kind != NodeType::File || attr.size == 0 || attr.size > room {
+            if attr.kind != NodeType::File || !fits(attr.size, &mut room) {
                 continue;
             }
             let started = Instant::now();
-            self.shared.list_dir_of(ino, true);
+            self.shared.list_dir_of(ino);
             listing += started.elapsed();
             let started = Instant::now();
             let pushed = self.push(ino, attr.size);
             pushing += started.elapsed();
             match pushed {
                 Ok(pushed) => {
-                    room -= pushed;
                     self.progress.pushed_bytes.fetch_add(pushed, Ordering::Relaxed);
                     if pushed == attr.size {
                         self.trace.record(ino);
@@ -308,10 +373,14 @@ impl Work {
         }
     }
 
-    /// Hands file `ino`'s bytes to the kernel; returns how many. A chunk
-    /// that cannot be read ends the file early (its reader will read the
-    /// rest through the daemon); only the kernel refusing pages is an error.
+    /// Hands file `ino`'s bytes to the kernel; returns how many. A file
+    /// that cannot be held open is skipped, a chunk that cannot be read ends
+    /// the file early (its reader reads the rest through the daemon); only
+    /// the kernel refusing pages is an error.
     fn push(&self, ino: u64, size: u64) -> std::io::Result<u64> {
+        let Some(_pinned) = self.shared.pin(ino) else {
+            return Ok(0);
+        };
         let mut offset = 0;
         while offset < size && !self.shared.stop.load(Ordering::Relaxed) {
             let bytes = match self
