@@ -319,26 +319,30 @@ fn persists_racing_repeated_gc_runs_all_read_back() {
     }
 }
 
-/// A workspace keeps one small file of a pack whose big files only a
+/// A workspace keeps two small files of a pack whose big file only a
 /// removed workspace had: gc rewrites the pack (its dry run says so first),
-/// copying the kept frame into a new pack (which that host's next persist
-/// reuses), and deletes the old one a grace period later. A view attached before the rewrite, reading only now, and a
-/// new host both read the file byte for byte through the relocation record;
-/// once the workspace goes too, the new pack and the record go as well.
+/// copying the kept frames into a new pack (which that host's next persist
+/// reuses), and deletes the old one a grace period later. A view attached
+/// before the rewrite, reading only now, and a new host both read the files
+/// byte for byte through the relocation record, the view asking for the old
+/// pack only once; once the workspace goes too, the new pack and the record
+/// go as well.
 #[test]
 fn a_mostly_garbage_pack_is_rewritten_and_views_read_through_it() {
     let a = Host::new();
     let (whole, kept) = (a.path("whole"), a.path("kept"));
-    let small = random_bytes(8, 300_000);
+    let (other, small) = (random_bytes(7, 300_000), random_bytes(8, 300_000));
     write_file(&whole.join("drop/big"), &random_bytes(9, 6 * MIB as usize)).unwrap();
-    write_file(&whole.join("keep/small"), &small).unwrap();
-    write_file(&kept.join("keep/small"), &small).unwrap();
+    for tree in [&whole, &kept] {
+        write_file(&tree.join("a/other"), &other).unwrap();
+        write_file(&tree.join("keep/small"), &small).unwrap();
+    }
     persist_all(&a, "repack/whole", &whole);
     let kept_persist = persist_all(&a, "repack/kept", &kept);
     assert_eq!(
         u64_of(&kept_persist, "new_bytes"),
         0,
-        "the kept file is in the first pack: {kept_persist}"
+        "the kept files are in the first pack: {kept_persist}"
     );
     a.ok_json(["rm", "repack/whole"]);
     let reader = a.peer_named("reader");
@@ -402,7 +406,18 @@ fn a_mostly_garbage_pack_is_rewritten_and_views_read_through_it() {
         got == small,
         "the view attached before the rewrite read wrong bytes"
     );
+    // The old pack is known to be gone now: the other file, in another
+    // frame, comes from the new pack without a GET of the old one first.
+    let gets = |s: &Value| u64_of(s, "remote_get_requests");
+    let before = reader.status();
+    let got = std::fs::read(mnt.join("a/other")).unwrap();
+    assert!(got == other, "the second file read wrong bytes");
     let status = reader.status();
+    assert_eq!(
+        gets(&status) - gets(&before),
+        1,
+        "one GET of the new pack: {status}"
+    );
     assert_eq!(u64_of(&status, "read_errors"), 0, "{status}");
     reader.detach(&mnt);
     let fresh = a.peer_named("fresh");

@@ -420,8 +420,23 @@ impl Store {
     /// The compressed bytes of `frames` of `pack` (in pack order): one
     /// ranged GET from the first's offset to the last's end, unless the pack
     /// is gone and a relocation record says where its frames went
-    /// (`depth`: records followed so far).
+    /// (`depth`: records followed so far). A pack already known to be gone
+    /// (its record was read) is not asked again: its frames are fetched
+    /// from where they went, without a "not found" per span first.
     fn get_frames(&self, pack: PackId, frames: &[Frame], depth: usize) -> Vec<Fetched> {
+        if depth < MAX_RELOCATIONS {
+            let known = self.relocations.lock().unwrap().get(&pack).cloned();
+            if let Some(relocation) = known {
+                let gone = Arc::new(StoreError::Remote {
+                    remote: self.remote.url().to_string(),
+                    op: "GET",
+                    key: pack_key(&pack),
+                    message: "the pack was rewritten by gc".into(),
+                    not_found: true,
+                });
+                return self.follow_relocation(pack, relocation, frames, depth, &gone);
+            }
+        }
         let start = frames[0].offset;
         let end = frames.last().expect("a span has frames").end();
         let fetched = {
@@ -453,26 +468,37 @@ impl Store {
                 .collect(),
             Err(e @ StoreError::Remote { not_found: true, .. }) if depth < MAX_RELOCATIONS => {
                 let gone = Arc::new(e);
-                match self.relocation(&pack) {
-                    Ok(Some(relocation)) => {
-                        let fetched = self.get_relocated(pack, &relocation, frames, depth, &gone);
-                        if fetched.iter().any(is_not_found) {
-                            // Two gc runs may have rewritten the pack at once: the other's
-                            // record replaced the one read here, whose new pack then went.
-                            if let Ok(Some(fresh)) = self.read_relocation(&pack) {
-                                if fresh != relocation {
-                                    return self.get_relocated(pack, &fresh, frames, depth, &gone);
-                                }
-                            }
-                        }
-                        fetched
-                    }
+                match self.read_relocation(&pack) {
+                    Ok(Some(relocation)) => self.follow_relocation(pack, relocation, frames, depth, &gone),
                     Ok(None) => vec![Err(gone); frames.len()],
                     Err(e) => vec![Err(Arc::new(e)); frames.len()],
                 }
             }
             Err(e) => vec![Err(Arc::new(e)); frames.len()],
         }
+    }
+
+    /// `frames` of `pack`, which is `gone`, from where `relocation` says
+    /// they went; if a pack it names is gone too, two gc runs may have
+    /// rewritten the pack at once (the other's record replaced this one,
+    /// whose new pack then went): then through the record as it is now.
+    fn follow_relocation(
+        &self,
+        pack: PackId,
+        relocation: Arc<Relocation>,
+        frames: &[Frame],
+        depth: usize,
+        gone: &Arc<StoreError>,
+    ) -> Vec<Fetched> {
+        let fetched = self.get_relocated(pack, &relocation, frames, depth, gone);
+        if fetched.iter().any(is_not_found) {
+            if let Ok(Some(fresh)) = self.read_relocation(&pack) {
+                if fresh != relocation {
+                    return self.get_relocated(pack, &fresh, frames, depth, gone);
+                }
+            }
+        }
+        fetched
     }
 
     /// `frames` of `pack`, which is gone, from where `relocation` says they
@@ -519,14 +545,6 @@ impl Store {
             }
         }
         fetched
-    }
-
-    /// The relocation record of `pack`, if it was repacked (as read before, if it was).
-    fn relocation(&self, pack: &PackId) -> Result<Option<Arc<Relocation>>, StoreError> {
-        if let Some(known) = self.relocations.lock().unwrap().get(pack) {
-            return Ok(Some(known.clone()));
-        }
-        self.read_relocation(pack)
     }
 
     /// Reads the relocation record of `pack` from the remote, and remembers it.
