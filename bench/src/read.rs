@@ -18,24 +18,17 @@ pub struct Read {
     pub bytes: u64,
 }
 
-/// Walks `root` (directory listings in readdir order, symlinks not followed)
-/// and reads every regular file to its end.
+/// Walks `root` depth-first, each directory's entries in readdir order and
+/// a subdirectory as soon as it is listed (as `find`, `tar c` and `cp -r`
+/// do; symlinks not followed), and reads every regular file to its end.
 pub fn read_tree(root: &Path) -> Result<Read> {
     let mut total = Read::default();
     let mut buf = vec![0; BUF];
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                dirs.push(entry.path());
-            } else if kind.is_file() {
-                total.bytes += read_file(&entry.path(), &mut buf)?;
-                total.files += 1;
-            }
-        }
-    }
+    walk(root, &mut |path| {
+        total.bytes += read_file(path, &mut buf)?;
+        total.files += 1;
+        Ok(())
+    })?;
     Ok(total)
 }
 
@@ -43,19 +36,27 @@ pub fn read_tree(root: &Path) -> Result<Read> {
 /// unchanged re-persist must at least do); returns the number of files.
 pub fn stat_tree(root: &Path) -> Result<u64> {
     let mut files = 0;
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
-            let entry = entry?;
-            let meta = entry.metadata()?;
-            if meta.is_dir() {
-                dirs.push(entry.path());
-            } else if meta.is_file() {
-                files += 1;
-            }
+    walk(root, &mut |path| {
+        std::fs::symlink_metadata(path)?;
+        files += 1;
+        Ok(())
+    })?;
+    Ok(files)
+}
+
+/// Calls `file` with each regular file below `dir`, in the order
+/// [`read_tree`] describes.
+fn walk(dir: &Path, file: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk(&entry.path(), file)?;
+        } else if kind.is_file() {
+            file(&entry.path())?;
         }
     }
-    Ok(files)
+    Ok(())
 }
 
 /// Reads the files `paths` (relative to `root`) to their ends.

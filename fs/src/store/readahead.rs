@@ -109,7 +109,10 @@ pub fn span_around(
                 false if first > 0 => (first - 1, last, frames[first - 1], frames[first]),
                 _ => break,
             };
-            let gap = added.offset.max(near.offset).saturating_sub(added.end().min(near.end()));
+            let gap = added
+                .offset
+                .max(near.offset)
+                .saturating_sub(added.end().min(near.end()));
             if frames[l].end() - frames[f].offset > window.bytes || gap > MAX_GAP || !free(&added) {
                 break;
             }
@@ -210,8 +213,16 @@ mod tests {
             last = w.on_miss(p, at(4_000_000 - i * 100_000, 100_000)).bytes;
         }
         assert_eq!(last, MAX_WINDOW);
-        assert_eq!(w.on_miss(p, at(60_000_000, 100_000)).bytes, 0, "a far miss closes it");
-        assert_eq!(w.on_miss(PackId::of(b"q"), at(4_000_000, 100_000)).bytes, 0, "per pack");
+        assert_eq!(
+            w.on_miss(p, at(60_000_000, 100_000)).bytes,
+            0,
+            "a far miss closes it"
+        );
+        assert_eq!(
+            w.on_miss(PackId::of(b"q"), at(4_000_000, 100_000)).bytes,
+            0,
+            "per pack"
+        );
         // Frames larger than the first window (incompressible data) are close
         // when they follow each other.
         let q = PackId::of(b"r");
