@@ -148,11 +148,11 @@ impl Host {
 
     /// Attaches `workspace` at [`Host::mountpoint`].
     pub fn attach(&self, workspace: &str) -> Result<PathBuf> {
-        self.attach_with(workspace, &[])
+        self.attach_with::<&str>(workspace, &[])
     }
 
     /// Attaches `workspace` at [`Host::mountpoint`] with the extra `attach` flags `extra`.
-    pub fn attach_with(&self, workspace: &str, extra: &[&str]) -> Result<PathBuf> {
+    pub fn attach_with<S: AsRef<OsStr>>(&self, workspace: &str, extra: &[S]) -> Result<PathBuf> {
         let mountpoint = self.mountpoint();
         let mut args = vec![
             OsStr::new("attach"),
@@ -160,7 +160,7 @@ impl Host {
             workspace.as_ref(),
             mountpoint.as_ref(),
         ];
-        args.extend(extra.iter().map(OsStr::new));
+        args.extend(extra.iter().map(AsRef::as_ref));
         self.cli(&args)?;
         Ok(mountpoint)
     }

@@ -86,6 +86,16 @@ const ATTACHES: &[Attach] = &[
 ];
 
 impl Attach {
+    /// Its flags for a consumer reading `pattern`: with `--prefetch`, each
+    /// pattern keeps its own access trace, as each task of `wsfs run` does.
+    fn flags_for(&self, pattern: &str) -> Vec<String> {
+        let mut flags: Vec<String> = self.flags.iter().map(|f| f.to_string()).collect();
+        if self.flags.contains(&"--prefetch") {
+            flags.extend(["--prefetch-key".to_string(), format!("bench/{pattern}")]);
+        }
+        flags
+    }
+
     fn command(&self) -> String {
         ["wsfs attach"]
             .iter()
@@ -436,7 +446,7 @@ fn wsfs_run(cfg: &Config, s: &Setup, attach: &Attach, side: &mut Side, seen: &mu
     let host = cfg.host_on(&s.url, &s.env)?;
     let before = counters(&s.proxy.stats);
     let start = Instant::now();
-    let mountpoint = host.attach_with(WS, attach.flags)?;
+    let mountpoint = host.attach_with(WS, &attach.flags_for("full"))?;
     read::first_byte(&mountpoint.join(&s.tree.probe().path))?;
     side.first.0.push(start.elapsed());
     let first = counters(&s.proxy.stats);
@@ -452,7 +462,7 @@ fn wsfs_run(cfg: &Config, s: &Setup, attach: &Attach, side: &mut Side, seen: &mu
         let host = cfg.host_on(&s.url, &s.env)?;
         let before = counters(&s.proxy.stats);
         let start = Instant::now();
-        pattern.read_under(&host.attach_with(WS, attach.flags)?)?;
+        pattern.read_under(&host.attach_with(WS, &attach.flags_for(pattern.key))?)?;
         samples.0.push(start.elapsed());
         *proxy = [before, counters(&s.proxy.stats)];
         *status = host.status()?;

@@ -18,7 +18,9 @@
 //! process may still fill when pushing starts ([`crate::memory`]), are
 //! skipped, and the lister skips their directories alike: the pages are
 //! clean, and the kernel evicts them as any others (a reader of an evicted
-//! page reads through the daemon again).
+//! page reads through the daemon again). A file a reader read before its
+//! turn is not pushed: its reader has the pages it read, and reads the rest
+//! through the daemon.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -350,6 +352,10 @@ impl Work {
                 continue;
             };
             if attr.kind != NodeType::File || !fits(attr.size, &mut room) {
+                continue;
+            }
+            // Its reader got there first: the pages it read are cached already.
+            if self.trace.was_read(ino) {
                 continue;
             }
             let started = Instant::now();

@@ -52,6 +52,13 @@ impl AccessTrace {
         }
     }
 
+    /// Whether `ino` was read (or pushed) already.
+    pub fn was_read(&self, ino: u64) -> bool {
+        self.first_read
+            .get(ino as usize)
+            .is_some_and(|seq| seq.load(Ordering::Relaxed) != 0)
+    }
+
     /// The inodes read so far, in first-read order.
     pub fn order(&self) -> Vec<u64> {
         let mut read: Vec<(u32, u64)> = self
