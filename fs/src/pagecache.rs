@@ -28,7 +28,7 @@ use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -82,13 +82,9 @@ struct Dirs {
     parents: Vec<u64>,
     /// A path of each directory and regular file.
     paths: HashMap<u64, Vec<u8>>,
-    /// Per inode: [`UNLISTED`], [`LISTING`] or [`LISTED`].
-    state: Vec<AtomicU8>,
+    /// Per inode: whether a thread took (or is done with) listing it.
+    taken: Vec<AtomicBool>,
 }
-
-const UNLISTED: u8 = 0;
-const LISTING: u8 = 1;
-const LISTED: u8 = 2;
 
 /// What the pushing thread works with.
 struct Work {
@@ -236,7 +232,7 @@ impl Shared {
             named.extend(self.tree.file_inodes());
             Dirs {
                 paths: self.tree.paths_of(&named),
-                state: (0..parents.len()).map(|_| AtomicU8::new(UNLISTED)).collect(),
+                taken: (0..parents.len()).map(|_| AtomicBool::new(false)).collect(),
                 parents,
             }
         })
@@ -271,13 +267,10 @@ impl Shared {
     fn list_dir_of(&self, ino: u64) {
         let dirs = self.dirs();
         let dir = dirs.parents.get(ino as usize).copied().unwrap_or(0);
-        let Some(state) = dirs.state.get(dir as usize) else {
+        let Some(taken) = dirs.taken.get(dir as usize) else {
             return;
         };
-        if state
-            .compare_exchange(UNLISTED, LISTING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if taken.swap(true, Ordering::Relaxed) {
             return;
         }
         let path = self.path(dir);
@@ -285,7 +278,6 @@ impl Shared {
             Ok(entries) => entries.for_each(drop),
             Err(e) => tracing::debug!(path = %path.display(), error = %e, "cannot list"),
         }
-        state.store(LISTED, Ordering::Release);
     }
 
     /// File `ino` held open by path without opening it in the daemon
