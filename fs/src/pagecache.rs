@@ -281,8 +281,8 @@ impl Shared {
     }
 
     /// File `ino` held open by path without opening it in the daemon
-    /// (`O_PATH`), so that the kernel keeps its inode; `None` when the path
-    /// leads elsewhere.
+    /// (`O_PATH`), so that the kernel keeps its inode; `None` when it cannot
+    /// be opened or the path leads to another inode.
     fn pin(&self, ino: u64) -> Option<File> {
         let path = self.path(ino);
         let pinned = std::fs::OpenOptions::new()
@@ -343,11 +343,9 @@ impl Work {
             let Ok(attr) = self.shared.tree.attr(ino) else {
                 continue;
             };
-            if attr.kind != NodeType::File || !fits(attr.size, &mut room) {
-                continue;
-            }
-            // Its reader got there first: the pages it read are cached already.
-            if self.trace.was_read(ino) {
+            // Its reader got there first (the pages it read are cached already):
+            // it takes nothing from the budget.
+            if attr.kind != NodeType::File || self.trace.was_read(ino) || !fits(attr.size, &mut room) {
                 continue;
             }
             let started = Instant::now();

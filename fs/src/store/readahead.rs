@@ -89,8 +89,8 @@ impl FrameIndex {
 
 /// The frames one GET fetches: `frames` of a pack around `missed`, from the
 /// first's offset to the last's end (gaps of at most [`MAX_GAP`] between
-/// them), at most `window` bytes (but `missed` at least); `forward`: take
-/// the frames after `missed` first.
+/// them), at most `window.bytes` (but `missed` at least), first on the side
+/// `window.forward` names.
 pub fn span_around(
     frames: &[Frame],
     missed: Frame,
