@@ -10,6 +10,7 @@
 //! - `views`: per-step views (isolated attach, writes in a view, detach --persist)
 //! - `s3`, `proxy`: wsfs on S3 vs a tar.zst downloaded from S3, through a latency-injecting proxy
 //! - `pipeline`: 1 producer + 8 consumer tasks in `wsfs run`, layer vs tar.zst hand-over
+//! - `takeover`: kill -9 and restart of wsfsd under readers
 //! - `report`: rows, the markdown table, JSON
 
 mod corpus;
@@ -21,6 +22,7 @@ mod proxy;
 mod read;
 mod report;
 mod s3;
+mod takeover;
 mod views;
 
 use std::path::{Path, PathBuf};
@@ -116,6 +118,8 @@ enum Phase {
     S3,
     /// The pipeline of 1 producer + 8 consumers.
     Pipeline,
+    /// kill -9 and `wsfs daemon restart` of wsfsd under readers.
+    Takeover,
     /// Per-step views (last: its discards delete many files).
     Views,
 }
@@ -126,7 +130,7 @@ impl Args {
             Phase::Views => self.no_views,
             Phase::Pipeline => self.no_pipeline,
             Phase::S3 => self.no_s3,
-            Phase::Main | Phase::Scale => false,
+            Phase::Main | Phase::Scale | Phase::Takeover => false,
         };
         let chosen = match phase {
             _ if !self.only.is_empty() => self.only.contains(&phase),
@@ -243,6 +247,9 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
     }
     if args.runs(Phase::Pipeline) {
         pipeline::suite(&cfg, &tree, &mut outcome)?;
+    }
+    if args.runs(Phase::Takeover) {
+        takeover::suite(&cfg, &tree, &mut outcome)?;
     }
     // Last: the views' discards make the daemons delete many files, which
     // slows file creation for a minute or more afterwards.

@@ -39,13 +39,15 @@ pub enum Qty {
     Time(Samples),
     /// A byte count.
     Bytes(u64),
+    /// A count of events.
+    Count(u64),
 }
 
 impl Qty {
     fn value(&self) -> f64 {
         match self {
             Qty::Time(s) => s.median().as_secs_f64(),
-            Qty::Bytes(b) => *b as f64,
+            Qty::Bytes(b) | Qty::Count(b) => *b as f64,
         }
     }
 
@@ -53,6 +55,7 @@ impl Qty {
         match self {
             Qty::Time(s) => time(s.median()),
             Qty::Bytes(b) => bytes(*b),
+            Qty::Count(n) => n.to_string(),
         }
     }
 
@@ -60,6 +63,7 @@ impl Qty {
         match self {
             Qty::Time(s) => json!({ "median_ms": s.median().as_secs_f64() * 1e3, "samples_ms": s.millis() }),
             Qty::Bytes(b) => json!({ "bytes": b }),
+            Qty::Count(n) => json!({ "count": n }),
         }
     }
 }
@@ -75,6 +79,8 @@ pub enum Target {
     AtMost(f64),
     /// The wsfs value must be zero.
     Zero,
+    /// The wsfs value itself at most this (seconds for times).
+    Within(f64),
 }
 
 /// One line of the table.
@@ -128,6 +134,7 @@ impl Row {
         match (self.target, self.ratio()) {
             (Target::None, _) => None,
             (Target::Zero, _) => Some(self.wsfs.value() == 0.0),
+            (Target::Within(x), _) => Some(self.wsfs.value() <= x),
             (Target::Faster(x), Some(r)) => Some(r <= 1.0 / x),
             (Target::AtMost(x), Some(r)) => Some(r <= x),
             (_, None) => Some(false),
@@ -148,6 +155,10 @@ impl Row {
             Target::Faster(x) => format!("≥ {x}x faster"),
             Target::AtMost(x) => format!("≤ {x}x"),
             Target::Zero => "= 0".into(),
+            Target::Within(x) => match self.wsfs {
+                Qty::Time(_) => format!("≤ {}", time(Duration::from_secs_f64(x))),
+                _ => format!("≤ {x}"),
+            },
         };
         let verdict = if self.met() == Some(true) {
             "met"

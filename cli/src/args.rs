@@ -178,6 +178,23 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Manage the daemon itself.
+    Daemon {
+        #[command(subcommand)]
+        action: DaemonAction,
+    },
+}
+
+/// What `wsfs daemon` does.
+#[derive(Subcommand)]
+pub enum DaemonAction {
+    /// Hand every mount to a new daemon started from the binaries on disk
+    /// (an upgrade): readers wait a moment, no read fails, isolated views
+    /// keep their changes.
+    Restart {
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 /// How a step sees an attached workspace.

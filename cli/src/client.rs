@@ -50,6 +50,11 @@ impl Daemon {
         if let Some(client) = self.connect_running().await {
             return Ok(client);
         }
+        if self.is_locked()? {
+            // A holder is starting its next daemon (after a crash or for a
+            // restart): wait for it rather than start another.
+            return self.wait_for_socket().await;
+        }
         self.start()?;
         connect(&self.socket).await.with_context(|| {
             format!(
@@ -59,7 +64,41 @@ impl Daemon {
         })
     }
 
-    /// Starts `wsfsd` in its own session and waits until it says "ready".
+    /// Whether some process holds the state dir's lock (a daemon, or the
+    /// holder of one).
+    fn is_locked(&self) -> Result<bool> {
+        let path = self.state_dir.join("wsfsd.lock");
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        };
+        // SAFETY: a valid descriptor; the lock, if taken, goes with `file`.
+        Ok(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0)
+    }
+
+    /// Connects once the daemon of a live holder answers.
+    async fn wait_for_socket(&self) -> Result<Client> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(client) = self.connect_running().await {
+                return Ok(client);
+            }
+            if started.elapsed() > START_TIMEOUT || !self.is_locked()? {
+                bail!(
+                    "the daemon of state dir {} is not answering on {}: see {}",
+                    self.state_dir.display(),
+                    self.socket.display(),
+                    self.state_dir.join("wsfsd.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts the daemon under its holder (`wsfs-holder`, which keeps the
+    /// mounts across the daemon's crashes and restarts) in its own session,
+    /// and waits until it says "ready".
     fn start(&self) -> Result<()> {
         let log_path = self.state_dir.join("wsfsd.log");
         let log = std::fs::OpenOptions::new()
@@ -67,7 +106,8 @@ impl Daemon {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
-        let mut command = Command::new(daemon_binary());
+        let holder = holder_binary();
+        let mut command = Command::new(&holder);
         command
             .arg("--notify-ready")
             .env("WSFS_STATE_DIR", &self.state_dir)
@@ -84,8 +124,7 @@ impl Daemon {
         }
         let mut child = command.spawn().with_context(|| {
             format!(
-                "cannot start the daemon {:?} (set WSFS_DAEMON to its path)",
-                daemon_binary()
+                "cannot start the daemon's holder {holder:?}: install wsfs-holder next to wsfsd (WSFS_DAEMON) or on PATH"
             )
         })?;
         let stdout = child.stdout.take().expect("piped");
@@ -154,17 +193,19 @@ fn shown_url(url: &str) -> String {
     )
 }
 
-/// `WSFS_DAEMON`, else `wsfsd` next to this executable, else `wsfsd` on PATH.
-fn daemon_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("WSFS_DAEMON").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let sibling = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join("wsfsd")));
-    sibling
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("wsfsd"))
+/// `wsfs-holder` next to the daemon (`WSFS_DAEMON`, which the holder starts
+/// too), else next to this executable, else on PATH.
+fn holder_binary() -> PathBuf {
+    let daemon = std::env::var_os("WSFS_DAEMON")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    let this = std::env::current_exe().ok();
+    [daemon, this]
+        .into_iter()
+        .flatten()
+        .filter_map(|exe| Some(exe.parent()?.join("wsfs-holder")))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("wsfs-holder"))
 }
 
 /// The daemon's last error line in its log.
@@ -174,8 +215,12 @@ fn last_error(log: &Path) -> String {
         .and_then(|text| {
             text.lines()
                 .rev()
-                .find(|l| l.starts_with("wsfsd: error:"))
-                .map(|l| l.trim_start_matches("wsfsd: error:").trim().to_string())
+                .find_map(|l| {
+                    ["wsfsd: error:", "wsfs-holder: error:"]
+                        .iter()
+                        .find_map(|prefix| l.strip_prefix(prefix))
+                })
+                .map(|l| l.trim().to_string())
         })
         .unwrap_or_else(|| format!("see {}", log.display()))
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, DaemonAction};
 use crate::client::Daemon;
 
 fn main() -> ExitCode {
@@ -135,5 +135,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Status { output } => commands::daemon::status(&daemon, output.json).await,
         Command::Shutdown { output } => commands::daemon::shutdown(&daemon, output.json).await,
+        Command::Daemon {
+            action: DaemonAction::Restart { output },
+        } => commands::daemon::restart(&daemon, output.json).await,
     }
 }

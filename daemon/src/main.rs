@@ -71,7 +71,14 @@ fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
-    let _lock = lock_state_dir(&config)?;
+    // Under a holder, the holder holds the state dir's lock for its daemons.
+    let link = wsfs_holder::Link::from_env()
+        .context("the holder's socket")?
+        .map(Arc::new);
+    let _lock = match link {
+        Some(_) => None,
+        None => Some(lock_state_dir(&config)?),
+    };
     init_logging(&config)?;
     let store = Store::open(&StoreConfig {
         state_dir: config.state_dir.clone(),
@@ -80,19 +87,32 @@ fn run(args: Args) -> Result<()> {
         remote_timeout: config.remote_timeout,
     })?;
     let store = Arc::new(store);
-    let mounts = Mounts::recover(store.clone(), &config.state_dir, host.clone())?;
+    let held = match &link {
+        Some(link) => link
+            .take_all()
+            .context("taking the mounts over from the holder")?,
+        None => Vec::new(),
+    };
+    let mounts = Mounts::recover(store.clone(), &config.state_dir, host.clone(), link.clone(), held)?;
     let daemon = Arc::new(Daemon {
         config,
         store,
         mounts,
         shutdown: Shutdown::new(),
         host,
+        link,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let served = runtime.block_on(server::run(daemon.clone(), csi, args.notify_ready));
+    if served.is_ok() && daemon.shutdown.restarting() {
+        // The mounts stay: the next daemon serves them. Nothing is dropped
+        // (a FUSE session unmounts when dropped); RocksDB's log has every write.
+        tracing::info!("exiting for a restart: the holder starts the next daemon");
+        std::process::exit(0);
+    }
     // The store owns a runtime of its own: drop it here, outside any async context.
     drop(runtime);
     drop(daemon);

@@ -56,6 +56,9 @@ pub async fn run(daemon: Arc<Daemon>, csi: Option<CsiConfig>, notify_ready: bool
     if notify_ready {
         announce_ready()?;
     }
+    if let Some(link) = &daemon.link {
+        link.ready().context("telling the holder this daemon serves")?;
+    }
     tokio::spawn(stop_on_signals(stop.clone()));
     let graceful = stop.clone();
     let serve = tonic::transport::Server::builder()
@@ -69,10 +72,17 @@ pub async fn run(daemon: Arc<Daemon>, csi: Option<CsiConfig>, notify_ready: bool
         served = serve => served,
         () = async { stop.wait().await; tokio::time::sleep(CLOSE_GRACE).await } => Ok(()),
     };
-    let cleanup = daemon.clone();
-    let detached = tokio::task::spawn_blocking(move || cleanup.mounts.detach_all()).await?;
-    let _ = std::fs::remove_file(&socket);
-    tracing::info!(detached, "stopped");
+    if daemon.shutdown.restarting() {
+        tracing::info!(
+            views = daemon.mounts.views().len(),
+            "stopped for a restart, mounts left to the next daemon"
+        );
+    } else {
+        let cleanup = daemon.clone();
+        let detached = tokio::task::spawn_blocking(move || cleanup.mounts.detach_all()).await?;
+        let _ = std::fs::remove_file(&socket);
+        tracing::info!(detached, "stopped");
+    }
     if let Some(csi_served) = csi_served {
         // Stopped with the API: its connections were given the same grace.
         if let Ok(Err(e)) = tokio::time::timeout(CLOSE_GRACE, csi_served)

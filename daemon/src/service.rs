@@ -363,6 +363,7 @@ impl Wsfs for Service {
                 upper_dir: upper_dir.as_deref(),
                 prefetch: req.prefetch,
                 prefetch_key: prefetch_key.as_deref(),
+                note: None,
             };
             daemon.mounts.attach(&request).map_err(mount_status)
         })
@@ -540,6 +541,7 @@ impl Wsfs for Service {
                 String::new()
             },
             pid: std::process::id(),
+            holder_pid: d.link.as_ref().map_or(0, |l| l.holder_pid()),
             state_dir: d.config.state_dir.display().to_string(),
             remote: d.store.remote().url().to_string(),
             remote_get_requests: m.remote_get_requests,
@@ -586,6 +588,28 @@ impl Wsfs for Service {
             .map_err(|e| Status::internal(format!("shutdown failed: {e}")))?;
         Ok(Response::new(pb::ShutdownReply {
             unmounted: unmounted as u32,
+        }))
+    }
+
+    async fn restart(
+        &self,
+        _request: Request<pb::RestartRequest>,
+    ) -> Result<Response<pb::RestartReply>, Status> {
+        let daemon = &self.daemon;
+        let Some(link) = &daemon.link else {
+            return Err(Status::failed_precondition(
+                "this wsfsd was started without wsfs-holder, so its mounts cannot outlive it: stop it with \
+                 `wsfs shutdown` (which unmounts everything); the next `wsfs` command starts one under the holder",
+            ));
+        };
+        link.restart()
+            .map_err(|e| Status::unavailable(format!("cannot reach the holder: {e}")))?;
+        let views = daemon.mounts.views().len() as u32;
+        tracing::info!(views, "restart asked: leaving the mounts to the next daemon");
+        daemon.shutdown.trigger_restart();
+        Ok(Response::new(pb::RestartReply {
+            pid: std::process::id(),
+            views,
         }))
     }
 }

@@ -21,6 +21,8 @@ pub struct Daemon {
     pub shutdown: Shutdown,
     /// This host's name, recorded with each persist.
     pub host: String,
+    /// The holder that keeps the mounts across this process's end, if one started it.
+    pub link: Option<Arc<wsfs_holder::Link>>,
 }
 
 /// The host name, for workspace records.

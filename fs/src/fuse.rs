@@ -7,6 +7,7 @@
 
 use std::ffi::OsStr;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +17,7 @@ use std::time::Duration;
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyXattr, Request, SessionACL,
+    ReplyOpen, ReplyStatfs, ReplyXattr, Request, Session, SessionACL,
 };
 
 use crate::manifest::system_time;
@@ -72,21 +73,46 @@ impl WsfsFs {
     }
 }
 
-/// Mounts `fs` read-only at `mountpoint`; the mount lives as long as the returned session.
-pub fn mount(fs: WsfsFs, mountpoint: &Path, fsname: &str) -> io::Result<BackgroundSession> {
+/// The session options of every wsfs mount. Threads share one `/dev/fuse`
+/// descriptor (no `clone_fd`): a request a thread has read stays on that
+/// descriptor, which the holder keeps open, so a daemon that dies with
+/// requests unanswered leaves them to its successor ([`adopt`]).
+fn config(mount_options: Vec<MountOption>) -> Config {
     let mut config = Config::default();
-    config.mount_options = vec![
+    config.mount_options = mount_options;
+    config.acl = SessionACL::All;
+    config.n_threads = Some(THREADS);
+    config.clone_fd = false;
+    config
+}
+
+/// Mounts `fs` read-only at `mountpoint`. Returns the session serving it
+/// and a duplicate of its `/dev/fuse` descriptor: the connection lives while
+/// either is open.
+pub fn mount(fs: WsfsFs, mountpoint: &Path, fsname: &str) -> io::Result<(BackgroundSession, OwnedFd)> {
+    let config = config(vec![
         MountOption::RO,
         MountOption::FSName(fsname.to_string()),
         MountOption::Subtype("wsfs".to_string()),
         MountOption::DefaultPermissions,
         MountOption::NoDev,
         MountOption::NoSuid,
-    ];
-    config.acl = SessionACL::All;
-    config.n_threads = Some(THREADS);
-    config.clone_fd = true;
-    fuser::spawn_mount(fs, mountpoint, &config)
+    ]);
+    let session = Session::new(fs, mountpoint, &config)?;
+    let fd = session.as_fd().try_clone_to_owned()?;
+    Ok((session.spawn()?, fd))
+}
+
+/// Serves `fs` on a connection an earlier process mounted and initialised
+/// (`fd`, from the holder), after asking the kernel to send again the
+/// requests that process read but did not answer (Linux 6.9 and later;
+/// on older kernels those readers wait for good, which is logged).
+pub fn adopt(fs: WsfsFs, fd: OwnedFd) -> io::Result<BackgroundSession> {
+    let session = Session::from_initialized_fd(fs, fd, SessionACL::All, config(Vec::new()));
+    if let Err(e) = session.notifier().resend() {
+        tracing::warn!(error = %e, "this kernel cannot resend requests (FUSE_NOTIFY_RESEND, Linux 6.9): reads in flight when the previous daemon stopped stay unanswered");
+    }
+    session.spawn()
 }
 
 fn errno(e: &TreeError) -> Errno {

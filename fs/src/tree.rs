@@ -495,6 +495,21 @@ mod tests {
         assert_eq!(tree.totals(), (3, 29));
     }
 
+    /// A daemon that takes a mount over rebuilds its tree: every entry must
+    /// get the inode number the kernel already knows.
+    #[test]
+    fn the_same_layers_always_give_the_same_inode_numbers() {
+        let (first, _) = sample();
+        let (again, _) = sample();
+        let all: HashSet<u64> = (1..=first.inodes()).collect();
+        assert_eq!(first.paths_of(&all), again.paths_of(&all));
+        assert_eq!(
+            first.paths_of(&all).len() as u64,
+            first.inodes() - 1,
+            "every inode but the root has a path"
+        );
+    }
+
     #[test]
     fn reads_fetch_only_the_chunks_they_touch() {
         let (tree, src) = sample();

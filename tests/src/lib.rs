@@ -15,6 +15,7 @@
 //!   `file://` remote with its peers; runs `wsfs` and cleans up on drop.
 //! - [`mounts`]: `/proc/self/mountinfo` parsing and lazy unmounting.
 //! - [`process`]: running commands with a time limit, waiting for a pid to exit.
+//! - [`read`]: `O_DIRECT` reads, and many readers checking every byte.
 //! - [`json`]: small accessors for the CLI's `--json` output.
 //! - [`csi`]: a CSI client driving the daemon's node plugin as kubelet does.
 //! - [`s3`]: a real S3 server (Garage, single node) a test can stop and start.
@@ -28,6 +29,7 @@ pub mod host;
 pub mod json;
 pub mod mounts;
 pub mod process;
+pub mod read;
 pub mod s3;
 pub mod tree;
 

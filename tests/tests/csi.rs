@@ -19,7 +19,7 @@ use wsfs_tests::compare::{assert_same_tree, CompareOptions};
 use wsfs_tests::csi::{block_capability, mount_capability, publish_request, CsiClient};
 use wsfs_tests::json::{array_of, u64_of};
 use wsfs_tests::tree::{generate, write_file, TreeSpec};
-use wsfs_tests::{mounts, Host, HostConfig};
+use wsfs_tests::{mounts, process, Host, HostConfig};
 
 /// A node: a host whose daemon serves CSI, with a "kubelet" directory for targets.
 fn node() -> (Host, CsiClient) {
@@ -196,6 +196,49 @@ fn an_isolated_volume_with_persist_on_success_yields_the_next_layer() {
         2,
         "a read-only publish persisted"
     );
+}
+
+/// A build pod writes to an isolated `persist: on-success` volume, then the
+/// daemon is killed (SIGKILL) and comes back on its own: kubelet's
+/// unpublish, to the new daemon, persists the changes as the next layer;
+/// the publication was not forgotten, so it is never OK without the layer.
+#[test]
+fn an_unpublish_after_the_daemon_was_killed_still_persists_the_changes() {
+    let (host, csi) = node();
+    workspace(&host, "run-8/build", 3);
+    let attrs = [
+        ("workspace", "run-8/build"),
+        ("view", "isolated"),
+        ("persist", "on-success"),
+    ];
+    let t = target(&host, "build");
+    csi.publish(publish_request("vol-a", &t, &attrs)).unwrap();
+    write_file(&t.join("out/report.txt"), b"written before the crash\n").unwrap();
+    let daemon = u64_of(&host.status(), "pid") as i32;
+    assert!(
+        process::kill_and_wait(daemon, std::time::Duration::from_secs(30)),
+        "the daemon did not die"
+    );
+    assert_ne!(u64_of(&host.status(), "pid") as i32, daemon, "no new daemon");
+
+    let csi = host.csi();
+    csi.publish(publish_request("vol-a", &t, &attrs))
+        .expect("a repeated publish of the taken-over volume is OK");
+    csi.unpublish("vol-a", &t).unwrap();
+    assert!(!t.exists());
+    assert_eq!(
+        host.layer_count("run-8/build"),
+        2,
+        "the unpublish did not persist"
+    );
+    let next = target(&host, "next");
+    csi.publish(publish_request("vol-b", &next, &[("workspace", "run-8/build")]))
+        .unwrap();
+    assert_eq!(
+        fs::read(next.join("out/report.txt")).unwrap(),
+        b"written before the crash\n"
+    );
+    csi.unpublish("vol-b", &next).unwrap();
 }
 
 /// A deploy pod declares the files it needs from its credentials workspace:

@@ -101,33 +101,3 @@ fn shutdown_unmounts_everything_and_stops_the_daemon() {
     a.shutdown();
     a.shutdown(); // no daemon running: still exit 0
 }
-
-/// The daemon dies (SIGKILL) while a step has the workspace attached: the view
-/// is left dead. The next command starts a new daemon, which clears the dead
-/// view before serving, so the step can attach the workspace there again.
-#[test]
-fn a_new_daemon_clears_the_views_a_killed_one_left() {
-    let a = Host::new();
-    persist_small(&a, "life/crash");
-    let mnt = a.path("mnt");
-    a.attach("life/crash", &mnt);
-    let pid = u64_of(&a.status(), "pid") as i32;
-    assert!(
-        process::kill_and_wait(pid, Duration::from_secs(30)),
-        "the daemon did not die"
-    );
-    assert!(
-        mounts::is_mounted(&mnt),
-        "a killed daemon cannot have unmounted {mnt:?}"
-    );
-
-    let fresh = a.status();
-    assert_ne!(u64_of(&fresh, "pid") as i32, pid);
-    assert!(
-        !mounts::is_mounted(&mnt),
-        "the new daemon left the dead view {mnt:?} mounted"
-    );
-    assert!(mountpoints(&fresh).is_empty());
-    a.attach("life/crash", &mnt);
-    assert_eq!(std::fs::read(mnt.join("hello.txt")).unwrap(), b"hello\n");
-}

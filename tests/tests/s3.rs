@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use wsfs_tests::compare::{assert_same_tree, drop_page_cache, CompareOptions};
 use wsfs_tests::json::{array_of, str_of, u64_of};
+use wsfs_tests::read::read_direct;
 use wsfs_tests::s3::S3Server;
 use wsfs_tests::tree::{generate, random_bytes, write_file, TreeSpec};
 use wsfs_tests::{Host, HostConfig};
@@ -187,36 +188,6 @@ fn an_outage_fails_reads_with_eio_then_everything_works_again_without_remount() 
     );
 }
 
-/// Reads `path` with `O_DIRECT`, past the page cache: each reader's reads
-/// reach the daemon, as reads of different processes on different pages do.
-fn read_direct(path: &std::path::Path) -> Vec<u8> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    const BLOCK: usize = 1 << 20;
-    let layout = std::alloc::Layout::from_size_align(BLOCK, 4096).unwrap();
-    // SAFETY: a non-zero size; freed below with the same layout.
-    let buf = unsafe { std::alloc::alloc(layout) };
-    assert!(!buf.is_null());
-    // SAFETY: `buf` holds BLOCK bytes, owned here until dealloc.
-    let block = unsafe { std::slice::from_raw_parts_mut(buf, BLOCK) };
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-        .unwrap();
-    let mut out = Vec::new();
-    loop {
-        let n = file.read(block).unwrap();
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&block[..n]);
-    }
-    // SAFETY: allocated above with `layout`.
-    unsafe { std::alloc::dealloc(buf, layout) };
-    out
-}
-
 /// Sixteen test processes read one large file at once on a fresh host,
 /// past the page cache: the host fetches from the bucket exactly what a
 /// single reader's host fetches (each frame once: concurrent readers of a
@@ -239,7 +210,7 @@ fn sixteen_concurrent_readers_of_one_file_fetch_each_chunk_once() {
                 scope.spawn(|| {
                     barrier.wait();
                     assert!(
-                        read_direct(&mnt.join("big.bin")) == data,
+                        read_direct(&mnt.join("big.bin")).unwrap() == data,
                         "a reader got wrong bytes"
                     );
                 });

@@ -928,54 +928,6 @@ fn shutdown_with_isolated_views_leaves_no_mount_and_no_upper_dir() {
     assert_eq!(entries_of(&own_uppers), Vec::<PathBuf>::new());
 }
 
-/// The daemon is SIGKILLed while a step has an isolated view with changes
-/// attached: the overlay stays mounted over a dead FUSE mount. The next
-/// command starts a new daemon, which clears the overlay, the dead FUSE
-/// mount and the view's upper dir; the step can attach again, from scratch.
-#[test]
-fn a_new_daemon_clears_the_isolated_views_a_killed_one_left() {
-    let a = Host::new();
-    small_workspace(&a, "crash/ws");
-    let v = a.path("view");
-    let att = a.attach_view("crash/ws", &v, ISOLATED);
-    let upper = PathBuf::from(str_of(&att, "upper_dir"));
-    write_file(&v.join("before-the-crash.txt"), b"lost\n").unwrap();
-    let pid = u64_of(&a.status(), "pid") as i32;
-    assert!(
-        process::kill_and_wait(pid, Duration::from_secs(30)),
-        "the daemon did not die"
-    );
-    assert_eq!(
-        mounts::mount_at(&v).map(|m| m.fs_type),
-        Some("overlay".to_string()),
-        "a killed daemon cannot have unmounted {v:?}"
-    );
-    assert!(upper.join("before-the-crash.txt").is_file());
-
-    let fresh = a.status();
-    assert_ne!(u64_of(&fresh, "pid") as i32, pid);
-    assert!(
-        !mounts::is_mounted(&v),
-        "the new daemon left the dead overlay {v:?} mounted"
-    );
-    assert_eq!(
-        fuse_mounts_under(&a.shared_mounts_dir()),
-        Vec::new(),
-        "the new daemon left the dead FUSE mount"
-    );
-    assert_eq!(mounts::mounts_under(a.test_dir()), Vec::<PathBuf>::new());
-    assert!(
-        !upper.exists(),
-        "the new daemon left the dead view's upper dir {upper:?}"
-    );
-    assert_eq!(entries_of(&a.views_dir()), Vec::<PathBuf>::new());
-    assert!(status_mountpoints(&fresh).is_empty(), "{fresh}");
-
-    a.attach_view("crash/ws", &v, ISOLATED);
-    assert!(!v.join("before-the-crash.txt").exists());
-    assert_eq!(fs::read(v.join("README.md")).unwrap(), b"# project\n");
-}
-
 /// A step's process still has its working directory inside its isolated view
 /// when the runner detaches it: `detach` (and `detach --persist`) fail naming
 /// the process, and the view stays attached, with its changes, and usable.

@@ -1,6 +1,8 @@
-//! `wsfs status` and `wsfs shutdown`: the daemon itself.
+//! `wsfs status`, `wsfs shutdown` and `wsfs daemon restart`: the daemon itself.
 
-use anyhow::Result;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
 use serde_json::json;
 use wsfs_api::pb;
 
@@ -14,6 +16,7 @@ pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
     let s = client.status(pb::StatusRequest {}).await?.into_inner();
     let value = json!({
         "pid": s.pid,
+        "holder_pid": s.holder_pid,
         "version": s.version,
         "state_dir": s.state_dir,
         "remote": s.remote,
@@ -114,5 +117,59 @@ pub async fn shutdown(daemon: &Daemon, json: bool) -> Result<()> {
         json!({ "running": true, "unmounted": reply.unmounted }),
         || format!("daemon stopped; {} views detached", reply.unmounted),
     );
+    Ok(())
+}
+
+/// How long `daemon restart` waits for the next daemon to answer.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Hands every mount to a new daemon and waits until it answers.
+pub async fn restart(daemon: &Daemon, json: bool) -> Result<()> {
+    let Some(mut client) = daemon.connect_running().await else {
+        bail!(
+            "no daemon running for {}: nothing to restart (the next wsfs command starts one)",
+            daemon.state_dir.display()
+        );
+    };
+    let started = Instant::now();
+    let reply = client.restart(pb::RestartRequest {}).await?.into_inner();
+    drop(client);
+    // The next daemon answers on the same socket, with another pid.
+    let next = loop {
+        if let Some(mut client) = daemon.connect_running().await {
+            if let Ok(status) = client.status(pb::StatusRequest {}).await {
+                let status = status.into_inner();
+                if status.pid != reply.pid {
+                    break status;
+                }
+            }
+        }
+        if started.elapsed() > RESTART_TIMEOUT {
+            bail!(
+                "the next daemon did not answer within {}s: see {}",
+                RESTART_TIMEOUT.as_secs(),
+                daemon.state_dir.join("wsfsd.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ms = started.elapsed().as_millis() as u64;
+    let value = json!({
+        "old_pid": reply.pid,
+        "pid": next.pid,
+        "version": next.version,
+        "views": next.mounts.len(),
+        "ms": ms,
+    });
+    emit(json, value, || {
+        format!(
+            "daemon restarted (pid {} → {}, version {}): {} of {} views taken over in {ms} ms",
+            reply.pid,
+            next.pid,
+            next.version,
+            next.mounts.len(),
+            reply.views
+        )
+    });
     Ok(())
 }

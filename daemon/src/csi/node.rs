@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
+
 use tonic::{Request, Response, Status};
 use wsfs_api::csi::{self, node_server::Node};
 use wsfs_pipeline::workspace_files::{self, FilesCheckError};
@@ -31,7 +33,40 @@ struct Publication {
     spec: VolumeSpec,
 }
 
+/// A publication as its view's record keeps it (the spec is parsed again).
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    volume_id: String,
+    context: BTreeMap<String, String>,
+    readonly: bool,
+    access_mode: i32,
+}
+
 impl Publication {
+    /// The publication as kept with its view.
+    fn keep(&self) -> Vec<u8> {
+        let kept = Kept {
+            volume_id: self.volume_id.clone(),
+            context: self.context.clone(),
+            readonly: self.readonly,
+            access_mode: self.access_mode,
+        };
+        serde_json::to_vec(&kept).expect("a publication always serializes")
+    }
+
+    /// A publication kept with a view by an earlier daemon.
+    fn kept(bytes: &[u8]) -> Result<Publication, String> {
+        let kept: Kept = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let attributes = kept.context.clone().into_iter().collect();
+        Ok(Publication {
+            spec: volume::parse(&attributes)?,
+            volume_id: kept.volume_id,
+            context: kept.context,
+            readonly: kept.readonly,
+            access_mode: kept.access_mode,
+        })
+    }
+
     /// Whether unpublishing persists the view's changes.
     fn persists(&self) -> bool {
         self.spec.persist == PersistPolicy::OnSuccess && !self.readonly
@@ -64,12 +99,31 @@ impl Drop for InFlight {
 }
 
 impl NodeService {
-    /// Serves volumes of `daemon` on the node `node_id`.
+    /// Serves volumes of `daemon` on the node `node_id`, with the
+    /// publications of the views an earlier daemon left (taken over).
     pub fn new(daemon: Arc<Daemon>, node_id: String) -> Self {
+        let mut table = Table::default();
+        for view in daemon.mounts.views() {
+            let Some(note) = &view.note else { continue };
+            match Publication::kept(note) {
+                Ok(publication) => {
+                    table.published.insert(view.mountpoint.clone(), publication);
+                }
+                Err(e) => {
+                    tracing::error!(target = %view.mountpoint.display(), error = %e, "cannot read a kept publication")
+                }
+            }
+        }
+        if !table.published.is_empty() {
+            tracing::info!(
+                publications = table.published.len(),
+                "took over the publications of the previous daemon"
+            );
+        }
         NodeService {
             daemon,
             node_id,
-            table: Arc::default(),
+            table: Arc::new(Mutex::new(table)),
         }
     }
 
@@ -273,6 +327,7 @@ fn publish(daemon: &Daemon, publication: &Publication, target: &Path) -> Result<
         upper_dir: None,
         prefetch: spec.prefetch,
         prefetch_key: spec.prefetch_key.as_deref(),
+        note: Some(publication.keep()),
     };
     daemon.mounts.attach(&request).map_err(|e| match e {
         MountError::BadSubPath(..) => Status::invalid_argument(format!("volume attribute \"subPath\": {e}")),
@@ -312,9 +367,18 @@ fn unpublish(
                 .map_err(mount_status)?;
             outcome.map(|(_, o)| o.layer.to_hex())
         }
+        None if daemon.mounts.views().iter().any(|v| v.mountpoint == target) => {
+            // A view without a publication this daemon can read: whether it
+            // should be persisted is unknown, so nothing is discarded.
+            return Err(Status::failed_precondition(format!(
+                "{} is a wsfs view whose publication was lost: detach it with `wsfs detach` (add --persist to \
+                 keep its changes), then retry",
+                target.display()
+            )));
+        }
         None => {
             if sys::is_wsfs_mount(target) {
-                tracing::info!(target = %target.display(), "clearing a view left by a previous daemon");
+                tracing::info!(target = %target.display(), "clearing a stale wsfs mount");
                 sys::unmount(target, true)
                     .map_err(|e| Status::internal(format!("{}: {e}", target.display())))?;
             }

@@ -201,8 +201,23 @@ impl<FS: Filesystem> Session<FS> {
         acl: SessionACL,
         config: Config,
     ) -> io::Result<Self> {
+        let mut session = Self::from_initialized_fd(filesystem, fd, acl, config);
+        session.handshake()?;
+        Ok(session)
+    }
+
+    /// Wrap a /dev/fuse file descriptor whose connection is already
+    /// initialised: another process answered INIT and handed the descriptor
+    /// over. No handshake is made and `Filesystem::init` is not called; the
+    /// filesystem must behave as the one that answered INIT promised.
+    pub fn from_initialized_fd(
+        filesystem: FS,
+        fd: OwnedFd,
+        acl: SessionACL,
+        config: Config,
+    ) -> Self {
         let ch = Channel::new(Arc::new(DevFuse(File::from(fd))));
-        let mut session = Session {
+        Session {
             filesystem: FilesystemHolder {
                 fs: Some(filesystem),
             },
@@ -214,11 +229,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
-        };
-
-        session.handshake()?;
-
-        Ok(session)
+        }
     }
 
     /// Run the session loop in a background thread. If the returned handle is dropped,

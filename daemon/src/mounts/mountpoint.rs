@@ -1,0 +1,135 @@
+//! Mounting and unmounting a view at its mountpoint: checks of the
+//! mountpoint, bind mounts for read-only views, overlayfs for isolated ones.
+
+use std::path::Path;
+
+use wsfs_fs::error::StoreError;
+use wsfs_fs::tree::Tree;
+
+use super::{MountError, Table, View};
+use crate::sys::{self, OverlayDirs};
+use crate::views::Scratch;
+
+/// Refuses a path inside one of the views: wsfs does not stack views.
+pub(super) fn check_outside_views(table: &Table, path: &Path, what: &str) -> Result<(), MountError> {
+    match table.views.keys().find(|v| path.starts_with(v)) {
+        Some(view) if view == path => Err(MountError::BadRequest(format!(
+            "{what} {} is already a wsfs view: `wsfs detach` it first",
+            path.display()
+        ))),
+        Some(view) => Err(MountError::BadRequest(format!(
+            "{what} {} is inside the wsfs view {}: choose a directory outside every view",
+            path.display(),
+            view.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Mounts `view` at its mountpoint over its version's FUSE mount at
+/// `shared`: a read-only bind of its part, or overlayfs with its changes in
+/// its scratch directory.
+pub(super) fn mount_view(view: &View, shared: &Path) -> Result<(), MountError> {
+    match &view.scratch {
+        None => sys::bind_read_only(&view.lower(shared), &view.mountpoint)
+            .map_err(|e| MountError::System(view.mountpoint.clone(), e)),
+        Some(scratch) => mount_isolated(view, shared, scratch),
+    }
+}
+
+/// A new isolated view's scratch directory under `base`, its upper root
+/// looking like the view's root (inode `root_ino` of `tree`).
+pub(super) fn new_scratch(base: &Path, tree: &Tree, root_ino: u64) -> Result<Scratch, MountError> {
+    let meta = tree
+        .entry(root_ino, Vec::new())
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+        .meta;
+    Scratch::create(base, &meta)
+}
+
+/// File system types overlayfs refuses as upper directory.
+fn refused_upper(fstype: &str) -> bool {
+    [
+        "fuse", "overlay", "nfs", "cifs", "smb", "9p", "ceph", "squashfs", "iso9660", "erofs",
+    ]
+    .iter()
+    .any(|t| fstype.starts_with(t))
+}
+
+/// Mounts an isolated view: overlayfs over the view's part of the version's
+/// FUSE mount (at `shared`), changes going to `scratch`.
+fn mount_isolated(view: &View, shared: &Path, scratch: &Scratch) -> Result<(), MountError> {
+    let (lower, upper, work) = (view.lower(shared), scratch.upper(), scratch.work());
+    let dirs = OverlayDirs {
+        lower: &lower,
+        upper: &upper,
+        work: &work,
+    };
+    let source = format!("{}{}", sys::WSFS_SOURCE_PREFIX, view.workspace);
+    sys::mount_overlay(&source, &dirs, &view.mountpoint).map_err(|error| {
+        let fstype = sys::fs_type_of(&upper).unwrap_or_else(|| "unknown".into());
+        if error.raw_os_error() == Some(libc::EPERM) {
+            let why =
+                format!("overlayfs mount refused ({error}): wsfsd must run as root to mount isolated views");
+            MountError::System(view.mountpoint.clone(), std::io::Error::other(why))
+        } else if refused_upper(&fstype) {
+            let why = format!("overlayfs refuses upper dirs on {fstype} file systems ({error})");
+            MountError::UpperDir { upper, why }
+        } else {
+            let why = format!("overlayfs mount failed ({error}); `dmesg | grep overlayfs` tells why");
+            MountError::System(view.mountpoint.clone(), std::io::Error::other(why))
+        }
+    })
+}
+
+/// Unmounts a view's mountpoint, naming what holds it when busy. `force`:
+/// a busy view is detached lazily instead; returns whether that happened.
+pub(super) fn unmount_view(mountpoint: &Path, force: bool) -> Result<bool, MountError> {
+    match sys::unmount(mountpoint, false) {
+        Ok(()) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) && force => {
+            sys::unmount(mountpoint, true).map_err(|e| MountError::System(mountpoint.into(), e))?;
+            Ok(true)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            let holders = sys::holders(mountpoint);
+            let who = if holders.is_empty() {
+                "another process".to_string()
+            } else {
+                holders.join(", ")
+            };
+            Err(MountError::Busy(mountpoint.into(), who))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::warn!(mountpoint = %mountpoint.display(), "view was already unmounted");
+            Ok(false)
+        }
+        Err(e) => Err(MountError::System(mountpoint.into(), e)),
+    }
+}
+
+/// Checks that `mountpoint` is an empty directory, creating it when missing;
+/// returns whether it was created.
+pub(super) fn prepare_mountpoint(mountpoint: &Path) -> Result<bool, MountError> {
+    let bad = |why: &str| MountError::BadMountpoint(mountpoint.into(), why.to_string());
+    match std::fs::symlink_metadata(mountpoint) {
+        Ok(meta) if !meta.is_dir() => Err(bad("is not a directory: give an empty directory")),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(mountpoint).map_err(|e| bad(&e.to_string()))?;
+            if entries.next().is_some() {
+                return Err(bad(
+                    "is not empty: give an empty directory (nothing is mounted over files)",
+                ));
+            }
+            if sys::mounts().is_ok_and(|all| all.iter().any(|m| m.point == mountpoint)) {
+                return Err(bad("is already a mount point"));
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(mountpoint).map_err(|e| bad(&format!("cannot create it: {e}")))?;
+            Ok(true)
+        }
+        Err(e) => Err(bad(&e.to_string())),
+    }
+}
