@@ -3,6 +3,7 @@
 
 mod config;
 mod csi;
+mod mount_error;
 mod mounts;
 mod server;
 mod service;

@@ -16,7 +16,8 @@ use wsfs_fs::persist::{persist, PersistError, PersistOutcome, PersistRequest};
 use wsfs_fs::prefetch::Progress;
 use wsfs_fs::workspace::{self, WorkspaceName};
 
-use crate::mounts::{AttachRequest, MountError, View};
+use crate::mount_error::MountError;
+use crate::mounts::{AttachRequest, View};
 use crate::state::Daemon;
 use crate::views::{parse_sub_path, ViewKind};
 

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use wsfs_fs::manifest::{manifest_path, system_time, Meta, RelativePathError};
 use wsfs_fs::tree::{NodeType, Tree};
 
-use crate::mounts::MountError;
+use crate::mount_error::MountError;
 
 /// How a step sees a workspace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

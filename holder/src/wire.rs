@@ -117,6 +117,24 @@ fn cmsg_space() -> usize {
     unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize }
 }
 
+fn iovec(buf: &mut [u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    }
+}
+
+/// A message header over one buffer and a control buffer; both must outlive it.
+fn header(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    msg
+}
+
 /// Sends one message.
 pub fn send(sock: BorrowedFd<'_>, op: Op, key: &str, fd: Option<BorrowedFd<'_>>) -> Result<(), WireError> {
     if !key.is_empty() && !valid_key(key) {
@@ -125,18 +143,11 @@ pub fn send(sock: BorrowedFd<'_>, op: Op, key: &str, fd: Option<BorrowedFd<'_>>)
     let mut payload = Vec::with_capacity(1 + key.len());
     payload.push(op.byte());
     payload.extend_from_slice(key.as_bytes());
-    let mut iov = libc::iovec {
-        iov_base: payload.as_mut_ptr().cast(),
-        iov_len: payload.len(),
-    };
-    let mut control = vec![0u8; cmsg_space()];
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
+    let mut iov = iovec(&mut payload);
+    // No control message at all without a descriptor.
+    let mut control = vec![0u8; if fd.is_some() { cmsg_space() } else { 0 }];
+    let msg = header(&mut iov, &mut control);
     if let Some(fd) = fd {
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = control.len() as _;
         // SAFETY: the control buffer has room for one descriptor's header
         // and data (CMSG_SPACE), so the first header and its data are in bounds.
         unsafe {
@@ -163,17 +174,9 @@ pub fn send(sock: BorrowedFd<'_>, op: Op, key: &str, fd: Option<BorrowedFd<'_>>)
 /// Receives one message; `None` when the peer has closed its end.
 pub fn recv(sock: BorrowedFd<'_>) -> Result<Option<Message>, WireError> {
     let mut payload = vec![0u8; 1 + MAX_KEY];
-    let mut iov = libc::iovec {
-        iov_base: payload.as_mut_ptr().cast(),
-        iov_len: payload.len(),
-    };
+    let mut iov = iovec(&mut payload);
     let mut control = vec![0u8; cmsg_space()];
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len() as _;
+    let mut msg = header(&mut iov, &mut control);
     let n = loop {
         // SAFETY: `msg` points at buffers that live until recvmsg returns.
         let rc = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };

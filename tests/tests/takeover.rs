@@ -17,13 +17,51 @@ const ISOLATED: &[&str] = &["--view", "isolated"];
 /// take longer than this hung.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Persists a tree of a few hundred files (most under 64 KiB, one of 8 MiB)
-/// as `ws`; returns the source.
-fn workspace(a: &Host, ws: &str) -> PathBuf {
-    let src = a.path("src");
-    let tree = generate(&src, &TreeSpec::plain(16, 200).with_big_file(8 << 20)).unwrap();
-    a.persist(ws, &src, &tree.top_level());
-    src
+/// A step's host: a tree of a few hundred files (most under 64 KiB, one of
+/// 8 MiB) persisted as a workspace, attached read-only at `ro` and isolated
+/// at `iso`, where `unsaved.txt` was written.
+struct Step {
+    a: Host,
+    src: PathBuf,
+    ro: PathBuf,
+    iso: PathBuf,
+}
+
+impl Step {
+    fn new(ws: &str) -> Step {
+        let a = Host::new();
+        let src = a.path("src");
+        let tree = generate(&src, &TreeSpec::plain(16, 200).with_big_file(8 << 20)).unwrap();
+        a.persist(ws, &src, &tree.top_level());
+        let (ro, iso) = (a.path("ro"), a.path("iso"));
+        a.attach(ws, &ro);
+        a.attach_view(ws, &iso, ISOLATED);
+        write_file(&iso.join("unsaved.txt"), b"unsaved\n").unwrap();
+        Step { a, src, ro, iso }
+    }
+
+    /// Readers of the read-only view's files.
+    fn readers(&self, n: usize) -> Readers {
+        Readers::start(n, files_at(&self.ro, &self.src))
+    }
+
+    /// Stops the readers; panics naming what failed.
+    fn assert_no_failed_read(&self, readers: Readers) {
+        let report = readers.stop(PATIENCE);
+        assert!(
+            report.failures.is_empty(),
+            "reads failed: {:?}\n{}",
+            report.failures,
+            self.a.daemon_log_tail(30)
+        );
+    }
+}
+
+/// Asserts each file under `root` holds its bytes.
+fn assert_files(root: &Path, files: &[(&Path, &[u8])]) {
+    for (rel, bytes) in files {
+        assert_eq!(fs::read(root.join(rel)).unwrap(), *bytes, "{}", rel.display());
+    }
 }
 
 fn pids(a: &Host) -> (i32, i32) {
@@ -62,27 +100,23 @@ fn kill_daemon(daemon: i32) {
 /// still there and `detach --persist` lands them for another host.
 #[test]
 fn a_killed_daemon_is_replaced_without_a_failed_read_or_a_lost_change() {
-    let a = Host::new();
-    let src = workspace(&a, "crash/ws");
-    let (ro, iso) = (a.path("ro"), a.path("iso"));
-    a.attach("crash/ws", &ro);
-    let att = a.attach_view("crash/ws", &iso, ISOLATED);
-    let upper = PathBuf::from(str_of(&att, "upper_dir"));
-    write_file(&iso.join("made-before-the-crash.txt"), b"kept\n").unwrap();
-    let changed = files_with_hashes(&src)[0]
+    let step = Step::new("crash/ws");
+    let (a, iso) = (&step.a, &step.iso);
+    let upper = PathBuf::from(str_of(&a.view_status(iso), "upper_dir"));
+    let changed = files_with_hashes(&step.src)[0]
         .0
-        .strip_prefix(&src)
+        .strip_prefix(&step.src)
         .unwrap()
         .to_path_buf();
     write_file(&iso.join(&changed), b"changed before the crash\n").unwrap();
-    let (daemon, holder) = (pids(&a).0, pids(&a).1);
+    let (daemon, holder) = pids(a);
     assert!(
         holder > 0 && holder != daemon,
         "the daemon runs without a holder: {}",
         a.status()
     );
 
-    let readers = Readers::start(4, files_at(&ro, &src));
+    let readers = step.readers(4);
     assert!(
         readers.wait_for_reads(8, PATIENCE),
         "the readers read nothing before the kill"
@@ -91,36 +125,28 @@ fn a_killed_daemon_is_replaced_without_a_failed_read_or_a_lost_change() {
     let before = readers.reads();
     assert!(
         readers.wait_for_reads(before + 40, PATIENCE),
-        "reads did not go on after the kill: {} before, {} now\n{}",
-        before,
+        "reads did not go on after the kill: {before} before, {} now\n{}",
         readers.reads(),
         a.daemon_log_tail(30)
     );
-    let report = readers.stop(PATIENCE);
-    assert!(
-        report.failures.is_empty(),
-        "reads failed: {:?}\n{}",
-        report.failures,
-        a.daemon_log_tail(30)
-    );
+    step.assert_no_failed_read(readers);
 
-    let (next, same_holder) = pids(&a);
+    let (next, same_holder) = pids(a);
     assert_ne!(next, daemon, "status still reports the killed daemon");
     assert_eq!(same_holder, holder, "the holder changed");
-    let status = a.status();
-    assert_eq!(mountpoints(&status), vec![iso.clone(), ro.clone()], "{status}");
-    assert_eq!(
-        fs::read(iso.join("made-before-the-crash.txt")).unwrap(),
-        b"kept\n"
+    assert_eq!(mountpoints(&a.status()), vec![iso.clone(), step.ro.clone()]);
+    let kept: [(&Path, &[u8]); 2] = [
+        (Path::new("unsaved.txt"), b"unsaved\n"),
+        (&changed, b"changed before the crash\n"),
+    ];
+    assert_files(iso, &kept);
+    assert!(
+        upper.join("unsaved.txt").is_file(),
+        "the change is not in the upper dir"
     );
-    assert_eq!(
-        fs::read(iso.join(&changed)).unwrap(),
-        b"changed before the crash\n"
-    );
-    assert!(upper.join("made-before-the-crash.txt").is_file());
     write_file(&iso.join("made-after-the-crash.txt"), b"also kept\n").unwrap();
 
-    let persisted = a.detach_persist(&iso);
+    let persisted = a.detach_persist(iso);
     assert!(
         !str_of(&persisted["persisted"], "layer").is_empty(),
         "{persisted}"
@@ -128,33 +154,19 @@ fn a_killed_daemon_is_replaced_without_a_failed_read_or_a_lost_change() {
     let b = a.peer_named("b");
     let seen = b.path("seen");
     b.attach("crash/ws", &seen);
-    assert_eq!(
-        fs::read(seen.join("made-before-the-crash.txt")).unwrap(),
-        b"kept\n"
-    );
-    assert_eq!(
-        fs::read(seen.join("made-after-the-crash.txt")).unwrap(),
-        b"also kept\n"
-    );
-    assert_eq!(
-        fs::read(seen.join(&changed)).unwrap(),
-        b"changed before the crash\n"
-    );
+    assert_files(&seen, &kept);
+    assert_files(&seen, &[(Path::new("made-after-the-crash.txt"), b"also kept\n")]);
 }
 
 /// `wsfs daemon restart` under 16 readers: a new daemon from the binaries
 /// on disk takes every mount over, no read fails, the views stay mounted.
 #[test]
 fn a_restart_hands_every_mount_over_without_a_failed_read() {
-    let a = Host::new();
-    let src = workspace(&a, "restart/ws");
-    let (ro, iso) = (a.path("ro"), a.path("iso"));
-    a.attach("restart/ws", &ro);
-    a.attach_view("restart/ws", &iso, ISOLATED);
-    write_file(&iso.join("unsaved.txt"), b"unsaved\n").unwrap();
-    let (daemon, holder) = pids(&a);
+    let step = Step::new("restart/ws");
+    let a = &step.a;
+    let (daemon, holder) = pids(a);
 
-    let readers = Readers::start(16, files_at(&ro, &src));
+    let readers = step.readers(16);
     assert!(
         readers.wait_for_reads(16, PATIENCE),
         "the readers read nothing before the restart"
@@ -165,23 +177,23 @@ fn a_restart_hands_every_mount_over_without_a_failed_read() {
         readers.wait_for_reads(before + 64, PATIENCE),
         "reads did not go on after the restart"
     );
-    let report = readers.stop(PATIENCE);
-    assert!(
-        report.failures.is_empty(),
-        "reads failed: {:?}\n{}",
-        report.failures,
-        a.daemon_log_tail(30)
-    );
+    step.assert_no_failed_read(readers);
 
     assert_eq!(u64_of(&restarted, "old_pid") as i32, daemon, "{restarted}");
     assert_ne!(u64_of(&restarted, "pid") as i32, daemon, "{restarted}");
     assert_eq!(u64_of(&restarted, "views"), 2, "{restarted}");
     assert!(!process::is_alive(daemon), "the old daemon {daemon} still runs");
-    let (next, same_holder) = pids(&a);
+    let (next, same_holder) = pids(a);
     assert_eq!(next, u64_of(&restarted, "pid") as i32);
-    assert_eq!(same_holder, holder, "restart replaced the holder's process");
-    assert_eq!(fs::read(iso.join("unsaved.txt")).unwrap(), b"unsaved\n");
-    assert_same_tree(&src, &ro, &CompareOptions::ignoring_root());
+    // The holder replaced itself by its binary on disk: same process, new image.
+    assert_eq!(same_holder, holder, "the holder's process changed");
+    assert!(
+        a.daemon_log_tail(200).contains("replacing this holder by"),
+        "the holder did not replace itself\n{}",
+        a.daemon_log_tail(30)
+    );
+    assert_files(&step.iso, &[(Path::new("unsaved.txt"), b"unsaved\n")]);
+    assert_same_tree(&step.src, &step.ro, &CompareOptions::ignoring_root());
 }
 
 /// The holder and the daemon both die (SIGKILL): the mounts die with them.
@@ -190,31 +202,28 @@ fn a_restart_hands_every_mount_over_without_a_failed_read() {
 /// (only `detach` removes them), and `detach --persist` lands them.
 #[test]
 fn views_whose_connection_died_are_mounted_again_with_their_changes() {
-    let a = Host::new();
-    let src = workspace(&a, "dead/ws");
-    let (ro, iso) = (a.path("ro"), a.path("iso"));
-    a.attach("dead/ws", &ro);
-    a.attach_view("dead/ws", &iso, ISOLATED);
-    write_file(&iso.join("unsaved.txt"), b"unsaved\n").unwrap();
-    let (daemon, holder) = pids(&a);
+    let step = Step::new("dead/ws");
+    let (a, ro, iso) = (&step.a, &step.ro, &step.iso);
+    let (daemon, holder) = pids(a);
     assert!(
         process::kill_and_wait(holder, Duration::from_secs(30)),
         "the holder did not die"
     );
     kill_daemon(daemon);
     assert!(
-        fs::read_dir(&ro).is_err(),
+        fs::read_dir(ro).is_err(),
         "the read-only view still answers with nobody serving it"
     );
 
     let status = a.status();
     assert_ne!(u64_of(&status, "pid") as i32, daemon);
     assert_eq!(mountpoints(&status), vec![iso.clone(), ro.clone()], "{status}");
-    assert!(mounts::is_mounted(&ro) && mounts::is_mounted(&iso));
-    assert_same_tree(&src, &ro, &CompareOptions::ignoring_root());
-    assert_eq!(fs::read(iso.join("unsaved.txt")).unwrap(), b"unsaved\n");
-    a.detach_persist(&iso);
+    assert!(mounts::is_mounted(ro) && mounts::is_mounted(iso));
+    assert_same_tree(&step.src, ro, &CompareOptions::ignoring_root());
+    let unsaved: [(&Path, &[u8]); 1] = [(Path::new("unsaved.txt"), b"unsaved\n")];
+    assert_files(iso, &unsaved);
+    a.detach_persist(iso);
     let seen = a.path("seen");
     a.attach("dead/ws", &seen);
-    assert_eq!(fs::read(seen.join("unsaved.txt")).unwrap(), b"unsaved\n");
+    assert_files(&seen, &unsaved);
 }

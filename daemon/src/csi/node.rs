@@ -15,7 +15,8 @@ use tonic::{Request, Response, Status};
 use wsfs_api::csi::{self, node_server::Node};
 use wsfs_pipeline::workspace_files::{self, FilesCheckError};
 
-use crate::mounts::{AttachRequest, MountError};
+use crate::mount_error::MountError;
+use crate::mounts::AttachRequest;
 use crate::service::{blocking, mount_status};
 use crate::state::Daemon;
 use crate::sys;

@@ -9,7 +9,6 @@
 //! is recorded in the local database before anyone can see it ([`record`]),
 //! so that the next daemon takes every view over ([`recover`]).
 
-mod error;
 mod mountpoint;
 mod record;
 mod recover;
@@ -30,10 +29,10 @@ use wsfs_fs::tree::Tree;
 use wsfs_fs::workspace::{self, WorkspaceName};
 use wsfs_holder::Link;
 
-pub use self::error::MountError;
 use self::mountpoint::{check_outside_views, mount_view, new_scratch, prepare_mountpoint, unmount_view};
 use self::record::{ViewRecord, ViewState};
 use self::shared::{build_tree, Connection, Shared};
+use crate::mount_error::MountError;
 use crate::views::{resolve_sub_path, Scratch, ViewKind};
 
 /// A view: where a step sees a workspace.

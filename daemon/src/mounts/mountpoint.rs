@@ -6,7 +6,8 @@ use std::path::Path;
 use wsfs_fs::error::StoreError;
 use wsfs_fs::tree::Tree;
 
-use super::{MountError, Table, View};
+use super::{Table, View};
+use crate::mount_error::MountError;
 use crate::sys::{self, OverlayDirs};
 use crate::views::Scratch;
 

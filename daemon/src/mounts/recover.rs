@@ -25,7 +25,8 @@ use wsfs_holder::Link;
 use super::mountpoint::mount_view;
 use super::record::{Recovery, ViewRecord, ViewState};
 use super::shared::{build_tree, Connection, Shared};
-use super::{MountError, Mounts, Table, View};
+use super::{Mounts, Table, View};
+use crate::mount_error::MountError;
 use crate::sys;
 use crate::views::{self, Scratch};
 

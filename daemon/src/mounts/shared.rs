@@ -16,7 +16,7 @@ use wsfs_fs::tree::{ChunkSource, Tree};
 use wsfs_fs::workspace::WorkspaceName;
 use wsfs_holder::Link;
 
-use super::error::MountError;
+use crate::mount_error::MountError;
 use crate::sys;
 
 /// GETs a prefetch has in flight at once (each up to 8 MiB of frames).
