@@ -209,6 +209,14 @@ pub struct Store {
     appending: Mutex<()>,
 }
 
+/// Decodes the manifest object of `layer`.
+fn decode_manifest(layer: &LayerId, bytes: &[u8]) -> Result<Manifest, StoreError> {
+    manifest::decode(bytes).map_err(|source| StoreError::Manifest {
+        layer: *layer,
+        source,
+    })
+}
+
 /// The remote key of a layer manifest.
 pub fn layer_key(id: &LayerId) -> String {
     format!("layers/{id}")
@@ -579,22 +587,13 @@ impl Store {
         let bytes = match self.db.manifest(layer)? {
             Some(bytes) => bytes,
             None => {
-                let key = layer_key(layer);
-                add(&self.metrics.remote_get_requests, 1);
-                let bytes = self.remote.get(&key)?.ok_or(StoreError::MissingLayer(*layer))?;
-                add(&self.metrics.remote_bytes_fetched, bytes.len() as u64);
-                if LayerId::of(&bytes) != *layer {
-                    return Err(StoreError::LayerDigest(*layer));
-                }
+                let bytes = self.fetch_layer(layer)?;
                 self.db.put_manifest(layer, &bytes)?;
                 bytes.to_vec()
             }
         };
         let fetched = started.elapsed();
-        let decoded = manifest::decode(&bytes).map_err(|source| StoreError::Manifest {
-            layer: *layer,
-            source,
-        });
+        let decoded = decode_manifest(layer, &bytes);
         tracing::debug!(
             %layer,
             bytes = bytes.len(),
@@ -603,6 +602,27 @@ impl Store {
             "manifest"
         );
         decoded
+    }
+
+    /// A layer's object fetched from the remote (never from the local
+    /// database), checked against its id.
+    fn fetch_layer(&self, layer: &LayerId) -> Result<Bytes, StoreError> {
+        add(&self.metrics.remote_get_requests, 1);
+        let bytes = self
+            .remote
+            .get(&layer_key(layer))?
+            .ok_or(StoreError::MissingLayer(*layer))?;
+        add(&self.metrics.remote_bytes_fetched, bytes.len() as u64);
+        if LayerId::of(&bytes) != *layer {
+            return Err(StoreError::LayerDigest(*layer));
+        }
+        Ok(bytes)
+    }
+
+    /// A layer's manifest as the remote holds it now (the local database is
+    /// neither read nor written): fetched, checked against its id, decoded.
+    pub fn remote_manifest(&self, layer: &LayerId) -> Result<Manifest, StoreError> {
+        decode_manifest(layer, &self.fetch_layer(layer)?)
     }
 
     /// Checks, encodes and uploads a manifest (unless this host already has it);
