@@ -29,7 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::error::StoreError;
+use crate::check::corrupt;
+use crate::error::{PackError, StoreError};
 use crate::ids::{LayerId, PackId};
 use crate::pack::{pack_key, relocation_key, Relocation};
 use crate::store::remote::Listed;
@@ -228,7 +229,10 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     };
     let marked = pass.sweep()?;
     let young = |listed: &Listed| listed.last_modified + opts.grace > t_list;
-    let repacked = pass.repack(&stored, &marked, young, &relocations)?;
+    let corrupt = pass.sweep_corrupt(&stored_packs, young)?;
+    // A corrupt pack is not rewritten: its frames would carry the damage into a new pack.
+    let not_rewritten: HashSet<Object> = marked.iter().copied().chain(corrupt).collect();
+    let repacked = pass.repack(&stored, &not_rewritten, young, &relocations)?;
     let unreferenced: Vec<Object> = stored
         .iter()
         .filter(|(object, listed)| {
@@ -254,11 +258,23 @@ fn relocations(
     stored: &[(Object, Listed)],
 ) -> Result<HashMap<PackId, Relocation>, StoreError> {
     let packs: Vec<PackId> = stored.iter().filter_map(|(o, _)| o.relocated_pack()).collect();
-    let read = Mutex::new(HashMap::new());
-    workers::for_each(&packs, CONCURRENCY, |pack| {
+    read_relocations(store, &packs)?
+        .into_iter()
+        .map(|(pack, relocation)| Ok((pack, relocation?)))
+        .collect()
+}
+
+/// The relocation records of `packs`, read from the remote, each decoded or
+/// why not; a record gone meanwhile is left out.
+pub fn read_relocations(
+    store: &Store,
+    packs: &[PackId],
+) -> Result<Vec<(PackId, Result<Relocation, PackError>)>, StoreError> {
+    let read = Mutex::new(Vec::new());
+    workers::for_each(packs, CONCURRENCY, |pack| {
         if let Some(bytes) = store.remote().get(&relocation_key(pack))? {
-            let relocation = Relocation::decode(*pack, &bytes)?;
-            read.lock().unwrap().insert(*pack, relocation);
+            let relocation = Relocation::decode(*pack, &bytes);
+            read.lock().unwrap().push((*pack, relocation));
         }
         Ok::<_, StoreError>(())
     })?;
@@ -350,6 +366,26 @@ impl Pass<'_> {
             store.remote().delete(key)?;
         }
         Ok(deleted)
+    }
+
+    /// Removes the markers of corrupt packs that are gone (not `stored`),
+    /// unless the marker is `young` (its pack may have been stored after
+    /// the listing); returns the packs whose marker stays, as objects.
+    fn sweep_corrupt(
+        &self,
+        stored: &HashSet<PackId>,
+        young: impl Fn(&Listed) -> bool,
+    ) -> Result<Vec<Object>, StoreError> {
+        let mut kept = Vec::new();
+        for (pack, marker) in corrupt::marked(self.store)? {
+            if stored.contains(&pack) || young(&marker) {
+                kept.push(Object::Pack(pack));
+            } else if !self.opts.dry_run {
+                tracing::info!(%pack, "the corrupt pack is gone: its marker goes too");
+                corrupt::unmark(self.store, &pack)?;
+            }
+        }
+        Ok(kept)
     }
 
     /// Rewrites the packs that are mostly garbage (a dry run only reports
