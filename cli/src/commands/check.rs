@@ -44,7 +44,7 @@ pub async fn run(client: &mut Client, read_data: bool, json: bool) -> Result<()>
         let workspaces: std::collections::BTreeSet<&String> =
             reply.broken.iter().flat_map(|b| &b.workspaces).collect();
         bail!(
-            "{} broken objects, hitting {} workspaces: see above",
+            "broken objects: {}, workspaces hit: {} (listed above)",
             reply.broken.len(),
             workspaces.len()
         );

@@ -132,7 +132,7 @@ pub struct CheckReport {
     pub layers: usize,
     /// Packs holding the frames those layers reference.
     pub packs: usize,
-    /// Distinct chunk references checked.
+    /// Distinct chunks (by place) in those packs that the layers reference.
     pub chunks: u64,
     /// Bytes of packs fetched (indexes, or whole packs with `read_data`).
     pub pack_bytes_read: u64,
@@ -231,7 +231,7 @@ fn listed<T>(
 }
 
 /// Where the chunks `refs` are now, by pack and frame (see [`locate`]), and
-/// how many there are; a reference a relocation record cannot serve (its
+/// how many distinct chunk placements that makes; a reference a relocation record cannot serve (its
 /// frame length differs) is a finding against the record instead.
 fn place(
     refs: Vec<(LayerId, ChunkRef)>,
@@ -240,7 +240,6 @@ fn place(
     findings: &mut Findings,
 ) -> (Needs, u64) {
     let mut needs = Needs::new();
-    let chunks = refs.len() as u64;
     for (layer, r) in refs {
         let at = locate(relocations, stored, r.loc.pack, r.loc.frame_offset);
         if let Some((old, moved)) = at.via.iter().find(|(_, m)| m.len != r.loc.frame_len) {
@@ -256,6 +255,11 @@ fn place(
         frame.chunks.insert((r.loc.offset_in_frame, r.len, r.id));
         frame.layers.insert(layer);
     }
+    let chunks = needs
+        .values()
+        .flat_map(|frames| frames.values())
+        .map(|f| f.chunks.len() as u64)
+        .sum();
     (needs, chunks)
 }
 
@@ -436,14 +440,6 @@ fn check_packs(
     Ok(Checked { verdicts, bytes_read })
 }
 
-/// A ranged GET's failure as a verdict when the pack is gone.
-fn missing_or(e: StoreError) -> Result<(Verdict, u64), StoreError> {
-    match e {
-        StoreError::Remote { not_found: true, .. } => Ok((Verdict::Broken(Problem::Missing), 0)),
-        e => Err(e),
-    }
-}
-
 /// Checks pack `id` (`len` bytes) by its footer and index alone: two ranged GETs.
 fn verify_index(
     store: &Store,
@@ -452,30 +448,32 @@ fn verify_index(
     frames: &BTreeMap<u64, FrameNeed>,
 ) -> Result<(Verdict, u64), StoreError> {
     let key = pack_key(&id);
-    let corrupt = |e: PackError| {
-        Ok((
-            Verdict::Broken(Problem::Corrupt(e.to_string())),
-            FOOTER_LEN as u64,
-        ))
+    // `None`: the pack is gone. An empty range (a lying footer) asks nothing.
+    let get = |range: std::ops::Range<u64>| match range.is_empty() {
+        true => Ok(Some(bytes::Bytes::new())),
+        false => match store.remote().get_range(&key, range) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(StoreError::Remote { not_found: true, .. }) => Ok(None),
+            Err(e) => Err(e),
+        },
     };
-    let footer_at = len.saturating_sub(FOOTER_LEN as u64);
-    let footer = match store.remote().get_range(&key, footer_at..len) {
-        Ok(footer) => footer,
-        Err(e) => return missing_or(e),
+    let missing = Verdict::Broken(Problem::Missing);
+    let corrupt = |e: PackError| Verdict::Broken(Problem::Corrupt(e.to_string()));
+    let Some(footer) = get(len.saturating_sub(FOOTER_LEN as u64)..len)? else {
+        return Ok((missing, 0));
     };
+    let mut read = footer.len() as u64;
     let footer = match parse_footer(id, &footer, len) {
         Ok(footer) => footer,
-        Err(e) => return corrupt(e),
+        Err(e) => return Ok((corrupt(e), read)),
     };
-    let index_end = footer.index_offset + u64::from(footer.index_len);
-    let index = match store.remote().get_range(&key, footer.index_offset..index_end) {
-        Ok(index) => index,
-        Err(e) => return missing_or(e),
+    let Some(index) = get(footer.index_offset..footer.index_offset + u64::from(footer.index_len))? else {
+        return Ok((missing, read));
     };
-    let read = (FOOTER_LEN + index.len()) as u64;
+    read += index.len() as u64;
     let verdict = match decode_index(id, &footer, &index) {
         Ok(index) => covers(&index, frames),
-        Err(e) => Verdict::Broken(Problem::Corrupt(e.to_string())),
+        Err(e) => corrupt(e),
     };
     Ok((verdict, read))
 }
@@ -583,8 +581,7 @@ fn covers(index: &[(u32, ChunkLocation)], frames: &BTreeMap<u64, FrameNeed>) -> 
 mod tests {
     use super::*;
     use crate::pack::PackWriter;
-    use crate::persist::{persist, PersistRequest};
-    use crate::store::StoreConfig;
+    use crate::store::testing::{persist_all, remote_dir, store_in, write_file};
 
     /// A pack of `n` chunks of 100 kB each: its id, bytes and chunk refs.
     fn sample_pack(n: u8) -> (PackId, Vec<u8>, Vec<ChunkRef>) {
@@ -661,14 +658,6 @@ mod tests {
         );
     }
 
-    fn write(path: &std::path::Path, seed: u8, len: usize) {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let data: Vec<u8> = (0..len as u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ seed)
-            .collect();
-        std::fs::write(path, data).unwrap();
-    }
-
     fn check(store: &Store, read_data: bool) -> CheckReport {
         let opts = CheckOptions {
             read_data,
@@ -683,26 +672,13 @@ mod tests {
     #[test]
     fn a_corrupt_pack_is_marked_forgotten_and_never_referenced_again() {
         let dir = tempfile::tempdir().unwrap();
-        let remote = dir.path().join("remote");
-        let store = Store::open(&StoreConfig {
-            state_dir: dir.path().join("state"),
-            remote_url: format!("file://{}", remote.display()),
-            cache_bytes: 64 << 20,
-            remote_timeout: std::time::Duration::from_secs(5),
-        })
-        .unwrap();
+        let store = store_in(dir.path());
         let src = dir.path().join("src");
         for i in 0..4 {
-            write(&src.join(format!("d/f{i}")), i, 700_000);
+            write_file(&src.join(format!("d/f{i}")), i, 700_000);
         }
+        let first = persist_all(&store, &src, "t/one");
         let ws: WorkspaceName = "t/one".parse().unwrap();
-        let req = PersistRequest {
-            root: &src,
-            paths: &[".".into()],
-            workspace: &ws,
-            host: "test",
-        };
-        let first = persist(&store, &req, &mut |_| {}).unwrap();
         let packs = store.manifest(&first.layer).unwrap().packs();
         assert_eq!(packs.len(), 1);
         let pack = *packs.iter().next().unwrap();
@@ -712,7 +688,7 @@ mod tests {
             assert_eq!((report.workspaces, report.layers, report.packs), (1, 1, 1));
         }
 
-        let file = remote.join(pack_key(&pack));
+        let file = remote_dir(dir.path()).join(pack_key(&pack));
         let whole = std::fs::read(&file).unwrap();
         let mut flipped = whole.clone();
         flipped[100] ^= 0x40;
@@ -735,7 +711,7 @@ mod tests {
         assert_eq!(again.broken[0].problem.code(), "marked-corrupt", "{again:?}");
         assert!(again.marked.is_empty(), "marked once");
 
-        let second = persist(&store, &req, &mut |_| {}).unwrap();
+        let second = persist_all(&store, &src, "t/one");
         assert_eq!(second.new_bytes, first.new_bytes, "stored anew");
         let new_packs = store.manifest(&second.layer).unwrap().packs();
         assert!(

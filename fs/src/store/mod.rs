@@ -653,3 +653,48 @@ impl Store {
         add(&self.metrics.remote_bytes_stored, len as u64);
     }
 }
+
+/// Stores and sources on local disk for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::{Path, PathBuf};
+
+    use super::{Store, StoreConfig};
+    use crate::persist::{persist, PersistOutcome, PersistRequest};
+
+    /// A store with its state dir in `dir` and a `file://` remote at `dir/remote`.
+    pub fn store_in(dir: &Path) -> Store {
+        Store::open(&StoreConfig {
+            state_dir: dir.join("state"),
+            remote_url: format!("file://{}", remote_dir(dir).display()),
+            cache_bytes: 64 << 20,
+            remote_timeout: std::time::Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+
+    /// The remote's directory of a store made by [`store_in`].
+    pub fn remote_dir(dir: &Path) -> PathBuf {
+        dir.join("remote")
+    }
+
+    /// Writes `len` bytes that do not compress (different per `seed`) at `path`.
+    pub fn write_file(path: &Path, seed: u8, len: usize) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let data: Vec<u8> = (0..len as u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ seed)
+            .collect();
+        std::fs::write(path, data).unwrap();
+    }
+
+    /// Persists everything under `root` to workspace `ws`.
+    pub fn persist_all(store: &Store, root: &Path, ws: &str) -> PersistOutcome {
+        let req = PersistRequest {
+            root,
+            paths: &[".".into()],
+            workspace: &ws.parse().unwrap(),
+            host: "test",
+        };
+        persist(store, &req, &mut |_| {}).unwrap()
+    }
+}
