@@ -332,6 +332,7 @@ impl Findings {
     }
 }
 
+/// Every layer that needs one of `frames`.
 fn layers_of(frames: &BTreeMap<u64, FrameNeed>) -> BTreeSet<LayerId> {
     frames.values().flat_map(|f| f.layers.iter().copied()).collect()
 }
