@@ -142,6 +142,20 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Verify the remote: every workspace's layers exist and decode, every
+    /// pack they reference exists and its index lists their chunks; with
+    /// --read-data, every chunk is fetched and checked against its id. Names
+    /// each broken object with the layers and workspaces it hits, and exits
+    /// non-zero when anything is broken. A pack found corrupt is marked in
+    /// the remote (`corrupt/<pack id>`): no persist reuses its chunks again.
+    Check {
+        /// Fetch every referenced pack whole and verify every chunk (reads
+        /// all the data the workspaces reference).
+        #[arg(long)]
+        read_data: bool,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Run a Tekton v1 pipeline (a Pipeline or PipelineRun file) on this
     /// host: each task as soon as the tasks it runs after succeeded, its
     /// workspaces as wsfs views, each step in a mount namespace that shows

@@ -114,6 +114,10 @@ async fn run(cli: Cli) -> Result<()> {
             };
             commands::gc::run(&mut client, request, output.json).await
         }
+        Command::Check { read_data, output } => {
+            let mut client = daemon.connect_or_start().await?;
+            commands::check::run(&mut client, read_data, output.json).await
+        }
         Command::Run {
             file,
             workspaces,

@@ -11,10 +11,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use wsfs_api::pb::{self, wsfs_server::Wsfs};
 use wsfs_fs::error::StoreError;
-use wsfs_fs::gc;
 use wsfs_fs::persist::{persist, PersistError, PersistOutcome, PersistRequest};
 use wsfs_fs::prefetch::Progress;
 use wsfs_fs::workspace::{self, WorkspaceName};
+use wsfs_fs::{check, gc};
 
 use crate::mount_error::MountError;
 use crate::mounts::{AttachRequest, View};
@@ -140,6 +140,33 @@ fn gc_remote(daemon: &Daemon, opts: &gc::GcOptions) -> Result<pb::GcReply, Statu
         live_packs: report.live_packs as u64,
         ..pb::GcReply::default()
     })
+}
+
+/// The protobuf form of a check's report.
+fn check_reply(read_data: bool, r: check::CheckReport) -> pb::CheckReply {
+    let keys = |packs: Vec<wsfs_fs::ids::PackId>| packs.iter().map(check::corrupt::marker_key).collect();
+    pb::CheckReply {
+        read_data,
+        workspaces: r.workspaces as u64,
+        layers: r.layers as u64,
+        packs: r.packs as u64,
+        chunks: r.chunks,
+        pack_bytes_read: r.pack_bytes_read,
+        broken: r
+            .broken
+            .into_iter()
+            .map(|b| pb::CheckBroken {
+                key: b.key,
+                problem: b.problem.code().to_string(),
+                detail: b.problem.to_string(),
+                layers: b.layers.iter().map(|l| l.to_hex()).collect(),
+                workspaces: b.workspaces.iter().map(|w| w.to_string()).collect(),
+            })
+            .collect(),
+        marked: keys(r.marked),
+        unmarked: keys(r.unmarked),
+        forgotten: r.forgotten as u64,
+    }
 }
 
 /// The gRPC status of a failed mount operation.
@@ -518,6 +545,55 @@ impl Wsfs for Service {
         })
         .await?;
         Ok(Response::new(reply))
+    }
+
+    type CheckStream = ReceiverStream<Result<pb::CheckEvent, Status>>;
+
+    async fn check(&self, request: Request<pb::CheckRequest>) -> Result<Response<Self::CheckStream>, Status> {
+        let read_data = request.into_inner().read_data;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let daemon = self.daemon.clone();
+        tokio::task::spawn_blocking(move || {
+            let last = std::sync::Mutex::new(None::<Instant>);
+            let report = |p: &check::Progress| {
+                let mut last = last.lock().unwrap();
+                if last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) && p.done < p.total {
+                    return;
+                }
+                *last = Some(Instant::now());
+                let progress = pb::CheckProgress {
+                    phase: p.phase.name().to_string(),
+                    done: p.done,
+                    total: p.total,
+                    bytes_done: p.bytes_done,
+                    bytes_total: p.bytes_total,
+                };
+                let event = pb::check_event::Event::Progress(progress);
+                let _ = tx.blocking_send(Ok(pb::CheckEvent { event: Some(event) }));
+            };
+            let opts = check::CheckOptions {
+                read_data,
+                host: &daemon.host,
+            };
+            let event = match check::run(&daemon.store, &opts, &report) {
+                Ok(r) => {
+                    tracing::info!(
+                        read_data,
+                        broken = r.broken.len(),
+                        marked = r.marked.len(),
+                        "checked the remote"
+                    );
+                    let result = pb::check_event::Event::Result(check_reply(read_data, r));
+                    Ok(pb::CheckEvent { event: Some(result) })
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "check failed");
+                    Err(store_status(e))
+                }
+            };
+            let _ = tx.blocking_send(event);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn status(

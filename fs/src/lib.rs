@@ -10,6 +10,7 @@
 //! - [`workspace`]: workspace names and their layer records in the remote.
 //! - [`persist`]: source paths → chunks → packs → manifest → workspace record.
 //! - [`gc`]: deleting expired workspaces and unreferenced layers and packs.
+//! - [`check`]: verifying what the workspaces reference; marking corrupt packs.
 //! - [`tree`]: the FUSE-free inode table of a merged tree, with reads.
 //! - [`fuse`]: the thin `fuser` adapter over [`tree`].
 //! - [`prefetch`]: access traces and fetching a tree in their order.
@@ -20,6 +21,7 @@
 //! The library is synchronous; only `store::remote` runs async code, on a
 //! runtime of its own.
 
+pub mod check;
 pub mod chunking;
 pub mod error;
 pub mod fuse;

@@ -1,5 +1,6 @@
 //! One module per group of verbs.
 
+pub mod check;
 pub mod daemon;
 pub mod gc;
 pub mod mount;

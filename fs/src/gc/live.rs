@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::Object;
 use crate::error::StoreError;
 use crate::ids::{LayerId, PackId};
-use crate::pack::Relocation;
-use crate::store::Store;
+use crate::pack::{Moved, Relocation};
+use crate::store::{Store, MAX_RELOCATIONS};
 use crate::workspace::{self, WorkspaceName};
 
 /// Frames of one pack: offset → compressed length.
@@ -24,6 +24,44 @@ pub struct Live {
     /// Per pack, the most relocation records a reader follows to reach a
     /// frame in it (0: the manifests name it).
     depth: HashMap<PackId, usize>,
+}
+
+/// Where a frame a manifest names is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    /// The pack holding it.
+    pub pack: PackId,
+    /// Its offset there.
+    pub offset: u64,
+    /// The records that led there, in order (empty: it is in the pack the
+    /// manifest names): each old pack, and where its record says the frame went.
+    pub via: Vec<(PackId, Moved)>,
+}
+
+/// Where the frame at `offset` of `pack` is now: a relocation record of
+/// `relocations` that lists the frame leads to the pack it went to, if that
+/// pack is in `stored`, and so on, along at most [`MAX_RELOCATIONS`]
+/// records (as far as a reader follows them).
+pub fn locate(
+    relocations: &HashMap<PackId, Relocation>,
+    stored: &HashSet<PackId>,
+    pack: PackId,
+    offset: u64,
+) -> Located {
+    let mut at = Located {
+        pack,
+        offset,
+        via: Vec::new(),
+    };
+    while at.via.len() < MAX_RELOCATIONS {
+        let moved = relocations.get(&at.pack).and_then(|r| r.get(at.offset));
+        let Some(moved) = moved.filter(|m| stored.contains(&m.pack)) else {
+            break;
+        };
+        at.via.push((at.pack, moved));
+        (at.pack, at.offset) = (moved.pack, moved.offset);
+    }
+    at
 }
 
 impl Live {
@@ -62,21 +100,11 @@ impl Live {
                 Err(e) => return Err(e),
             }
         }
-        let mut seen = HashSet::new();
-        let mut todo: Vec<(PackId, u64, u32, usize)> =
-            named.into_iter().map(|(p, o, l)| (p, o, l, 0)).collect();
-        while let Some((pack, offset, len, depth)) = todo.pop() {
-            if !seen.insert((pack, offset)) {
-                continue;
-            }
-            let moved = relocations.get(&pack).and_then(|r| r.get(offset));
-            match moved.filter(|m| stored.contains(&m.pack)) {
-                Some(moved) => {
-                    live.objects.insert(Object::Relocation(pack));
-                    todo.push((moved.pack, moved.offset, len, depth + 1));
-                }
-                None => live.need(pack, offset, len, depth),
-            }
+        for (pack, offset, len) in named {
+            let at = locate(relocations, stored, pack, offset);
+            live.objects
+                .extend(at.via.iter().map(|(old, _)| Object::Relocation(*old)));
+            live.need(at.pack, at.offset, len, at.via.len());
         }
         Ok(live)
     }
@@ -128,7 +156,39 @@ impl Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack::Moved;
+
+    #[test]
+    fn frames_are_located_along_records_into_stored_packs() {
+        let [a, b, c] = [b"a", b"b", b"c"].map(|s| PackId::of(s));
+        let moved = |pack, offset| Moved {
+            len: 10,
+            pack,
+            offset,
+        };
+        let mut to_b = Relocation::default();
+        to_b.insert(100, moved(b, 24));
+        let mut to_c = Relocation::default();
+        to_c.insert(24, moved(c, 48));
+        let records = HashMap::from([(a, to_b), (b, to_c)]);
+        let stored = HashSet::from([a, b]);
+        let at = locate(&records, &stored, a, 100);
+        assert_eq!(
+            at,
+            Located {
+                pack: b,
+                offset: 24,
+                via: vec![(a, moved(b, 24))]
+            },
+            "not into c, which is not stored"
+        );
+        let with_c = HashSet::from([b, c]);
+        assert_eq!(locate(&records, &with_c, a, 100).pack, c);
+        assert_eq!(
+            locate(&records, &with_c, a, 200).via,
+            [],
+            "a frame the record lacks stays"
+        );
+    }
 
     #[test]
     fn relocated_frames_move_their_need_to_the_new_pack() {

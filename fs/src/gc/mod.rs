@@ -29,7 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::error::StoreError;
+use crate::check::corrupt;
+use crate::error::{PackError, StoreError};
 use crate::ids::{LayerId, PackId};
 use crate::pack::{pack_key, relocation_key, Relocation};
 use crate::store::remote::Listed;
@@ -228,7 +229,10 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     };
     let marked = pass.sweep()?;
     let young = |listed: &Listed| listed.last_modified + opts.grace > t_list;
-    let repacked = pass.repack(&stored, &marked, young, &relocations)?;
+    let corrupt = pass.sweep_corrupt(&stored_packs, young)?;
+    // A corrupt pack is not rewritten: its frames would carry the damage into a new pack.
+    let not_rewritten: HashSet<Object> = marked.iter().copied().chain(corrupt).collect();
+    let repacked = pass.repack(&stored, &not_rewritten, young, &relocations)?;
     let unreferenced: Vec<Object> = stored
         .iter()
         .filter(|(object, listed)| {
@@ -254,11 +258,23 @@ fn relocations(
     stored: &[(Object, Listed)],
 ) -> Result<HashMap<PackId, Relocation>, StoreError> {
     let packs: Vec<PackId> = stored.iter().filter_map(|(o, _)| o.relocated_pack()).collect();
-    let read = Mutex::new(HashMap::new());
-    workers::for_each(&packs, CONCURRENCY, |pack| {
+    read_relocations(store, &packs)?
+        .into_iter()
+        .map(|(pack, relocation)| Ok((pack, relocation?)))
+        .collect()
+}
+
+/// A relocation record read: its old pack, and the record or why it does not decode.
+pub type ReadRelocation = (PackId, Result<Relocation, PackError>);
+
+/// The relocation records of `packs`, read from the remote; a record gone
+/// meanwhile is left out.
+pub fn read_relocations(store: &Store, packs: &[PackId]) -> Result<Vec<ReadRelocation>, StoreError> {
+    let read = Mutex::new(Vec::new());
+    workers::for_each(packs, CONCURRENCY, |pack| {
         if let Some(bytes) = store.remote().get(&relocation_key(pack))? {
-            let relocation = Relocation::decode(*pack, &bytes)?;
-            read.lock().unwrap().insert(*pack, relocation);
+            let relocation = Relocation::decode(*pack, &bytes);
+            read.lock().unwrap().push((*pack, relocation));
         }
         Ok::<_, StoreError>(())
     })?;
@@ -352,6 +368,26 @@ impl Pass<'_> {
         Ok(deleted)
     }
 
+    /// Removes the markers of corrupt packs that are gone (not `stored`),
+    /// unless the marker is `young` (its pack may have been stored after
+    /// the listing); returns the packs whose marker stays, as objects.
+    fn sweep_corrupt(
+        &self,
+        stored: &HashSet<PackId>,
+        young: impl Fn(&Listed) -> bool,
+    ) -> Result<Vec<Object>, StoreError> {
+        let mut kept = Vec::new();
+        for (pack, marker) in corrupt::marked(self.store)? {
+            if stored.contains(&pack) || young(&marker) {
+                kept.push(Object::Pack(pack));
+            } else if !self.opts.dry_run {
+                tracing::info!(%pack, "the corrupt pack is gone: its marker goes too");
+                corrupt::unmark(self.store, &pack)?;
+            }
+        }
+        Ok(kept)
+    }
+
     /// Rewrites the packs that are mostly garbage (a dry run only reports
     /// them); their referenced frames are then live in the new packs.
     fn repack(
@@ -420,5 +456,72 @@ mod tests {
         }
         assert_eq!(Object::parse("traces/x"), None);
         assert_eq!(Object::parse("packs/nothex"), None);
+    }
+
+    /// Makes every object of the remote at `dir` an hour old (older than the grace period).
+    fn age(dir: &std::path::Path) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                age(&path);
+            } else {
+                let file = std::fs::File::options().write(true).open(&path).unwrap();
+                file.set_modified(SystemTime::now() - Duration::from_secs(3600))
+                    .unwrap();
+            }
+        }
+    }
+
+    /// A mostly garbage pack marked corrupt stays while referenced and is
+    /// not rewritten; once it is gone, its marker goes, unless young.
+    #[test]
+    fn a_corrupt_pack_is_kept_not_rewritten_and_its_marker_goes_with_it() {
+        use crate::store::testing::{persist_all, remote_dir, store_in, write_file};
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        let (whole, kept) = (dir.path().join("whole"), dir.path().join("kept"));
+        write_file(&whole.join("big"), 1, 6 << 20);
+        for tree in [&whole, &kept] {
+            write_file(&tree.join("small"), 2, 300_000);
+        }
+        persist_all(&store, &whole, "t/whole");
+        let kept = persist_all(&store, &kept, "t/kept");
+        workspace::delete(&store, &"t/whole".parse().unwrap()).unwrap();
+        let pack = *store
+            .manifest(&kept.layer)
+            .unwrap()
+            .packs()
+            .iter()
+            .next()
+            .unwrap();
+        let remote = remote_dir(dir.path());
+        age(&remote);
+        let dry = GcOptions {
+            grace: MIN_GRACE,
+            dry_run: true,
+        };
+        let repacked = |report: &GcReport| report.repacked.iter().map(|r| r.pack).collect::<Vec<_>>();
+        assert_eq!(repacked(&run(&store, &dry).unwrap()), [pack], "mostly garbage");
+
+        corrupt::mark(&store, &pack, "test", "a flipped byte").unwrap();
+        age(&remote);
+        let report = run(&store, &dry).unwrap();
+        assert!(repacked(&report).is_empty(), "{report:?}");
+        let condemned: Vec<&str> = report.condemned.iter().map(|f| f.key.as_str()).collect();
+        assert!(
+            !condemned.contains(&pack_key(&pack).as_str()),
+            "still referenced: {condemned:?}"
+        );
+
+        std::fs::remove_file(remote.join(pack_key(&pack))).unwrap();
+        let young = PackId::of(b"marked just now, stored after the listing");
+        corrupt::mark(&store, &young, "test", "a flipped byte").unwrap();
+        let wet = GcOptions {
+            dry_run: false,
+            ..dry
+        };
+        run(&store, &wet).unwrap();
+        let left: Vec<PackId> = corrupt::marked(&store).unwrap().into_keys().collect();
+        assert_eq!(left, [young]);
     }
 }

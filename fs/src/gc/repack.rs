@@ -43,7 +43,7 @@ impl Repacked {
 }
 
 /// The packs to rewrite, with their sizes: stored, referenced, mostly
-/// garbage, neither condemned nor repacked before, older than the grace
+/// garbage, not `marked` (condemned or corrupt), not repacked before, older than the grace
 /// period (a persist may be about to reference more of a young pack), and
 /// reached through fewer relocation records than a reader follows, minus one.
 pub(super) fn candidates(

@@ -102,7 +102,7 @@ pub struct FileData {
 }
 
 /// One chunk of a file and where its bytes live.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChunkRef {
     /// Digest of the chunk's plain bytes.
     pub id: ChunkId,

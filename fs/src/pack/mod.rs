@@ -14,7 +14,9 @@ pub mod reader;
 pub mod relocation;
 pub mod writer;
 
-pub use reader::{check_chunk, chunk_in_frame, decode_frame, read_index};
+pub use reader::{
+    check_chunk, chunk_in_frame, decode_frame, decode_index, index_of, parse_footer, read_index,
+};
 pub use relocation::{relocation_key, Moved, Relocation};
 pub use writer::{FrameBuilder, FrameCompressor, PackWriter, PlainFrame, SealedPack};
 

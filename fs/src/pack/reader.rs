@@ -48,47 +48,93 @@ pub fn check_chunk(bytes: &[u8], id: &ChunkId) -> Result<(), PackError> {
     }
 }
 
+/// Where a pack's index lies, from its footer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footer {
+    /// Offset of the index frame; frames end there.
+    pub index_offset: u64,
+    /// Compressed length of the index frame.
+    pub index_len: u32,
+    /// Chunks the index lists.
+    pub count: u32,
+}
+
+/// Parses the last [`FOOTER_LEN`] bytes of pack `id`, `pack_len` bytes long.
+pub fn parse_footer(id: PackId, footer: &[u8], pack_len: u64) -> Result<Footer, PackError> {
+    let bad = |what: &str| PackError::Index(id, what.to_string());
+    if footer.len() != FOOTER_LEN || footer[FOOTER_LEN - 8..] != PACK_MAGIC {
+        return Err(bad("no pack footer"));
+    }
+    let parsed = Footer {
+        index_offset: u64::from_le_bytes(footer[0..8].try_into().unwrap()),
+        index_len: u32::from_le_bytes(footer[8..12].try_into().unwrap()),
+        count: u32::from_le_bytes(footer[12..16].try_into().unwrap()),
+    };
+    let index_end = parsed.index_offset.checked_add(parsed.index_len.into());
+    if index_end.is_none_or(|end| end > pack_len.saturating_sub(FOOTER_LEN as u64)) {
+        return Err(bad("index out of bounds"));
+    }
+    if parsed.count as usize > MAX_INDEX_CHUNKS {
+        return Err(bad("implausible chunk count"));
+    }
+    Ok(parsed)
+}
+
+/// Decodes the index frame `index` of pack `id`: each chunk's length and
+/// location, in chunk order (chunk ids are not stored in the index).
+pub fn decode_index(
+    id: PackId,
+    footer: &Footer,
+    index: &[u8],
+) -> Result<Vec<(u32, ChunkLocation)>, PackError> {
+    let bad = |what: &str| PackError::Index(id, what.to_string());
+    let plain_len = footer.count as usize * INDEX_RECORD_LEN;
+    let plain = zstd::bulk::decompress(index, plain_len).map_err(|e| bad(&e.to_string()))?;
+    if plain.len() != plain_len {
+        return Err(bad("index length does not match its chunk count"));
+    }
+    let u32_at = |r: &[u8], at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
+    Ok(plain
+        .chunks_exact(INDEX_RECORD_LEN)
+        .map(|r| {
+            let loc = ChunkLocation {
+                pack: id,
+                frame_offset: u64::from_le_bytes(r[0..8].try_into().unwrap()),
+                frame_len: u32_at(r, 8),
+                frame_plain_len: u32_at(r, 12),
+                offset_in_frame: u32_at(r, 16),
+            };
+            (u32_at(r, 20), loc)
+        })
+        .collect())
+}
+
+/// The footer and index of a whole pack object.
+pub fn index_of(id: PackId, pack: &[u8]) -> Result<(Footer, Vec<(u32, ChunkLocation)>), PackError> {
+    let footer_at = pack
+        .len()
+        .checked_sub(FOOTER_LEN)
+        .ok_or_else(|| PackError::Index(id, "no pack footer".into()))?;
+    let footer = parse_footer(id, &pack[footer_at..], pack.len() as u64)?;
+    let start = footer.index_offset as usize;
+    let index = decode_index(id, &footer, &pack[start..start + footer.index_len as usize])?;
+    Ok((footer, index))
+}
+
 /// Parses the index of a whole pack object: every chunk with its length and
 /// location. Chunk ids are recomputed from the bytes (the index does not
 /// store them), so a corrupt frame is found here too.
 pub fn read_index(id: PackId, pack: &[u8]) -> Result<Vec<(ChunkId, u32, ChunkLocation)>, PackError> {
+    let (footer, index) = index_of(id, pack)?;
     let bad = |what: &str| PackError::Index(id, what.to_string());
-    if pack.len() < FOOTER_LEN || pack[pack.len() - 8..] != PACK_MAGIC {
-        return Err(bad("no pack footer"));
-    }
-    let footer = &pack[pack.len() - FOOTER_LEN..];
-    let index_offset = u64::from_le_bytes(footer[0..8].try_into().unwrap()) as usize;
-    let index_len = u32::from_le_bytes(footer[8..12].try_into().unwrap()) as usize;
-    let count = u32::from_le_bytes(footer[12..16].try_into().unwrap()) as usize;
-    let index = index_offset
-        .checked_add(index_len)
-        .filter(|&end| end <= pack.len() - FOOTER_LEN)
-        .map(|end| &pack[index_offset..end])
-        .ok_or_else(|| bad("index out of bounds"))?;
-    if count > MAX_INDEX_CHUNKS {
-        return Err(bad("implausible chunk count"));
-    }
-    let plain = zstd::bulk::decompress(index, count * INDEX_RECORD_LEN).map_err(|e| bad(&e.to_string()))?;
-    if plain.len() != count * INDEX_RECORD_LEN {
-        return Err(bad("index length does not match its chunk count"));
-    }
-    let u32_at = |r: &[u8], at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
     let mut frame: Option<(u64, Vec<u8>)> = None;
-    let mut out = Vec::with_capacity(count);
-    for r in plain.chunks_exact(INDEX_RECORD_LEN) {
-        let loc = ChunkLocation {
-            pack: id,
-            frame_offset: u64::from_le_bytes(r[0..8].try_into().unwrap()),
-            frame_len: u32_at(r, 8),
-            frame_plain_len: u32_at(r, 12),
-            offset_in_frame: u32_at(r, 16),
-        };
-        let len = u32_at(r, 20);
+    let mut out = Vec::with_capacity(index.len());
+    for (len, loc) in index {
         if frame.as_ref().map(|f| f.0) != Some(loc.frame_offset) {
             let start = loc.frame_offset as usize;
             let compressed = start
                 .checked_add(loc.frame_len as usize)
-                .filter(|&end| end <= index_offset)
+                .filter(|&end| end as u64 <= footer.index_offset)
                 .map(|end| &pack[start..end])
                 .ok_or_else(|| bad("frame out of bounds"))?;
             frame = Some((loc.frame_offset, decode_frame(compressed, &loc)?));

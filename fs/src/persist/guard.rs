@@ -1,11 +1,13 @@
 //! The gc check of a persist: a new layer references no object that garbage
-//! collection condemned or deleted (see [`crate::gc`] for the protocol), and
-//! the retries of a persist whose layer failed it.
+//! collection condemned or deleted (see [`crate::gc`] for the protocol), nor
+//! a pack `wsfs check` marked corrupt ([`crate::check::corrupt`]), and the
+//! retries of a persist whose layer failed it.
 
 use std::collections::HashSet;
 
 use bytes::Bytes;
 
+use crate::check::corrupt;
 use crate::error::StoreError;
 use crate::gc::{self, Object};
 use crate::ids::{LayerId, PackId};
@@ -41,7 +43,7 @@ pub(super) enum Built {
 }
 
 /// Runs `attempt` until its layer passes the gc check: each retry stores the
-/// chunks of condemned or missing packs anew (forgotten by the local index),
+/// chunks of condemned, corrupt or missing packs anew (forgotten by the local index),
 /// in salted packs.
 pub(super) fn retrying(
     store: &Store,
@@ -65,7 +67,7 @@ pub(super) fn retrying(
                 (verdict, layer, packs)
             }
         };
-        tracing::warn!(%layer, ?verdict, "garbage collection condemned what the layer references: storing it anew");
+        tracing::warn!(%layer, ?verdict, "the layer references what garbage collection condemned or a check found corrupt: storing it anew");
         store.db().forget_packs(&verdict.gone)?;
         avoid.packs.extend(verdict.gone);
         if verdict.layer_condemned {
@@ -82,7 +84,7 @@ pub(super) fn retrying(
 /// What a check found wrong with a layer about to land (or just landed).
 #[derive(Debug, Default)]
 pub(super) struct Verdict {
-    /// Packs the layer references that are condemned or missing.
+    /// Packs the layer references that are condemned, marked corrupt or missing.
     pub gone: HashSet<PackId>,
     /// The layer object itself is condemned (a deleted layer's identical content).
     pub layer_condemned: bool,
@@ -139,14 +141,15 @@ pub(super) fn check(store: &Store, claims: &Claims<'_>, landed: bool) -> Result<
     Ok(verdict)
 }
 
-/// What of the layer is condemned now.
+/// What of the layer is condemned now, or in a pack marked corrupt.
 fn condemned(store: &Store, claims: &Claims<'_>) -> Result<Verdict, StoreError> {
     let marked = gc::condemned(store)?;
+    let corrupt = corrupt::marked(store)?;
     Ok(Verdict {
         gone: claims
             .packs
             .iter()
-            .filter(|p| marked.contains(&Object::Pack(**p)))
+            .filter(|p| marked.contains(&Object::Pack(**p)) || corrupt.contains_key(p))
             .copied()
             .collect(),
         layer_condemned: marked.contains(&Object::Layer(claims.layer)),

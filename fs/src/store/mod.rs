@@ -209,6 +209,14 @@ pub struct Store {
     appending: Mutex<()>,
 }
 
+/// Decodes the manifest object of `layer`.
+fn decode_manifest(layer: &LayerId, bytes: &[u8]) -> Result<Manifest, StoreError> {
+    manifest::decode(bytes).map_err(|source| StoreError::Manifest {
+        layer: *layer,
+        source,
+    })
+}
+
 /// The remote key of a layer manifest.
 pub fn layer_key(id: &LayerId) -> String {
     format!("layers/{id}")
@@ -579,22 +587,13 @@ impl Store {
         let bytes = match self.db.manifest(layer)? {
             Some(bytes) => bytes,
             None => {
-                let key = layer_key(layer);
-                add(&self.metrics.remote_get_requests, 1);
-                let bytes = self.remote.get(&key)?.ok_or(StoreError::MissingLayer(*layer))?;
-                add(&self.metrics.remote_bytes_fetched, bytes.len() as u64);
-                if LayerId::of(&bytes) != *layer {
-                    return Err(StoreError::LayerDigest(*layer));
-                }
+                let bytes = self.fetch_layer(layer)?;
                 self.db.put_manifest(layer, &bytes)?;
                 bytes.to_vec()
             }
         };
         let fetched = started.elapsed();
-        let decoded = manifest::decode(&bytes).map_err(|source| StoreError::Manifest {
-            layer: *layer,
-            source,
-        });
+        let decoded = decode_manifest(layer, &bytes);
         tracing::debug!(
             %layer,
             bytes = bytes.len(),
@@ -603,6 +602,27 @@ impl Store {
             "manifest"
         );
         decoded
+    }
+
+    /// A layer's object fetched from the remote (never from the local
+    /// database), checked against its id.
+    fn fetch_layer(&self, layer: &LayerId) -> Result<Bytes, StoreError> {
+        add(&self.metrics.remote_get_requests, 1);
+        let bytes = self
+            .remote
+            .get(&layer_key(layer))?
+            .ok_or(StoreError::MissingLayer(*layer))?;
+        add(&self.metrics.remote_bytes_fetched, bytes.len() as u64);
+        if LayerId::of(&bytes) != *layer {
+            return Err(StoreError::LayerDigest(*layer));
+        }
+        Ok(bytes)
+    }
+
+    /// A layer's manifest as the remote holds it now (the local database is
+    /// neither read nor written): fetched, checked against its id, decoded.
+    pub fn remote_manifest(&self, layer: &LayerId) -> Result<Manifest, StoreError> {
+        decode_manifest(layer, &self.fetch_layer(layer)?)
     }
 
     /// Checks, encodes and uploads a manifest (unless this host already has it);
@@ -631,5 +651,50 @@ impl Store {
     pub fn count_put(&self, len: usize) {
         add(&self.metrics.remote_put_requests, 1);
         add(&self.metrics.remote_bytes_stored, len as u64);
+    }
+}
+
+/// Stores and sources on local disk for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::{Path, PathBuf};
+
+    use super::{Store, StoreConfig};
+    use crate::persist::{persist, PersistOutcome, PersistRequest};
+
+    /// A store with its state dir in `dir` and a `file://` remote at `dir/remote`.
+    pub fn store_in(dir: &Path) -> Store {
+        Store::open(&StoreConfig {
+            state_dir: dir.join("state"),
+            remote_url: format!("file://{}", remote_dir(dir).display()),
+            cache_bytes: 64 << 20,
+            remote_timeout: std::time::Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+
+    /// The remote's directory of a store made by [`store_in`].
+    pub fn remote_dir(dir: &Path) -> PathBuf {
+        dir.join("remote")
+    }
+
+    /// Writes `len` bytes that do not compress (different per `seed`) at `path`.
+    pub fn write_file(path: &Path, seed: u8, len: usize) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let data: Vec<u8> = (0..len as u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ seed)
+            .collect();
+        std::fs::write(path, data).unwrap();
+    }
+
+    /// Persists everything under `root` to workspace `ws`.
+    pub fn persist_all(store: &Store, root: &Path, ws: &str) -> PersistOutcome {
+        let req = PersistRequest {
+            root,
+            paths: &[".".into()],
+            workspace: &ws.parse().unwrap(),
+            host: "test",
+        };
+        persist(store, &req, &mut |_| {}).unwrap()
     }
 }

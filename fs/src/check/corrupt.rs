@@ -1,0 +1,109 @@
+//! Markers of packs found corrupt: `corrupt/<pack id>`, written by
+//! [`super::run`]. A persist treats a marked pack as gone (its gc check, see
+//! `persist::guard`): the chunks are stored anew, never referenced there
+//! again. Garbage collection keeps a marked pack while a layer references
+//! it, does not rewrite it, and removes the marker once the pack is gone.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::error::StoreError;
+use crate::ids::PackId;
+use crate::store::remote::Listed;
+use crate::store::Store;
+
+/// Where markers live.
+const PREFIX: &str = "corrupt";
+const HEADER: &str = "wsfs-corrupt 1";
+
+/// The remote key of the marker of `pack`.
+pub fn marker_key(pack: &PackId) -> String {
+    format!("{PREFIX}/{pack}")
+}
+
+/// The packs marked corrupt now (one listing), with their markers.
+pub fn marked(store: &Store) -> Result<HashMap<PackId, Listed>, StoreError> {
+    Ok(store
+        .remote()
+        .list(PREFIX)?
+        .into_iter()
+        .filter_map(|l| {
+            let pack = l.key.strip_prefix(PREFIX)?.strip_prefix('/')?.parse().ok()?;
+            Some((pack, l))
+        })
+        .collect())
+}
+
+/// Marks `pack` corrupt: `problem` is what was found, `host` where.
+pub fn mark(store: &Store, pack: &PackId, host: &str, problem: &str) -> Result<(), StoreError> {
+    let at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let body = encode(at_ms, host, problem);
+    store.put_object(marker_key(pack), Bytes::from(body))
+}
+
+/// Removes the marker of `pack` (done when there is none).
+pub fn unmark(store: &Store, pack: &PackId) -> Result<(), StoreError> {
+    store.remote().delete(&marker_key(pack))
+}
+
+/// What the marker of `pack` says was found, and where (`None`: no marker,
+/// or one that does not parse).
+pub fn reason(store: &Store, pack: &PackId) -> Result<Option<String>, StoreError> {
+    let body = store.remote().get(&marker_key(pack))?;
+    Ok(body
+        .as_deref()
+        .and_then(decode)
+        .map(|(host, problem)| format!("{problem} (found by host {host})")))
+}
+
+/// One line: no line break of `text` survives.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn encode(at_ms: u64, host: &str, problem: &str) -> String {
+    format!(
+        "{HEADER}\nfound_at_ms {at_ms}\nhost {}\nproblem {}\n",
+        one_line(host),
+        one_line(problem)
+    )
+}
+
+/// The host and the problem a marker names.
+fn decode(body: &[u8]) -> Option<(String, String)> {
+    let mut lines = std::str::from_utf8(body).ok()?.lines();
+    (lines.next()? == HEADER).then_some(())?;
+    lines.next()?.strip_prefix("found_at_ms ")?.parse::<u64>().ok()?;
+    let host = lines.next()?.strip_prefix("host ")?;
+    let problem = lines.next()?.strip_prefix("problem ")?;
+    Some((host.to_string(), problem.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip_on_one_line_each() {
+        let body = encode(42, "build 7", "frame at 24\nis corrupt");
+        assert_eq!(
+            body,
+            "wsfs-corrupt 1\nfound_at_ms 42\nhost build 7\nproblem frame at 24 is corrupt\n"
+        );
+        let (host, problem) = decode(body.as_bytes()).unwrap();
+        assert_eq!(
+            (host.as_str(), problem.as_str()),
+            ("build 7", "frame at 24 is corrupt")
+        );
+        assert_eq!(
+            decode(b"wsfs-corrupt 2\nfound_at_ms 1\nhost h\nproblem p\n"),
+            None
+        );
+        assert_eq!(decode(b"wsfs-corrupt 1\nhost h\nproblem p\n"), None);
+        assert!(marker_key(&PackId::of(b"p")).starts_with("corrupt/"));
+    }
+}
