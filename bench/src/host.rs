@@ -10,10 +10,12 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-/// Where the `wsfs` and `wsfsd` binaries are.
+/// Where the `wsfs`, `wsfsd` and `wsfs-holder` binaries are (the CLI starts
+/// the holder found next to `WSFS_DAEMON`).
 pub struct Bins {
     wsfs: PathBuf,
     wsfsd: PathBuf,
+    holder: PathBuf,
 }
 
 impl Bins {
@@ -29,8 +31,9 @@ impl Bins {
         let bins = Bins {
             wsfs: dir.join("wsfs"),
             wsfsd: dir.join("wsfsd"),
+            holder: dir.join("wsfs-holder"),
         };
-        for bin in [&bins.wsfs, &bins.wsfsd] {
+        for bin in bins.paths() {
             if !bin.is_file() {
                 bail!(
                     "{} not found: build the workspace or pass --bin-dir",
@@ -41,9 +44,9 @@ impl Bins {
         Ok(bins)
     }
 
-    /// Both binaries.
-    pub fn paths(&self) -> [&Path; 2] {
-        [&self.wsfs, &self.wsfsd]
+    /// The three binaries.
+    pub fn paths(&self) -> [&Path; 3] {
+        [&self.wsfs, &self.wsfsd, &self.holder]
     }
 }
 

@@ -92,6 +92,20 @@ pub enum StoreError {
     /// A layer object whose bytes do not hash to its id.
     #[error("layer {0}: the stored manifest does not match its id (corrupt remote object)")]
     LayerDigest(LayerId),
+    /// An object larger than any object of its kind can be: refused before
+    /// its body is read.
+    #[error(
+        "remote object {key} is {size} bytes, more than the {max} bytes such an object can have: it was not \
+         written by wsfs or is damaged (`wsfs check` names what depends on it)"
+    )]
+    TooLarge {
+        /// The object key.
+        key: String,
+        /// Its size.
+        size: u64,
+        /// The most an object of its kind can have.
+        max: u64,
+    },
     /// A layer named by a workspace that is not in the remote.
     #[error("layer {0} is missing from the remote")]
     MissingLayer(LayerId),

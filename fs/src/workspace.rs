@@ -174,11 +174,14 @@ pub fn layers(store: &Store, ws: &WorkspaceName) -> Result<Vec<LayerId>, StoreEr
     Ok(stack(store, ws)?.into_iter().map(|(_, layer)| layer).collect())
 }
 
+/// Largest workspace record or expiry object (a few lines of text).
+const MAX_RECORD_LEN: u64 = 64 << 10;
+
 /// The records of a workspace, oldest first.
 pub fn records(store: &Store, ws: &WorkspaceName) -> Result<Vec<LayerRecord>, StoreError> {
     let mut out = Vec::new();
     for listed in store.remote().list(&ws.prefix())? {
-        let Some(bytes) = store.remote().get(&listed.key)? else {
+        let Some(bytes) = store.remote().get(&listed.key, MAX_RECORD_LEN)? else {
             continue;
         };
         match std::str::from_utf8(&bytes).ok().and_then(LayerRecord::decode) {
@@ -220,7 +223,7 @@ pub fn expired(store: &Store, now_ms: u64) -> Result<Vec<(WorkspaceName, u64)>, 
         let Some(ws) = name_in_key(&listed.key) else {
             continue;
         };
-        let Some(bytes) = store.remote().get(&listed.key)? else {
+        let Some(bytes) = store.remote().get(&listed.key, MAX_RECORD_LEN)? else {
             continue;
         };
         let at = std::str::from_utf8(&bytes)

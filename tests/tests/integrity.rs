@@ -77,3 +77,33 @@ fn a_corrupted_pack_gives_eio_for_its_file_and_right_bytes_for_others() {
     assert!(got_b == data_b, "b.bin read wrong bytes");
     c.status(); // the daemon is still alive
 }
+
+/// A layer object in the remote is replaced by one of 1 TiB (a sparse file:
+/// a damaged or hostile store): a fresh host's attach fails naming the object
+/// and its size, without reading it (the daemon neither hangs nor runs out
+/// of memory), and the daemon keeps serving.
+#[test]
+fn a_layer_object_too_large_for_a_manifest_is_refused_before_it_is_read() {
+    let a = Host::with_config(HostConfig::default().file_remote());
+    let src = a.path("src");
+    write_file(&src.join("a.txt"), b"a\n").unwrap();
+    let layer = a.persist("huge/ws", &src, &["a.txt"])["layer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let object = a.remote_dir().join("layers").join(&layer);
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&object)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+
+    let fresh = a.peer_named("fresh");
+    let err = fresh.fails(["attach", "--workspace", "huge/ws", fresh.path("mnt").to_str().unwrap()]);
+    for needle in [&format!("layers/{layer}") as &str, "1099511627776 bytes", "more than"] {
+        assert!(err.contains(needle), "{needle:?} not in: {err}");
+    }
+    fresh.status(); // the daemon is still alive
+}

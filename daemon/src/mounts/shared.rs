@@ -21,10 +21,13 @@ use crate::sys;
 
 /// GETs a prefetch has in flight at once (each up to 8 MiB of frames).
 const PREFETCH_THREADS: usize = 4;
-/// Manifests of a layer stack fetched at once when a version is attached.
+/// Manifests of a layer stack fetched at once when a version is attached
+/// (fewer when memory is short).
 const MANIFESTS_AT_ONCE: usize = 16;
 /// How many of the first files to prefetch the log names.
 const PREFETCH_LOGGED: usize = 5;
+/// Largest access trace read (the paths of a few million files).
+const MAX_TRACE_LEN: u64 = 256 << 20;
 
 /// One workspace version's FUSE mount.
 pub(super) struct Shared {
@@ -60,9 +63,13 @@ pub(super) enum Connection {
 /// the same stack always gives the same inode numbers.
 pub(super) fn build_tree(store: &Store, layers: &[LayerId]) -> Result<Tree, MountError> {
     let started = Instant::now();
-    // One round trip for a stack of layers, not one per layer.
+    // One round trip for a stack of layers, not one per layer; but no more
+    // at once than half of the memory left could hold at their largest
+    // (the object and its decoded body).
+    let largest = 2 * wsfs_fs::manifest::MAX_OBJECT_LEN;
+    let at_once = (wsfs_fs::memory::available() / 2 / largest).clamp(1, MANIFESTS_AT_ONCE as u64) as usize;
     let mut manifests = Vec::with_capacity(layers.len());
-    for group in layers.chunks(MANIFESTS_AT_ONCE) {
+    for group in layers.chunks(at_once) {
         let fetched: Vec<_> = std::thread::scope(|scope| {
             let fetching: Vec<_> = group.iter().map(|l| scope.spawn(|| store.manifest(l))).collect();
             fetching
@@ -153,7 +160,7 @@ impl Shared {
         );
         let key = trace_key(key);
         std::thread::spawn(move || {
-            let stored = match store.remote().get(&key) {
+            let stored = match store.remote().get(&key, MAX_TRACE_LEN) {
                 Ok(stored) => stored.unwrap_or_default(),
                 Err(e) => {
                     tracing::warn!(key, error = %e, "cannot read the access trace: prefetching in tree order");

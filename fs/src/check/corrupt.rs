@@ -17,6 +17,8 @@ use crate::store::Store;
 /// Where markers live.
 const PREFIX: &str = "corrupt";
 const HEADER: &str = "wsfs-corrupt 1";
+/// Largest marker read (one line of text).
+const MAX_MARKER_LEN: u64 = 64 << 10;
 
 /// The remote key of the marker of `pack`.
 pub fn marker_key(pack: &PackId) -> String {
@@ -53,7 +55,7 @@ pub fn unmark(store: &Store, pack: &PackId) -> Result<(), StoreError> {
 /// What the marker of `pack` says was found, and where (`None`: no marker,
 /// or one that does not parse).
 pub fn reason(store: &Store, pack: &PackId) -> Result<Option<String>, StoreError> {
-    let body = store.remote().get(&marker_key(pack))?;
+    let body = store.remote().get(&marker_key(pack), MAX_MARKER_LEN)?;
     Ok(body
         .as_deref()
         .and_then(decode)

@@ -26,7 +26,7 @@ use crate::ids::{ChunkId, LayerId, PackId};
 use crate::manifest::{ChunkLocation, ChunkRef};
 use crate::pack::{
     chunk_in_frame, decode_frame, decode_index, index_of, pack_key, parse_footer, relocation_key, Relocation,
-    FOOTER_LEN,
+    FOOTER_LEN, MAX_PACK_LEN,
 };
 use crate::store::remote::Listed;
 use crate::store::{layer_key, Store};
@@ -486,7 +486,7 @@ fn verify_whole(
     id: PackId,
     frames: &BTreeMap<u64, FrameNeed>,
 ) -> Result<(Verdict, u64), StoreError> {
-    let Some(bytes) = store.remote().get(&pack_key(&id))? else {
+    let Some(bytes) = store.remote().get(&pack_key(&id), MAX_PACK_LEN)? else {
         return Ok((Verdict::Broken(Problem::Missing), 0));
     };
     Ok((judge_whole(id, &bytes, frames), bytes.len() as u64))

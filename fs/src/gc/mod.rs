@@ -32,7 +32,7 @@ use thiserror::Error;
 use crate::check::corrupt;
 use crate::error::{PackError, StoreError};
 use crate::ids::{LayerId, PackId};
-use crate::pack::{pack_key, relocation_key, Relocation};
+use crate::pack::{pack_key, relocation_key, Relocation, MAX_RELOCATION_LEN};
 use crate::store::remote::Listed;
 use crate::store::{layer_key, Store};
 use crate::workers;
@@ -50,6 +50,8 @@ pub const MIN_GRACE: Duration = Duration::from_secs(15);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 
 /// Where markers live: `gc/condemned/<object key>`.
+/// Largest condemnation marker read (one line of text).
+const MAX_MARKER_LEN: u64 = 64 << 10;
 const MARKERS: &str = "gc/condemned";
 const MARKER_HEADER: &str = "wsfs-condemned 1";
 
@@ -272,7 +274,7 @@ pub type ReadRelocation = (PackId, Result<Relocation, PackError>);
 pub fn read_relocations(store: &Store, packs: &[PackId]) -> Result<Vec<ReadRelocation>, StoreError> {
     let read = Mutex::new(Vec::new());
     workers::for_each(packs, CONCURRENCY, |pack| {
-        if let Some(bytes) = store.remote().get(&relocation_key(pack))? {
+        if let Some(bytes) = store.remote().get(&relocation_key(pack), MAX_RELOCATION_LEN)? {
             let relocation = Relocation::decode(*pack, &bytes);
             read.lock().unwrap().push((*pack, relocation));
         }
@@ -339,7 +341,7 @@ impl Pass<'_> {
         let grace_ms = self.opts.grace.as_millis() as u64;
         let due = store
             .remote()
-            .get(key)?
+            .get(key, MAX_MARKER_LEN)?
             .as_deref()
             .and_then(marker_time)
             .map(|at| at.saturating_add(grace_ms));

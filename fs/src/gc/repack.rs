@@ -14,7 +14,7 @@ use super::{Object, PERSIST_BOUND};
 use crate::error::StoreError;
 use crate::ids::{ChunkId, PackId};
 use crate::manifest::ChunkRef;
-use crate::pack::{pack_key, read_index, relocation_key, Moved, PackWriter, Relocation};
+use crate::pack::{pack_key, read_index, relocation_key, Moved, PackWriter, Relocation, MAX_PACK_LEN};
 use crate::store::remote::Listed;
 use crate::store::{Store, MAX_RELOCATIONS};
 
@@ -90,7 +90,7 @@ pub(super) fn repack(
 ) -> Result<Vec<(PackId, Relocation)>, StoreError> {
     let mut written = Vec::new();
     for repacked in packs.iter_mut() {
-        let Some(bytes) = store.remote().get(&pack_key(&repacked.pack))? else {
+        let Some(bytes) = store.remote().get(&pack_key(&repacked.pack), MAX_PACK_LEN)? else {
             tracing::warn!(pack = %repacked.pack, "not repacked: gone meanwhile");
             continue;
         };

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 
 use crate::ids::{ChunkId, PackId};
 
-pub use v1::{decode, encode, validate, FormatError, FORMAT_VERSION};
+pub use v1::{decode, encode, validate, FormatError, FORMAT_VERSION, MAX_OBJECT_LEN};
 
 /// One layer's tree: entries sorted by [`path_cmp`], unique paths.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -33,6 +33,11 @@ pub const MAX_FRAME_BYTES: u32 = 16 << 20;
 /// Length of the fixed header: magic, version, flags, body length.
 pub const HEADER_LEN: usize = 8 + 2 + 2 + 8;
 
+/// Largest encoded manifest: the header and a body of at most
+/// [`MAX_BODY_LEN`] plain bytes, which zstd never grows by more than 1/256
+/// plus a little. Larger objects are refused before they are read.
+pub const MAX_OBJECT_LEN: u64 = HEADER_LEN as u64 + MAX_BODY_LEN + MAX_BODY_LEN / 128 + (64 << 10);
+
 /// zstd level of the body. Part of the format in practice: the layer id hashes
 /// the compressed bytes, so writers must agree on it to share layer ids.
 const ZSTD_LEVEL: i32 = 3;

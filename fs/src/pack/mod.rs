@@ -17,7 +17,7 @@ pub mod writer;
 pub use reader::{
     check_chunk, chunk_in_frame, decode_frame, decode_index, index_of, parse_footer, read_index,
 };
-pub use relocation::{relocation_key, Moved, Relocation};
+pub use relocation::{relocation_key, Moved, Relocation, MAX_RELOCATION_LEN};
 pub use writer::{FrameBuilder, FrameCompressor, PackWriter, PlainFrame, SealedPack};
 
 /// Last 8 bytes of every pack.
@@ -35,6 +35,9 @@ pub const INDEX_RECORD_LEN: usize = 8 + 4 * 4;
 pub const FRAME_TARGET: usize = 1024 * 1024;
 /// A pack is sealed once its frames reach this many compressed bytes.
 pub const PACK_TARGET: usize = 64 * 1024 * 1024;
+/// Largest pack object read whole: the target, the frame that crossed it
+/// and the index, with room to spare.
+pub const MAX_PACK_LEN: u64 = 2 * PACK_TARGET as u64;
 /// zstd level for frames and indexes.
 pub const ZSTD_LEVEL: i32 = 3;
 

@@ -20,6 +20,9 @@ use crate::error::PackError;
 use crate::ids::PackId;
 
 const HEADER: &str = "wsfs-relocation 1";
+/// Largest relocation record: a line per frame of a pack, far fewer than
+/// this allows.
+pub const MAX_RELOCATION_LEN: u64 = 16 << 20;
 
 /// The remote key of the relocation record of `old`.
 pub fn relocation_key(old: &PackId) -> String {

@@ -25,7 +25,9 @@ use crate::error::{PackError, StoreError};
 use crate::ids::{ChunkId, LayerId, PackId};
 use crate::manifest::{self, ChunkLocation, ChunkRef, Manifest};
 use crate::metrics::{add, Metrics};
-use crate::pack::{check_chunk, chunk_in_frame, decode_frame, pack_key, relocation_key, Relocation};
+use crate::pack::{
+    check_chunk, chunk_in_frame, decode_frame, pack_key, relocation_key, Relocation, MAX_RELOCATION_LEN,
+};
 use cache::{FrameCache, FrameKey};
 use db::Db;
 use lru::Lru;
@@ -558,7 +560,7 @@ impl Store {
     /// Reads the relocation record of `pack` from the remote, and remembers it.
     fn read_relocation(&self, pack: &PackId) -> Result<Option<Arc<Relocation>>, StoreError> {
         add(&self.metrics.remote_get_requests, 1);
-        let Some(bytes) = self.remote.get(&relocation_key(pack))? else {
+        let Some(bytes) = self.remote.get(&relocation_key(pack), MAX_RELOCATION_LEN)? else {
             return Ok(None);
         };
         let relocation = Arc::new(Relocation::decode(*pack, &bytes)?);
@@ -610,7 +612,7 @@ impl Store {
         add(&self.metrics.remote_get_requests, 1);
         let bytes = self
             .remote
-            .get(&layer_key(layer))?
+            .get(&layer_key(layer), manifest::MAX_OBJECT_LEN)?
             .ok_or(StoreError::MissingLayer(*layer))?;
         add(&self.metrics.remote_bytes_fetched, bytes.len() as u64);
         if LayerId::of(&bytes) != *layer {

@@ -180,23 +180,34 @@ impl Remote {
         }
     }
 
-    /// The whole object at `key`; `None` when it does not exist.
-    pub fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+    /// The whole object at `key`; `None` when it does not exist. An object
+    /// over `max` bytes is refused when its size is known, before its body
+    /// is read: no object from the remote makes the daemon allocate more
+    /// than its kind justifies.
+    pub fn get(&self, key: &str, max: u64) -> Result<Option<Bytes>, StoreError> {
         let path = Path::from(key);
         let fetched = self.runtime.block_on(async {
             match self.store.get(&path).await {
-                Ok(got) => got.bytes().await.map(Some),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Ok(got) if got.meta.size > max => Ok(Err(got.meta.size)),
+                Ok(got) => got.bytes().await.map(|b| Ok(Some(b))),
+                Err(object_store::Error::NotFound { .. }) => Ok(Ok(None)),
                 Err(e) => Err(e),
             }
         });
-        observe(&self.health, fetched.map_err(|e| self.err("GET", key, e)))
+        match observe(&self.health, fetched.map_err(|e| self.err("GET", key, e)))? {
+            Ok(bytes) => Ok(bytes),
+            Err(size) => Err(StoreError::TooLarge {
+                key: key.to_string(),
+                size,
+                max,
+            }),
+        }
     }
 
     /// Whether the remote answers: a GET of a key no object ever has
     /// (answered "not found" by a reachable remote).
     pub fn probe(&self) -> Result<(), StoreError> {
-        self.get("wsfs-probe/reachable").map(drop)
+        self.get("wsfs-probe/reachable", 1 << 20).map(drop)
     }
 
     /// Bytes `range` of the object at `key`.
@@ -327,9 +338,13 @@ mod tests {
             .spawn_put("a/1".into(), Bytes::from_static(b"one"))
             .wait()
             .unwrap();
-        assert_eq!(remote.get("a/1").unwrap().unwrap(), &b"one"[..]);
+        assert_eq!(remote.get("a/1", 3).unwrap().unwrap(), &b"one"[..]);
+        assert!(matches!(
+            remote.get("a/1", 2),
+            Err(StoreError::TooLarge { size: 3, max: 2, .. })
+        ));
         assert_eq!(remote.get_range("a/2", 1..3).unwrap(), &b"wo"[..]);
-        assert!(remote.get("missing").unwrap().is_none());
+        assert!(remote.get("missing", 1).unwrap().is_none());
         let keys: Vec<_> = remote.list("a").unwrap().into_iter().map(|l| l.key).collect();
         assert_eq!(keys, ["a/1", "a/2"]);
         let asked = ["a/1".to_string(), "b".to_string(), "a/3".to_string()];
