@@ -4,6 +4,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,7 +64,7 @@ fn persist_status(e: PersistError) -> Status {
         PersistError::BadPath { .. } => Status::invalid_argument(e.to_string()),
         PersistError::Source { .. } => Status::failed_precondition(e.to_string()),
         PersistError::Store(e) => store_status(e),
-        PersistError::Collected(_) => Status::aborted(e.to_string()),
+        PersistError::Collected(_) | PersistError::Cancelled => Status::aborted(e.to_string()),
         PersistError::LayerCondemned(_) => Status::failed_precondition(e.to_string()),
     }
 }
@@ -286,6 +287,17 @@ impl Wsfs for Service {
             .collect();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let daemon = self.daemon.clone();
+        // A client that goes away (its stream dropped) calls the persist off:
+        // whoever asked for it may be deleting the workspace now.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let watcher = tokio::spawn({
+            let (tx, cancelled, ws) = (tx.clone(), cancelled.clone(), ws.clone());
+            async move {
+                tx.closed().await;
+                cancelled.store(true, Ordering::SeqCst);
+                tracing::info!(workspace = %ws, "the client of a persist went away: cancelling it");
+            }
+        });
         tokio::task::spawn_blocking(move || {
             let mut last = Instant::now();
             let mut report = |p: &wsfs_fs::persist::Progress| {
@@ -306,8 +318,11 @@ impl Wsfs for Service {
                 paths: &paths,
                 workspace: &ws,
                 host: &daemon.host,
+                cancelled: Some(&cancelled),
             };
             let outcome = persist(&daemon.store, &request, &mut report);
+            // Its copy of the sender would keep the stream open.
+            watcher.abort();
             let event = match outcome {
                 Ok(o) => {
                     tracing::info!(workspace = %ws, layer = %o.layer, files = o.files, new_bytes = o.new_bytes, "persisted");

@@ -67,6 +67,7 @@ pub(super) fn retrying(
         };
         tracing::warn!(%layer, ?verdict, "garbage collection condemned what the layer references: storing it anew");
         store.db().forget_packs(&verdict.gone)?;
+        crate::crash::point("persist.gc-forgotten");
         avoid.packs.extend(verdict.gone);
         if verdict.layer_condemned {
             if packs.is_empty() {

@@ -617,6 +617,7 @@ impl Store {
             return Ok((id, 0));
         }
         self.put_object(layer_key(&id), Bytes::from(bytes.clone()))?;
+        crate::crash::point("persist.manifest-put");
         self.db.put_manifest(&id, &bytes)?;
         Ok((id, bytes.len() as u64))
     }
