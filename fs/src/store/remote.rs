@@ -293,7 +293,11 @@ impl Remote {
     /// On a `file://` remote, makes the removal of `key`'s file durable:
     /// syncs the directory that held it (if it is still there).
     fn sync_dir_of(&self, key: &str) -> Result<(), StoreError> {
-        let Some(dir) = self.local_dir.as_ref().and_then(|d| d.join(key).parent().map(|p| p.to_path_buf())) else {
+        let Some(dir) = self
+            .local_dir
+            .as_ref()
+            .and_then(|d| d.join(key).parent().map(|p| p.to_path_buf()))
+        else {
             return Ok(());
         };
         match std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
@@ -473,7 +477,10 @@ mod tests {
             self.inner.list(prefix)
         }
 
-        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<object_store::ListResult> {
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
             self.inner.list_with_delimiter(prefix).await
         }
 
@@ -506,7 +513,10 @@ mod tests {
         // It did not land: the PUT's failure.
         let lost = flaky(false, false).put_resolved("workspaces/a/b/1", record.clone());
         let lost = lost.unwrap_err().to_string();
-        assert!(lost.contains("request timed out") && !lost.contains("unknown"), "{lost}");
+        assert!(
+            lost.contains("request timed out") && !lost.contains("unknown"),
+            "{lost}"
+        );
         // Nothing tells: the error says so.
         let unknown = flaky(true, true).put_resolved("workspaces/a/b/1", record);
         let unknown = unknown.unwrap_err().to_string();
