@@ -290,15 +290,24 @@ impl Wsfs for Service {
         // A client that goes away (its stream dropped) calls the persist off:
         // whoever asked for it may be deleting the workspace now.
         let cancelled = Arc::new(AtomicBool::new(false));
-        let watcher = tokio::spawn({
+        // Dropped when the persist ends, however it ends: the watcher's copy of
+        // the sender then goes too, so the stream ends.
+        let (ended, persist_ended) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn({
             let (tx, cancelled, ws) = (tx.clone(), cancelled.clone(), ws.clone());
             async move {
-                tx.closed().await;
-                cancelled.store(true, Ordering::SeqCst);
-                tracing::info!(workspace = %ws, "the client of a persist went away: cancelling it");
+                tokio::select! {
+                    biased;
+                    _ = persist_ended => {}
+                    () = tx.closed() => {
+                        cancelled.store(true, Ordering::SeqCst);
+                        tracing::info!(workspace = %ws, "the client of a persist went away: cancelling it");
+                    }
+                }
             }
         });
         tokio::task::spawn_blocking(move || {
+            let _ended = ended;
             let mut last = Instant::now();
             let mut report = |p: &wsfs_fs::persist::Progress| {
                 if last.elapsed() >= PROGRESS_EVERY || p.files_done == p.files_total {
@@ -321,8 +330,6 @@ impl Wsfs for Service {
                 cancelled: Some(&cancelled),
             };
             let outcome = persist(&daemon.store, &request, &mut report);
-            // Its copy of the sender would keep the stream open.
-            watcher.abort();
             let event = match outcome {
                 Ok(o) => {
                     tracing::info!(workspace = %ws, layer = %o.layer, files = o.files, new_bytes = o.new_bytes, "persisted");

@@ -1,6 +1,6 @@
 //! Fault points: named steps of the writes (persist, `detach --persist`,
 //! `rm`, gc and repack) where crash tests kill the process, to show that
-//! every step leaves the store consistent (`docs/format.md`, "Crash points").
+//! every step leaves the store consistent (`docs/format.md`, "Durability and crash points").
 //!
 //! Without the `crash-points` feature, [`point`] and [`arm`] do nothing and
 //! compile away. With it, once [`arm`]ed with the daemon's state dir, a point
@@ -59,7 +59,7 @@ pub fn arm(state_dir: &Path) {
 }
 
 /// A fault point: the write it sits in has done everything before it and
-/// nothing after it (names: `docs/format.md`, "Crash points").
+/// nothing after it (the points: `docs/format.md`, "Durability and crash points").
 #[inline(always)]
 pub fn point(name: &'static str) {
     #[cfg(feature = "crash-points")]
