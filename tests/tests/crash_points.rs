@@ -59,7 +59,8 @@ fn crash_at<S: AsRef<OsStr>>(host: &Host, point: &str, args: &[S]) {
     let out = host.wsfs(args);
     assert!(
         !control.exists(),
-        "the daemon never reached {point} (exit {}):\n{}\n{}",
+        "the daemon never reached {point} (is wsfsd built with `--features wsfs-daemon/crash-points`, \
+         as scripts/test builds it?) (exit {}):\n{}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr),
         host.daemon_log_tail(30)
