@@ -81,6 +81,7 @@ fn run(args: Args) -> Result<()> {
         None => Some(lock_state_dir(&config)?),
     };
     init_logging(&config)?;
+    wsfs_fs::crash::arm(&config.state_dir);
     let store = Store::open(&StoreConfig {
         state_dir: config.state_dir.clone(),
         remote_url: config.remote.clone(),

@@ -4,6 +4,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,7 +65,7 @@ fn persist_status(e: PersistError) -> Status {
         PersistError::BadPath { .. } => Status::invalid_argument(e.to_string()),
         PersistError::Source { .. } => Status::failed_precondition(e.to_string()),
         PersistError::Store(e) => store_status(e),
-        PersistError::Collected(_) => Status::aborted(e.to_string()),
+        PersistError::Collected(_) | PersistError::Cancelled => Status::aborted(e.to_string()),
         PersistError::LayerCondemned(_) => Status::failed_precondition(e.to_string()),
     }
 }
@@ -314,7 +315,27 @@ impl Wsfs for Service {
             .collect();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let daemon = self.daemon.clone();
+        // A client that goes away (its stream dropped) calls the persist off:
+        // whoever asked for it may be deleting the workspace now.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        // Dropped when the persist ends, however it ends: the watcher's copy of
+        // the sender then goes too, so the stream ends.
+        let (ended, persist_ended) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn({
+            let (tx, cancelled, ws) = (tx.clone(), cancelled.clone(), ws.clone());
+            async move {
+                tokio::select! {
+                    biased;
+                    _ = persist_ended => {}
+                    () = tx.closed() => {
+                        cancelled.store(true, Ordering::SeqCst);
+                        tracing::info!(workspace = %ws, "the client of a persist went away: cancelling it");
+                    }
+                }
+            }
+        });
         tokio::task::spawn_blocking(move || {
+            let _ended = ended;
             let mut last = Instant::now();
             let mut report = |p: &wsfs_fs::persist::Progress| {
                 if last.elapsed() >= PROGRESS_EVERY || p.files_done == p.files_total {
@@ -334,6 +355,7 @@ impl Wsfs for Service {
                 paths: &paths,
                 workspace: &ws,
                 host: &daemon.host,
+                cancelled: Some(&cancelled),
             };
             let outcome = persist(&daemon.store, &request, &mut report);
             let event = match outcome {

@@ -16,13 +16,14 @@
 //! - [`prefetch`]: access traces and fetching a tree in their order.
 //! - [`pagecache`]: pushing prefetched files into the kernel's page cache
 //!   (within the [`memory`] this process may still fill).
-//! - [`metrics`]: counters; [`error`]: typed errors.
+//! - [`metrics`]: counters; [`error`]: typed errors; [`crash`]: fault points for crash tests.
 //!
 //! The library is synchronous; only `store::remote` runs async code, on a
 //! runtime of its own.
 
 pub mod check;
 pub mod chunking;
+pub mod crash;
 pub mod error;
 pub mod fuse;
 pub mod gc;

@@ -118,8 +118,10 @@ impl LayerRecord {
 }
 
 /// Appends a layer to a workspace: the last write of a persist, made only
-/// once the layer's packs and manifest are in the remote. Returns the
-/// record's key, which tells where the layer sits in [`stack`].
+/// once the layer's packs and manifest are in the remote. A PUT that failed
+/// is read back (it may have landed all the same), so that the outcome is
+/// the one the remote holds. Returns the record's key, which tells where
+/// the layer sits in [`stack`].
 pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result<String, StoreError> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -131,7 +133,9 @@ pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result
         rand::random::<u64>(),
         record.layer
     );
-    store.put_object(key.clone(), Bytes::from(record.encode()))?;
+    let bytes = Bytes::from(record.encode());
+    store.count_put(bytes.len());
+    store.remote().put_resolved(&key, bytes)?;
     Ok(key)
 }
 
@@ -200,6 +204,7 @@ pub fn delete(store: &Store, ws: &WorkspaceName) -> Result<usize, StoreError> {
     let keys = stack(store, ws)?;
     for (key, _) in keys.iter().rev() {
         store.remote().delete(key)?;
+        crate::crash::point("rm.record-deleted");
     }
     store.remote().delete(&expiry_key(ws))?;
     Ok(keys.len())

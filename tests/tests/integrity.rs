@@ -101,8 +101,17 @@ fn a_layer_object_too_large_for_a_manifest_is_refused_before_it_is_read() {
         .unwrap();
 
     let fresh = a.peer_named("fresh");
-    let err = fresh.fails(["attach", "--workspace", "huge/ws", fresh.path("mnt").to_str().unwrap()]);
-    for needle in [&format!("layers/{layer}") as &str, "1099511627776 bytes", "more than"] {
+    let err = fresh.fails([
+        "attach",
+        "--workspace",
+        "huge/ws",
+        fresh.path("mnt").to_str().unwrap(),
+    ]);
+    for needle in [
+        &format!("layers/{layer}") as &str,
+        "1099511627776 bytes",
+        "more than",
+    ] {
         assert!(err.contains(needle), "{needle:?} not in: {err}");
     }
     fresh.status(); // the daemon is still alive

@@ -389,7 +389,9 @@ impl Mounts {
         self.save_trace(&view, &trace, &tree);
         let outcome = match (persist, &view.scratch) {
             (true, Some(scratch)) => {
+                wsfs_fs::crash::point("detach.unmounted");
                 let outcome = self.persist_view(&view, scratch, &tree)?;
+                wsfs_fs::crash::point("detach.persisted");
                 self.table.lock().unwrap().views.remove(mountpoint);
                 Some((view.workspace.clone(), outcome))
             }

@@ -30,6 +30,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::check::corrupt;
+use crate::crash;
 use crate::error::{PackError, StoreError};
 use crate::ids::{LayerId, PackId};
 use crate::pack::{pack_key, relocation_key, Relocation, MAX_RELOCATION_LEN};
@@ -308,7 +309,9 @@ impl Pass<'_> {
 
     /// Deletes what was condemned at least the grace period before the
     /// listing and is still unreferenced, and the markers of what is
-    /// referenced again; returns every object that had a marker.
+    /// referenced again; returns every object that had a marker. Every
+    /// marker is judged first, so that this host's local index forgets the
+    /// packs about to go before they go: it never names a pack the remote lacks.
     fn sweep(&self) -> Result<HashSet<Object>, StoreError> {
         let markers: Vec<(String, Object)> = self
             .store
@@ -320,54 +323,63 @@ impl Pass<'_> {
                 Some((m.key, object))
             })
             .collect();
-        let deleted_packs = Mutex::new(HashSet::new());
+        let judged = Mutex::new(Vec::new());
         workers::for_each(&markers, CONCURRENCY, |(key, object)| {
-            if let Some(Object::Pack(id)) = self.sweep_one(key, object)? {
-                deleted_packs.lock().unwrap().insert(id);
+            if let Some(delete) = self.judge(key, object)? {
+                judged.lock().unwrap().push((key.clone(), *object, delete));
             }
             Ok::<_, StoreError>(())
         })?;
         if !self.opts.dry_run {
-            self.store
-                .db()
-                .forget_packs(&deleted_packs.into_inner().unwrap())?;
+            let judged = judged.into_inner().unwrap();
+            let doomed: HashSet<PackId> = judged
+                .iter()
+                .filter(|(_, _, delete)| *delete)
+                .filter_map(|(_, object, _)| object.pack())
+                .collect();
+            self.store.db().forget_packs(&doomed)?;
+            crash::point("gc.packs-forgotten");
+            workers::for_each(&judged, CONCURRENCY, |(key, object, delete)| {
+                if *delete {
+                    self.store.remote().delete(&object.key())?;
+                    crash::point("gc.object-deleted");
+                }
+                self.store.remote().delete(key)
+            })?;
         }
         Ok(markers.into_iter().map(|(_, object)| object).collect())
     }
 
-    /// Sweeps one marker; returns the object when it was deleted.
-    fn sweep_one(&self, key: &str, object: &Object) -> Result<Option<Object>, StoreError> {
-        let (store, dry_run) = (self.store, self.opts.dry_run);
+    /// Judges one marker and reports it: `None` while it is not due (it
+    /// stays), else whether its object is deleted with it.
+    fn judge(&self, key: &str, object: &Object) -> Result<Option<bool>, StoreError> {
         let grace_ms = self.opts.grace.as_millis() as u64;
-        let due = store
+        let due = self
+            .store
             .remote()
             .get(key, MAX_MARKER_LEN)?
             .as_deref()
             .and_then(marker_time)
             .map(|at| at.saturating_add(grace_ms));
         let live = self.live.objects.contains(object);
-        let mut deleted = None;
-        match due {
+        let mut report = self.report.lock().unwrap();
+        Ok(match due {
             Some(due) if due > millis(self.t_list) => {
-                self.report.lock().unwrap().pending.push(self.found(object, due));
-                return Ok(None);
+                report.pending.push(self.found(object, due));
+                None
             }
             Some(due) if !live && self.sizes.contains_key(object) => {
-                if !dry_run {
-                    store.remote().delete(&object.key())?;
-                }
-                deleted = Some(*object);
-                self.report.lock().unwrap().deleted.push(self.found(object, due));
+                report.deleted.push(self.found(object, due));
+                Some(true)
             }
             // Already deleted: only the marker is left.
-            Some(_) if !live => {}
+            Some(_) if !live => Some(false),
             // Referenced again, or an unreadable marker: no longer condemned.
-            _ => self.report.lock().unwrap().uncondemned += 1,
-        }
-        if !dry_run {
-            store.remote().delete(key)?;
-        }
-        Ok(deleted)
+            _ => {
+                report.uncondemned += 1;
+                Some(false)
+            }
+        })
     }
 
     /// Removes the markers of corrupt packs that are gone (not `stored`),
@@ -433,6 +445,7 @@ fn write_marker(store: &Store, object: &Object, at_ms: u64, grace: Duration) -> 
     let started = Instant::now();
     let key = object.marker_key();
     store.put_object(key.clone(), Bytes::from(marker_body(at_ms)))?;
+    crash::point("gc.marker-put");
     if started.elapsed() + PERSIST_BOUND <= grace {
         return Ok(true);
     }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::live::Live;
 use super::{Object, PERSIST_BOUND};
+use crate::crash;
 use crate::error::StoreError;
 use crate::ids::{ChunkId, PackId};
 use crate::manifest::ChunkRef;
@@ -102,10 +103,13 @@ pub(super) fn repack(
             tracing::warn!(pack = %repacked.pack, "not repacked: the upload outran the grace period minus {PERSIST_BOUND:?}");
             continue;
         };
+        crash::point("repack.packs-put");
         store.put_object(relocation_key(&repacked.pack), Bytes::from(relocation.encode()))?;
+        crash::point("repack.relocation-put");
         // Only now that the record makes the new pack live: this host's later
         // persists deduplicate against it.
         store.db().put_chunks(&copied.refs)?;
+        crash::point("repack.indexed");
         tracing::info!(pack = %repacked.pack, "repacked");
         repacked.into = copied.into.iter().map(pack_key).collect();
         written.push((repacked.pack, relocation));

@@ -69,6 +69,7 @@ pub(super) fn retrying(
         };
         tracing::warn!(%layer, ?verdict, "the layer references what garbage collection condemned or a check found corrupt: storing it anew");
         store.db().forget_packs(&verdict.gone)?;
+        crate::crash::point("persist.gc-forgotten");
         avoid.packs.extend(verdict.gone);
         if verdict.layer_condemned {
             if packs.is_empty() {

@@ -4,6 +4,9 @@
 //! packs → manifest → workspace record. The local index learns about new
 //! chunks only once their pack is in the remote. Files whose stat stamp is
 //! unchanged since the last persist are neither read nor chunked again.
+//! Each step ends at a fault point ([`crash`]) that crash tests kill the
+//! process at. A persist whose requester calls it off ([`PersistRequest::cancelled`])
+//! stops, at the latest right before its record is written.
 
 mod changes;
 mod guard;
@@ -17,11 +20,13 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
 use crate::chunking::chunk_stream;
+use crate::crash;
 use crate::error::StoreError;
 use crate::gc;
 use crate::ids::{ChunkId, LayerId, PackId};
@@ -47,6 +52,8 @@ pub struct PersistRequest<'a> {
     pub workspace: &'a WorkspaceName,
     /// This host's name, for the workspace record.
     pub host: &'a str,
+    /// Set when the requester went away: the persist stops and writes no record.
+    pub cancelled: Option<&'a AtomicBool>,
 }
 
 /// Progress of a persist, reported after each file.
@@ -112,6 +119,9 @@ pub enum PersistError {
          (is `wsfs gc` running with a short --grace?); nothing was persisted: run the persist again"
     )]
     Collected(usize),
+    /// The requester called the persist off before its record was written.
+    #[error("the persist was cancelled (its client went away); nothing was persisted")]
+    Cancelled,
     /// The layer equals a deleted one that garbage collection condemned, and
     /// holds no file data that could be stored anew to make it differ.
     #[error(
@@ -163,6 +173,7 @@ pub fn persist(
             workspace: req.workspace,
             host: req.host,
             base: &base,
+            cancelled: req.cancelled,
         };
         build(store, plan, HashMap::new(), true, &target, avoid, progress)
     })
@@ -179,6 +190,7 @@ pub fn persist_changes(
         workspace: req.workspace,
         host: req.host,
         base: req.base_layers,
+        cancelled: None,
     };
     retrying(store, |avoid| {
         let newer = newer_layers(store, req.workspace, req.base_layers)?;
@@ -206,6 +218,18 @@ struct Target<'a> {
     host: &'a str,
     /// The layers the new one was based on: others that land meanwhile may be overridden.
     base: &'a [LayerId],
+    /// See [`PersistRequest::cancelled`].
+    cancelled: Option<&'a AtomicBool>,
+}
+
+impl Target<'_> {
+    /// Fails when the requester called the persist off.
+    fn still_wanted(&self) -> Result<(), PersistError> {
+        match self.cancelled {
+            Some(c) if c.load(Ordering::SeqCst) => Err(PersistError::Cancelled),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Chunks and packs what `plan` reads, writes its manifest, and appends it
@@ -224,7 +248,7 @@ fn build(
     let mut layer = LayerBuilder::new(store, plan, known, stat_cache, &avoid.packs);
     let new_refs = std::thread::scope(|scope| {
         let packer = Packer::start(scope, store, avoid.salt);
-        let chunked = layer.chunk_files(&packer, progress);
+        let chunked = layer.chunk_files(&packer, target, progress);
         let packed = packer.finish();
         // When the packer stopped (an upload failed), its error is the one to tell.
         let packed = match (chunked, packed) {
@@ -235,6 +259,7 @@ fn build(
         layer.stored_bytes += packed.stored_bytes;
         Ok::<_, PersistError>(packed.refs)
     })?;
+    crash::point("persist.packs-put");
     let chunked = started.elapsed();
     let outcome = layer.finish(target, new_refs);
     tracing::debug!(
@@ -373,10 +398,12 @@ impl<'s> LayerBuilder<'s> {
         layer
     }
 
-    /// Chunks every regular file, reusing what the store already has.
+    /// Chunks every regular file, reusing what the store already has;
+    /// stops when the persist is called off.
     fn chunk_files(
         &mut self,
         packer: &Packer<'_>,
+        target: &Target<'_>,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<(), PersistError> {
         let mut p = Progress {
@@ -386,6 +413,7 @@ impl<'s> LayerBuilder<'s> {
         };
         let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
         for job in std::mem::take(&mut self.files) {
+            target.still_wanted()?;
             let chunks = match job.inode.and_then(|i| first_name.get(&i)) {
                 Some(&first) => self.entries[first].1.clone().expect("chunked before"),
                 None => self.chunk_file(packer, &job)?,
@@ -495,7 +523,9 @@ impl<'s> LayerBuilder<'s> {
         if !verdict.clean() {
             return Ok(refused(verdict));
         }
+        crash::point("persist.checked");
         self.store.db().put_chunks(&new_refs)?;
+        crash::point("persist.chunks-indexed");
         let stamped = self.stamps.iter().filter_map(|(path, stamp, index)| {
             let entry = &manifest.entries[*index];
             match &entry.kind {
@@ -504,6 +534,8 @@ impl<'s> LayerBuilder<'s> {
             }
         });
         self.store.db().put_cached_files(stamped)?;
+        crash::point("persist.files-cached");
+        target.still_wanted()?;
         let record = LayerRecord {
             layer,
             persisted_at_ms: SystemTime::now()
@@ -516,6 +548,7 @@ impl<'s> LayerBuilder<'s> {
         };
         let guard = self.store.append_guard();
         let key = workspace::append(self.store, target.workspace, &record)?;
+        crash::point("persist.record-put");
         let stack = workspace::stack(self.store, target.workspace);
         drop(guard);
         if checked.elapsed() > gc::PERSIST_BOUND {

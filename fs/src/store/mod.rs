@@ -639,6 +639,7 @@ impl Store {
             return Ok((id, 0));
         }
         self.put_object(layer_key(&id), Bytes::from(bytes.clone()))?;
+        crate::crash::point("persist.manifest-put");
         self.db.put_manifest(&id, &bytes)?;
         Ok((id, bytes.len() as u64))
     }
@@ -696,6 +697,7 @@ pub(crate) mod testing {
             paths: &[".".into()],
             workspace: &ws.parse().unwrap(),
             host: "test",
+            cancelled: None,
         };
         persist(store, &req, &mut |_| {}).unwrap()
     }

@@ -3,8 +3,15 @@
 //! `object_store` is async; the rest of this crate is not (FUSE callbacks
 //! and persist run on plain threads), so the remote owns a small tokio
 //! runtime and blocks on it. This is the only module that touches async code.
+//!
+//! Every write is durable when it returns, as on S3: a `file://` remote
+//! syncs a written file before its name appears and the directories whose
+//! entries changed after (`LocalFileSystem::with_fsync`), and the directory
+//! of a deleted file, so that a power loss neither reverts a write whose
+//! record was written after it nor brings back a deleted record.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -30,6 +37,8 @@ pub struct Remote {
     runtime: tokio::runtime::Runtime,
     url: String,
     health: Arc<Mutex<Health>>,
+    /// The directory of a `file://` remote.
+    local_dir: Option<PathBuf>,
 }
 
 /// Whether the remote answered its last request.
@@ -88,6 +97,7 @@ impl Remote {
                 .ok_or_else(|| bad(format!("missing bucket: use {}://BUCKET/PREFIX", parsed.scheme())))
         };
         let prefix = parsed.path().trim_matches('/');
+        let mut local_dir = None;
         let cloud = |store: Result<Arc<dyn ObjectStore>, object_store::Error>| {
             let store = store.map_err(|e| bad(e.to_string()))?;
             Ok::<_, StoreError>(if prefix.is_empty() {
@@ -103,7 +113,9 @@ impl Remote {
                     .map_err(|_| bad("not an absolute local path".into()))?;
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
-                Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?)
+                let local = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?;
+                local_dir = Some(dir);
+                Arc::new(local.with_fsync(true))
             }
             "memory" => Arc::new(InMemory::new()),
             "s3" | "s3a" => cloud(
@@ -146,17 +158,24 @@ impl Remote {
                 )))
             }
         };
+        let mut remote = Remote::on(store, url).map_err(|e| bad(format!("cannot start I/O runtime: {e}")))?;
+        remote.local_dir = local_dir;
+        Ok(remote)
+    }
+
+    /// The remote `store`, named `url` in messages.
+    fn on(store: Arc<dyn ObjectStore>, url: &str) -> std::io::Result<Remote> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("wsfs-remote")
             .enable_all()
-            .build()
-            .map_err(|e| bad(format!("cannot start I/O runtime: {e}")))?;
+            .build()?;
         Ok(Remote {
             store,
             runtime,
             url: redact(url),
             health: Arc::default(),
+            local_dir: None,
         })
     }
 
@@ -222,6 +241,33 @@ impl Remote {
         self.spawn_put(key.to_string(), bytes).wait()
     }
 
+    /// Writes `bytes` at `key`; when the PUT fails, reads the key back, since
+    /// a request that timed out may have landed all the same: succeeds when
+    /// the remote holds `bytes` there. When neither the PUT nor the read
+    /// tells, the error says that whether it landed is unknown.
+    pub fn put_resolved(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let Err(failed) = self.put(key, bytes.clone()) else {
+            return Ok(());
+        };
+        // Anything larger than what was written is not it.
+        match self.get(key, bytes.len() as u64) {
+            Ok(Some(held)) if held == bytes => {
+                tracing::warn!(key, error = %failed, "the PUT failed, but reading it back shows it landed");
+                Ok(())
+            }
+            Ok(_) | Err(StoreError::TooLarge { .. }) => Err(failed),
+            Err(read) => Err(StoreError::Remote {
+                remote: self.url.clone(),
+                op: "PUT",
+                key: key.to_string(),
+                message: format!(
+                    "{failed}; reading it back failed too ({read}), so whether it landed is unknown"
+                ),
+                not_found: false,
+            }),
+        }
+    }
+
     /// Starts writing `bytes` at `key` in the background; join the handle for the outcome.
     pub fn spawn_put(&self, key: String, bytes: Bytes) -> PendingPut {
         let store = self.store.clone();
@@ -250,10 +296,26 @@ impl Remote {
     /// Deletes the object at `key` (done when it does not exist).
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
         let deleted = match self.runtime.block_on(self.store.delete(&Path::from(key))) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => self.sync_dir_of(key),
             Err(e) => Err(self.err("DELETE", key, e)),
         };
         observe(&self.health, deleted)
+    }
+
+    /// On a `file://` remote, makes the removal of `key`'s file durable:
+    /// syncs the directory that held it (if it is still there).
+    fn sync_dir_of(&self, key: &str) -> Result<(), StoreError> {
+        let Some(dir) = self
+            .local_dir
+            .as_ref()
+            .and_then(|d| d.join(key).parent().map(|p| p.to_path_buf()))
+        else {
+            return Ok(());
+        };
+        match std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io(dir, e)),
+            _ => Ok(()),
+        }
     }
 
     /// Which of `keys` name no object, asking about up to 16 at once.
@@ -360,6 +422,124 @@ mod tests {
                 .to_string();
             assert!(err.contains(url), "{err}");
         }
+    }
+
+    /// An in-memory remote whose PUTs fail, after landing or not, and whose
+    /// GETs fail when told: a request that timed out.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: InMemory,
+        put_lands: bool,
+        get_fails: bool,
+    }
+
+    impl std::fmt::Display for Flaky {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("flaky")
+        }
+    }
+
+    fn timed_out() -> object_store::Error {
+        object_store::Error::Generic {
+            store: "flaky",
+            source: "request timed out".into(),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Flaky {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            if self.put_lands {
+                self.inner.put_opts(location, payload, opts).await?;
+            }
+            Err(timed_out())
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            if self.get_fails {
+                return Err(timed_out());
+            }
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn flaky(put_lands: bool, get_fails: bool) -> Remote {
+        let store = Flaky {
+            inner: InMemory::new(),
+            put_lands,
+            get_fails,
+        };
+        Remote::on(Arc::new(store), "memory:").unwrap()
+    }
+
+    #[test]
+    fn a_put_that_timed_out_is_resolved_by_reading_it_back() {
+        let record = Bytes::from_static(b"wsfs-layer-record 1\n");
+        // It landed: the outcome is success, and the object is there.
+        let landed = flaky(true, false);
+        landed.put_resolved("workspaces/a/b/1", record.clone()).unwrap();
+        assert_eq!(
+            landed.get("workspaces/a/b/1", 1 << 10).unwrap(),
+            Some(record.clone())
+        );
+        // It did not land: the PUT's failure.
+        let lost = flaky(false, false).put_resolved("workspaces/a/b/1", record.clone());
+        let lost = lost.unwrap_err().to_string();
+        assert!(
+            lost.contains("request timed out") && !lost.contains("unknown"),
+            "{lost}"
+        );
+        // Nothing tells: the error says so.
+        let unknown = flaky(true, true).put_resolved("workspaces/a/b/1", record);
+        let unknown = unknown.unwrap_err().to_string();
+        assert!(unknown.contains("whether it landed is unknown"), "{unknown}");
     }
 
     #[test]
