@@ -96,6 +96,7 @@ fn run(args: Args) -> Result<()> {
         None => Vec::new(),
     };
     let mounts = Mounts::recover(store.clone(), &config.state_dir, host.clone(), link.clone(), held)?;
+    prune_local_caches(&store, &mounts, config.cache_bytes);
     let daemon = Arc::new(Daemon {
         config,
         store,
@@ -119,6 +120,31 @@ fn run(args: Args) -> Result<()> {
     drop(runtime);
     drop(daemon);
     served
+}
+
+/// Keeps the local database from growing for ever, in the background: the
+/// stat cache forgets source files that are gone, and cached manifests other
+/// than those of the views attached are dropped beyond an eighth of the
+/// frame cache's budget (at least 256 MiB); they are fetched again if needed.
+fn prune_local_caches(store: &Arc<Store>, mounts: &Mounts, cache_bytes: u64) {
+    let keep: std::collections::HashSet<_> = mounts.views().into_iter().flat_map(|v| v.layers).collect();
+    let budget = (cache_bytes / 8).max(256 << 20);
+    let store = store.clone();
+    std::thread::spawn(move || {
+        let gone = |path: &std::path::Path| {
+            std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        };
+        match (
+            store.db().prune_files(gone),
+            store.db().prune_manifests(budget, &keep),
+        ) {
+            (Ok(files), Ok(manifests)) => tracing::info!(files, manifests, "pruned the local database"),
+            (files, manifests) => {
+                let error = files.err().or(manifests.err()).expect("one failed");
+                tracing::warn!(error = %error, "cannot prune the local database");
+            }
+        }
+    });
 }
 
 /// One daemon per state dir: an exclusive lock on `wsfsd.lock`, held for life.

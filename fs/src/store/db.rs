@@ -12,6 +12,7 @@
 //! decode is treated as absent, never trusted.
 
 use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB};
@@ -87,7 +88,7 @@ impl Db {
     fn clearing(&self, names: &[&str]) -> Result<WriteBatch, StoreError> {
         let mut batch = WriteBatch::default();
         for name in names {
-            self.delete_where(&mut batch, name, |_| true)?;
+            self.delete_where(&mut batch, name, |_, _| true)?;
         }
         Ok(batch)
     }
@@ -148,8 +149,9 @@ impl Db {
         if packs.is_empty() {
             return Ok(0);
         }
-        let chunk_stale = |v: &[u8]| decode_location(v).is_none_or(|(_, loc)| packs.contains(&loc.pack));
-        let file_stale = |v: &[u8]| {
+        let chunk_stale =
+            |_: &[u8], v: &[u8]| decode_location(v).is_none_or(|(_, loc)| packs.contains(&loc.pack));
+        let file_stale = |_: &[u8], v: &[u8]| {
             v.get(STAMP_LEN..)
                 .and_then(decode_cached)
                 .is_none_or(|f| f.chunks.iter().any(|r| packs.contains(&r.loc.pack)))
@@ -162,17 +164,58 @@ impl Db {
         Ok(dropped)
     }
 
-    /// Adds to `batch` the deletion of every entry of `name` whose value is `stale`.
+    /// Drops the stat cache entries of source files that `gone` says no
+    /// longer exist (the cache would otherwise keep every path ever
+    /// persisted); returns how many.
+    pub fn prune_files(&self, gone: impl Fn(&Path) -> bool) -> Result<usize, StoreError> {
+        let mut batch = WriteBatch::default();
+        self.delete_where(&mut batch, CF_FILES, |key, _| {
+            gone(Path::new(std::ffi::OsStr::from_bytes(key)))
+        })?;
+        let dropped = batch.len();
+        self.db.write(batch).map_err(|e| self.err(e))?;
+        Ok(dropped)
+    }
+
+    /// Drops cached manifests, other than those of `keep`, while all of them
+    /// take more than `budget` bytes (in key order, i.e. at random: a dropped
+    /// manifest is fetched again when needed); returns how many.
+    pub fn prune_manifests(&self, budget: u64, keep: &HashSet<LayerId>) -> Result<usize, StoreError> {
+        let cf = self.cf(CF_MANIFESTS);
+        let (mut total, mut droppable) = (0u64, Vec::new());
+        for kv in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = kv.map_err(|e| self.err(e))?;
+            total += value.len() as u64;
+            let kept = <[u8; 32]>::try_from(&key[..]).is_ok_and(|id| keep.contains(&LayerId(id)));
+            if !kept {
+                droppable.push((key, value.len() as u64));
+            }
+        }
+        let mut batch = WriteBatch::default();
+        for (key, len) in droppable {
+            if total <= budget {
+                break;
+            }
+            batch.delete_cf(cf, key);
+            total -= len;
+        }
+        let dropped = batch.len();
+        self.db.write(batch).map_err(|e| self.err(e))?;
+        Ok(dropped)
+    }
+
+    /// Adds to `batch` the deletion of every entry of `name` that is `stale`
+    /// (by key and value).
     fn delete_where(
         &self,
         batch: &mut WriteBatch,
         name: &str,
-        stale: impl Fn(&[u8]) -> bool,
+        stale: impl Fn(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         let cf = self.cf(name);
         for kv in self.db.iterator_cf(cf, IteratorMode::Start) {
             let (key, value) = kv.map_err(|e| self.err(e))?;
-            if stale(&value) {
+            if stale(&key, &value) {
                 batch.delete_cf(cf, key);
             }
         }
@@ -363,6 +406,41 @@ mod tests {
                 offset_in_frame: 12,
             },
         }
+    }
+
+    #[test]
+    fn pruning_drops_gone_files_and_manifests_beyond_the_budget_but_never_kept_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let stamp = FileStamp {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime: (4, 5),
+            ctime: (6, 7),
+        };
+        let refs = [sample_ref(1)];
+        let files = [&b"/src/kept"[..], b"/src/gone"];
+        db.put_cached_files(files.iter().map(|p| (*p, &stamp, &refs[..], &[][..])))
+            .unwrap();
+        assert_eq!(db.prune_files(|p| p == Path::new("/src/gone")).unwrap(), 1);
+        assert!(db.cached_file(b"/src/kept", &stamp).unwrap().is_some());
+        assert!(db.cached_file(b"/src/gone", &stamp).unwrap().is_none());
+
+        let layers: Vec<LayerId> = (0..4u8).map(|n| LayerId([n; 32])).collect();
+        for layer in &layers {
+            db.put_manifest(layer, &[0u8; 100]).unwrap();
+        }
+        let keep = HashSet::from([layers[0], layers[1]]);
+        assert_eq!(db.prune_manifests(400, &keep).unwrap(), 0, "within the budget");
+        assert_eq!(db.prune_manifests(250, &keep).unwrap(), 2, "down to the budget");
+        assert_eq!(
+            db.prune_manifests(0, &keep).unwrap(),
+            0,
+            "kept ones stay, whatever the budget"
+        );
+        let left: Vec<bool> = layers.iter().map(|l| db.manifest(l).unwrap().is_some()).collect();
+        assert_eq!(left, [true, true, false, false]);
     }
 
     #[test]
