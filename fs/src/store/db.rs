@@ -9,7 +9,8 @@
 //! - `meta`: the remote the first three describe (see [`Db::bind_remote`]).
 //!
 //! Values are fixed-width little-endian records; a record that does not
-//! decode is treated as absent, never trusted.
+//! decode is treated as absent, never trusted. `manifests` and `files` are
+//! caches: [`Db::prune_manifests`] and [`Db::prune_files`] bound them.
 
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
