@@ -7,7 +7,7 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyXattr, Request, Session, SessionACL,
+    LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyXattr, Request, Session, SessionACL,
 };
 
 use crate::manifest::system_time;
@@ -77,30 +77,58 @@ impl WsfsFs {
 /// descriptor (no `clone_fd`): a request a thread has read stays on that
 /// descriptor, which the holder keeps open, so a daemon that dies with
 /// requests unanswered leaves them to its successor ([`adopt`]).
-fn config(mount_options: Vec<MountOption>) -> Config {
+fn config() -> Config {
     let mut config = Config::default();
-    config.mount_options = mount_options;
     config.acl = SessionACL::All;
     config.n_threads = Some(THREADS);
     config.clone_fd = false;
     config
 }
 
-/// Mounts `fs` read-only at `mountpoint`. Returns the session serving it
-/// and a duplicate of its `/dev/fuse` descriptor: the connection lives while
-/// either is open.
+/// Mounts `fs` read-only at `mountpoint` (needs root: `mount(2)` of a
+/// `/dev/fuse` descriptor). Returns the session serving it and a duplicate
+/// of its descriptor: the connection lives while either is open. wsfs
+/// mounts and unmounts by itself, so nothing unmounts this path later (a
+/// fuser-made mount unmounts its path when its session is dropped, which
+/// could hit a newer mount at the same path).
 pub fn mount(fs: WsfsFs, mountpoint: &Path, fsname: &str) -> io::Result<(BackgroundSession, OwnedFd)> {
-    let config = config(vec![
-        MountOption::RO,
-        MountOption::FSName(fsname.to_string()),
-        MountOption::Subtype("wsfs".to_string()),
-        MountOption::DefaultPermissions,
-        MountOption::NoDev,
-        MountOption::NoSuid,
-    ]);
-    let session = Session::new(fs, mountpoint, &config)?;
-    let fd = session.as_fd().try_clone_to_owned()?;
-    Ok((session.spawn()?, fd))
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")?;
+    let fd = OwnedFd::from(device);
+    // SAFETY: geteuid and getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let data = format!(
+        "fd={},rootmode=40000,user_id={uid},group_id={gid},default_permissions,allow_other",
+        fd.as_raw_fd()
+    );
+    let c = |s: &[u8]| std::ffi::CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let (source, target, data) = (
+        c(fsname.as_bytes())?,
+        c(mountpoint.as_os_str().as_bytes())?,
+        c(data.as_bytes())?,
+    );
+    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+    // SAFETY: valid NUL-terminated strings; FUSE takes its options as a string.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            c"fuse.wsfs".as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let kept = fd.try_clone()?;
+    let session = Session::from_fd(fs, fd, SessionACL::All, config()).inspect_err(|_| {
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    })?;
+    Ok((session.spawn()?, kept))
 }
 
 /// Serves `fs` on a connection an earlier process mounted and initialised
@@ -108,7 +136,7 @@ pub fn mount(fs: WsfsFs, mountpoint: &Path, fsname: &str) -> io::Result<(Backgro
 /// requests that process read but did not answer (Linux 6.9 and later;
 /// on older kernels those readers wait for good, which is logged).
 pub fn adopt(fs: WsfsFs, fd: OwnedFd) -> io::Result<BackgroundSession> {
-    let session = Session::from_initialized_fd(fs, fd, SessionACL::All, config(Vec::new()));
+    let session = Session::from_initialized_fd(fs, fd, SessionACL::All, config());
     if let Err(e) = session.notifier().resend() {
         tracing::warn!(error = %e, "this kernel cannot resend requests (FUSE_NOTIFY_RESEND, Linux 6.9): reads in flight when the previous daemon stopped stay unanswered");
     }
