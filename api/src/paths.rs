@@ -26,3 +26,22 @@ pub fn socket(state_dir: &std::path::Path) -> PathBuf {
         None => state_dir.join("wsfsd.sock"),
     }
 }
+
+/// Creates the state dir (and missing parents) with mode 0700 and makes an
+/// existing one 0700: it holds the frame cache, whose plaintext chunks come
+/// from files of every mode.
+pub fn create_state_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// What the daemon and its holder create is theirs alone (files 0600,
+/// directories 0700) unless they say otherwise: set before anything is created.
+pub fn private_umask() {
+    // SAFETY: umask has no preconditions and cannot fail.
+    unsafe { libc::umask(0o077) };
+}

@@ -125,7 +125,8 @@ pub enum Command {
     /// run condemns unreferenced objects older than --grace, and a run at
     /// least --grace later deletes those still unreferenced, so a persist
     /// running meanwhile never loses its chunks. Run it periodically (e.g.
-    /// hourly from cron). Traces (`traces/`) are left alone.
+    /// hourly from cron). Access traces (`traces/`) no mount wrote for
+    /// --trace-max-age are deleted too.
     Gc {
         /// Only list what would be deleted and condemned, with bytes; change nothing.
         #[arg(long)]
@@ -135,9 +136,13 @@ pub enum Command {
         /// 15s) [default: 1h].
         #[arg(long, value_name = "DURATION")]
         grace: Option<humantime::Duration>,
+        /// Delete the access traces (the order `attach --prefetch` fetches
+        /// in) that no mount has written for this long [default: 30days].
+        #[arg(long, value_name = "DURATION")]
+        trace_max_age: Option<humantime::Duration>,
         /// Empty this host's local frame cache instead (reads fetch again);
         /// the remote is left alone.
-        #[arg(long, conflicts_with = "grace")]
+        #[arg(long, conflicts_with_all = ["grace", "trace_max_age"])]
         cache: bool,
         #[command(flatten)]
         output: Output,

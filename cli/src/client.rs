@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -43,7 +44,7 @@ impl Daemon {
         if let Some(client) = self.connect_running().await {
             return check_remote(client, &self.state_dir).await;
         }
-        std::fs::create_dir_all(&self.state_dir)
+        paths::create_state_dir(&self.state_dir)
             .with_context(|| format!("cannot create state dir {}", self.state_dir.display()))?;
         // One starter at a time: others wait here, then find it running.
         let _guard = lock_blocking(&self.state_dir.join("wsfsd.start.lock"), START_TIMEOUT)?;
@@ -104,6 +105,7 @@ impl Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
         let holder = holder_binary();
@@ -231,6 +233,7 @@ fn lock_blocking(path: &Path, timeout: Duration) -> Result<std::fs::File> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     // The waiting thread owns a duplicate descriptor: flock locks belong to

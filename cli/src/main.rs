@@ -103,6 +103,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Gc {
             dry_run,
             grace,
+            trace_max_age,
             cache,
             output,
         } => {
@@ -111,6 +112,7 @@ async fn run(cli: Cli) -> Result<()> {
                 grace_ms: grace.map_or(0, |g| (Duration::from(g).as_millis() as u64).max(1)),
                 dry_run,
                 cache,
+                trace_max_age_ms: trace_max_age.map(|t| Duration::from(t).as_millis() as u64),
             };
             commands::gc::run(&mut client, request, output.json).await
         }

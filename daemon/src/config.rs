@@ -23,13 +23,20 @@ pub struct Config {
     pub cache_bytes: u64,
     /// `WSFS_REMOTE_TIMEOUT`.
     pub remote_timeout: Duration,
+    /// `WSFS_SOCKET_GROUP`: the group whose members may connect (socket
+    /// 0660); without it only the daemon's user may (0600).
+    pub socket_group: Option<u32>,
+    /// `WSFS_ADMIN_GROUP`: the group whose members may also remove
+    /// workspaces, set expiries, collect garbage, check the store, restart
+    /// and stop the daemon; without it only root may.
+    pub admin_group: Option<u32>,
 }
 
 impl Config {
     /// Reads the environment; a malformed value is an error naming the variable.
     pub fn from_env() -> Result<Config> {
         let state_dir = wsfs_api::paths::state_dir();
-        std::fs::create_dir_all(&state_dir)
+        wsfs_api::paths::create_state_dir(&state_dir)
             .with_context(|| format!("cannot create state dir {} (WSFS_STATE_DIR)", state_dir.display()))?;
         let state_dir = state_dir.canonicalize()?;
         let socket = wsfs_api::paths::socket(&state_dir);
@@ -53,14 +60,52 @@ impl Config {
                 })?,
             _ => DEFAULT_REMOTE_TIMEOUT,
         };
+        let socket_group = group_var("WSFS_SOCKET_GROUP")?;
+        if socket_group.is_some() && socket.starts_with(&state_dir) {
+            bail!(
+                "WSFS_SOCKET_GROUP is set but the socket {} is inside the state dir, which only its \
+                 owner may enter: set WSFS_SOCKET to a path outside it as well (e.g. /run/wsfs/wsfsd.sock)",
+                socket.display()
+            );
+        }
         Ok(Config {
             state_dir,
             socket,
             remote,
             cache_bytes,
             remote_timeout,
+            socket_group,
+            admin_group: group_var("WSFS_ADMIN_GROUP")?,
         })
     }
+}
+
+/// A group named by the variable `var` (a name or a numeric id), if set.
+fn group_var(var: &str) -> Result<Option<u32>> {
+    match std::env::var(var) {
+        Ok(text) if !text.is_empty() => group_id(&text)
+            .map(Some)
+            .with_context(|| format!("{var}={text:?}: expected a group name or id from /etc/group")),
+        _ => Ok(None),
+    }
+}
+
+/// The id of group `text` (a name or a number).
+fn group_id(text: &str) -> Result<u32> {
+    if let Ok(gid) = text.parse() {
+        return Ok(gid);
+    }
+    let name = std::ffi::CString::new(text)?;
+    // SAFETY: a plain C struct, all zeroes valid; getgrnam_r fills it.
+    let mut group: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 << 10];
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives its use.
+    let rc = unsafe { libc::getgrnam_r(name.as_ptr(), &mut group, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        bail!("no such group");
+    }
+    Ok(group.gr_gid)
 }
 
 /// Parses `1048576`, `512K`, `64M`, `10G`, `1T` (binary multiples; `KiB`, `MB`... accepted too).
@@ -97,5 +142,12 @@ mod tests {
         assert_eq!(parse_bytes("2kb").unwrap(), 2048);
         assert!(parse_bytes("ten").is_err());
         assert!(parse_bytes("5X").is_err());
+    }
+
+    #[test]
+    fn groups_by_name_or_id() {
+        assert_eq!(super::group_id("0").unwrap(), 0);
+        assert_eq!(super::group_id("root").unwrap(), 0);
+        assert!(super::group_id("no-such-group-here").is_err());
     }
 }

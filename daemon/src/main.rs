@@ -5,9 +5,11 @@ mod config;
 mod csi;
 mod mount_error;
 mod mounts;
+mod peer;
 mod server;
 mod service;
 mod shutdown;
+mod socket;
 mod state;
 mod sys;
 mod views;
@@ -30,8 +32,9 @@ use crate::state::{host_name, Daemon};
 /// The wsfs daemon: serves workspaces to the `wsfs` CLI over a Unix socket,
 /// and with --csi-endpoint to kubelet as a CSI node plugin.
 ///
-/// Configured by WSFS_STATE_DIR, WSFS_SOCKET, WSFS_REMOTE, WSFS_CACHE_BYTES,
-/// WSFS_REMOTE_TIMEOUT and WSFS_LOG (a tracing filter, default "info").
+/// Configured by WSFS_STATE_DIR, WSFS_SOCKET, WSFS_SOCKET_GROUP,
+/// WSFS_ADMIN_GROUP, WSFS_REMOTE, WSFS_CACHE_BYTES, WSFS_REMOTE_TIMEOUT and
+/// WSFS_LOG (a tracing filter, default "info").
 /// Logs go to wsfsd.log in the state dir.
 #[derive(Parser)]
 #[command(version)]
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    wsfs_api::paths::private_umask();
     let config = Config::from_env()?;
     let host = host_name();
     let csi = match args.csi_endpoint.as_deref().filter(|e| !e.is_empty()) {

@@ -55,6 +55,9 @@ pub enum MountError {
         /// Where the changes are now.
         kept: String,
     },
+    /// The caller may not do this (see `peer`).
+    #[error("permission denied: {0}")]
+    Forbidden(String),
     /// A mount or unmount call failed.
     #[error("{0}: {1}")]
     System(PathBuf, std::io::Error),

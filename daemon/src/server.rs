@@ -1,15 +1,15 @@
 //! Serving the API on the daemon's Unix socket until a shutdown.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 use wsfs_api::pb::wsfs_server::WsfsServer;
 
 use crate::csi::{self, CsiConfig};
+use crate::peer::PeerStream;
 use crate::service::Service;
 use crate::state::Daemon;
 
@@ -18,7 +18,7 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Longest socket path the kernel accepts (`sun_path` minus the NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
-/// Binds the socket (mode 0600) and the CSI endpoint if configured, says
+/// Binds the socket (mode 0600, or 0660 for `WSFS_SOCKET_GROUP`) and the CSI endpoint if configured, says
 /// "ready" on stdout when asked to, and serves until the daemon's shutdown
 /// signal or SIGTERM/SIGINT; then detaches every view and removes the sockets.
 pub async fn run(daemon: Arc<Daemon>, csi: Option<CsiConfig>, notify_ready: bool) -> Result<()> {
@@ -29,14 +29,8 @@ pub async fn run(daemon: Arc<Daemon>, csi: Option<CsiConfig>, notify_ready: bool
             socket.display()
         );
     }
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    // The state-dir lock is held: a socket file left here belongs to a dead daemon.
-    let _ = std::fs::remove_file(&socket);
-    let listener =
-        UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    // The state-dir lock is held: a socket left here belongs to a dead daemon.
+    let listener = crate::socket::bind(&socket, daemon.config.socket_group, "the socket")?;
     tracing::info!(socket = %socket.display(), remote = %daemon.store.remote().url(), "serving");
     let stop = daemon.shutdown.clone();
     let csi_served = match csi {
@@ -64,7 +58,7 @@ pub async fn run(daemon: Arc<Daemon>, csi: Option<CsiConfig>, notify_ready: bool
     let serve = tonic::transport::Server::builder()
         .add_service(WsfsServer::new(Service::new(daemon.clone())).max_decoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener),
+            UnixListenerStream::new(listener).map(|accepted| accepted.and_then(PeerStream::new)),
             async move { graceful.wait().await },
         );
     // A client that keeps its connection open must not keep the daemon alive.

@@ -19,6 +19,7 @@ use wsfs_fs::{check, gc};
 
 use crate::mount_error::MountError;
 use crate::mounts::{AttachRequest, View};
+use crate::peer::Peer;
 use crate::state::Daemon;
 use crate::views::{parse_sub_path, ViewKind};
 
@@ -43,6 +44,11 @@ impl Service {
     pub fn new(daemon: Arc<Daemon>) -> Self {
         Service { daemon }
     }
+
+    /// Refuses `what` unless the caller is root or in the admin group.
+    fn require_admin<T>(&self, request: &Request<T>, what: &str) -> Result<(), Status> {
+        Peer::of_request(request)?.require_admin(what, self.daemon.config.admin_group)
+    }
 }
 
 fn workspace_name(text: &str) -> Result<WorkspaceName, Status> {
@@ -63,7 +69,12 @@ fn store_status(e: StoreError) -> Status {
 fn persist_status(e: PersistError) -> Status {
     match e {
         PersistError::BadPath { .. } => Status::invalid_argument(e.to_string()),
-        PersistError::Source { .. } => Status::failed_precondition(e.to_string()),
+        PersistError::Source { ref source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Status::permission_denied(e.to_string())
+        }
+        PersistError::Source { .. } | PersistError::Replaced { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
         PersistError::Store(e) => store_status(e),
         PersistError::Collected(_) | PersistError::Cancelled => Status::aborted(e.to_string()),
         PersistError::LayerCondemned(_) => Status::failed_precondition(e.to_string()),
@@ -110,11 +121,14 @@ fn gc_remote(daemon: &Daemon, opts: &gc::GcOptions) -> Result<pb::GcReply, Statu
         condemned = report.condemned.len(),
         pending = report.pending.len(),
         repacked = report.repacked.len(),
+        traces_deleted = report.traces_deleted.len(),
         "garbage collected"
     );
     Ok(pb::GcReply {
         dry_run: opts.dry_run,
         grace_ms: opts.grace.as_millis() as u64,
+        trace_max_age_ms: opts.trace_max_age.as_millis() as u64,
+        traces_deleted: gc_objects(report.traces_deleted),
         expired: report
             .expired
             .into_iter()
@@ -187,6 +201,7 @@ pub(crate) fn mount_status(e: MountError) -> Status {
             };
             Status::new(code, e.to_string())
         }
+        MountError::Forbidden(_) => Status::permission_denied(e.to_string()),
         MountError::System(..) => Status::internal(e.to_string()),
         MountError::Store(e) => store_status(e),
     }
@@ -305,8 +320,20 @@ impl Wsfs for Service {
         &self,
         request: Request<pb::PersistRequest>,
     ) -> Result<Response<Self::PersistStream>, Status> {
+        let peer = Peer::of_request(&request)?;
+        let caller = peer.caller();
         let req = request.into_inner();
         let ws = workspace_name(&req.workspace)?;
+        // Setting the expiry of a workspace others persisted to deletes their
+        // layers later: as `wsfs expire`, that is for root and the admin group.
+        let expiry_refused = (req.expire_after_ms > 0)
+            .then(|| {
+                peer.require_admin(
+                    "persist --expire-after on an existing workspace",
+                    self.daemon.config.admin_group,
+                )
+            })
+            .and_then(Result::err);
         let root = PathBuf::from(std::ffi::OsStr::from_bytes(&req.root));
         let paths: Vec<PathBuf> = req
             .paths
@@ -356,7 +383,15 @@ impl Wsfs for Service {
                 workspace: &ws,
                 host: &daemon.host,
                 cancelled: Some(&cancelled),
+                caller: caller.as_ref(),
             };
+            if let Some(refused) = expiry_refused {
+                match workspace::layers(&daemon.store, &ws) {
+                    Ok(layers) if layers.is_empty() => {}
+                    Ok(_) => return drop(tx.blocking_send(Err(refused))),
+                    Err(e) => return drop(tx.blocking_send(Err(store_status(e)))),
+                }
+            }
             let outcome = persist(&daemon.store, &request, &mut report);
             let event = match outcome {
                 Ok(o) => {
@@ -390,6 +425,7 @@ impl Wsfs for Service {
     }
 
     async fn attach(&self, request: Request<pb::AttachRequest>) -> Result<Response<pb::MountInfo>, Status> {
+        let caller = Peer::of_request(&request)?.caller();
         let req = request.into_inner();
         let ws = workspace_name(&req.workspace)?;
         let mountpoint = absolute(&req.mountpoint, "mountpoint")?;
@@ -414,6 +450,7 @@ impl Wsfs for Service {
                 prefetch: req.prefetch,
                 prefetch_key: prefetch_key.as_deref(),
                 note: None,
+                caller: caller.as_ref(),
             };
             daemon.mounts.attach(&request).map_err(mount_status)
         })
@@ -422,8 +459,18 @@ impl Wsfs for Service {
     }
 
     async fn detach(&self, request: Request<pb::DetachRequest>) -> Result<Response<pb::DetachReply>, Status> {
+        let peer = Peer::of_request(&request)?;
         let req = request.into_inner();
         let mountpoint = absolute(&req.mountpoint, "mountpoint")?;
+        if let Some(view) = self
+            .daemon
+            .mounts
+            .views()
+            .iter()
+            .find(|v| v.mountpoint == mountpoint)
+        {
+            peer.require_owner(&format!("detach {}", mountpoint.display()), view.owner)?;
+        }
         let daemon = self.daemon.clone();
         let target = mountpoint.clone();
         let persisted = blocking(move || {
@@ -487,6 +534,7 @@ impl Wsfs for Service {
     }
 
     async fn remove(&self, request: Request<pb::RemoveRequest>) -> Result<Response<pb::RemoveReply>, Status> {
+        self.require_admin(&request, "wsfs rm")?;
         let ws = workspace_name(&request.into_inner().workspace)?;
         let daemon = self.daemon.clone();
         let name = ws.clone();
@@ -504,6 +552,7 @@ impl Wsfs for Service {
     }
 
     async fn expire(&self, request: Request<pb::ExpireRequest>) -> Result<Response<pb::ExpireReply>, Status> {
+        self.require_admin(&request, "wsfs expire")?;
         let req = request.into_inner();
         let ws = workspace_name(&req.workspace)?;
         let daemon = self.daemon.clone();
@@ -530,8 +579,9 @@ impl Wsfs for Service {
 
     async fn remove_expired(
         &self,
-        _request: Request<pb::RemoveExpiredRequest>,
+        request: Request<pb::RemoveExpiredRequest>,
     ) -> Result<Response<pb::RemoveExpiredReply>, Status> {
+        self.require_admin(&request, "wsfs rm --expired")?;
         let daemon = self.daemon.clone();
         let removed = blocking(move || {
             let mut removed = Vec::new();
@@ -550,6 +600,7 @@ impl Wsfs for Service {
     }
 
     async fn gc(&self, request: Request<pb::GcRequest>) -> Result<Response<pb::GcReply>, Status> {
+        self.require_admin(&request, "wsfs gc")?;
         let req = request.into_inner();
         let daemon = self.daemon.clone();
         let reply = blocking(move || match req.cache {
@@ -560,6 +611,9 @@ impl Wsfs for Service {
                         0 => gc::DEFAULT_GRACE,
                         ms => Duration::from_millis(ms),
                     },
+                    trace_max_age: req
+                        .trace_max_age_ms
+                        .map_or(gc::traces::DEFAULT_TRACE_MAX_AGE, Duration::from_millis),
                     dry_run: req.dry_run,
                 };
                 gc_remote(&daemon, &opts)
@@ -572,6 +626,7 @@ impl Wsfs for Service {
     type CheckStream = ReceiverStream<Result<pb::CheckEvent, Status>>;
 
     async fn check(&self, request: Request<pb::CheckRequest>) -> Result<Response<Self::CheckStream>, Status> {
+        self.require_admin(&request, "wsfs check")?;
         let read_data = request.into_inner().read_data;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let daemon = self.daemon.clone();
@@ -671,8 +726,9 @@ impl Wsfs for Service {
 
     async fn shutdown(
         &self,
-        _request: Request<pb::ShutdownRequest>,
+        request: Request<pb::ShutdownRequest>,
     ) -> Result<Response<pb::ShutdownReply>, Status> {
+        self.require_admin(&request, "wsfs shutdown")?;
         // A task of its own: the daemon stops even if this client goes away.
         let daemon = self.daemon.clone();
         let stopping = tokio::spawn(async move {
@@ -692,8 +748,9 @@ impl Wsfs for Service {
 
     async fn restart(
         &self,
-        _request: Request<pb::RestartRequest>,
+        request: Request<pb::RestartRequest>,
     ) -> Result<Response<pb::RestartReply>, Status> {
+        self.require_admin(&request, "wsfs daemon restart")?;
         let daemon = &self.daemon;
         let Some(link) = &daemon.link else {
             return Err(Status::failed_precondition(

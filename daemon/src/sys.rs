@@ -2,6 +2,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -17,34 +18,49 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Bind-mounts `source` at `target`, read-only.
-pub fn bind_read_only(source: &Path, target: &Path) -> io::Result<()> {
-    let (source, target) = (c_path(source)?, c_path(target)?);
-    // SAFETY: valid NUL-terminated paths; null fstype and data are allowed for binds.
-    check(unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
-        )
-    })?;
-    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
-    // SAFETY: as above.
-    let remounted = check(unsafe {
-        libc::mount(
-            std::ptr::null(),
-            target.as_ptr(),
-            std::ptr::null(),
-            flags,
-            std::ptr::null(),
-        )
-    });
-    if remounted.is_err() {
-        let _ = unmount(target_path(&target), true);
+fn check_fd(rc: libc::c_long) -> io::Result<OwnedFd> {
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
     }
-    remounted
+    // SAFETY: the kernel returned a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
+}
+
+/// Bind-mounts `source` on the directory `target` (an `O_PATH` descriptor),
+/// read-only, `nosuid` and `nodev` from the moment it is visible: the new
+/// mount API clones the tree, sets its flags, then moves it into place.
+pub fn bind_read_only(source: &Path, target: &OwnedFd) -> io::Result<()> {
+    let source = c_path(source)?;
+    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC as libc::c_uint;
+    // SAFETY: a valid NUL-terminated path; the result is checked.
+    let tree =
+        check_fd(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source.as_ptr(), flags) })?;
+    // SAFETY: a plain C struct; all zeroes is valid (nothing to change).
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV;
+    // SAFETY: valid descriptor, empty path and attribute struct of the given size.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    } as libc::c_int)?;
+    let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
+    // SAFETY: two valid descriptors and empty paths.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+        )
+    } as libc::c_int)
 }
 
 /// Escapes a path for an overlayfs option, where `,`, `:` and `\\` are special.
@@ -104,10 +120,6 @@ pub fn fs_type_of(path: &Path) -> Option<String> {
         .filter(|m| path.starts_with(&m.point))
         .max_by_key(|m| m.point.as_os_str().len())
         .map(|m| m.fstype)
-}
-
-fn target_path(c: &CString) -> &Path {
-    Path::new(std::ffi::OsStr::from_bytes(c.as_bytes()))
 }
 
 /// `statvfs(2)` of the file system at `path`.

@@ -170,11 +170,20 @@ pub fn remove_all(dir: &Path) {
     }
 }
 
-/// Gives `dir` the owner, mode, xattrs and mtime of `meta`.
+/// Whether an xattr of a manifest may be set on an upper directory:
+/// `trusted.*` steers overlayfs itself (a forged `trusted.overlay.redirect`
+/// could show other directories) and `security.*` the kernel's security
+/// modules (capabilities, SELinux labels); whoever wrote the bucket must not
+/// reach either.
+fn settable_xattr(name: &[u8]) -> bool {
+    !(name.starts_with(b"trusted.") || name.starts_with(b"security."))
+}
+
+/// Gives `dir` the owner, mode, xattrs (but [`settable_xattr`]'s) and mtime of `meta`.
 fn copy_meta(dir: &Path, meta: &Meta) -> std::io::Result<()> {
     std::os::unix::fs::chown(dir, Some(meta.uid), Some(meta.gid))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(meta.mode))?;
-    for (name, value) in &meta.xattrs {
+    for (name, value) in meta.xattrs.iter().filter(|(name, _)| settable_xattr(name)) {
         xattr::set(dir, std::ffi::OsStr::from_bytes(name), value)?;
     }
     let mtime = system_time(meta.mtime_sec, meta.mtime_nsec);
@@ -184,6 +193,29 @@ fn copy_meta(dir: &Path, meta: &Meta) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A manifest's `trusted.*` and `security.*` xattrs never reach an
+    /// upper root; `user.*` ones do.
+    #[test]
+    fn an_upper_root_gets_only_user_xattrs_of_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime_sec: 1,
+            mtime_nsec: 0,
+            xattrs: vec![
+                (b"security.capability".to_vec(), vec![1, 0, 0, 2]),
+                (b"trusted.overlay.redirect".to_vec(), b"/etc".to_vec()),
+                (b"user.kept".to_vec(), b"1".to_vec()),
+            ],
+        };
+        copy_meta(dir.path(), &meta).unwrap();
+        let mut names: Vec<_> = xattr::list(dir.path()).unwrap().collect();
+        names.retain(|n| !n.to_string_lossy().starts_with("security.selinux"));
+        assert_eq!(names, ["user.kept"]);
+    }
 
     #[test]
     fn sub_paths_are_normalized_or_refused() {

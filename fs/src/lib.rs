@@ -32,6 +32,7 @@ pub mod manifest;
 pub mod memory;
 pub mod merge;
 pub mod metrics;
+pub mod os;
 pub mod pack;
 pub mod pagecache;
 pub mod persist;

@@ -18,6 +18,8 @@ use crate::tree::{ChunkSource, Tree};
 use crate::workers;
 
 const TRACE_HEADER: &[u8] = b"wsfs-trace 1\n";
+/// Where traces live in the remote.
+pub const TRACES: &str = "traces";
 /// How long prefetch waits, when it yields to readers.
 const YIELD: Duration = Duration::from_millis(2);
 /// Prefetch yields while this many reads of the mount's readers are in
@@ -100,7 +102,7 @@ pub fn decode_trace(bytes: &[u8]) -> Vec<&[u8]> {
 
 /// The remote key of the trace kept under `key`.
 pub fn trace_key(key: &str) -> String {
-    format!("traces/{key}")
+    format!("{TRACES}/{key}")
 }
 
 /// The order to prefetch a tree's files in: those of `trace` first, in its

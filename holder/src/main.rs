@@ -73,6 +73,7 @@ fn main() -> ExitCode {
         println!("wsfs-holder {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    wsfs_api::paths::private_umask();
     match Holder::start(args).and_then(Holder::run) {
         Ok(code) => code,
         Err(e) => {
@@ -331,7 +332,7 @@ fn daemon_binary(exe: &std::path::Path) -> PathBuf {
 /// One daemon per state dir: the lock wsfsd takes when it runs alone.
 fn lock_state_dir() -> io::Result<File> {
     let dir = wsfs_api::paths::state_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| {
+    wsfs_api::paths::create_state_dir(&dir).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("cannot create state dir {} ({e})", dir.display()),

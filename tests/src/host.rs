@@ -370,6 +370,21 @@ impl Host {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.try_run_as(None, cwd, args, timeout)
+    }
+
+    /// [`Host::try_run`] as `user` when given.
+    fn try_run_as<I, S>(
+        &self,
+        user: Option<User>,
+        cwd: Option<&Path>,
+        args: I,
+        timeout: Duration,
+    ) -> std::io::Result<Option<Output>>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
         if args.first().is_some_and(|a| a == "attach") {
             if let Some(mp) = args.last() {
@@ -384,6 +399,9 @@ impl Host {
         let mut cmd = self.command(&args);
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
+        }
+        if let Some(user) = user {
+            user.switch(&mut cmd);
         }
         cmd.stdout(fs::File::create(&out_path)?)
             .stderr(fs::File::create(&err_path)?);
@@ -422,6 +440,25 @@ impl Host {
                 self.log_section()
             )
         })
+    }
+
+    /// Runs `wsfs args` as another user (`uid`, primary group `gid`,
+    /// supplementary `groups`), as a job of another user of a shared build
+    /// host would, against this host's daemon.
+    pub fn wsfs_as<I, S>(&self, uid: u32, gid: u32, groups: &[u32], args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let user = User {
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        };
+        self.try_run_as(Some(user), None, &args, default_timeout())
+            .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", wsfs_bin()))
+            .unwrap_or_else(|| panic!("`wsfs {}` as uid {uid} did not finish", show_args(&args)))
     }
 
     /// Runs `wsfs args` with `--json` added after the verb, asserts exit 0 and
@@ -650,6 +687,34 @@ impl Host {
             String::from_utf8_lossy(&out.stderr),
             self.log_section()
         )
+    }
+}
+
+/// Who a command runs as.
+struct User {
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+}
+
+impl User {
+    /// Makes `cmd` run as this user, with exactly its groups.
+    fn switch(self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        let set = move || {
+            // SAFETY: plain system calls in the child before exec; `groups` lives in the closure.
+            let failed = unsafe {
+                libc::setgroups(self.groups.len(), self.groups.as_ptr()) != 0
+                    || libc::setgid(self.gid) != 0
+                    || libc::setuid(self.uid) != 0
+            };
+            match failed {
+                true => Err(std::io::Error::last_os_error()),
+                false => Ok(()),
+            }
+        };
+        // SAFETY: the closure only makes system calls.
+        unsafe { cmd.pre_exec(set) };
     }
 }
 

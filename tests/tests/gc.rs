@@ -434,6 +434,46 @@ fn a_mostly_garbage_pack_is_rewritten_and_views_read_through_it() {
     );
 }
 
+/// A view's readers leave an access trace under its prefetch key; gc keeps
+/// it while younger than `--trace-max-age` (30 days unless told), deletes
+/// it once older, listing it in `traces_deleted` (a dry run first, changing
+/// nothing), and the workspace itself is untouched.
+#[test]
+fn gc_deletes_access_traces_not_written_for_the_max_age() {
+    let a = Host::new();
+    let src = small_tree(&a, "src", 8);
+    persist_all(&a, "ci/traced", &src);
+    let mnt = a.path("mnt");
+    a.attach_view("ci/traced", &mnt, &["--prefetch-key", "ci/traced/tests"]);
+    let first = wsfs_tests::compare::list_paths(&src)
+        .unwrap()
+        .into_iter()
+        .find(|p| src.join(p).is_file())
+        .unwrap();
+    std::fs::read(mnt.join(&first)).unwrap();
+    a.detach(&mnt);
+    let trace = BTreeSet::from(["traces/ci/traced/tests".to_string()]);
+
+    let kept = gc(&a, &["--dry-run"]);
+    assert_eq!(u64_of(&kept, "trace_max_age_ms"), 30 * 24 * 3600 * 1000, "{kept}");
+    assert!(key_names(&kept, "traces_deleted").is_empty(), "{kept}");
+    let dry = gc(&a, &["--dry-run", "--trace-max-age", "0s"]);
+    assert_eq!(key_names(&dry, "traces_deleted"), trace, "{dry}");
+    assert!(
+        keys(&dry, "traces_deleted").iter().all(|(_, bytes)| *bytes > 0),
+        "{dry}"
+    );
+    let done = gc(&a, &["--trace-max-age", "0s"]);
+    assert_eq!(
+        key_names(&done, "traces_deleted"),
+        trace,
+        "the dry run changed nothing: {done}"
+    );
+    let after = gc(&a, &["--dry-run", "--trace-max-age", "0s"]);
+    assert!(key_names(&after, "traces_deleted").is_empty(), "{after}");
+    assert_reads_back(&a, "ci/traced", &src, "mnt2");
+}
+
 /// Refused: a grace period below the minimum (named in the error), an
 /// unknown flag, a bad duration, `--cache` with `--grace`; nothing changes.
 #[test]
@@ -455,6 +495,8 @@ fn gc_refuses_bad_input_and_changes_nothing() {
     a.rejects(&["gc", "--grace", "soon"], &["--grace"], state);
     a.rejects(&["gc", "--frobnicate"], &["--frobnicate"], state);
     a.rejects(&["gc", "--cache", "--grace", "1h"], &["--cache"], state);
+    a.rejects(&["gc", "--cache", "--trace-max-age", "1d"], &["--cache"], state);
+    a.rejects(&["gc", "--trace-max-age", "often"], &["--trace-max-age"], state);
 }
 
 /// `gc --cache` empties the frame cache; reads fetch again and stay correct.

@@ -1,5 +1,7 @@
 //! `wsfs gc`: collect the remote's garbage, or trim the local frame cache.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use serde_json::{json, Value};
 use wsfs_api::pb;
@@ -90,6 +92,8 @@ fn print_remote(reply: &pb::GcReply, json: bool) {
         "repacked": repacked,
         "repacked_bytes": repacked_totals(reply).0,
         "repacked_live_bytes": repacked_totals(reply).1,
+        "trace_max_age_ms": reply.trace_max_age_ms,
+        "traces_deleted": objects_json(&reply.traces_deleted, false),
         "live_layers": reply.live_layers,
         "live_packs": reply.live_packs,
     });
@@ -143,14 +147,25 @@ fn human(reply: &pb::GcReply) -> String {
             bytes(repacked_totals(reply).1),
         ));
     }
-    let rows: Vec<Vec<String>> = [(delete, &reply.deleted), (condemn, &reply.condemned)]
-        .into_iter()
-        .flat_map(|(action, objects)| {
-            objects
-                .iter()
-                .map(move |o| vec![action.to_string(), o.key.clone(), bytes(o.bytes)])
-        })
-        .collect();
+    if !reply.traces_deleted.is_empty() {
+        lines.push(format!(
+            "{delete} {} access traces not written for {}",
+            reply.traces_deleted.len(),
+            humantime::format_duration(Duration::from_millis(reply.trace_max_age_ms))
+        ));
+    }
+    let rows: Vec<Vec<String>> = [
+        (delete, &reply.deleted),
+        (condemn, &reply.condemned),
+        (delete, &reply.traces_deleted),
+    ]
+    .into_iter()
+    .flat_map(|(action, objects)| {
+        objects
+            .iter()
+            .map(move |o| vec![action.to_string(), o.key.clone(), bytes(o.bytes)])
+    })
+    .collect();
     if !rows.is_empty() {
         lines.push(table(&["ACTION", "OBJECT", "SIZE"], &rows));
     }

@@ -6,7 +6,7 @@ mod identity;
 mod node;
 mod volume;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -67,30 +67,10 @@ fn valid_driver_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
-/// Binds the plugin's socket (replacing one a dead daemon left).
+/// Binds the plugin's socket, mode 0600 (kubelet connects as root),
+/// replacing one a dead daemon left.
 pub fn bind(config: &CsiConfig) -> Result<UnixListener> {
-    let socket = &config.socket;
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    remove_stale(socket)?;
-    UnixListener::bind(socket)
-        .with_context(|| format!("cannot listen on the CSI endpoint {}", socket.display()))
-}
-
-/// Removes a socket left at `path`; refuses to remove anything else.
-fn remove_stale(path: &Path) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))
-        }
-        Ok(_) => bail!(
-            "CSI endpoint {} exists and is not a socket: remove it or choose another path",
-            path.display()
-        ),
-        Err(_) => Ok(()),
-    }
+    crate::socket::bind(&config.socket, None, "the CSI endpoint")
 }
 
 /// Serves Identity and Node on `listener` until `stop` resolves.
@@ -115,6 +95,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn endpoints_and_names() {

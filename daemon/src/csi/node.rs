@@ -329,6 +329,7 @@ fn publish(daemon: &Daemon, publication: &Publication, target: &Path) -> Result<
         prefetch: spec.prefetch,
         prefetch_key: spec.prefetch_key.as_deref(),
         note: Some(publication.keep()),
+        caller: None,
     };
     daemon.mounts.attach(&request).map_err(|e| match e {
         MountError::BadSubPath(..) => Status::invalid_argument(format!("volume attribute \"subPath\": {e}")),

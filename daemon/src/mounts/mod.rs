@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wsfs_fs::ids::LayerId;
-use wsfs_fs::persist::{persist_changes, ChangesRequest, PersistOutcome};
+use wsfs_fs::persist::{persist_changes, Caller, ChangesRequest, PersistOutcome};
 use wsfs_fs::prefetch::{trace_key, AccessTrace, Progress};
 use wsfs_fs::store::Store;
 use wsfs_fs::tree::Tree;
@@ -56,6 +56,8 @@ pub struct View {
     pub scratch: Option<Scratch>,
     /// The mountpoint was created by attach (and is removed by detach).
     created: bool,
+    /// The user who attached it (0: root).
+    pub owner: u32,
     /// Where it is in its life.
     state: ViewState,
     /// Where the access trace of the view's readers is kept (`--prefetch-key`,
@@ -91,6 +93,7 @@ impl View {
                 .as_ref()
                 .map(|s| s.dir.as_os_str().as_bytes().to_vec()),
             created: self.created,
+            owner: self.owner,
             prefetch_key: self.prefetch_key.clone(),
             prefetch: self.prefetch.is_some(),
             note: self.note.clone(),
@@ -129,6 +132,9 @@ pub struct AttachRequest<'a> {
     pub prefetch_key: Option<&'a str>,
     /// What to record with the view (see [`View::note`]).
     pub note: Option<Vec<u8>>,
+    /// Who asked, when not root: the mountpoint must be its own (or is
+    /// created with its credentials), and only it or root may detach.
+    pub caller: Option<&'a Caller>,
 }
 
 #[derive(Default)]
@@ -203,6 +209,13 @@ impl Mounts {
                 "is inside the daemon's state dir: choose a directory outside it".into(),
             ));
         }
+        if let (Some(_), Some(caller)) = (req.upper_dir, req.caller) {
+            return Err(MountError::Forbidden(format!(
+                "--upper-dir is for root only (uid {} asked): drop it, and the view keeps its changes \
+                 in the daemon's state dir",
+                caller.uid
+            )));
+        }
         if let Some(upper) = req.upper_dir {
             check_outside_views(&table, upper, "--upper-dir")?;
             if !upper.is_dir() {
@@ -218,7 +231,7 @@ impl Mounts {
                 )));
             }
         }
-        let created = prepare_mountpoint(req.mountpoint)?;
+        let created = prepare_mountpoint(req.mountpoint, req.caller)?;
         let scratch = match req.kind {
             ViewKind::ReadOnly => None,
             ViewKind::Isolated => {
@@ -244,6 +257,7 @@ impl Mounts {
             sub_path: req.sub_path.clone(),
             scratch,
             created,
+            owner: req.caller.map_or(0, |c| c.uid),
             state: ViewState::Mounting,
             prefetch_key: req.prefetch_key.map_or_else(|| ws.to_string(), str::to_string),
             prefetch: None,

@@ -1,9 +1,20 @@
 //! Mounting and unmounting a view at its mountpoint: checks of the
 //! mountpoint, bind mounts for read-only views, overlayfs for isolated ones.
+//!
+//! A mountpoint is opened once, without following a symlink at its end,
+//! checked through that descriptor (a directory, owned by the view's owner),
+//! and mounted on through `/proc/self/fd`: a directory swapped for a symlink
+//! after the checks is never followed, so a user cannot have a view mounted
+//! over a directory it does not own.
 
-use std::path::Path;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use wsfs_fs::error::StoreError;
+use wsfs_fs::os::as_caller;
+use wsfs_fs::persist::Caller;
 use wsfs_fs::tree::Tree;
 
 use super::{Table, View};
@@ -31,11 +42,63 @@ pub(super) fn check_outside_views(table: &Table, path: &Path, what: &str) -> Res
 /// `shared`: a read-only bind of its part, or overlayfs with its changes in
 /// its scratch directory.
 pub(super) fn mount_view(view: &View, shared: &Path) -> Result<(), MountError> {
+    let target = Opened::open(&view.mountpoint, view.owner)?;
     match &view.scratch {
-        None => sys::bind_read_only(&view.lower(shared), &view.mountpoint)
+        None => sys::bind_read_only(&view.lower(shared), &target.fd)
             .map_err(|e| MountError::System(view.mountpoint.clone(), e)),
-        Some(scratch) => mount_isolated(view, shared, scratch),
+        Some(scratch) => mount_isolated(view, shared, scratch, &target),
     }
+}
+
+/// A mountpoint opened with `O_PATH | O_NOFOLLOW | O_DIRECTORY`.
+struct Opened {
+    fd: OwnedFd,
+    meta: std::fs::Metadata,
+}
+
+impl Opened {
+    /// Opens the directory at `path`, which must belong to `owner` unless that is root.
+    fn open(path: &Path, owner: u32) -> Result<Opened, MountError> {
+        let bad = |why: String| MountError::BadMountpoint(path.into(), why);
+        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| bad("holds a NUL byte".into()))?;
+        let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        // SAFETY: a valid NUL-terminated path; the descriptor is owned on success.
+        let fd = unsafe { libc::open(c_path.as_ptr(), flags) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ELOOP | libc::ENOTDIR) => {
+                    bad("is not a directory (a symlink?): give an empty directory".into())
+                }
+                _ => bad(e.to_string()),
+            });
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let opened = Opened {
+            meta: std::fs::metadata(proc_path(&fd)).map_err(|e| bad(e.to_string()))?,
+            fd,
+        };
+        if owner != 0 && opened.meta.uid() != owner {
+            return Err(MountError::Forbidden(format!(
+                "mountpoint {} belongs to uid {}, not to uid {owner} who asked: attach on a directory of \
+                 your own",
+                path.display(),
+                opened.meta.uid()
+            )));
+        }
+        Ok(opened)
+    }
+
+    /// The path that reaches exactly this directory.
+    fn path(&self) -> PathBuf {
+        proc_path(&self.fd)
+    }
+}
+
+fn proc_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// A new isolated view's scratch directory under `base`, its upper root
@@ -59,7 +122,7 @@ fn refused_upper(fstype: &str) -> bool {
 
 /// Mounts an isolated view: overlayfs over the view's part of the version's
 /// FUSE mount (at `shared`), changes going to `scratch`.
-fn mount_isolated(view: &View, shared: &Path, scratch: &Scratch) -> Result<(), MountError> {
+fn mount_isolated(view: &View, shared: &Path, scratch: &Scratch, target: &Opened) -> Result<(), MountError> {
     let (lower, upper, work) = (view.lower(shared), scratch.upper(), scratch.work());
     let dirs = OverlayDirs {
         lower: &lower,
@@ -67,7 +130,7 @@ fn mount_isolated(view: &View, shared: &Path, scratch: &Scratch) -> Result<(), M
         work: &work,
     };
     let source = format!("{}{}", sys::WSFS_SOURCE_PREFIX, view.workspace);
-    sys::mount_overlay(&source, &dirs, &view.mountpoint).map_err(|error| {
+    sys::mount_overlay(&source, &dirs, &target.path()).map_err(|error| {
         let fstype = sys::fs_type_of(&upper).unwrap_or_else(|| "unknown".into());
         if error.raw_os_error() == Some(libc::EPERM) {
             let why =
@@ -109,28 +172,36 @@ pub(super) fn unmount_view(mountpoint: &Path, force: bool) -> Result<bool, Mount
     }
 }
 
-/// Checks that `mountpoint` is an empty directory, creating it when missing;
-/// returns whether it was created.
-pub(super) fn prepare_mountpoint(mountpoint: &Path) -> Result<bool, MountError> {
+/// Checks that `mountpoint` is an empty directory, of `caller`'s when one
+/// is given, creating it when missing (with `caller`'s credentials: where
+/// it could not create it, neither can the daemon); returns whether it was created.
+pub(super) fn prepare_mountpoint(mountpoint: &Path, caller: Option<&Caller>) -> Result<bool, MountError> {
     let bad = |why: &str| MountError::BadMountpoint(mountpoint.into(), why.to_string());
-    match std::fs::symlink_metadata(mountpoint) {
-        Ok(meta) if !meta.is_dir() => Err(bad("is not a directory: give an empty directory")),
-        Ok(_) => {
-            let mut entries = std::fs::read_dir(mountpoint).map_err(|e| bad(&e.to_string()))?;
-            if entries.next().is_some() {
-                return Err(bad(
-                    "is not empty: give an empty directory (nothing is mounted over files)",
-                ));
-            }
-            if sys::mounts().is_ok_and(|all| all.iter().any(|m| m.point == mountpoint)) {
-                return Err(bad("is already a mount point"));
-            }
-            Ok(false)
-        }
+    let created = match std::fs::symlink_metadata(mountpoint) {
+        Ok(_) => false,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir(mountpoint).map_err(|e| bad(&format!("cannot create it: {e}")))?;
-            Ok(true)
+            as_caller(caller, || std::fs::create_dir(mountpoint))
+                .and_then(|created| created)
+                .map_err(|e| bad(&format!("cannot create it: {e}")))?;
+            true
         }
-        Err(e) => Err(bad(&e.to_string())),
+        Err(e) => return Err(bad(&e.to_string())),
+    };
+    let checked = (|| {
+        let opened = Opened::open(mountpoint, caller.map_or(0, |c| c.uid))?;
+        let mut entries = std::fs::read_dir(opened.path()).map_err(|e| bad(&e.to_string()))?;
+        if entries.next().is_some() {
+            return Err(bad(
+                "is not empty: give an empty directory (nothing is mounted over files)",
+            ));
+        }
+        if sys::mounts().is_ok_and(|all| all.iter().any(|m| m.point == mountpoint)) {
+            return Err(bad("is already a mount point"));
+        }
+        Ok(())
+    })();
+    if checked.is_err() && created {
+        let _ = std::fs::remove_dir(mountpoint);
     }
+    checked.map(|()| created)
 }

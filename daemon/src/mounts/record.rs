@@ -92,6 +92,9 @@ pub struct ViewRecord {
     /// What the view's requester keeps with it (opaque here).
     #[serde(default)]
     pub note: Option<Vec<u8>>,
+    /// The user who attached it (0: root); only that user or root may detach it.
+    #[serde(default)]
+    pub owner: u32,
 }
 
 impl ViewRecord {
@@ -127,6 +130,7 @@ mod tests {
             prefetch_key: "run-42/src".into(),
             prefetch: true,
             note: Some(b"{}".to_vec()),
+            owner: 1000,
         }
     }
 

@@ -177,6 +177,7 @@ impl Mounts {
                 sub_path: record.sub_path.clone(),
                 scratch: record.scratch_dir().map(|dir| Scratch { dir }),
                 created: record.created,
+                owner: record.owner,
                 state: ViewState::Attached,
                 prefetch_key: record.prefetch_key.clone(),
                 prefetch: None,

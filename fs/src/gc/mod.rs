@@ -18,9 +18,12 @@
 //! A referenced pack that is mostly garbage is rewritten ([`repack`]): its
 //! referenced frames are copied into a new pack and a relocation record says
 //! where they went, after which the old pack is unreferenced ([`live`]).
+//!
+//! Access traces no mount wrote for a while go too ([`traces`]).
 
 pub mod live;
 pub mod repack;
+pub mod traces;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -153,6 +156,8 @@ pub struct GcOptions {
     /// How long an object stays condemned before a run may delete it; also
     /// how old an unreferenced object must be before it is condemned.
     pub grace: Duration,
+    /// How long an access trace stays after a mount last wrote it.
+    pub trace_max_age: Duration,
     /// Only tell what would be done.
     pub dry_run: bool,
 }
@@ -183,6 +188,8 @@ pub struct GcReport {
     pub uncondemned: usize,
     /// Packs rewritten (dry: that would be) because mostly garbage.
     pub repacked: Vec<Repacked>,
+    /// Access traces deleted (dry: that would be): not written for `trace_max_age`.
+    pub traces_deleted: Vec<Found>,
     /// Layers and packs the workspaces reference.
     pub live_layers: usize,
     /// See `live_layers`.
@@ -247,6 +254,7 @@ pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     let mut report = pass.report.into_inner().unwrap();
     (report.live_layers, report.live_packs) = pass.live.counts();
     report.repacked = repacked;
+    report.traces_deleted = traces::prune(store, opts.trace_max_age, t_list, opts.dry_run)?;
     for found in [&mut report.deleted, &mut report.condemned, &mut report.pending] {
         found.sort_by(|a, b| a.key.cmp(&b.key));
     }
@@ -513,6 +521,7 @@ mod tests {
         age(&remote);
         let dry = GcOptions {
             grace: MIN_GRACE,
+            trace_max_age: traces::DEFAULT_TRACE_MAX_AGE,
             dry_run: true,
         };
         let repacked = |report: &GcReport| report.repacked.iter().map(|r| r.pack).collect::<Vec<_>>();

@@ -16,7 +16,7 @@ mod plan;
 mod source;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,7 @@ use crate::error::StoreError;
 use crate::gc;
 use crate::ids::{ChunkId, LayerId, PackId};
 use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest};
+pub use crate::os::Caller;
 use crate::store::db::FileStamp;
 use crate::store::readahead::FrameIndex;
 use crate::store::Store;
@@ -38,7 +39,7 @@ use crate::workspace::{self, LayerRecord, WorkspaceName};
 use guard::{retrying, Avoid, Built};
 use packer::Packer;
 use plan::{plan_source, Content, Plan, Planned};
-use source::source_err;
+use source::{source_err, SourceRoot};
 
 pub use changes::ChangesRequest;
 
@@ -54,6 +55,9 @@ pub struct PersistRequest<'a> {
     pub host: &'a str,
     /// Set when the requester went away: the persist stops and writes no record.
     pub cancelled: Option<&'a AtomicBool>,
+    /// Who asked, when not the daemon's own user: the source is read with
+    /// its credentials (see [`Caller`]).
+    pub caller: Option<&'a Caller>,
 }
 
 /// Progress of a persist, reported after each file.
@@ -110,6 +114,15 @@ pub enum PersistError {
         /// The error.
         source: io::Error,
     },
+    /// A file the walk saw was replaced before it was read.
+    #[error(
+        "{path} was replaced while being persisted (by another file, a symlink, a FIFO or a device); \
+         nothing was read from it and nothing was persisted: run the persist again once the tree stays put"
+    )]
+    Replaced {
+        /// The file.
+        path: PathBuf,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -141,10 +154,14 @@ pub fn persist(
         path: req.root.display().to_string(),
         why,
     };
-    let root = fs::canonicalize(req.root).map_err(|e| bad_root(format!("cannot use as --root: {e}")))?;
+    // As the caller: its search permissions decide where `--root` leads.
+    let root = crate::os::as_caller(req.caller, || fs::canonicalize(req.root))
+        .and_then(|root| root)
+        .map_err(|e| bad_root(format!("cannot use as --root: {e}")))?;
     if !root.is_dir() {
         return Err(bad_root("--root is not a directory".into()));
     }
+    let source_root = SourceRoot::open(&root, req.caller)?;
     if req.paths.is_empty() {
         return Err(PersistError::BadPath {
             path: String::new(),
@@ -154,15 +171,18 @@ pub fn persist(
     retrying(store, |avoid| {
         let started = Instant::now();
         let base = workspace::layers(store, req.workspace)?;
-        let tree = source::collect(&root, req.paths, Some(store.db()))?;
+        let tree = source_root.as_caller(|| source::collect(&root, req.paths, Some(store.db())))??;
         let walked = started.elapsed();
         let mut plan = Plan::default();
-        for (path, source) in &tree {
-            match plan_source(path.0.clone(), source, source.attrs.clone())? {
-                Some(planned) => plan.entries.push(planned),
-                None => plan.skipped.push(String::from_utf8_lossy(&path.0).into_owned()),
+        source_root.as_caller(|| {
+            for (path, source) in &tree {
+                match plan_source(path.0.clone(), source, source.attrs.clone())? {
+                    Some(planned) => plan.entries.push(planned),
+                    None => plan.skipped.push(String::from_utf8_lossy(&path.0).into_owned()),
+                }
             }
-        }
+            Ok::<_, PersistError>(())
+        })??;
         tracing::debug!(
             entries = plan.entries.len(),
             walk_ms = walked.as_millis() as u64,
@@ -175,7 +195,12 @@ pub fn persist(
             base: &base,
             cancelled: req.cancelled,
         };
-        build(store, plan, HashMap::new(), true, &target, avoid, progress)
+        let from = Sources {
+            root: &source_root,
+            known: HashMap::new(),
+            stat_cache: true,
+        };
+        build(store, plan, from, &target, avoid, progress)
     })
 }
 
@@ -192,13 +217,18 @@ pub fn persist_changes(
         base: req.base_layers,
         cancelled: None,
     };
+    let upper = SourceRoot::open(req.upper, None)?;
     retrying(store, |avoid| {
         let newer = newer_layers(store, req.workspace, req.base_layers)?;
         let plan = changes::plan(req.upper, req.base, &newer, req.sub_path)?;
         // Copied-up files mostly hold chunks the base tree already has: this host
         // may never have persisted them, but their location is in the base's manifests.
-        let known = req.base.chunk_refs().iter().map(|r| (r.id, *r)).collect();
-        build(store, plan, known, false, &target, avoid, progress)
+        let from = Sources {
+            root: &upper,
+            known: req.base.chunk_refs().iter().map(|r| (r.id, *r)).collect(),
+            stat_cache: false,
+        };
+        build(store, plan, from, &target, avoid, progress)
     })
 }
 
@@ -232,20 +262,30 @@ impl Target<'_> {
     }
 }
 
+/// Where a layer's file contents come from.
+struct Sources<'a> {
+    /// The directory the files are read beneath.
+    root: &'a SourceRoot,
+    /// Chunks the store already has, with their location.
+    known: HashMap<ChunkId, ChunkRef>,
+    /// Use and fill the stat cache (off for a view's upper directory, whose
+    /// paths are gone after the persist).
+    stat_cache: bool,
+}
+
 /// Chunks and packs what `plan` reads, writes its manifest, and appends it
 /// to the workspace unless the gc check refuses it.
 fn build(
     store: &Store,
     mut plan: Plan,
-    known: HashMap<ChunkId, ChunkRef>,
-    stat_cache: bool,
+    from: Sources<'_>,
     target: &Target<'_>,
     avoid: &Avoid,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Built, PersistError> {
     let started = Instant::now();
     plan.sort();
-    let mut layer = LayerBuilder::new(store, plan, known, stat_cache, &avoid.packs);
+    let mut layer = LayerBuilder::new(store, plan, from, &avoid.packs);
     let new_refs = std::thread::scope(|scope| {
         let packer = Packer::start(scope, store, avoid.salt);
         let chunked = layer.chunk_files(&packer, target, progress);
@@ -301,6 +341,8 @@ enum FileSource {
 /// Builds one layer: entries in tree order, file contents chunked and deduplicated.
 struct LayerBuilder<'s> {
     store: &'s Store,
+    /// The directory files are read beneath.
+    root: &'s SourceRoot,
     /// Entries in tree order; a file entry gets its chunks at the end.
     entries: Vec<(Entry, Option<PendingChunks>)>,
     files: Vec<FileJob>,
@@ -327,13 +369,12 @@ struct LayerBuilder<'s> {
 }
 
 impl<'s> LayerBuilder<'s> {
-    fn new(
-        store: &'s Store,
-        plan: Plan,
-        mut known: HashMap<ChunkId, ChunkRef>,
-        stat_cache: bool,
-        avoid: &'s HashSet<PackId>,
-    ) -> Self {
+    fn new(store: &'s Store, plan: Plan, from: Sources<'s>, avoid: &'s HashSet<PackId>) -> Self {
+        let Sources {
+            root,
+            mut known,
+            stat_cache,
+        } = from;
         known.retain(|_, r| !avoid.contains(&r.loc.pack));
         let mut names_per_inode: HashMap<(u64, u64), u32> = HashMap::new();
         for inode in plan.entries.iter().filter_map(|p| p.inode) {
@@ -342,6 +383,7 @@ impl<'s> LayerBuilder<'s> {
         let mut link_ids: HashMap<(u64, u64), u32> = HashMap::new();
         let mut layer = LayerBuilder {
             store,
+            root,
             entries: Vec::with_capacity(plan.entries.len()),
             files: Vec::new(),
             skipped: plan.skipped,
@@ -442,7 +484,7 @@ impl<'s> LayerBuilder<'s> {
             }
         };
         let key = abs.as_os_str().as_bytes();
-        let file = File::open(abs).map_err(source_err(abs))?;
+        let file = self.root.open_file(abs, stamp)?;
         let mut chunks = Vec::new();
         let mut failure = None;
         chunk_stream(file, |chunk| {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::PersistError;
 use crate::manifest::{join_path, manifest_path, path_cmp, ChunkRef, Meta, RelativePathError, Xattr};
+use crate::os::{self, Caller};
 use crate::store::db::{CachedFile, Db, FileStamp};
 
 /// A path of the source tree relative to the root, ordered like manifest entries.
@@ -66,6 +67,57 @@ impl Source {
             attrs,
             cached,
         })
+    }
+}
+
+/// The directory a persist reads, opened once; its files are opened beneath
+/// that handle, with the credentials of whoever asked for the persist.
+pub struct SourceRoot {
+    dir: PathBuf,
+    fd: std::os::fd::OwnedFd,
+    caller: Option<Caller>,
+}
+
+impl SourceRoot {
+    /// Opens `dir` (canonical) as `caller` (the daemon itself when `None`).
+    pub fn open(dir: &Path, caller: Option<&Caller>) -> Result<SourceRoot, PersistError> {
+        let fd = os::as_caller(caller, || os::open_root(dir))
+            .and_then(|opened| opened)
+            .map_err(source_err(dir))?;
+        Ok(SourceRoot {
+            dir: dir.to_path_buf(),
+            fd,
+            caller: caller.cloned(),
+        })
+    }
+
+    /// Runs `f` with the caller's file-system credentials on this thread
+    /// (and on the threads it starts).
+    pub fn as_caller<T>(&self, f: impl FnOnce() -> T) -> Result<T, PersistError> {
+        os::as_caller(self.caller.as_ref(), f).map_err(source_err(&self.dir))
+    }
+
+    /// Opens the regular file at `abs` (below the root) that the walk saw
+    /// as `stamp`: through no symlink, never outside the root, as the
+    /// caller. Anything else there now (another file, a symlink, a FIFO, a
+    /// device) is an error naming the path: no other bytes are ever read.
+    pub fn open_file(&self, abs: &Path, stamp: &FileStamp) -> Result<fs::File, PersistError> {
+        let replaced = || PersistError::Replaced {
+            path: abs.to_path_buf(),
+        };
+        let rel = abs.strip_prefix(&self.dir).map_err(|_| replaced())?;
+        let file = match self.as_caller(|| os::open_beneath(&self.fd, rel.as_os_str().as_bytes()))? {
+            Ok(file) => file,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EXDEV | libc::ENXIO)) => {
+                return Err(replaced())
+            }
+            Err(e) => return Err(source_err(abs)(e)),
+        };
+        match os::same_file(&file, stamp.dev, stamp.ino) {
+            Ok(true) => Ok(file),
+            Ok(false) => Err(replaced()),
+            Err(e) => Err(source_err(abs)(e)),
+        }
     }
 }
 
@@ -272,6 +324,102 @@ pub fn stamp_of(m: &Metadata) -> FileStamp {
 mod tests {
     use super::*;
     use crate::manifest::testing;
+
+    /// Between the walk and the read, the file is swapped for a symlink to
+    /// a secret, a FIFO, a device, another file, or its directory for a
+    /// symlink: each time the open is an error naming the file, at once
+    /// (no hang on the FIFO), and nothing of what is there now is read.
+    #[test]
+    fn a_file_replaced_after_the_walk_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, secret) = (dir.path().join("root"), dir.path().join("secret"));
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(&secret, b"not to be stored").unwrap();
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        type Swap<'a> = Box<dyn Fn(&Path) + 'a>;
+        let swaps: Vec<(&str, Swap)> = vec![
+            (
+                "symlink",
+                Box::new(|f: &Path| std::os::unix::fs::symlink(&secret, f).unwrap()),
+            ),
+            // SAFETY: a valid path.
+            (
+                "fifo",
+                Box::new(move |f: &Path| assert_eq!(unsafe { libc::mkfifo(c(f).as_ptr(), 0o644) }, 0)),
+            ),
+            // SAFETY: a valid path; the device number of /dev/zero.
+            (
+                "device",
+                Box::new(move |f: &Path| {
+                    assert_eq!(
+                        unsafe { libc::mknod(c(f).as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 5)) },
+                        0
+                    )
+                }),
+            ),
+            (
+                "other file",
+                Box::new(|f: &Path| fs::write(f, b"other bytes").unwrap()),
+            ),
+        ];
+        for (what, swap) in swaps {
+            let file = root.join("sub/f");
+            fs::write(&file, b"walked").unwrap();
+            let tree = collect_all(&root).unwrap();
+            let stamp = stamp_of(&tree[&TreePath(b"sub/f".to_vec())].meta);
+            // Made beside it, then moved over it: a new inode, as a swap has.
+            let new = root.join("sub/f.new");
+            swap(&new);
+            fs::rename(&new, &file).unwrap();
+            let source = SourceRoot::open(&root, None).unwrap();
+            match source.open_file(&file, &stamp) {
+                Err(PersistError::Replaced { path }) => assert_eq!(path, file, "{what}"),
+                other => panic!("{what}: {:?}", other.map(|_| "opened")),
+            }
+            fs::remove_file(&file).unwrap();
+        }
+        // The file's directory swapped for a symlink to a directory holding a file of that name.
+        let file = root.join("sub/f");
+        fs::write(&file, b"walked").unwrap();
+        let tree = collect_all(&root).unwrap();
+        let stamp = stamp_of(&tree[&TreePath(b"sub/f".to_vec())].meta);
+        fs::rename(root.join("sub"), dir.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), root.join("sub")).unwrap();
+        let source = SourceRoot::open(&root, None).unwrap();
+        assert!(matches!(
+            source.open_file(&file, &stamp),
+            Err(PersistError::Replaced { .. })
+        ));
+    }
+
+    /// A caller's credentials decide what a persist may read: a file only
+    /// root may read is refused to another user, and readable to root.
+    #[test]
+    fn files_are_opened_with_the_callers_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let file = root.join("root-only");
+        fs::write(&file, b"secret").unwrap();
+        fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let stamp = stamp_of(&fs::symlink_metadata(&file).unwrap());
+        let user = Caller {
+            uid: 4242,
+            gid: 4242,
+            groups: vec![],
+        };
+        let as_user = SourceRoot::open(&root, Some(&user)).unwrap();
+        match as_user.open_file(&file, &stamp) {
+            Err(PersistError::Source { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied)
+            }
+            other => panic!("{:?}", other.map(|_| "opened")),
+        }
+        // The thread is root again afterwards.
+        let as_root = SourceRoot::open(&root, None).unwrap();
+        assert!(as_root.open_file(&file, &stamp).is_ok());
+    }
 
     /// An unchanged file costs no xattr reads: the stat cache has them. Any
     /// xattr change moves the ctime, so the cache stops matching.

@@ -67,6 +67,9 @@ impl Db {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // Every table file stays open: a persist looks up its stat cache on
+        // threads acting with a caller's credentials, which could not open one.
+        opts.set_max_open_files(-1);
         let cfs = [CF_CHUNKS, CF_MANIFESTS, CF_FILES, CF_MOUNTS, CF_META]
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::Db {

@@ -698,6 +698,7 @@ pub(crate) mod testing {
             workspace: &ws.parse().unwrap(),
             host: "test",
             cancelled: None,
+            caller: None,
         };
         persist(store, &req, &mut |_| {}).unwrap()
     }
