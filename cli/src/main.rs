@@ -124,6 +124,7 @@ async fn run(cli: Cli) -> Result<()> {
             params,
             keep,
             prefetch,
+            step_user,
             output,
         } => {
             let client = daemon.connect_or_start().await?;
@@ -133,6 +134,7 @@ async fn run(cli: Cli) -> Result<()> {
                 params,
                 keep: keep.into(),
                 prefetch,
+                step_user,
                 json: output.json,
             };
             run::run(client, &daemon.state_dir, args).await
