@@ -691,8 +691,8 @@ spec:
         socket = socket.display(),
     );
     let file = pipeline_file(&a, "sealed.yaml", &yaml);
-    assert!(socket.exists(), "the daemon does not listen on WSFS_SOCKET");
     let log = run(&a, a.test_dir(), &file, &["--workspace", "src=./src"]).ok();
+    assert!(socket.exists(), "the daemon does not listen on WSFS_SOCKET");
     let env: Vec<&str> = log.lines().filter_map(|l| l.strip_prefix("[look/env] ")).collect();
     for wanted in [
         "AWS_REGION=eu-west-1",

@@ -495,8 +495,8 @@ fn refuses_ids_that_are_not_ids_and_root_with_run_as_non_root() {
     let context = |fields: &str| step(&step_text(fields));
     assert_eq!(
         error(&context("runAsUser: -1")),
-        "p.yaml:19:30: spec.tasks[0].taskSpec.steps[0](one).securityContext.runAsUser: runAsUser -1 is not \
-         an id: give a number from 0 to 4294967294"
+        "p.yaml:19:42: spec.tasks[0] (a).taskSpec.steps[0] (one).securityContext.runAsUser: runAsUser -1 \
+         is not an id: give a number from 0 to 4294967294"
     );
     assert_contains(
         &error(&context("runAsGroup: 4294967295")),
