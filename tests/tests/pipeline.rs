@@ -693,7 +693,10 @@ spec:
     let file = pipeline_file(&a, "sealed.yaml", &yaml);
     let log = run(&a, a.test_dir(), &file, &["--workspace", "src=./src"]).ok();
     assert!(socket.exists(), "the daemon does not listen on WSFS_SOCKET");
-    let env: Vec<&str> = log.lines().filter_map(|l| l.strip_prefix("[look/env] ")).collect();
+    let env: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("[look/env] "))
+        .collect();
     for wanted in [
         "AWS_REGION=eu-west-1",
         "SRC=/workspace/src",
@@ -704,7 +707,11 @@ spec:
     assert!(env.iter().any(|v| v.starts_with("HOME=/")), "no HOME:\n{log}");
     let leaked: Vec<&&str> = env
         .iter()
-        .filter(|v| ["WSFS_", "AWS_SECRET", "GOOGLE_"].iter().any(|p| v.starts_with(p)))
+        .filter(|v| {
+            ["WSFS_", "AWS_SECRET", "GOOGLE_"]
+                .iter()
+                .any(|p| v.starts_with(p))
+        })
         .collect();
     assert!(leaked.is_empty(), "the step saw {leaked:?}:\n{log}");
     for line in [

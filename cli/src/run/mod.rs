@@ -197,10 +197,7 @@ pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> 
 /// What steps do not see: the state directory (this CLI's and the daemon's),
 /// the daemon's socket and its remote when that is a directory.
 async fn hidden_paths(client: &mut Client, state_dir: &Path) -> Vec<PathBuf> {
-    let mut paths = vec![
-        state_dir.to_path_buf(),
-        wsfs_api::paths::socket(state_dir),
-    ];
+    let mut paths = vec![state_dir.to_path_buf(), wsfs_api::paths::socket(state_dir)];
     if let Ok(status) = client.status(pb::StatusRequest {}).await {
         let status = status.into_inner();
         paths.push(PathBuf::from(status.state_dir));

@@ -77,7 +77,10 @@ impl Hidden {
 
     /// The hidden path holding `path` (as the step sees it), if any.
     fn holding(&self, path: &str) -> Option<&Path> {
-        self.0.iter().map(PathBuf::as_path).find(|h| Path::new(path).starts_with(h))
+        self.0
+            .iter()
+            .map(PathBuf::as_path)
+            .find(|h| Path::new(path).starts_with(h))
     }
 
     /// What covers each hidden path in the namespace of a step with `mounts`:

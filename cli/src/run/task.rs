@@ -496,7 +496,10 @@ fn mount_points(ctx: &RunContext, mounts: &Mounts, dir: &Path) -> Result<Vec<Pat
     for root in [WORKSPACE_ROOT, SCRIPTS] {
         std::fs::create_dir_all(root).with_context(|| format!("cannot create {root} on the host"))?;
     }
-    for mount in mounts.iter().filter(|m| m.target != WORKSPACE_ROOT && m.target != SCRIPTS) {
+    for mount in mounts
+        .iter()
+        .filter(|m| m.target != WORKSPACE_ROOT && m.target != SCRIPTS)
+    {
         match Path::new(&mount.target).strip_prefix(WORKSPACE_ROOT) {
             Ok(rel) => {
                 let path = dir.join("workspace").join(rel);

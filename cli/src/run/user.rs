@@ -24,7 +24,10 @@ pub struct StepUser {
 fn id(text: &str, what: &str) -> Result<u32> {
     match text.parse::<u32>() {
         Ok(id) if id != u32::MAX => Ok(id),
-        _ => bail!("{what} {text:?} is not a numeric id: give a number from 0 to {}", u32::MAX - 1),
+        _ => bail!(
+            "{what} {text:?} is not a numeric id: give a number from 0 to {}",
+            u32::MAX - 1
+        ),
     }
 }
 
@@ -166,9 +169,18 @@ mod tests {
             gid: Some(4322),
         };
         let ids = |uid, gid| Some(Ids { uid, gid });
-        assert_eq!(identity(&run_as(Some(1234), None), default).unwrap().ids, ids(1234, 4322));
-        assert_eq!(identity(&run_as(None, Some(7)), default).unwrap().ids, ids(4321, 7));
-        assert_eq!(identity(&run_as(None, None), default).unwrap().ids, ids(4321, 4322));
+        assert_eq!(
+            identity(&run_as(Some(1234), None), default).unwrap().ids,
+            ids(1234, 4322)
+        );
+        assert_eq!(
+            identity(&run_as(None, Some(7)), default).unwrap().ids,
+            ids(4321, 7)
+        );
+        assert_eq!(
+            identity(&run_as(None, None), default).unwrap().ids,
+            ids(4321, 4322)
+        );
         // No passwd entry: group 0, HOME /.
         let alone = identity(&run_as(Some(3_999_999_999), None), StepUser::default()).unwrap();
         assert_eq!(alone.ids, ids(3_999_999_999, 0));
@@ -190,7 +202,10 @@ mod tests {
             uid: Some(0),
             gid: None,
         };
-        assert!(identity(&run_as, root).unwrap_err().to_string().starts_with("runAsNonRoot"));
+        assert!(identity(&run_as, root)
+            .unwrap_err()
+            .to_string()
+            .starts_with("runAsNonRoot"));
         let builder = StepUser {
             uid: Some(1000),
             gid: None,

@@ -155,7 +155,10 @@ fn run_as(own: ContextAt, template: &ContextAt) -> Result<RunAs, Fault> {
             Ok(id) if id != u32::MAX => Ok(Some(id)),
             _ => Err(Fault::invalid(
                 &at,
-                format!("{key} {value} is not an id: give a number from 0 to {}", u32::MAX - 1),
+                format!(
+                    "{key} {value} is not an id: give a number from 0 to {}",
+                    u32::MAX - 1
+                ),
             )),
         }
     };

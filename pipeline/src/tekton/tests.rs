@@ -479,7 +479,9 @@ fn steps_run_as_their_security_context_over_the_step_template() {
     assert_eq!(steps[1].run_as, run_as(1000, 100));
     let plan = load_yaml(BASE, &options()).unwrap();
     assert_eq!(plan.tasks[0].steps[0].run_as, RunAs::default());
-    let only_group = step("          - name: one\n            script: echo one\n            securityContext: {runAsGroup: 0}\n");
+    let only_group = step(
+        "          - name: one\n            script: echo one\n            securityContext: {runAsGroup: 0}\n",
+    );
     let plan = load_yaml(&only_group, &options()).unwrap();
     let expected = RunAs {
         group: Some(0),
@@ -490,8 +492,9 @@ fn steps_run_as_their_security_context_over_the_step_template() {
 
 #[test]
 fn refuses_ids_that_are_not_ids_and_root_with_run_as_non_root() {
-    let step_text =
-        |fields: &str| format!("          - name: one\n            script: echo one\n            securityContext: {{{fields}}}\n");
+    let step_text = |fields: &str| {
+        format!("          - name: one\n            script: echo one\n            securityContext: {{{fields}}}\n")
+    };
     let context = |fields: &str| step(&step_text(fields));
     assert_eq!(
         error(&context("runAsUser: -1")),
@@ -502,7 +505,10 @@ fn refuses_ids_that_are_not_ids_and_root_with_run_as_non_root() {
         &error(&context("runAsGroup: 4294967295")),
         &["securityContext.runAsGroup: runAsGroup 4294967295 is not an id"],
     );
-    assert_contains(&error(&context("runAsUser: abc")), &["p.yaml:19:", "expected i64"]);
+    assert_contains(
+        &error(&context("runAsUser: abc")),
+        &["p.yaml:19:", "expected i64"],
+    );
     assert_contains(
         &error(&context("runAsUser: 0, runAsNonRoot: true")),
         &["securityContext.runAsNonRoot: runAsNonRoot is true and runAsUser is 0 (root)"],
