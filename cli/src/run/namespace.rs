@@ -290,4 +290,50 @@ mod tests {
         assert_eq!(mounts.host_path("/workspace"), Path::new("/run/task"));
         assert_eq!(mounts.host_path("/etc/hosts"), Path::new("/etc/hosts"));
     }
+
+    #[test]
+    fn hidden_paths_are_covered_unless_a_mount_hides_them_and_nothing_mounts_inside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(state.join("runs")).unwrap();
+        std::fs::write(dir.path().join("wsfsd.sock"), b"").unwrap();
+        let hidden = Hidden::new([
+            state.join("runs"),
+            state.clone(),
+            dir.path().join("wsfsd.sock"),
+            dir.path().join("missing"),
+        ]);
+        let state = state.canonicalize().unwrap();
+        assert_eq!(
+            hidden.0,
+            [
+                state.clone(),
+                dir.path().canonicalize().unwrap().join("wsfsd.sock")
+            ]
+        );
+        let mount = |target: &Path| Mount {
+            source: "/run/task".into(),
+            target: target.display().to_string(),
+            read_only: false,
+        };
+        let workspace = Mounts::new(vec![mount(Path::new("/workspace"))]);
+        let covers = hidden.covers(&workspace, "/workspace").unwrap();
+        assert!(
+            matches!(&covers[..], [Cover::Directory(_), Cover::File(_)]),
+            "{covers:?}"
+        );
+        let over = Mounts::new(vec![mount(dir.path())]);
+        assert!(hidden.covers(&over, "/workspace").unwrap().is_empty());
+        let inside = Mounts::new(vec![mount(&state.join("x"))]);
+        let error = hidden.covers(&inside, "/workspace").unwrap_err().to_string();
+        assert!(
+            error.starts_with("mountPath ") && error.contains("which wsfs hides from steps"),
+            "{error}"
+        );
+        let error = hidden
+            .covers(&workspace, state.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("workingDir "), "{error}");
+    }
 }
