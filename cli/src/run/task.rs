@@ -486,10 +486,11 @@ fn hostname() -> Option<std::ffi::OsString> {
     (rc == 0 && len > 0).then(|| std::ffi::OsStr::from_bytes(&name[..len]).to_os_string())
 }
 
-/// Makes sure every mount point exists: `/workspace` on the host (an empty
-/// directory, only ever mounted over inside steps), the mount paths under it
-/// in the task's directory (returned, removed after the step so that other
-/// steps do not see them), others on the host (removed at the end of the run).
+/// Makes sure every mount point exists: `/workspace` and `/tekton/scripts`
+/// on the host (empty directories, only ever mounted over inside steps), the
+/// mount paths under `/workspace` in the task's directory (returned, removed
+/// after the step so that other steps do not see them), others on the host
+/// (removed at the end of the run).
 fn mount_points(ctx: &RunContext, mounts: &Mounts, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut created = Vec::new();
     // Kept after the run: other runs may be about to mount over them.
