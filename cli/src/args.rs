@@ -184,6 +184,11 @@ pub enum Command {
         /// PIPELINE/TASK/WORKSPACE, as `attach --prefetch-key`).
         #[arg(long)]
         prefetch: bool,
+        /// Run steps as this user (and group), numeric ids, unless their
+        /// securityContext gives runAsUser (runAsGroup); without it, steps
+        /// run as root.
+        #[arg(long, value_name = "UID[:GID]")]
+        step_user: Option<crate::run::StepUser>,
         #[command(flatten)]
         output: Output,
     },

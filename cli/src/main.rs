@@ -126,6 +126,7 @@ async fn run(cli: Cli) -> Result<()> {
             params,
             keep,
             prefetch,
+            step_user,
             output,
         } => {
             let client = daemon.connect_or_start().await?;
@@ -135,6 +136,7 @@ async fn run(cli: Cli) -> Result<()> {
                 params,
                 keep: keep.into(),
                 prefetch,
+                step_user,
                 json: output.json,
             };
             run::run(client, &daemon.state_dir, args).await

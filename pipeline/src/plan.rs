@@ -101,6 +101,22 @@ pub struct Step {
     pub env: Vec<(String, String)>,
     /// Workspaces it lists (which makes them isolated to the steps listing them).
     pub workspaces: Vec<StepWorkspace>,
+    /// Its `securityContext` (over its task's `stepTemplate`'s).
+    pub run_as: RunAs,
+}
+
+/// Who a step runs as: `securityContext.runAsUser`, `runAsGroup` and
+/// `runAsNonRoot` of the step, each field over its task's `stepTemplate`'s.
+/// What is not given comes from `wsfs run --step-user`, else the user of
+/// `wsfs run`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunAs {
+    /// `runAsUser`: the user id.
+    pub user: Option<u32>,
+    /// `runAsGroup`: the group id.
+    pub group: Option<u32>,
+    /// `runAsNonRoot: true`: the step fails to start rather than run as user 0.
+    pub non_root: bool,
 }
 
 /// A workspace a step lists.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use wsfs_tests::host::default_timeout;
 use wsfs_tests::json::{array_of, str_of};
 use wsfs_tests::tree::write_file;
-use wsfs_tests::{process, Host};
+use wsfs_tests::{process, Host, HostConfig};
 
 /// `examples/<name>` of the repository.
 fn example(name: &str) -> PathBuf {
@@ -640,4 +640,141 @@ spec:
         assert_clean(&a);
         fs::remove_file(&marker).unwrap();
     }
+}
+
+/// A CI job with cloud credentials in its environment runs a pipeline: its
+/// steps get their own `env`, `PATH`, `HOME` and `HOSTNAME`, never the job's
+/// `AWS_*`, `GOOGLE_*` or `WSFS_*` variables; wsfs's state directory, its
+/// socket (here outside the state directory) and its `file://` remote look
+/// empty or gone, while the step's workspace (a view whose files live in the
+/// state directory) shows its files.
+#[test]
+fn steps_see_neither_the_jobs_credentials_nor_wsfs_state() {
+    let sockets = tempfile::tempdir().unwrap();
+    let socket = sockets.path().join("wsfsd.sock");
+    let a = Host::with_config(
+        HostConfig::default()
+            .file_remote()
+            .env("WSFS_SOCKET", socket.to_str().unwrap())
+            .env("AWS_SECRET_ACCESS_KEY", "job-secret")
+            .env("GOOGLE_APPLICATION_CREDENTIALS", "/job/key.json"),
+    );
+    write_file(&a.path("src/main.c"), b"int main;\n").unwrap();
+    let yaml = format!(
+        r#"
+apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata:
+  name: sealed
+spec:
+  workspaces: [{{name: src}}]
+  tasks:
+    - name: look
+      workspaces: [{{name: src, workspace: src}}]
+      taskSpec:
+        workspaces: [{{name: src, readOnly: true}}]
+        steps:
+          - name: env
+            env:
+              - {{name: AWS_REGION, value: eu-west-1}}
+              - {{name: SRC, value: $(workspaces.src.path)}}
+            script: env
+          - name: wsfs
+            script: |
+              echo "state dir: [$(ls -A {state})]"
+              echo "remote: [$(ls -A {remote})]"
+              if [ -S {socket} ]; then echo "socket: reachable"; else echo "socket: gone"; fi
+              echo "view: $(cat $(workspaces.src.path)/main.c)"
+"#,
+        state = a.state_dir().display(),
+        remote = a.remote_dir().display(),
+        socket = socket.display(),
+    );
+    let file = pipeline_file(&a, "sealed.yaml", &yaml);
+    let log = run(&a, a.test_dir(), &file, &["--workspace", "src=./src"]).ok();
+    assert!(socket.exists(), "the daemon does not listen on WSFS_SOCKET");
+    let env: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("[look/env] "))
+        .collect();
+    for wanted in [
+        "AWS_REGION=eu-west-1",
+        "SRC=/workspace/src",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ] {
+        assert!(env.contains(&wanted), "no {wanted} in the step's env:\n{log}");
+    }
+    assert!(env.iter().any(|v| v.starts_with("HOME=/")), "no HOME:\n{log}");
+    let leaked: Vec<&&str> = env
+        .iter()
+        .filter(|v| {
+            ["WSFS_", "AWS_SECRET", "GOOGLE_"]
+                .iter()
+                .any(|p| v.starts_with(p))
+        })
+        .collect();
+    assert!(leaked.is_empty(), "the step saw {leaked:?}:\n{log}");
+    for line in [
+        "[look/wsfs] state dir: []",
+        "[look/wsfs] remote: []",
+        "[look/wsfs] socket: gone",
+        "[look/wsfs] view: int main;",
+    ] {
+        assert!(log.contains(line), "no {line:?}:\n{log}");
+    }
+    assert_clean(&a);
+}
+
+/// A build step runs as `securityContext.runAsUser` (and a step without one
+/// as `--step-user`, else root), owns what it writes in the task's working
+/// directory, and a step with `runAsNonRoot` refuses to run as root.
+#[test]
+fn steps_run_as_their_run_as_user_or_the_step_user() {
+    let a = Host::new();
+    let yaml = r#"
+apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata:
+  name: users
+spec:
+  tasks:
+    - name: build
+      taskSpec:
+        steps:
+          - name: compile
+            securityContext: {runAsUser: 51234}
+            script: |
+              echo "user $(id -u) groups $(id -G) home $HOME"
+              echo built > built.txt
+          - name: check
+            script: |
+              echo "user $(id -u) group $(id -g)"
+              stat -c 'built.txt is owned by %u' built.txt
+    - name: guarded
+      taskSpec:
+        steps:
+          - name: non-root
+            securityContext: {runAsNonRoot: true}
+            script: echo "user $(id -u)"
+"#;
+    let file = pipeline_file(&a, "users.yaml", yaml);
+    let log = run(&a, a.test_dir(), &file, &[]).failed();
+    for line in [
+        "[build/compile] user 51234 groups ",
+        "[build/check] user 0 group 0",
+        "[build/check] built.txt is owned by 51234",
+        "runAsNonRoot: the step would run as root",
+    ] {
+        assert!(log.contains(line), "no {line:?}:\n{log}");
+    }
+    let log = run(&a, a.test_dir(), &file, &["--step-user", "4321:4322"]).ok();
+    for line in [
+        "[build/compile] user 51234 groups 4322 home /\n",
+        "[build/check] user 4321 group 4322",
+        "[build/check] built.txt is owned by 51234",
+        "[guarded/non-root] user 4321",
+    ] {
+        assert!(log.contains(line), "no {line:?}:\n{log}");
+    }
+    assert_clean(&a);
 }

@@ -6,6 +6,7 @@
 mod namespace;
 mod report;
 mod task;
+mod user;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use wsfs_pipeline::tekton::{self, RunOptions};
 
 use self::report::{summary, task_json, TaskReport, TaskStatus};
 use self::task::RunContext;
+pub use self::user::StepUser;
 use crate::commands::persist;
 
 /// When the workspaces of a run killed before its clean-up (SIGKILL, a
@@ -39,6 +41,8 @@ pub struct RunArgs {
     pub keep: Duration,
     /// `--prefetch`: attach the tasks' workspaces with prefetch.
     pub prefetch: bool,
+    /// `--step-user UID[:GID]`.
+    pub step_user: Option<StepUser>,
     /// `--json`.
     pub json: bool,
 }
@@ -121,6 +125,7 @@ pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> 
         }
         Err(e) => say(&format!("cannot remove expired workspaces: {}", e.message())),
     }
+    let hidden = hidden_paths(&mut client, state_dir).await;
     let (bound, owned) = match bind_workspaces(&mut client, &plan, &run, &dir, &say).await {
         Ok(bound) => bound,
         Err(e) => {
@@ -141,6 +146,8 @@ pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> 
         host_dirs: Mutex::new(Vec::new()),
         attached: Mutex::default(),
         steps: Mutex::default(),
+        hidden,
+        step_user: args.step_user.unwrap_or_default(),
     });
     say(&format!("pipeline {}: {} tasks", plan.name, plan.tasks.len()));
     let reports = tokio::select! {
@@ -185,6 +192,20 @@ pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> 
         );
     }
     Ok(())
+}
+
+/// What steps do not see: the state directory (this CLI's and the daemon's),
+/// the daemon's socket and its remote when that is a directory.
+async fn hidden_paths(client: &mut Client, state_dir: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![state_dir.to_path_buf(), wsfs_api::paths::socket(state_dir)];
+    if let Ok(status) = client.status(pb::StatusRequest {}).await {
+        let status = status.into_inner();
+        paths.push(PathBuf::from(status.state_dir));
+        if let Some(dir) = status.remote.strip_prefix("file://") {
+            paths.push(PathBuf::from(dir));
+        }
+    }
+    paths
 }
 
 /// Checks the existing workspaces the run binds, then creates the run's own

@@ -16,13 +16,20 @@ use wsfs_api::{pb, Client};
 use wsfs_pipeline::plan::{Action, Step, Task, TaskWorkspace};
 use wsfs_pipeline::workspace_files::{self, FilesCheckError};
 
-use super::namespace::{isolate, Mount, Mounts};
+use super::namespace::{isolate, Hidden, Mount, Mounts};
 use super::report::{StepReport, StepStatus, TaskReport, TaskStatus};
 use super::slug;
+use super::user::{identity, StepUser};
 use crate::commands::persist;
 
 /// Where steps' working directories and default mount paths live.
 const WORKSPACE_ROOT: &str = "/workspace";
+
+/// Where a script step sees its script (as in Tekton).
+const SCRIPTS: &str = "/tekton/scripts";
+
+/// A step's `PATH`.
+const STEP_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What every task of a run shares.
 pub struct RunContext {
@@ -42,6 +49,10 @@ pub struct RunContext {
     pub attached: Mutex<BTreeSet<PathBuf>>,
     /// Process groups of the steps running now, killed on an interrupt.
     pub steps: Mutex<BTreeSet<i32>>,
+    /// What steps do not see of the host (those that exist when a step starts).
+    pub hidden: Vec<PathBuf>,
+    /// `--step-user`: who steps run as when their `securityContext` does not say.
+    pub step_user: StepUser,
 }
 
 /// Prints one line of a run's, task's or step's log, prefixed with its name:
@@ -375,10 +386,14 @@ async fn run_step(
     }
 }
 
-/// Writes a step's script to a file: Tekton runs a script without `#!` with
+/// Writes a step's script to a directory of its own (returned), which the
+/// step sees at [`SCRIPTS`]: Tekton runs a script without `#!` with
 /// `#!/bin/sh` and `set -e`.
-fn script_file(dir: &Path, step: &Step, script: &str) -> Result<PathBuf> {
-    let path = dir.join(format!("script-{}", step.name));
+fn script_dir(dir: &Path, step: &Step, script: &str) -> Result<PathBuf> {
+    let scripts = dir.join("scripts").join(&step.name);
+    std::fs::create_dir_all(&scripts).with_context(|| format!("cannot create {}", scripts.display()))?;
+    std::fs::set_permissions(&scripts, std::fs::Permissions::from_mode(0o755))?;
+    let path = scripts.join(&step.name);
     let text = if script.starts_with("#!") {
         script.to_string()
     } else {
@@ -386,10 +401,11 @@ fn script_file(dir: &Path, step: &Step, script: &str) -> Result<PathBuf> {
     };
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-    Ok(path)
+    Ok(scripts)
 }
 
-/// Runs a script or command step in its mount namespace, streaming its output.
+/// Runs a script or command step in its mount namespace, as its user, with
+/// only its own environment, streaming its output.
 async fn execute(
     ctx: &RunContext,
     task: &Task,
@@ -398,27 +414,49 @@ async fn execute(
     mounts: &Mounts,
     workdir: &str,
 ) -> Result<ExitStatus> {
-    let mut command = match &step.action {
-        Action::Script(script) => tokio::process::Command::new(script_file(dir, step, script)?),
+    let (mut command, mounts) = match &step.action {
+        Action::Script(script) => {
+            let scripts = Mount {
+                source: script_dir(dir, step, script)?,
+                target: SCRIPTS.to_string(),
+                read_only: true,
+            };
+            let program = Path::new(SCRIPTS).join(&step.name);
+            (tokio::process::Command::new(program), mounts.with(scripts))
+        }
         Action::Command(argv) => {
             let mut command = tokio::process::Command::new(&argv[0]);
             command.args(&argv[1..]);
-            command
+            (command, mounts.clone())
         }
         _ => unreachable!("layer steps do not execute"),
     };
+    let identity = identity(&step.run_as, ctx.step_user)?;
     command
+        .env_clear()
+        .env("PATH", STEP_PATH)
+        .env("HOME", &identity.home)
+        .envs(hostname().map(|h| ("HOSTNAME", h)))
         .envs(step.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let created = mount_points(ctx, mounts, dir)?;
+    let hidden = Hidden::new(ctx.hidden.iter().cloned());
+    isolate(&mut command, &mounts, &hidden, identity.ids, workdir)?;
+    let created = mount_points(ctx, &mounts, dir)?;
     let host_workdir = mounts.host_path(workdir);
     let ran = async {
-        std::fs::create_dir_all(&host_workdir)
+        let made = create_dirs(&host_workdir)
             .with_context(|| format!("cannot create workingDir {workdir} ({})", host_workdir.display()))?;
-        isolate(&mut command, mounts, workdir)?;
+        if let Some(ids) = identity.ids {
+            // The step's user owns the task's working directory (as Tekton's
+            // emptyDir lets any user write) and the directories made for it.
+            for path in std::iter::once(dir.join("workspace")).chain(made) {
+                std::os::unix::fs::chown(&path, Some(ids.uid), Some(ids.gid))
+                    .with_context(|| format!("cannot give {} to user {}", path.display(), ids.uid))?;
+            }
+        }
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot start step {:?}", step.name))?;
@@ -439,16 +477,30 @@ async fn execute(
     ran
 }
 
-/// Makes sure every mount point exists: `/workspace` on the host (an empty
-/// directory, only ever mounted over inside steps), the mount paths under it
-/// in the task's directory (returned, removed after the step so that other
-/// steps do not see them), others on the host (removed at the end of the run).
+/// This host's name, which steps get as `HOSTNAME`.
+fn hostname() -> Option<std::ffi::OsString> {
+    let mut name = [0u8; 256];
+    // SAFETY: gethostname writes at most `name.len()` bytes into `name`.
+    let rc = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
+    let len = name.iter().position(|&b| b == 0)?;
+    (rc == 0 && len > 0).then(|| std::ffi::OsStr::from_bytes(&name[..len]).to_os_string())
+}
+
+/// Makes sure every mount point exists: `/workspace` and `/tekton/scripts`
+/// on the host (empty directories, only ever mounted over inside steps), the
+/// mount paths under `/workspace` in the task's directory (returned, removed
+/// after the step so that other steps do not see them), others on the host
+/// (removed at the end of the run).
 fn mount_points(ctx: &RunContext, mounts: &Mounts, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut created = Vec::new();
-    // Kept after the run: other runs may be about to mount over it.
-    std::fs::create_dir_all(WORKSPACE_ROOT)
-        .with_context(|| format!("cannot create {WORKSPACE_ROOT} on the host"))?;
-    for mount in mounts.iter().filter(|m| m.target != WORKSPACE_ROOT) {
+    // Kept after the run: other runs may be about to mount over them.
+    for root in [WORKSPACE_ROOT, SCRIPTS] {
+        std::fs::create_dir_all(root).with_context(|| format!("cannot create {root} on the host"))?;
+    }
+    for mount in mounts
+        .iter()
+        .filter(|m| m.target != WORKSPACE_ROOT && m.target != SCRIPTS)
+    {
         match Path::new(&mount.target).strip_prefix(WORKSPACE_ROOT) {
             Ok(rel) => {
                 let path = dir.join("workspace").join(rel);

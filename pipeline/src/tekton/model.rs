@@ -77,11 +77,25 @@ unsupported_fields! {
     CustomKind = "kind": "custom tasks are not supported: give taskSpec steps";
     CustomSpec = "spec": "custom tasks are not supported: give taskSpec steps";
     Sidecars = "sidecars": "steps run on the host: start what they need in a step";
-    StepTemplate = "stepTemplate": "repeat its fields in each step";
+    TemplateImage = "image": "give it in each step";
+    TemplateCommand = "command": "give it in each step";
+    TemplateArgs = "args": "give them in each step";
+    TemplateWorkingDir = "workingDir": "give it in each step";
+    TemplateEnv = "env": "give the variables in each step's env";
     Volumes = "volumes": "share files through workspaces";
     VolumeMounts = "volumeMounts": "share files through workspaces";
     VolumeDevices = "volumeDevices": "steps run on the host: remove it";
-    SecurityContext = "securityContext": "steps run on the host as the user of wsfs run: remove it";
+    Privileged = "privileged": "steps run on the host with the privileges of their user: remove it";
+    Capabilities = "capabilities": "a step running as root has root's capabilities, another user none: \
+        remove it";
+    ReadOnlyRootFilesystem = "readOnlyRootFilesystem": "steps see the host's file system: remove it";
+    AllowPrivilegeEscalation = "allowPrivilegeEscalation": "remove it: give runAsUser to run the step \
+        as another user than root";
+    SeLinuxOptions = "seLinuxOptions": "remove it";
+    SeccompProfile = "seccompProfile": "remove it";
+    AppArmorProfile = "appArmorProfile": "remove it";
+    ProcMount = "procMount": "steps see the host's /proc: remove it";
+    WindowsOptions = "windowsOptions": "steps run on this Linux host: remove it";
     ComputeResources = "computeResources": "steps run on the host without limits: remove it";
     EnvFrom = "envFrom": "give each variable in env with a value";
     ValueFrom = "valueFrom": "give the value inline (a param can carry it)";
@@ -338,8 +352,7 @@ pub(crate) struct TaskSpec {
     _results: Unsupported<Results>,
     #[serde(default, rename = "sidecars")]
     _sidecars: Unsupported<Sidecars>,
-    #[serde(default, rename = "stepTemplate")]
-    _step_template: Unsupported<StepTemplate>,
+    pub(crate) step_template: Option<StepTemplate>,
     #[serde(default, rename = "volumes")]
     _volumes: Unsupported<Volumes>,
     #[serde(default, rename = "apiVersion")]
@@ -406,8 +419,7 @@ pub(crate) struct Step {
     _volume_mounts: Unsupported<VolumeMounts>,
     #[serde(default, rename = "volumeDevices")]
     _volume_devices: Unsupported<VolumeDevices>,
-    #[serde(default, rename = "securityContext")]
-    _security_context: Unsupported<SecurityContext>,
+    pub(crate) security_context: Option<SecurityContext>,
     #[serde(default, rename = "computeResources")]
     _compute_resources: Unsupported<ComputeResources>,
     #[serde(default, rename = "envFrom")]
@@ -428,6 +440,59 @@ pub(crate) struct Step {
     _params: Unsupported<StepParams>,
     #[serde(default, rename = "when")]
     _when: Unsupported<When>,
+}
+
+/// A task's `stepTemplate`: only its `securityContext` is supported.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct StepTemplate {
+    pub(crate) security_context: Option<SecurityContext>,
+    #[serde(default, rename = "image")]
+    _image: Unsupported<TemplateImage>,
+    #[serde(default, rename = "command")]
+    _command: Unsupported<TemplateCommand>,
+    #[serde(default, rename = "args")]
+    _args: Unsupported<TemplateArgs>,
+    #[serde(default, rename = "workingDir")]
+    _working_dir: Unsupported<TemplateWorkingDir>,
+    #[serde(default, rename = "env")]
+    _env: Unsupported<TemplateEnv>,
+    #[serde(default, rename = "envFrom")]
+    _env_from: Unsupported<EnvFrom>,
+    #[serde(default, rename = "computeResources")]
+    _compute_resources: Unsupported<ComputeResources>,
+    #[serde(default, rename = "volumeMounts")]
+    _volume_mounts: Unsupported<VolumeMounts>,
+    #[serde(default, rename = "volumeDevices")]
+    _volume_devices: Unsupported<VolumeDevices>,
+}
+
+/// A step's (or a stepTemplate's) `securityContext`: the user and group the
+/// step runs as (numeric ids, checked when the step is read).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct SecurityContext {
+    pub(crate) run_as_user: Option<i64>,
+    pub(crate) run_as_group: Option<i64>,
+    pub(crate) run_as_non_root: Option<bool>,
+    #[serde(default, rename = "privileged")]
+    _privileged: Unsupported<Privileged>,
+    #[serde(default, rename = "capabilities")]
+    _capabilities: Unsupported<Capabilities>,
+    #[serde(default, rename = "readOnlyRootFilesystem")]
+    _read_only_root_filesystem: Unsupported<ReadOnlyRootFilesystem>,
+    #[serde(default, rename = "allowPrivilegeEscalation")]
+    _allow_privilege_escalation: Unsupported<AllowPrivilegeEscalation>,
+    #[serde(default, rename = "seLinuxOptions")]
+    _se_linux_options: Unsupported<SeLinuxOptions>,
+    #[serde(default, rename = "seccompProfile")]
+    _seccomp_profile: Unsupported<SeccompProfile>,
+    #[serde(default, rename = "appArmorProfile")]
+    _app_armor_profile: Unsupported<AppArmorProfile>,
+    #[serde(default, rename = "procMount")]
+    _proc_mount: Unsupported<ProcMount>,
+    #[serde(default, rename = "windowsOptions")]
+    _windows_options: Unsupported<WindowsOptions>,
 }
 
 /// An environment variable of a step.

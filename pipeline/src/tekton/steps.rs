@@ -6,7 +6,10 @@ use super::load::Pipeline;
 use super::model;
 use super::names::{check_dns_label, check_env_name, check_unique, mount_path, persist_path};
 use super::vars::{substitute, Scope, VarError, Workspaces};
-use crate::plan::{Action, Step, StepWorkspace, TaskWorkspace};
+use crate::plan::{Action, RunAs, Step, StepWorkspace, TaskWorkspace};
+
+/// A task's `stepTemplate.securityContext` and its place.
+pub(crate) type ContextAt<'a> = Option<(&'a model::SecurityContext, DocPath)>;
 
 /// The steps of task `task` (with param values `params`), at `at`; marks
 /// the workspaces some step lists as step-isolated.
@@ -16,6 +19,7 @@ pub(crate) fn steps(
     params: &[(String, String)],
     declared: &[model::Step],
     at: &DocPath,
+    template: &ContextAt,
     workspaces: &mut [TaskWorkspace],
 ) -> Result<Vec<Step>, Fault> {
     if declared.is_empty() {
@@ -41,7 +45,7 @@ pub(crate) fn steps(
     )?;
     let mut raw = Vec::with_capacity(declared.len());
     for (i, step) in declared.iter().enumerate() {
-        raw.push(raw_step(&names[i], step, &place(i), workspaces)?);
+        raw.push(raw_step(&names[i], step, &place(i), template, workspaces)?);
     }
     for ws in workspaces.iter_mut() {
         ws.step_isolated = raw.iter().any(|s| s.workspaces.iter().any(|l| l.name == ws.name));
@@ -73,6 +77,7 @@ fn raw_step(
     name: &str,
     step: &model::Step,
     at: &DocPath,
+    template: &ContextAt,
     workspaces: &[TaskWorkspace],
 ) -> Result<Step, Fault> {
     let listed_at = at.key("workspaces");
@@ -126,6 +131,52 @@ fn raw_step(
             .unwrap_or_else(|| "/workspace".to_string()),
         env,
         workspaces: listed,
+        run_as: run_as(
+            step.security_context
+                .as_ref()
+                .map(|c| (c, at.key("securityContext"))),
+            template,
+        )?,
+    })
+}
+
+/// Who the step runs as: its `securityContext` (`own`), each field over the
+/// task's `stepTemplate`'s, the ids checked.
+fn run_as(own: ContextAt, template: &ContextAt) -> Result<RunAs, Fault> {
+    let contexts: Vec<&(&model::SecurityContext, DocPath)> = own.iter().chain(template).collect();
+    let field = |get: fn(&model::SecurityContext) -> Option<i64>, key: &str| {
+        let Some((value, at)) = contexts
+            .iter()
+            .find_map(|(c, at)| get(c).map(|v| (v, at.key(key))))
+        else {
+            return Ok(None);
+        };
+        match u32::try_from(value) {
+            Ok(id) if id != u32::MAX => Ok(Some(id)),
+            _ => Err(Fault::invalid(
+                &at,
+                format!(
+                    "{key} {value} is not an id: give a number from 0 to {}",
+                    u32::MAX - 1
+                ),
+            )),
+        }
+    };
+    let user = field(|c| c.run_as_user, "runAsUser")?;
+    let group = field(|c| c.run_as_group, "runAsGroup")?;
+    let non_root = contexts
+        .iter()
+        .find_map(|(c, at)| c.run_as_non_root.map(|v| (v, at.key("runAsNonRoot"))));
+    if let (Some((true, at)), Some(0)) = (&non_root, user) {
+        return Err(Fault::invalid(
+            at,
+            "runAsNonRoot is true and runAsUser is 0 (root): give another runAsUser, or remove runAsNonRoot",
+        ));
+    }
+    Ok(RunAs {
+        user,
+        group,
+        non_root: non_root.is_some_and(|(v, _)| v),
     })
 }
 
@@ -272,6 +323,7 @@ fn substituted(
         working_dir: field(&step.working_dir, at.key("workingDir"))?,
         env,
         workspaces: step.workspaces.clone(),
+        run_as: step.run_as,
     })
 }
 

@@ -46,6 +46,10 @@ pub(crate) fn task(pipeline: &Pipeline, t: &PipelineTask, at: &DocPath) -> Resul
         &params,
         &spec.steps,
         &spec_at.key("steps"),
+        &spec.step_template.as_ref().and_then(|t| {
+            let at = spec_at.key("stepTemplate").key("securityContext");
+            t.security_context.as_ref().map(|c| (c, at))
+        }),
         &mut workspaces,
     )?;
     let mut run_after: Vec<String> = Vec::new();

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::plan::{Action, Binding, PipelineWorkspace, Step, StepWorkspace, TaskWorkspace};
+use crate::plan::{Action, Binding, PipelineWorkspace, RunAs, Step, StepWorkspace, TaskWorkspace};
 use crate::workspace_files::WorkspaceFile;
 
 fn options() -> RunOptions {
@@ -458,6 +458,74 @@ fn refuses_unknown_fields_with_their_line() {
 }
 
 #[test]
+fn steps_run_as_their_security_context_over_the_step_template() {
+    let yaml = base(
+        "        steps:\n",
+        "        stepTemplate:\n          securityContext: {runAsUser: 1000, runAsGroup: 100, runAsNonRoot: true}\n        steps:\n",
+    );
+    let yaml = with(
+        &yaml,
+        STEP,
+        "          - name: one\n            script: echo one\n            securityContext:\n              runAsUser: 1234\n          - name: two\n            script: echo two\n",
+    );
+    let plan = load_yaml(&yaml, &options()).unwrap();
+    let steps = &plan.tasks[0].steps;
+    let run_as = |user, group| RunAs {
+        user: Some(user),
+        group: Some(group),
+        non_root: true,
+    };
+    assert_eq!(steps[0].run_as, run_as(1234, 100));
+    assert_eq!(steps[1].run_as, run_as(1000, 100));
+    let plan = load_yaml(BASE, &options()).unwrap();
+    assert_eq!(plan.tasks[0].steps[0].run_as, RunAs::default());
+    let only_group = step(
+        "          - name: one\n            script: echo one\n            securityContext: {runAsGroup: 0}\n",
+    );
+    let plan = load_yaml(&only_group, &options()).unwrap();
+    let expected = RunAs {
+        group: Some(0),
+        ..RunAs::default()
+    };
+    assert_eq!(plan.tasks[0].steps[0].run_as, expected);
+}
+
+#[test]
+fn refuses_ids_that_are_not_ids_and_root_with_run_as_non_root() {
+    let step_text = |fields: &str| {
+        format!("          - name: one\n            script: echo one\n            securityContext: {{{fields}}}\n")
+    };
+    let context = |fields: &str| step(&step_text(fields));
+    assert_eq!(
+        error(&context("runAsUser: -1")),
+        "p.yaml:19:42: spec.tasks[0] (a).taskSpec.steps[0] (one).securityContext.runAsUser: runAsUser -1 \
+         is not an id: give a number from 0 to 4294967294"
+    );
+    assert_contains(
+        &error(&context("runAsGroup: 4294967295")),
+        &["securityContext.runAsGroup: runAsGroup 4294967295 is not an id"],
+    );
+    assert_contains(
+        &error(&context("runAsUser: abc")),
+        &["p.yaml:19:", "expected i64"],
+    );
+    assert_contains(
+        &error(&context("runAsUser: 0, runAsNonRoot: true")),
+        &["securityContext.runAsNonRoot: runAsNonRoot is true and runAsUser is 0 (root)"],
+    );
+    let template = base(
+        "        steps:\n",
+        "        stepTemplate:\n          securityContext: {runAsUser: 0}\n        steps:\n",
+    );
+    let template = with(&template, STEP, &step_text("runAsNonRoot: true"));
+    assert_contains(&error(&template), &["runAsNonRoot is true and runAsUser is 0"]);
+    assert_contains(
+        &error(&context("runAsUser: 1, fsGroup: 2")),
+        &["p.yaml:19:", "unknown field `fsGroup`", "`runAsUser`"],
+    );
+}
+
+#[test]
 fn refuses_unsupported_tekton_fields_naming_them() {
     let cases: [(&str, &str, &str, &str); 16] = [
         ("  tasks:\n", "  finally: []\n  tasks:\n", "finally", "p.yaml:8:12:"),
@@ -467,10 +535,10 @@ fn refuses_unsupported_tekton_fields_naming_them() {
         ("    - name: a\n", "    - name: a\n      timeout: 1h\n", "timeout", "p.yaml:10:"),
         ("    - name: a\n", "    - name: a\n      matrix: {}\n", "matrix", "p.yaml:10:"),
         ("        steps:\n", "        sidecars: []\n        steps:\n", "sidecars", "p.yaml:16:"),
-        ("        steps:\n", "        stepTemplate: {}\n        steps:\n", "stepTemplate", "p.yaml:16:"),
+        ("        steps:\n", "        stepTemplate: {image: a}\n        steps:\n", "image", "p.yaml:16:"),
         ("        steps:\n", "        volumes: []\n        steps:\n", "volumes", "p.yaml:16:"),
         ("            script: echo one\n", "            script: echo one\n            volumeMounts: []\n", "volumeMounts", "p.yaml:19:"),
-        ("            script: echo one\n", "            script: echo one\n            securityContext: {}\n", "securityContext", "p.yaml:19:"),
+        ("            script: echo one\n", "            script: echo one\n            securityContext: {privileged: true}\n", "privileged", "p.yaml:19:"),
         ("            script: echo one\n", "            script: echo one\n            computeResources: {}\n", "computeResources", "p.yaml:19:"),
         (
             "            script: echo one\n",

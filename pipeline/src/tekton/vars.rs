@@ -197,7 +197,7 @@ fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Action, Binding, Source, StepWorkspace};
+    use crate::plan::{Action, Binding, RunAs, Source, StepWorkspace};
     use crate::workspace_files::WorkspaceFile;
 
     fn task_workspace(name: &str, bound: bool, isolated: bool) -> TaskWorkspace {
@@ -227,6 +227,7 @@ mod tests {
                     mount_path: p.to_string(),
                 })
                 .collect(),
+            run_as: RunAs::default(),
         }
     }
 
