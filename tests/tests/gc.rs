@@ -266,6 +266,12 @@ fn persists_racing_repeated_gc_runs_all_read_back() {
     // stored it anew (which its gc check is for), or until `RACE_LIMIT`.
     let stop = AtomicBool::new(false);
     let stored_anew_later = AtomicBool::new(false);
+    let started = Instant::now();
+    let racing = || {
+        let elapsed = started.elapsed();
+        elapsed < 2 * GRACE_TIME + Duration::from_secs(5)
+            || (elapsed < RACE_LIMIT && !stored_anew_later.load(Ordering::Relaxed))
+    };
     let ((runs, condemning_runs), rounds) = thread::scope(|scope| {
         let collector = scope.spawn(|| {
             let (mut runs, mut condemning) = (0, 0);
@@ -276,12 +282,6 @@ fn persists_racing_repeated_gc_runs_all_read_back() {
             }
             (runs, condemning)
         });
-        let started = Instant::now();
-        let racing = || {
-            let elapsed = started.elapsed();
-            elapsed < 2 * GRACE_TIME + Duration::from_secs(5)
-                || (elapsed < RACE_LIMIT && !stored_anew_later.load(Ordering::Relaxed))
-        };
         let persists: Vec<_> = hosts
             .iter()
             .zip(&sources)
