@@ -7,7 +7,7 @@
 //! use the shortest grace gc accepts.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ fn key_names(report: &Value, field: &str) -> BTreeSet<String> {
 }
 
 /// A small tree: a few hundred files, a few MiB.
-fn small_tree(host: &Host, dir: &str, seed: u64) -> std::path::PathBuf {
+fn small_tree(host: &Host, dir: &str, seed: u64) -> PathBuf {
     let src = host.path(dir);
     generate(&src, &TreeSpec::plain(seed, 300)).unwrap();
     src
@@ -62,6 +62,32 @@ fn small_tree(host: &Host, dir: &str, seed: u64) -> std::path::PathBuf {
 
 fn persist_all(host: &Host, ws: &str, src: &Path) -> Value {
     host.persist(ws, src, &[".".to_string()])
+}
+
+/// A small tree persisted to `ws` on `host`, and the persist's result; the
+/// workspace is removed, and its layer and packs are old enough for gc to
+/// condemn them.
+fn removed_a_grace_period_ago(host: &Host, ws: &str, seed: u64) -> (PathBuf, Value) {
+    let src = small_tree(host, "src", seed);
+    let first = persist_all(host, ws, &src);
+    host.ok_json(["rm", ws]);
+    wait_grace();
+    (src, first)
+}
+
+/// Asserts that the persist of `second` stored `first`'s tree anew: in
+/// another layer (not the condemned one), every chunk uploaded again.
+fn assert_stored_anew(first: &Value, second: &Value) {
+    eprintln!("first persist: {first}\nsecond persist: {second}");
+    assert_ne!(
+        str_of(second, "layer"),
+        str_of(first, "layer"),
+        "the layer must not be the condemned one"
+    );
+    assert!(
+        u64_of(second, "stored_bytes") >= u64_of(first, "stored_bytes"),
+        "the tree's chunks were not stored anew: {second} vs {first}"
+    );
 }
 
 /// Attaches `ws` on `host` and asserts it shows `src` byte for byte.
@@ -204,11 +230,8 @@ fn gc_deletes_what_only_dead_workspaces_reference_and_dry_run_tells_exactly() {
 #[test]
 fn a_persist_reusing_condemned_packs_stores_them_anew() {
     let a = Host::new();
-    let src = small_tree(&a, "src", 4);
-    let first = persist_all(&a, "race/a", &src);
+    let (src, first) = removed_a_grace_period_ago(&a, "race/a", 4);
     let first_layer = str_of(&first, "layer").to_string();
-    a.ok_json(["rm", "race/a"]);
-    wait_grace();
     let condemned = gc(&a, &[]);
     let condemned_keys = key_names(&condemned, "condemned");
     assert!(
@@ -217,16 +240,7 @@ fn a_persist_reusing_condemned_packs_stores_them_anew() {
     );
 
     let second = persist_all(&a, "race/b", &src);
-    eprintln!("first persist: {first}\nsecond persist: {second}");
-    assert_ne!(
-        str_of(&second, "layer"),
-        first_layer,
-        "the layer must not be the condemned one"
-    );
-    assert!(
-        u64_of(&second, "stored_bytes") >= u64_of(&first, "stored_bytes"),
-        "the tree's chunks were stored anew: {second} vs {first}"
-    );
+    assert_stored_anew(&first, &second);
     assert_eq!(u64_of(&second, "new_bytes"), u64_of(&first, "new_bytes"));
 
     wait_grace();
@@ -361,11 +375,8 @@ fn persists_racing_repeated_gc_runs_all_read_back() {
 #[test]
 fn a_persist_slower_than_the_bound_checks_again_and_stores_anew() {
     let a = Host::new();
-    let src = small_tree(&a, "src", 8);
-    let first = persist_all(&a, "slow/old", &src);
+    let (src, first) = removed_a_grace_period_ago(&a, "slow/old", 8);
     let first_layer = str_of(&first, "layer").to_string();
-    a.ok_json(["rm", "slow/old"]);
-    wait_grace();
     let collector = a.peer_named("collector");
     let pause = a.pause_at("persist.checked");
     let (condemned, second) = thread::scope(|scope| {
@@ -377,20 +388,12 @@ fn a_persist_slower_than_the_bound_checks_again_and_stores_anew() {
         pause.resume();
         (condemned, persist.join().unwrap())
     });
-    eprintln!("condemned while the persist waited: {condemned:?}\nfirst: {first}\nsecond: {second}");
+    eprintln!("condemned while the persist waited: {condemned:?}");
     assert!(
         condemned.contains(&format!("layers/{first_layer}")) && condemned.len() > 1,
         "the gc run did not condemn the removed workspace's layer and packs: {condemned:?}"
     );
-    assert_ne!(
-        str_of(&second, "layer"),
-        first_layer,
-        "the slow persist kept its record on a condemned layer"
-    );
-    assert!(
-        u64_of(&second, "stored_bytes") >= u64_of(&first, "stored_bytes"),
-        "the slow persist did not store the condemned packs anew: {second} vs {first}"
-    );
+    assert_stored_anew(&first, &second);
     wait_grace();
     let swept = gc(&collector, &[]);
     assert_eq!(key_names(&swept, "deleted"), condemned, "{swept}");
@@ -404,10 +407,7 @@ fn a_persist_slower_than_the_bound_checks_again_and_stores_anew() {
 #[test]
 fn markers_written_too_slowly_are_taken_back_and_the_next_run_condemns() {
     let a = Host::new();
-    let src = small_tree(&a, "src", 9);
-    persist_all(&a, "slow/removed", &src);
-    a.ok_json(["rm", "slow/removed"]);
-    wait_grace();
+    removed_a_grace_period_ago(&a, "slow/removed", 9);
     let to_condemn = key_names(&gc(&a, &["--dry-run"]), "condemned");
     assert!(!to_condemn.is_empty());
     let pause = a.pause_at("gc.marker-put");
