@@ -371,9 +371,9 @@ mod tests {
         let tree = Tree::build(&[Manifest {
             entries: vec![
                 entry("", EntryKind::Dir { opaque: false }),
+                file("a", &[b"a"], 0),
                 entry("b", EntryKind::Dir { opaque: false }),
                 file("b/z", &[b"z"], 0),
-                file("a", &[b"a"], 0),
             ],
         }]);
         let b = tree.resolve(b"b").unwrap().unwrap();

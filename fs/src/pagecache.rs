@@ -434,13 +434,13 @@ mod tests {
             entries: vec![
                 entry("", EntryKind::Dir { opaque: false }),
                 file("read", &[b"12345"], 0),
-                file("unread", &[b"6789"], 0),
                 entry(
                     "s",
                     EntryKind::Symlink {
                         target: b"read".to_vec(),
                     },
                 ),
+                file("unread", &[b"6789"], 0),
             ],
         }]);
         let ino = |path: &[u8]| tree.resolve(path).unwrap().unwrap();
