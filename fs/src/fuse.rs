@@ -362,20 +362,17 @@ impl Filesystem for WsfsFs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::testing::{entry, file};
-    use crate::manifest::{EntryKind, Manifest};
+    use crate::manifest::testing::{entry, file, layer};
+    use crate::manifest::EntryKind;
     use crate::tree::ROOT_INO;
 
     #[test]
     fn listings_give_dot_and_dot_dot_then_the_children_by_name() {
-        let tree = Tree::build(&[Manifest {
-            entries: vec![
-                entry("", EntryKind::Dir { opaque: false }),
-                file("a", &[b"a"], 0),
-                entry("b", EntryKind::Dir { opaque: false }),
-                file("b/z", &[b"z"], 0),
-            ],
-        }]);
+        let tree = Tree::build(&[layer(vec![
+            file("a", &[b"a"], 0),
+            entry("b", EntryKind::Dir { opaque: false }),
+            file("b/z", &[b"z"], 0),
+        ])]);
         let b = tree.resolve(b"b").unwrap().unwrap();
         let a = tree.resolve(b"a").unwrap().unwrap();
         let root = listing(&tree, ROOT_INO).unwrap();

@@ -405,8 +405,8 @@ impl Work {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::testing::{entry, file};
-    use crate::manifest::{EntryKind, Manifest};
+    use crate::manifest::testing::{entry, file, layer};
+    use crate::manifest::EntryKind;
 
     #[test]
     fn files_are_pushed_in_order_while_they_fit_the_budget() {
@@ -430,19 +430,14 @@ mod tests {
 
     #[test]
     fn files_read_before_their_turn_are_not_pushed_and_take_no_room() {
-        let tree = Tree::build(&[Manifest {
-            entries: vec![
-                entry("", EntryKind::Dir { opaque: false }),
-                file("read", &[b"12345"], 0),
-                entry(
-                    "s",
-                    EntryKind::Symlink {
-                        target: b"read".to_vec(),
-                    },
-                ),
-                file("unread", &[b"6789"], 0),
-            ],
-        }]);
+        let link = EntryKind::Symlink {
+            target: b"read".to_vec(),
+        };
+        let tree = Tree::build(&[layer(vec![
+            file("read", &[b"12345"], 0),
+            entry("s", link),
+            file("unread", &[b"6789"], 0),
+        ])]);
         let ino = |path: &[u8]| tree.resolve(path).unwrap().unwrap();
         let trace = AccessTrace::new(tree.inodes());
         trace.record(ino(b"read"));
