@@ -13,7 +13,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 /// cache budget, e.g. 10G), WSFS_REMOTE_TIMEOUT (seconds a remote request may
 /// retry). The last three are read when the daemon starts.
 #[derive(Parser)]
-#[command(name = "wsfs", version, propagate_version = true)]
+#[command(name = "wsfs", version = wsfs_build_id::VERSION, propagate_version = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -37,7 +37,7 @@ use crate::state::{host_name, Daemon};
 /// WSFS_LOG (a tracing filter, default "info").
 /// Logs go to wsfsd.log in the state dir.
 #[derive(Parser)]
-#[command(version)]
+#[command(version = wsfs_build_id::VERSION)]
 struct Args {
     /// Print "ready" on stdout once the sockets accept connections.
     #[arg(long)]

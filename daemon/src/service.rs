@@ -300,6 +300,7 @@ fn view_info(v: &View) -> pb::MountInfo {
         prefetch_bytes_done: prefetched(&v.prefetch, |p| &p.bytes_done),
         prefetch_bytes_total: prefetched(&v.prefetch, |p| &p.bytes_total),
         prefetch_pushed_bytes: prefetched(&v.prefetch, |p| &p.pushed_bytes),
+        prefetch_first_fetched: v.prefetch.as_ref().map(|p| p.first_fetched()).unwrap_or_default(),
     }
 }
 

@@ -358,3 +358,30 @@ impl Filesystem for WsfsFs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::testing::{entry, file, layer};
+    use crate::manifest::EntryKind;
+    use crate::tree::ROOT_INO;
+
+    #[test]
+    fn listings_give_dot_and_dot_dot_then_the_children_by_name() {
+        let tree = Tree::build(&[layer(vec![
+            file("a", &[b"a"], 0),
+            entry("b", EntryKind::Dir { opaque: false }),
+            file("b/z", &[b"z"], 0),
+        ])]);
+        let b = tree.resolve(b"b").unwrap().unwrap();
+        let a = tree.resolve(b"a").unwrap().unwrap();
+        let root = listing(&tree, ROOT_INO).unwrap();
+        assert_eq!(
+            root,
+            [(ROOT_INO, &b"."[..]), (ROOT_INO, b".."), (a, b"a"), (b, b"b")]
+        );
+        let names: Vec<&[u8]> = listing(&tree, b).unwrap().into_iter().map(|(_, n)| n).collect();
+        assert_eq!(names, [&b"."[..], b"..", b"z"]);
+        assert!(matches!(listing(&tree, a), Err(TreeError::WrongKind(..))));
+    }
+}

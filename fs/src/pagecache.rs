@@ -42,7 +42,7 @@ use crate::ids::PackId;
 use crate::manifest::ChunkRef;
 use crate::prefetch::{AccessTrace, Progress};
 use crate::store::readahead::{Frame, FrameIndex};
-use crate::tree::{ChunkSource, NodeType, Tree};
+use crate::tree::{Attr, ChunkSource, NodeType, Tree};
 
 /// Bytes read from the caches and handed to the kernel per notification.
 const PIECE: u32 = 1 << 20;
@@ -225,6 +225,13 @@ fn fits(size: u64, room: &mut u64) -> bool {
     fits
 }
 
+/// Whether the pusher pushes the inode of `attr`: a regular file no reader
+/// read before its turn (its reader has the pages it read, and reads the
+/// rest through the daemon), that [`fits`] the room left.
+fn to_push(attr: &Attr, trace: &AccessTrace, room: &mut u64) -> bool {
+    attr.kind == NodeType::File && !trace.was_read(attr.ino) && fits(attr.size, room)
+}
+
 impl Shared {
     fn dirs(&self) -> &Dirs {
         self.dirs.get_or_init(|| {
@@ -346,7 +353,7 @@ impl Work {
             };
             // Its reader got there first (the pages it read are cached already):
             // it takes nothing from the budget.
-            if attr.kind != NodeType::File || self.trace.was_read(ino) || !fits(attr.size, &mut room) {
+            if !to_push(attr, &self.trace, &mut room) {
                 continue;
             }
             let started = Instant::now();
@@ -392,5 +399,59 @@ impl Work {
             offset += bytes.len() as u64;
         }
         Ok(offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::testing::{entry, file, layer};
+    use crate::manifest::EntryKind;
+
+    #[test]
+    fn files_are_pushed_in_order_while_they_fit_the_budget() {
+        let mut room = 10;
+        let pushed: Vec<bool> = [4, 7, 3, 0, 3, 1]
+            .iter()
+            .map(|&size| fits(size, &mut room))
+            .collect();
+        assert_eq!(
+            pushed,
+            [true, false, true, false, true, false],
+            "a file too big for what is left is skipped, smaller ones after it still go; empty files never"
+        );
+        assert_eq!(room, 0);
+        let mut none = 0;
+        assert!(
+            !fits(1, &mut none),
+            "no budget (memory unknown): nothing is pushed"
+        );
+    }
+
+    #[test]
+    fn files_read_before_their_turn_are_not_pushed_and_take_no_room() {
+        let link = EntryKind::Symlink {
+            target: b"read".to_vec(),
+        };
+        let tree = Tree::build(&[layer(vec![
+            file("read", &[b"12345"], 0),
+            entry("s", link),
+            file("unread", &[b"6789"], 0),
+        ])]);
+        let ino = |path: &[u8]| tree.resolve(path).unwrap().unwrap();
+        let trace = AccessTrace::new(tree.inodes());
+        trace.record(ino(b"read"));
+        // Room for both files: only having been read keeps one from being pushed.
+        let mut room = 9;
+        let attr = |path: &[u8]| *tree.attr(ino(path)).unwrap();
+        assert!(
+            !to_push(&attr(b"read"), &trace, &mut room),
+            "a reader read it first"
+        );
+        assert!(!to_push(&attr(b""), &trace, &mut room), "a directory");
+        assert!(!to_push(&attr(b"s"), &trace, &mut room), "a symlink");
+        assert_eq!(room, 9, "what is not pushed takes no room");
+        assert!(to_push(&attr(b"unread"), &trace, &mut room));
+        assert_eq!(room, 5);
     }
 }

@@ -136,6 +136,30 @@ pub struct Progress {
     pub stop: AtomicBool,
     /// `running`, `done`, `stopped` or `failed: <why>`.
     pub state: Mutex<String>,
+    /// The files each of the first GETs fetched frames of (by the GET's
+    /// place in the prefetch's order), for [`Progress::first_fetched`].
+    fetched_by: Mutex<Vec<(usize, Vec<String>)>>,
+}
+
+/// How many files [`Progress::first_fetched`] names at most.
+pub const FIRST_FETCHED: usize = 16;
+
+impl Progress {
+    /// The paths of the first files ([`FIRST_FETCHED`] at most) whose
+    /// frames the prefetch fetched, in the order of its GETs (which take
+    /// the files' frames in the prefetch's order).
+    pub fn first_fetched(&self) -> Vec<String> {
+        let mut gets = self.fetched_by.lock().unwrap().clone();
+        gets.sort_by_key(|(get, _)| *get);
+        let mut seen = HashSet::new();
+        let mut first: Vec<String> = gets
+            .into_iter()
+            .flat_map(|(_, files)| files)
+            .filter(|path| seen.insert(path.clone()))
+            .collect();
+        first.truncate(FIRST_FETCHED);
+        first
+    }
 }
 
 /// The most the first GET of a prefetch takes (but at least two frames);
@@ -194,6 +218,45 @@ fn plan_spans(tree: &Tree, order: &[u64]) -> (Vec<Span>, HashMap<FrameKey, Vec<u
     (spans, needed_by)
 }
 
+/// The paths of the files (at most [`FIRST_FETCHED`] each) that each of the
+/// first [`FIRST_FETCHED`] GETs fetches frames of, in the order of its frames.
+fn files_of_first_gets(
+    tree: &Tree,
+    order: &[u64],
+    spans: &[Span],
+    needed_by: &HashMap<FrameKey, Vec<usize>>,
+) -> Vec<Vec<String>> {
+    let files: Vec<Vec<u64>> = spans
+        .iter()
+        .take(FIRST_FETCHED)
+        .map(|(pack, frames)| {
+            let mut files: Vec<usize> = Vec::new();
+            for frame in frames {
+                for &i in needed_by
+                    .get(&(*pack, frame.offset))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    if files.len() < FIRST_FETCHED && !files.contains(&i) {
+                        files.push(i);
+                    }
+                }
+            }
+            files.into_iter().map(|i| order[i]).collect()
+        })
+        .collect();
+    let paths = tree.paths_of(&files.iter().flatten().copied().collect());
+    files
+        .iter()
+        .map(|inos| {
+            inos.iter()
+                .filter_map(|ino| paths.get(ino))
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        })
+        .collect()
+}
+
 /// Fetches the frames of the files in `order` into the cache, in that order,
 /// coalesced into GETs of up to [`MAX_WINDOW`] bytes, `threads` GETs at a
 /// time, waiting while many reads of the mount's readers are in flight
@@ -222,6 +285,7 @@ pub fn prefetch(
     for &i in needed_by.values().flatten() {
         waiting[i].fetch_add(1, Ordering::Relaxed);
     }
+    let named = files_of_first_gets(tree, order, &spans, &needed_by);
     let file_done = |i: usize| {
         progress.files_done.fetch_add(1, Ordering::Relaxed);
         progress.bytes_done.fetch_add(sizes[i], Ordering::Relaxed);
@@ -230,7 +294,7 @@ pub fn prefetch(
     (0..order.len())
         .filter(|&i| waiting[i].load(Ordering::Relaxed) == 0)
         .for_each(file_done);
-    let fetch_span = |(pack, frames): &Span| -> Result<(), String> {
+    let fetch_span = |&(get, (pack, frames)): &(usize, &Span)| -> Result<(), String> {
         while busy.load(Ordering::Relaxed) >= YIELD_AT_READS && !progress.stop.load(Ordering::Relaxed) {
             std::thread::sleep(YIELD);
         }
@@ -238,6 +302,9 @@ pub fn prefetch(
             return Ok(());
         }
         source.fetch_frames(*pack, frames).map_err(|e| e.to_string())?;
+        if let Some(files) = named.get(get) {
+            progress.fetched_by.lock().unwrap().push((get, files.clone()));
+        }
         for frame in frames {
             for &i in needed_by
                 .get(&(*pack, frame.offset))
@@ -251,7 +318,8 @@ pub fn prefetch(
         }
         Ok(())
     };
-    match workers::for_each(&spans, threads, fetch_span) {
+    let gets: Vec<(usize, &Span)> = spans.iter().enumerate().collect();
+    match workers::for_each(&gets, threads, fetch_span) {
         Err(why) => format!("failed: {why}"),
         Ok(()) if progress.stop.load(Ordering::Relaxed) => "stopped".into(),
         Ok(()) => "done".into(),

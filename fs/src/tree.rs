@@ -510,6 +510,151 @@ mod tests {
         );
     }
 
+    /// Two layers: the upper one replaces `d/big` (with xattrs, an owner, a
+    /// mode and a negative mtime) and whites out `d/gone`.
+    fn with_metadata() -> Tree {
+        let mut src = FakeSource::default();
+        let mut tagged = file(&mut src, "d/big", &[b"new"], 0);
+        tagged.meta = Meta {
+            mode: 0o4755,
+            uid: 1000,
+            gid: 100,
+            mtime_sec: -5,
+            mtime_nsec: 7,
+            xattrs: vec![
+                (b"user.a".to_vec(), b"1".to_vec()),
+                (b"user.b".to_vec(), Vec::new()),
+            ],
+        };
+        let lower = Manifest {
+            entries: vec![
+                dir(""),
+                dir("d"),
+                file(&mut src, "d/big", &[b"old"], 0),
+                file(&mut src, "d/gone", &[b"x"], 0),
+            ],
+        };
+        let upper = Manifest {
+            entries: vec![dir(""), dir("d"), tagged, entry("d/gone", EntryKind::Whiteout)],
+        };
+        Tree::build(&[lower, upper])
+    }
+
+    #[test]
+    fn the_upper_layer_gives_bytes_and_metadata_and_hides_what_it_whites_out() {
+        let tree = with_metadata();
+        let big = tree.resolve(b"d/big").unwrap().unwrap();
+        let attr = tree.attr(big).unwrap();
+        assert_eq!(
+            (
+                attr.perm,
+                attr.uid,
+                attr.gid,
+                attr.mtime_sec,
+                attr.mtime_nsec,
+                attr.size
+            ),
+            (0o4755, 1000, 100, -5, 7, 3)
+        );
+        assert_eq!(
+            tree.xattrs(big).unwrap(),
+            [
+                (b"user.a".to_vec(), b"1".to_vec()),
+                (b"user.b".to_vec(), Vec::new())
+            ]
+        );
+        assert!(tree.xattrs(ROOT_INO).unwrap().is_empty());
+        assert!(matches!(tree.xattrs(99), Err(TreeError::NoInode(99))));
+        assert_eq!(tree.resolve(b"d/gone").unwrap(), None);
+        assert_eq!(tree.totals(), (1, 3));
+    }
+
+    /// What `detach --persist` and `check` rebuild from a mounted tree: the
+    /// entry of an inode carries its metadata and chunks, with no hard-link group.
+    #[test]
+    fn entries_rebuilt_from_the_tree_carry_metadata_and_chunks() {
+        let tree = with_metadata();
+        let big = tree.resolve(b"d/big").unwrap().unwrap();
+        let e = tree.entry(big, b"d/big".to_vec()).unwrap();
+        assert_eq!(e.path, b"d/big");
+        assert_eq!((e.meta.mode, e.meta.uid, e.meta.mtime_sec), (0o4755, 1000, -5));
+        assert_eq!(e.meta.xattrs.len(), 2);
+        match &e.kind {
+            EntryKind::File(f) => {
+                assert_eq!((f.size, f.link), (3, 0));
+                assert_eq!(f.chunks, tree.file_chunks(big).unwrap());
+            }
+            other => panic!("not a file: {other:?}"),
+        }
+        let (linked, _) = sample();
+        let l1 = linked.resolve(b"d/link1").unwrap().unwrap();
+        assert!(matches!(
+            linked.entry(l1, b"d/link1".to_vec()).unwrap().kind,
+            EntryKind::File(FileData { link: 0, .. })
+        ));
+        let s = linked.resolve(b"s").unwrap().unwrap();
+        assert!(matches!(
+            linked.entry(s, b"s".to_vec()).unwrap().kind,
+            EntryKind::Symlink { ref target } if target == b"d/big"
+        ));
+        let d = linked.resolve(b"d").unwrap().unwrap();
+        assert!(matches!(
+            linked.entry(d, b"d".to_vec()).unwrap().kind,
+            EntryKind::Dir { opaque: false }
+        ));
+        assert!(matches!(
+            linked.entry(99, Vec::new()),
+            Err(TreeError::NoInode(99))
+        ));
+    }
+
+    #[test]
+    fn every_inode_has_its_directory_and_a_hard_link_one_path() {
+        let (tree, _) = sample();
+        let parents = tree.parents();
+        assert_eq!(parents.len() as u64, tree.inodes() + 1);
+        assert_eq!((parents[0], parents[ROOT_INO as usize]), (0, 0));
+        let ino = |path: &[u8]| tree.resolve(path).unwrap().unwrap();
+        let (d, sub) = (ino(b"d"), ino(b"d/sub"));
+        assert_eq!(parents[d as usize], ROOT_INO);
+        assert_eq!(parents[ino(b"d/big") as usize], d);
+        assert_eq!(parents[sub as usize], d);
+        assert_eq!(parents[ino(b"s") as usize], ROOT_INO);
+        // The hard link's first name in a walk of the tree is in `d`.
+        let link = ino(b"d/link1");
+        assert_eq!(parents[link as usize], d);
+        let paths = tree.paths_of(&HashSet::from([link, sub]));
+        assert_eq!(paths.len(), 2);
+        assert!(paths[&link] == b"d/link1" || paths[&link] == b"d/sub/link2");
+        assert_eq!(paths[&sub], b"d/sub");
+        let files: Vec<u64> = tree.file_inodes().collect();
+        assert_eq!(files, [ino(b"d/big"), link], "each file once, in tree order");
+    }
+
+    #[test]
+    fn lookups_of_what_is_not_a_directory_fail_as_such() {
+        let (tree, src) = sample();
+        let big = tree.resolve(b"d/big").unwrap().unwrap();
+        assert!(matches!(
+            tree.lookup(big, b"x"),
+            Err(TreeError::WrongKind(_, NodeType::File))
+        ));
+        assert!(matches!(tree.children(big), Err(TreeError::WrongKind(..))));
+        assert!(matches!(tree.read_link(big), Err(TreeError::WrongKind(..))));
+        assert!(matches!(
+            tree.file_chunks(ROOT_INO),
+            Err(TreeError::WrongKind(..))
+        ));
+        assert!(matches!(tree.lookup(0, b"d"), Err(TreeError::NoInode(0))));
+        let s = tree.resolve(b"s").unwrap().unwrap();
+        assert!(matches!(tree.read(s, 0, 1, &src), Err(TreeError::WrongKind(..))));
+        assert_eq!(
+            tree.attr(s).unwrap().size,
+            5,
+            "a symlink's size is its target's length"
+        );
+    }
+
     #[test]
     fn reads_fetch_only_the_chunks_they_touch() {
         let (tree, src) = sample();

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.iter().any(|a| a == "--version" || a == "-V") {
-        println!("wsfs-holder {}", env!("CARGO_PKG_VERSION"));
+        println!("wsfs-holder {}", wsfs_build_id::VERSION);
         return ExitCode::SUCCESS;
     }
     wsfs_api::paths::private_umask();

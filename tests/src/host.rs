@@ -13,7 +13,9 @@
 //!
 //! Dropping a host runs `wsfs shutdown`, ends its daemon if it is still there,
 //! and lazily unmounts what it left; dropping the last host of a test unmounts
-//! anything still mounted under `<tmp>` before deleting it.
+//! anything still mounted under `<tmp>` before deleting it. Each of these
+//! (a failed shutdown, a surviving daemon, a leftover mount) fails the test
+//! that left it.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -119,11 +121,16 @@ pub fn suite_on_s3() -> bool {
 }
 
 impl Drop for TestDir {
+    /// Fails the test (unless it is failing already) when something is
+    /// still mounted under its directory once its hosts are gone.
     fn drop(&mut self) {
         let left = mounts::unmount_all_under(&self.root);
-        if !left.is_empty() {
-            eprintln!("wsfs-tests: lazily unmounted leftovers: {left:?}");
+        if left.is_empty() {
+            return;
         }
+        let report =
+            format!("wsfs-tests: mounts left under the test's directory, lazily unmounted: {left:?}");
+        fail_unless_failing(&report);
     }
 }
 
@@ -148,17 +155,62 @@ pub fn default_timeout() -> Duration {
     Duration::from_secs(secs)
 }
 
+/// How to build the binaries the tests run.
+const BUILD_HINT: &str =
+    "run scripts/test, or `cargo build --release --workspace --features wsfs-daemon/crash-points` \
+                          before `cargo test --release --workspace --features wsfs-daemon/crash-points`";
+
 /// The `wsfs` binary: `$WSFS_BIN`, else next to the running executable's
 /// profile dir (`target/<profile>/deps/..`), else `$CARGO_TARGET_DIR/release`,
-/// else `<workspace>/target/release`. Panics with a hint when there is none.
+/// else `<workspace>/target/release`. Panics with a hint when there is none,
+/// or when it, the `wsfsd` it starts or that daemon's `wsfs-holder` was built
+/// from other sources than these tests (see [`built_from_these_sources`]).
 pub fn wsfs_bin() -> PathBuf {
-    find_wsfs_bin().unwrap_or_else(|| {
-        panic!(
-            "wsfs binary not found (tried {:?}); run \
-             `cargo build --release -p wsfs-cli -p wsfs-daemon` or set WSFS_BIN",
-            bin_candidates()
-        )
+    checked_wsfs_bin().clone().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`wsfs_bin`], or why the tests cannot run it.
+fn checked_wsfs_bin() -> &'static Result<PathBuf, String> {
+    static CHECKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let bin = find_wsfs_bin().ok_or_else(|| {
+            format!(
+                "wsfs binary not found (tried {:?}): {BUILD_HINT}, or set WSFS_BIN",
+                bin_candidates()
+            )
+        })?;
+        built_from_these_sources(&bin)?;
+        Ok(bin)
     })
+}
+
+/// Whether `wsfs`, the daemon it starts (`$WSFS_DAEMON`, else `wsfsd` next
+/// to it) and the holder next to that daemon show, in `--version`, the build
+/// id of the sources these tests were built from ([`wsfs_build_id`]):
+/// `cargo test` does not rebuild them, and a binary built from other sources
+/// would test other code.
+pub fn built_from_these_sources(wsfs: &Path) -> Result<(), String> {
+    let daemon = std::env::var_os("WSFS_DAEMON")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| wsfs.with_file_name("wsfsd"));
+    let holder = daemon.with_file_name("wsfs-holder");
+    for bin in [wsfs, &daemon, &holder] {
+        let shown = Command::new(bin)
+            .arg("--version")
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .map_err(|e| format!("cannot run {bin:?} --version ({e}): {BUILD_HINT}"))?;
+        let id = wsfs_build_id::of_version(&shown);
+        if id != Some(wsfs_build_id::BUILD_ID) {
+            return Err(format!(
+                "{bin:?} was built from other sources than these tests (its --version shows build {id:?}, \
+                 these sources are build {}): {BUILD_HINT}",
+                wsfs_build_id::BUILD_ID
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// [`wsfs_bin`] without the panic.
@@ -664,6 +716,18 @@ impl Host {
         self.ok_json(["log", workspace])
     }
 
+    /// Makes the writes of this host's daemon that reach fault point `point`
+    /// (`fs/src/crash.rs`) wait there until [`Pause::resume`]: a test acts
+    /// while a persist or a gc run is at a known step. Needs binaries built
+    /// with `--features wsfs-daemon/crash-points`, as scripts/test builds them.
+    pub fn pause_at(&self, point: &str) -> Pause {
+        fs::write(self.state_dir.join("pause-at"), point).expect("write pause-at");
+        Pause {
+            state_dir: self.state_dir.clone(),
+            point: point.to_string(),
+        }
+    }
+
     /// `wsfs shutdown --json` (asserts exit 0).
     pub fn shutdown(&self) -> Value {
         self.ok_json(["shutdown"])
@@ -718,6 +782,38 @@ impl User {
     }
 }
 
+/// Writes of a daemon waiting at a fault point ([`Host::pause_at`]); they
+/// go on when this is resumed or dropped.
+pub struct Pause {
+    state_dir: PathBuf,
+    point: String,
+}
+
+impl Pause {
+    /// Waits until a write of the daemon waits at the point.
+    pub fn wait_reached(&self) {
+        let started = std::time::Instant::now();
+        while !self.state_dir.join("paused-at").exists() {
+            assert!(
+                started.elapsed() < default_timeout(),
+                "no write of the daemon reached {} (is wsfsd built with \
+                 `--features wsfs-daemon/crash-points`? {BUILD_HINT})",
+                self.point
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Lets the writes waiting at the point go on; later ones pass it.
+    pub fn resume(self) {}
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.state_dir.join("pause-at"));
+    }
+}
+
 impl Default for Host {
     fn default() -> Self {
         Host::new()
@@ -725,32 +821,29 @@ impl Default for Host {
 }
 
 impl Drop for Host {
+    /// Shuts the host down as a job's last step would, and fails the test
+    /// (unless it is failing already) when that did not leave the host
+    /// clean: `wsfs shutdown` failed, a daemon outlived it, or a mount was
+    /// left. Whatever is left is cleaned up first.
     fn drop(&mut self) {
-        let shutdown = match find_wsfs_bin() {
-            Some(_) => self.try_run(None, ["shutdown"], Duration::from_secs(60)),
-            None => Ok(None),
-        };
-        match shutdown {
-            Err(e) => eprintln!(
-                "wsfs-tests: cannot run `wsfs shutdown` on host {}: {e}",
-                self.name
-            ),
-            Ok(None) if find_wsfs_bin().is_none() => {}
-            Ok(None) => eprintln!("wsfs-tests: `wsfs shutdown` on host {} timed out", self.name),
-            Ok(Some(out)) if !out.status.success() => eprintln!(
-                "wsfs-tests: `wsfs shutdown` on host {} failed: {}",
-                self.name,
+        // Binaries the tests refuse never started a daemon.
+        if checked_wsfs_bin().is_err() {
+            return;
+        }
+        let mut problems = Vec::new();
+        match self.try_run(None, ["shutdown"], Duration::from_secs(60)) {
+            Err(e) => problems.push(format!("cannot run `wsfs shutdown`: {e}")),
+            Ok(None) => problems.push("`wsfs shutdown` timed out".to_string()),
+            Ok(Some(out)) if !out.status.success() => problems.push(format!(
+                "`wsfs shutdown` failed: {}",
                 String::from_utf8_lossy(&out.stderr)
-            ),
+            )),
             Ok(Some(_)) => {}
         }
         // Only processes that name this host's state dir: its daemon(s).
         for pid in process::processes_mentioning(&self.state_dir) {
             if !process::wait_for_exit(pid, Duration::from_secs(10)) {
-                eprintln!(
-                    "wsfs-tests: pid {pid} (host {}) survived shutdown; killing it",
-                    self.name
-                );
+                problems.push(format!("pid {pid} survived shutdown; killed it"));
                 process::kill_and_wait(pid, Duration::from_secs(10));
             }
         }
@@ -761,11 +854,28 @@ impl Drop for Host {
             }
         }
         if !left.is_empty() {
-            eprintln!(
-                "wsfs-tests: host {} left mounts, lazily unmounted: {left:?}",
-                self.name
-            );
+            problems.push(format!("mounts left after shutdown, lazily unmounted: {left:?}"));
         }
+        if problems.is_empty() {
+            return;
+        }
+        let report = format!(
+            "wsfs-tests: host {} was not left clean:\n  {}\n{}",
+            self.name,
+            problems.join("\n  "),
+            self.log_section()
+        );
+        fail_unless_failing(&report);
+    }
+}
+
+/// Fails the test with `report`, or only prints it when the test is failing
+/// already (a panic while unwinding would abort every test of the binary).
+fn fail_unless_failing(report: &str) {
+    if std::thread::panicking() {
+        eprintln!("{report}");
+    } else {
+        panic!("{report}");
     }
 }
 

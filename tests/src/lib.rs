@@ -20,8 +20,9 @@
 //! - [`csi`]: a CSI client driving the daemon's node plugin as kubelet does.
 //! - [`s3`]: a real S3 server (Garage, single node) a test can stop and start.
 //!
-//! Tests need root and `/dev/fuse`, and the release binaries
-//! (`cargo build --release -p wsfs-cli -p wsfs-daemon`).
+//! Tests need root and `/dev/fuse`, and the release binaries built from the
+//! same sources (`scripts/test` builds them; [`host::wsfs_bin`] refuses
+//! binaries whose `--version` shows another build id).
 
 pub mod compare;
 pub mod csi;

@@ -356,9 +356,8 @@ fn rm_and_gc_killed_at_each_step_leave_the_store_whole() {
 fn a_persist_whose_client_went_away_writes_no_record() {
     let mut w = World::new();
     let src = tree(&w.a, "src", 7);
-    let state = w.a.state_dir().to_path_buf();
     w.a.status();
-    fs::write(state.join("pause-at"), "persist.files-cached").unwrap();
+    let pause = w.a.pause_at("persist.files-cached");
     let mut client =
         w.a.command([
             "persist",
@@ -372,15 +371,13 @@ fn a_persist_whose_client_went_away_writes_no_record() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("the persist to pause before its record", || {
-        state.join("paused-at").exists()
-    });
+    pause.wait_reached();
     client.kill().unwrap();
     client.wait().unwrap();
     wait_for("the daemon to see the client go", || {
         daemon_log(&w.a).contains("the client of a persist went away")
     });
-    fs::remove_file(state.join("pause-at")).unwrap();
+    pause.resume();
     wait_for("the persist to end", || {
         let log = daemon_log(&w.a);
         log.contains("persist failed") || log.contains("persisted workspace=cancel/ws")

@@ -7,7 +7,7 @@
 //! use the shortest grace gc accepts.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,6 +21,13 @@ use wsfs_tests::{Host, MIB};
 /// The shortest grace period `wsfs gc` accepts.
 const GRACE: &str = "15s";
 const GRACE_TIME: Duration = Duration::from_secs(15);
+
+/// The longest a persist may take from its gc check to its record without
+/// checking again once it landed (`PERSIST_BOUND`, `fs/src/gc/mod.rs`).
+const PERSIST_BOUND: Duration = Duration::from_secs(10);
+
+/// The longest [`persists_racing_repeated_gc_runs_all_read_back`] races.
+const RACE_LIMIT: Duration = Duration::from_secs(150);
 
 /// Lets the grace period pass (plus a little, for the remote's clock).
 fn wait_grace() {
@@ -47,7 +54,7 @@ fn key_names(report: &Value, field: &str) -> BTreeSet<String> {
 }
 
 /// A small tree: a few hundred files, a few MiB.
-fn small_tree(host: &Host, dir: &str, seed: u64) -> std::path::PathBuf {
+fn small_tree(host: &Host, dir: &str, seed: u64) -> PathBuf {
     let src = host.path(dir);
     generate(&src, &TreeSpec::plain(seed, 300)).unwrap();
     src
@@ -55,6 +62,32 @@ fn small_tree(host: &Host, dir: &str, seed: u64) -> std::path::PathBuf {
 
 fn persist_all(host: &Host, ws: &str, src: &Path) -> Value {
     host.persist(ws, src, &[".".to_string()])
+}
+
+/// A small tree persisted to `ws` on `host`, and the persist's result; the
+/// workspace is removed, and its layer and packs are old enough for gc to
+/// condemn them.
+fn removed_a_grace_period_ago(host: &Host, ws: &str, seed: u64) -> (PathBuf, Value) {
+    let src = small_tree(host, "src", seed);
+    let first = persist_all(host, ws, &src);
+    host.ok_json(["rm", ws]);
+    wait_grace();
+    (src, first)
+}
+
+/// Asserts that the persist of `second` stored `first`'s tree anew: in
+/// another layer (not the condemned one), every chunk uploaded again.
+fn assert_stored_anew(first: &Value, second: &Value) {
+    eprintln!("first persist: {first}\nsecond persist: {second}");
+    assert_ne!(
+        str_of(second, "layer"),
+        str_of(first, "layer"),
+        "the layer must not be the condemned one"
+    );
+    assert!(
+        u64_of(second, "stored_bytes") >= u64_of(first, "stored_bytes"),
+        "the tree's chunks were not stored anew: {second} vs {first}"
+    );
 }
 
 /// Attaches `ws` on `host` and asserts it shows `src` byte for byte.
@@ -197,11 +230,8 @@ fn gc_deletes_what_only_dead_workspaces_reference_and_dry_run_tells_exactly() {
 #[test]
 fn a_persist_reusing_condemned_packs_stores_them_anew() {
     let a = Host::new();
-    let src = small_tree(&a, "src", 4);
-    let first = persist_all(&a, "race/a", &src);
+    let (src, first) = removed_a_grace_period_ago(&a, "race/a", 4);
     let first_layer = str_of(&first, "layer").to_string();
-    a.ok_json(["rm", "race/a"]);
-    wait_grace();
     let condemned = gc(&a, &[]);
     let condemned_keys = key_names(&condemned, "condemned");
     assert!(
@@ -210,16 +240,7 @@ fn a_persist_reusing_condemned_packs_stores_them_anew() {
     );
 
     let second = persist_all(&a, "race/b", &src);
-    eprintln!("first persist: {first}\nsecond persist: {second}");
-    assert_ne!(
-        str_of(&second, "layer"),
-        first_layer,
-        "the layer must not be the condemned one"
-    );
-    assert!(
-        u64_of(&second, "stored_bytes") >= u64_of(&first, "stored_bytes"),
-        "the tree's chunks were stored anew: {second} vs {first}"
-    );
+    assert_stored_anew(&first, &second);
     assert_eq!(u64_of(&second, "new_bytes"), u64_of(&first, "new_bytes"));
 
     wait_grace();
@@ -254,31 +275,46 @@ fn persists_racing_repeated_gc_runs_all_read_back() {
     // Condemned before the first round: every host's first persist must store its tree anew.
     assert!(!key_names(&gc(&first, &[]), "condemned").is_empty());
 
+    // The race goes on for two grace periods at least, and until a gc run
+    // condemned what a host's next persist reused, so that the persist
+    // stored it anew (which its gc check is for), or until `RACE_LIMIT`.
     let stop = AtomicBool::new(false);
-    let (runs, rounds) = thread::scope(|scope| {
+    let stored_anew_later = AtomicBool::new(false);
+    let started = Instant::now();
+    let racing = || {
+        let elapsed = started.elapsed();
+        elapsed < 2 * GRACE_TIME + Duration::from_secs(5)
+            || (elapsed < RACE_LIMIT && !stored_anew_later.load(Ordering::Relaxed))
+    };
+    let ((runs, condemning_runs), rounds) = thread::scope(|scope| {
         let collector = scope.spawn(|| {
-            let mut runs = 0;
+            let (mut runs, mut condemning) = (0, 0);
             while !stop.load(Ordering::Relaxed) {
-                gc(&first, &[]);
+                let report = gc(&first, &[]);
                 runs += 1;
+                condemning += usize::from(!array_of(&report, "condemned").is_empty());
             }
-            runs
+            (runs, condemning)
         });
-        let started = Instant::now();
         let persists: Vec<_> = hosts
             .iter()
             .zip(&sources)
             .map(|(h, src)| {
+                let (racing, stored_anew_later) = (&racing, &stored_anew_later);
                 scope.spawn(move || {
                     let mut stored = Vec::new();
-                    while started.elapsed() < 2 * GRACE_TIME + Duration::from_secs(5) {
+                    while racing() {
                         let round = stored.len() as u64;
                         if round > 0 {
                             h.ok_json(["rm", &format!("live/{}-{}", h.name(), round - 1)]);
                         }
                         write_file(&src.join("round"), &random_bytes(round, 1000 + round as usize)).unwrap();
                         let p = persist_all(h, &format!("live/{}-{round}", h.name()), src);
-                        stored.push(u64_of(&p, "stored_bytes") * 100 / u64_of(&p, "bytes"));
+                        let percent = u64_of(&p, "stored_bytes") * 100 / u64_of(&p, "bytes");
+                        if round > 0 && percent >= 50 {
+                            stored_anew_later.store(true, Ordering::Relaxed);
+                        }
+                        stored.push(percent);
                     }
                     stored
                 })
@@ -288,6 +324,7 @@ fn persists_racing_repeated_gc_runs_all_read_back() {
         stop.store(true, Ordering::Relaxed);
         (collector.join().unwrap(), rounds)
     });
+    let mut later_anew = 0;
     for stored in &rounds {
         let anew: Vec<usize> = (0..stored.len()).filter(|&r| stored[r] >= 50).collect();
         eprintln!(
@@ -295,8 +332,18 @@ fn persists_racing_repeated_gc_runs_all_read_back() {
             stored.len()
         );
         assert_eq!(anew.first(), Some(&0), "the first round stores the tree anew");
+        later_anew += anew.len() - 1;
     }
-    eprintln!("gc runs meanwhile: {runs}");
+    eprintln!("gc runs meanwhile: {runs}, {condemning_runs} of them condemned something");
+    assert!(
+        condemning_runs > 0,
+        "no gc run during the race condemned anything: nothing raced"
+    );
+    assert!(
+        later_anew > 0,
+        "within {RACE_LIMIT:?}, no persist after a host's first stored its tree anew: \
+         none saw what gc condemned in the race"
+    );
     // What the runs condemned is deleted now, if unreferenced.
     wait_grace();
     gc(&first, &[]);
@@ -317,6 +364,69 @@ fn persists_racing_repeated_gc_runs_all_read_back() {
     for (ws, src) in left.iter().zip(&sources) {
         assert_reads_back(&fresh, ws, src, &format!("mnt-{}", &ws["live/".len()..]));
     }
+}
+
+/// A persist reusing the packs of a removed workspace passes its gc check,
+/// then takes longer than the bound to write its record, while another
+/// host's gc run condemns those packs: having landed too late, the persist
+/// checks again, sees the markers, takes its record back and stores the
+/// tree anew; once gc deleted what it condemned, the workspace reads back
+/// on a fresh host.
+#[test]
+fn a_persist_slower_than_the_bound_checks_again_and_stores_anew() {
+    let a = Host::new();
+    let (src, first) = removed_a_grace_period_ago(&a, "slow/old", 8);
+    let first_layer = str_of(&first, "layer").to_string();
+    let collector = a.peer_named("collector");
+    let pause = a.pause_at("persist.checked");
+    let (condemned, second) = thread::scope(|scope| {
+        let persist = scope.spawn(|| persist_all(&a, "slow/new", &src));
+        pause.wait_reached();
+        let condemned = key_names(&gc(&collector, &[]), "condemned");
+        // The persist is slow: more than the bound passes between its check and its record.
+        thread::sleep(PERSIST_BOUND + Duration::from_secs(1));
+        pause.resume();
+        (condemned, persist.join().unwrap())
+    });
+    eprintln!("condemned while the persist waited: {condemned:?}");
+    assert!(
+        condemned.contains(&format!("layers/{first_layer}")) && condemned.len() > 1,
+        "the gc run did not condemn the removed workspace's layer and packs: {condemned:?}"
+    );
+    assert_stored_anew(&first, &second);
+    wait_grace();
+    let swept = gc(&collector, &[]);
+    assert_eq!(key_names(&swept, "deleted"), condemned, "{swept}");
+    assert_reads_back(&a.peer_named("fresh"), "slow/new", &src, "mnt-fresh");
+}
+
+/// A gc run whose marker writes take longer than the grace period minus
+/// the persists' bound takes the markers back (a persist may have missed
+/// them) and reports nothing condemned; the next run condemns the same
+/// objects.
+#[test]
+fn markers_written_too_slowly_are_taken_back_and_the_next_run_condemns() {
+    let a = Host::new();
+    removed_a_grace_period_ago(&a, "slow/removed", 9);
+    let to_condemn = key_names(&gc(&a, &["--dry-run"]), "condemned");
+    assert!(!to_condemn.is_empty());
+    let pause = a.pause_at("gc.marker-put");
+    let slow = thread::scope(|scope| {
+        let run = scope.spawn(|| gc(&a, &[]));
+        pause.wait_reached();
+        // The marker writes are slow: more than grace minus bound pass.
+        thread::sleep(GRACE_TIME - PERSIST_BOUND + Duration::from_secs(1));
+        pause.resume();
+        run.join().unwrap()
+    });
+    eprintln!("the slow run: {slow}");
+    assert!(
+        keys(&slow, "condemned").is_empty(),
+        "markers written too slowly were kept: {slow}"
+    );
+    let next = gc(&a, &[]);
+    assert!(keys(&next, "pending").is_empty(), "a marker was left: {next}");
+    assert_eq!(key_names(&next, "condemned"), to_condemn, "{next}");
 }
 
 /// A workspace keeps two small files of a pack whose big file only a

@@ -120,6 +120,7 @@ pub fn mount_json(m: &pb::MountInfo) -> serde_json::Value {
             "bytes_done": m.prefetch_bytes_done,
             "bytes_total": m.prefetch_bytes_total,
             "pushed_bytes": m.prefetch_pushed_bytes,
+            "first_fetched": m.prefetch_first_fetched,
         }) },
     })
 }

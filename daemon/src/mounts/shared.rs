@@ -182,7 +182,8 @@ impl Shared {
             let state = prefetch(&tree, source, &order, &busy, &done, PREFETCH_THREADS, &|ino| {
                 queue.push(ino)
             });
-            tracing::info!(key, state, "prefetch fetched");
+            let fetched = done.first_fetched().join(", ");
+            tracing::info!(key, state, first = %fetched, "prefetch fetched");
             queue.finish(state);
         });
         self.prefetch = Some(Prefetching { progress, pusher });

@@ -238,6 +238,13 @@ pub(crate) mod testing {
         entry(path, EntryKind::File(FileData { size, chunks, link }))
     }
 
+    /// A layer of `entries` (in manifest order) under a root directory.
+    pub(crate) fn layer(entries: Vec<Entry>) -> super::Manifest {
+        let mut all = vec![entry("", EntryKind::Dir { opaque: false })];
+        all.extend(entries);
+        super::Manifest { entries: all }
+    }
+
     /// An entry at `path` with mode 0644 and otherwise default metadata.
     pub(crate) fn entry(path: &str, kind: EntryKind) -> Entry {
         Entry {
