@@ -15,7 +15,6 @@ mod sys;
 mod views;
 
 use std::os::fd::AsRawFd;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -54,15 +53,22 @@ struct Args {
     node_id: Option<String>,
 }
 
-fn main() -> ExitCode {
+fn main() {
     let args = Args::parse();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match run(args) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("wsfsd: error: {e:#}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Everything is written and closed by now. Leave without running C++
+    // static destructors: a thread still inside RocksDB (a FUSE session
+    // thread ending) would abort on its torn-down statics ("pthread lock:
+    // Invalid argument"), and the holder would take the stopped daemon for
+    // a crashed one and start it again.
+    // SAFETY: _exit ends the process; nothing runs after it.
+    unsafe { libc::_exit(code) }
 }
 
 fn run(args: Args) -> Result<()> {
@@ -122,7 +128,11 @@ fn run(args: Args) -> Result<()> {
     }
     // The store owns a runtime of its own: drop it here, outside any async context.
     drop(runtime);
+    let holders = Arc::strong_count(&daemon.store);
     drop(daemon);
+    if holders > 1 {
+        tracing::warn!(holders, "the store was still in use when the daemon stopped");
+    }
     served
 }
 

@@ -167,7 +167,7 @@ fn detach_rejects_what_is_not_a_wsfs_mount() {
     let tmpfs = a.path("other-fs");
     fs::create_dir(&tmpfs).unwrap();
     let target = CString::new(s(&tmpfs)).unwrap();
-    // SAFETY: valid NUL-terminated strings; the harness unmounts it on drop.
+    // SAFETY: valid NUL-terminated strings; unmounted below.
     let r = unsafe {
         libc::mount(
             c"tmpfs".as_ptr(),
@@ -189,6 +189,8 @@ fn detach_rejects_what_is_not_a_wsfs_mount() {
         "wsfs detach unmounted a tmpfs it does not own"
     );
     assert_eq!(a.remote_objects("workspaces"), records);
+    // SAFETY: the path mounted above.
+    assert_eq!(unsafe { libc::umount(target.as_ptr()) }, 0);
 }
 
 /// A CI job is configured with an S3 remote nobody listens on: persist fails

@@ -1235,7 +1235,7 @@ fn attach_rejects_unusable_upper_dirs() {
     );
     let target = std::ffi::CString::new(s(&ovl.join("merged"))).unwrap();
     let data = std::ffi::CString::new(data).unwrap();
-    // SAFETY: valid NUL-terminated strings; the harness unmounts it on drop.
+    // SAFETY: valid NUL-terminated strings; unmounted below.
     let r = unsafe {
         libc::mount(
             c"overlay".as_ptr(),
@@ -1254,6 +1254,8 @@ fn attach_rejects_unusable_upper_dirs() {
         Vec::<PathBuf>::new(),
         "a refused upper dir was left with the view's directories"
     );
+    // SAFETY: the path mounted above.
+    assert_eq!(unsafe { libc::umount(target.as_ptr()) }, 0);
 
     let missing = a.path("no-such-dir");
     run(iso(&missing), &["upper dir", s(&missing)]);
