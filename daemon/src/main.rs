@@ -5,6 +5,7 @@ mod config;
 mod csi;
 mod mount_error;
 mod mounts;
+mod requests;
 mod server;
 mod service;
 mod shutdown;
