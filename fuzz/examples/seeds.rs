@@ -33,20 +33,17 @@ fn pack(chunks: &[&[u8]]) -> SealedPack {
     w.finish().unwrap().unwrap()
 }
 
-fn meta(mode: u32) -> Meta {
-    Meta {
+/// An entry owned by 1000:1000 with `mode`.
+fn entry(path: &str, mode: u32, kind: EntryKind) -> Entry {
+    let meta = Meta {
         mode,
         uid: 1000,
         gid: 1000,
         mtime_sec: 1_700_000_000,
-        mtime_nsec: 5,
-        xattrs: vec![],
-    }
-}
-
-fn entry(path: &str, meta: Meta, kind: EntryKind) -> Entry {
+        ..Meta::default()
+    };
     Entry {
-        path: path.as_bytes().to_vec(),
+        path: path.into(),
         meta,
         kind,
     }
@@ -61,22 +58,19 @@ fn manifest(sealed: &SealedPack) -> Manifest {
         chunks,
         link: 3,
     };
-    let mut xmeta = meta(0o644);
-    xmeta.xattrs = vec![(b"user.note".to_vec(), b"seed".to_vec())];
+    let mut a = entry("a", 0o644, EntryKind::File(file.clone()));
+    a.meta.xattrs = vec![(b"user.note".to_vec(), b"seed".to_vec())];
+    let symlink = EntryKind::Symlink {
+        target: b"../a".to_vec(),
+    };
     Manifest {
         entries: vec![
-            entry("", meta(0o755), EntryKind::Dir { opaque: false }),
-            entry("a", xmeta, EntryKind::File(file.clone())),
-            entry("d", meta(0o755), EntryKind::Dir { opaque: true }),
-            entry("d/b", meta(0o644), EntryKind::File(file)),
-            entry(
-                "d/ln",
-                meta(0o777),
-                EntryKind::Symlink {
-                    target: b"../a".to_vec(),
-                },
-            ),
-            entry("gone", meta(0), EntryKind::Whiteout),
+            entry("", 0o755, EntryKind::Dir { opaque: false }),
+            a,
+            entry("d", 0o755, EntryKind::Dir { opaque: true }),
+            entry("d/b", 0o644, EntryKind::File(file)),
+            entry("d/ln", 0o777, symlink),
+            entry("gone", 0, EntryKind::Whiteout),
         ],
     }
 }
@@ -109,7 +103,7 @@ fn main() {
         "manifest",
         "root-only",
         &encode(&Manifest {
-            entries: vec![entry("", meta(0o755), EntryKind::Dir { opaque: false })],
+            entries: vec![entry("", 0o755, EntryKind::Dir { opaque: false })],
         }),
     );
 
