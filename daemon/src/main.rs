@@ -6,6 +6,7 @@ mod csi;
 mod mount_error;
 mod mounts;
 mod peer;
+mod requests;
 mod server;
 mod service;
 mod shutdown;

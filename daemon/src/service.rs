@@ -20,6 +20,7 @@ use wsfs_fs::{check, gc};
 use crate::mount_error::MountError;
 use crate::mounts::{AttachRequest, View};
 use crate::peer::Peer;
+use crate::requests::{absolute, namespace, prefetch_key, workspace_name};
 use crate::state::Daemon;
 use crate::views::{parse_sub_path, ViewKind};
 
@@ -49,11 +50,6 @@ impl Service {
     fn require_admin<T>(&self, request: &Request<T>, what: &str) -> Result<(), Status> {
         Peer::of_request(request)?.require_admin(what, self.daemon.config.admin_group)
     }
-}
-
-fn workspace_name(text: &str) -> Result<WorkspaceName, Status> {
-    text.parse()
-        .map_err(|e: workspace::WorkspaceNameError| Status::invalid_argument(e.to_string()))
 }
 
 fn store_status(e: StoreError) -> Status {
@@ -217,27 +213,6 @@ fn expire(daemon: &Daemon, ws: &WorkspaceName, after_ms: u64) -> Result<u64, Sta
     Ok(at_ms)
 }
 
-/// A `--prefetch-key`: 1-256 letters, digits, `.`, `_`, `-` and `/`, with no
-/// empty, `.` or `..` component.
-pub(crate) fn prefetch_key(key: &str) -> Result<&str, Status> {
-    let valid = key.len() <= 256
-        && key.split('/').all(|part| {
-            !part.is_empty()
-                && part != "."
-                && part != ".."
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        });
-    if valid {
-        Ok(key)
-    } else {
-        Err(Status::invalid_argument(format!(
-            "--prefetch-key {key:?}: use 1-256 letters, digits, '.', '_', '-' and '/' (e.g. build-cache/linux)"
-        )))
-    }
-}
-
 fn persist_result(ws: String, o: PersistOutcome) -> pb::PersistResult {
     pb::PersistResult {
         workspace: ws,
@@ -250,17 +225,6 @@ fn persist_result(ws: String, o: PersistOutcome) -> pb::PersistResult {
         deleted: o.deleted,
         overrode: o.overrode,
         expires_at_ms: 0,
-    }
-}
-
-fn absolute(text: &str, what: &str) -> Result<PathBuf, Status> {
-    let path = PathBuf::from(text);
-    if path.is_absolute() {
-        Ok(path)
-    } else {
-        Err(Status::invalid_argument(format!(
-            "{what} {text:?} must be an absolute path"
-        )))
     }
 }
 
@@ -513,16 +477,11 @@ impl Wsfs for Service {
     }
 
     async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListReply>, Status> {
-        let namespace = request.into_inner().namespace;
-        if !namespace.is_empty() {
-            workspace_name(&format!("{namespace}/x"))?;
-        }
+        let req = request.into_inner();
+        let ns = namespace(&req.namespace)?.map(str::to_string);
         let daemon = self.daemon.clone();
-        let found = blocking(move || {
-            let ns = Some(namespace.as_str()).filter(|n| !n.is_empty());
-            workspace::list(&daemon.store, ns).map_err(store_status)
-        })
-        .await?;
+        let found =
+            blocking(move || workspace::list(&daemon.store, ns.as_deref()).map_err(store_status)).await?;
         Ok(Response::new(pb::ListReply {
             workspaces: found
                 .into_iter()

@@ -17,27 +17,40 @@
 //! - [`pagecache`]: pushing prefetched files into the kernel's page cache
 //!   (within the [`memory`] this process may still fill).
 //! - [`metrics`]: counters; [`error`]: typed errors; [`crash`]: fault points for crash tests.
+//! - [`markers`]: the formats of gc's and check's markers and of access traces.
+//!
+//! Without the default feature `store`, only what touches neither the store
+//! nor the kernel builds: the formats and their decoders (what `fuzz/` links).
 //!
 //! The library is synchronous; only `store::remote` runs async code, on a
 //! runtime of its own.
 
+#[cfg(feature = "store")]
 pub mod check;
 pub mod chunking;
 pub mod crash;
 pub mod error;
+#[cfg(feature = "store")]
 pub mod fuse;
+#[cfg(feature = "store")]
 pub mod gc;
 pub mod ids;
 pub mod manifest;
+pub mod markers;
 pub mod memory;
 pub mod merge;
 pub mod metrics;
 pub mod os;
 pub mod pack;
+#[cfg(feature = "store")]
 pub mod pagecache;
+#[cfg(feature = "store")]
 pub mod persist;
+#[cfg(feature = "store")]
 pub mod prefetch;
+#[cfg(feature = "store")]
 pub mod store;
+#[cfg(feature = "store")]
 pub mod tree;
 pub mod workers;
 pub mod workspace;

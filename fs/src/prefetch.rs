@@ -3,8 +3,8 @@
 //! the background, a few MiB of consecutive frames per GET, while readers'
 //! own misses go first.
 //!
-//! A trace is `traces/<key>`: `wsfs-trace 1\n`, then the paths (from the
-//! workspace root) in first-read order, each ended by a NUL byte.
+//! A trace is `traces/<key>`: the paths (from the workspace root) in
+//! first-read order, in the format of [`crate::markers::trace`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -12,14 +12,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::ids::PackId;
+use crate::markers::trace;
 use crate::store::cache::FrameKey;
 use crate::store::readahead::{Frame, MAX_GAP, MAX_WINDOW};
 use crate::tree::{ChunkSource, Tree};
 use crate::workers;
 
-const TRACE_HEADER: &[u8] = b"wsfs-trace 1\n";
-/// Where traces live in the remote.
-pub const TRACES: &str = "traces";
 /// How long prefetch waits, when it yields to readers.
 const YIELD: Duration = Duration::from_millis(2);
 /// Prefetch yields while this many reads of the mount's readers are in
@@ -83,22 +81,16 @@ impl AccessTrace {
             return None;
         }
         let paths = tree.paths_of(&order.iter().copied().collect());
-        let mut out = TRACE_HEADER.to_vec();
-        for path in order.iter().filter_map(|ino| paths.get(ino)) {
-            out.extend_from_slice(path);
-            out.push(0);
-        }
-        Some(out)
+        Some(trace::encode(
+            order.iter().filter_map(|ino| paths.get(ino)).map(Vec::as_slice),
+        ))
     }
 }
 
-/// The paths of a stored trace (empty when it is not one).
-pub fn decode_trace(bytes: &[u8]) -> Vec<&[u8]> {
-    match bytes.strip_prefix(TRACE_HEADER) {
-        Some(body) => body.split(|&b| b == 0).filter(|p| !p.is_empty()).collect(),
-        None => Vec::new(),
-    }
-}
+pub use crate::markers::trace::decode as decode_trace;
+
+/// Where traces live in the remote.
+pub const TRACES: &str = "traces";
 
 /// The remote key of the trace kept under `key`.
 pub fn trace_key(key: &str) -> String {
@@ -338,8 +330,5 @@ mod tests {
         }
         trace.record(99);
         assert_eq!(trace.order(), [7, 3, 9]);
-        let stored = [TRACE_HEADER, b"b/c\0a\0"].concat();
-        assert_eq!(decode_trace(&stored), [&b"b/c"[..], b"a"]);
-        assert!(decode_trace(b"garbage").is_empty());
     }
 }

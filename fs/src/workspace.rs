@@ -12,13 +12,17 @@
 
 use std::fmt;
 use std::str::FromStr;
+#[cfg(feature = "store")]
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "store")]
 use bytes::Bytes;
 use thiserror::Error;
 
+#[cfg(feature = "store")]
 use crate::error::StoreError;
 use crate::ids::LayerId;
+#[cfg(feature = "store")]
 use crate::store::Store;
 
 /// A workspace name `NAMESPACE/NAME`, validated.
@@ -63,6 +67,7 @@ impl fmt::Display for WorkspaceName {
     }
 }
 
+#[cfg(feature = "store")]
 impl WorkspaceName {
     /// The remote prefix of this workspace's records.
     fn prefix(&self) -> String {
@@ -88,15 +93,18 @@ pub struct LayerRecord {
 const RECORD_HEADER: &str = "wsfs-layer-record 1";
 
 impl LayerRecord {
-    fn encode(&self) -> String {
+    /// The record as stored.
+    pub fn encode(&self) -> String {
         format!(
             "{RECORD_HEADER}\nlayer {}\npersisted_at_ms {}\nhost {}\nfiles {}\nbytes {}\n",
             self.layer, self.persisted_at_ms, self.host, self.files, self.bytes
         )
     }
 
-    fn decode(text: &str) -> Option<LayerRecord> {
-        let mut lines = text.lines();
+    /// A stored record (`None`: not one). Lines end at `\n` only, as
+    /// [`LayerRecord::encode`] ends them: a host ending in `\r` reads back whole.
+    pub fn decode(text: &str) -> Option<LayerRecord> {
+        let mut lines = text.split('\n');
         if lines.next()? != RECORD_HEADER {
             return None;
         }
@@ -122,6 +130,7 @@ impl LayerRecord {
 /// is read back (it may have landed all the same), so that the outcome is
 /// the one the remote holds. Returns the record's key, which tells where
 /// the layer sits in [`stack`].
+#[cfg(feature = "store")]
 pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result<String, StoreError> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -140,11 +149,12 @@ pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result
 }
 
 /// The layer a record key names (its last `-`-separated part).
-fn record_layer(key: &str) -> Option<LayerId> {
+pub fn record_layer(key: &str) -> Option<LayerId> {
     key.rsplit('-').next()?.parse().ok()
 }
 
 /// The records' keys and layer ids of a workspace, oldest first.
+#[cfg(feature = "store")]
 pub fn stack(store: &Store, ws: &WorkspaceName) -> Result<Vec<(String, LayerId)>, StoreError> {
     Ok(store
         .remote()
@@ -158,6 +168,7 @@ pub fn stack(store: &Store, ws: &WorkspaceName) -> Result<Vec<(String, LayerId)>
 }
 
 /// The workspace and layer of every record of every workspace (one listing).
+#[cfg(feature = "store")]
 pub fn all_records(store: &Store) -> Result<Vec<(WorkspaceName, LayerId)>, StoreError> {
     Ok(store
         .remote()
@@ -168,20 +179,23 @@ pub fn all_records(store: &Store) -> Result<Vec<(WorkspaceName, LayerId)>, Store
 }
 
 /// The workspace of a key `<prefix>/<ns>/<name>/...` (records, expiries).
-fn name_in_key(key: &str) -> Option<WorkspaceName> {
+pub fn name_in_key(key: &str) -> Option<WorkspaceName> {
     let mut parts = key.split('/').skip(1);
     format!("{}/{}", parts.next()?, parts.next()?).parse().ok()
 }
 
 /// The layer ids of a workspace, oldest first (empty when it does not exist).
+#[cfg(feature = "store")]
 pub fn layers(store: &Store, ws: &WorkspaceName) -> Result<Vec<LayerId>, StoreError> {
     Ok(stack(store, ws)?.into_iter().map(|(_, layer)| layer).collect())
 }
 
 /// Largest workspace record or expiry object (a few lines of text).
+#[cfg(feature = "store")]
 const MAX_RECORD_LEN: u64 = 64 << 10;
 
 /// The records of a workspace, oldest first.
+#[cfg(feature = "store")]
 pub fn records(store: &Store, ws: &WorkspaceName) -> Result<Vec<LayerRecord>, StoreError> {
     let mut out = Vec::new();
     for listed in store.remote().list(&ws.prefix())? {
@@ -200,6 +214,7 @@ pub fn records(store: &Store, ws: &WorkspaceName) -> Result<Vec<LayerRecord>, St
 /// a stack with a hole (newest layers without older ones) but at worst an
 /// older prefix of it; then its expiry. Layers and packs stay until garbage
 /// collection. Returns how many records were deleted.
+#[cfg(feature = "store")]
 pub fn delete(store: &Store, ws: &WorkspaceName) -> Result<usize, StoreError> {
     let keys = stack(store, ws)?;
     for (key, _) in keys.iter().rev() {
@@ -212,16 +227,30 @@ pub fn delete(store: &Store, ws: &WorkspaceName) -> Result<usize, StoreError> {
 
 /// Where a workspace's expiry is kept: `expiry/<ns>/<name>`, holding
 /// `expires_at_ms <unix ms>`.
+#[cfg(feature = "store")]
 fn expiry_key(ws: &WorkspaceName) -> String {
     format!("expiry/{}/{}", ws.namespace, ws.name)
 }
 
 /// Sets when a workspace may be deleted (replacing an earlier expiry).
+#[cfg(feature = "store")]
 pub fn set_expiry(store: &Store, ws: &WorkspaceName, at_ms: u64) -> Result<(), StoreError> {
-    store.put_object(expiry_key(ws), Bytes::from(format!("expires_at_ms {at_ms}\n")))
+    store.put_object(expiry_key(ws), Bytes::from(encode_expiry(at_ms)))
+}
+
+/// An expiry as stored: `expires_at_ms <unix ms>`.
+pub fn encode_expiry(at_ms: u64) -> String {
+    format!("expires_at_ms {at_ms}\n")
+}
+
+/// When a stored expiry says (`None`: not one).
+pub fn decode_expiry(bytes: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    text.trim().strip_prefix("expires_at_ms ")?.parse().ok()
 }
 
 /// Every workspace whose expiry is at or before `now_ms`, with its expiry.
+#[cfg(feature = "store")]
 pub fn expired(store: &Store, now_ms: u64) -> Result<Vec<(WorkspaceName, u64)>, StoreError> {
     let mut out = Vec::new();
     for listed in store.remote().list("expiry")? {
@@ -231,10 +260,7 @@ pub fn expired(store: &Store, now_ms: u64) -> Result<Vec<(WorkspaceName, u64)>, 
         let Some(bytes) = store.remote().get(&listed.key, MAX_RECORD_LEN)? else {
             continue;
         };
-        let at = std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|text| text.trim().strip_prefix("expires_at_ms ")?.parse::<u64>().ok());
-        match at {
+        match decode_expiry(&bytes) {
             Some(at) if at <= now_ms => out.push((ws, at)),
             Some(_) => {}
             None => tracing::warn!(key = %listed.key, "ignoring an unreadable expiry"),
@@ -244,6 +270,7 @@ pub fn expired(store: &Store, now_ms: u64) -> Result<Vec<(WorkspaceName, u64)>, 
 }
 
 /// Every workspace (optionally of one namespace) with its number of layers.
+#[cfg(feature = "store")]
 pub fn list(store: &Store, namespace: Option<&str>) -> Result<Vec<(WorkspaceName, usize)>, StoreError> {
     let prefix = match namespace {
         Some(ns) => format!("workspaces/{ns}"),
@@ -306,5 +333,17 @@ mod tests {
     fn version_depends_on_order() {
         let (a, b) = (LayerId::of(b"a"), LayerId::of(b"b"));
         assert_ne!(version(&[a, b]), version(&[b, a]));
+    }
+
+    /// Found by fuzzing (`fuzz/`, target workspace_record): a host ending in
+    /// `\r` lost it when read back (lines were split at `\r\n` too).
+    #[test]
+    fn a_record_reads_back_as_written_when_its_host_ends_in_a_carriage_return() {
+        let stored =
+            "wsfs-layer-record 1\nlayer 8f2d6d0f1719ad9625ba402545b35602a8386ae241b652aa2d140585f9a76647\n\
+                      persisted_at_ms 1\nhost \r\r\r\nfiles 06\nbytes 6";
+        let record = LayerRecord::decode(stored).unwrap();
+        assert_eq!(record.host, "\r\r\r");
+        assert_eq!(LayerRecord::decode(&record.encode()), Some(record));
     }
 }

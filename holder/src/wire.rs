@@ -137,12 +137,7 @@ fn header(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
 
 /// Sends one message.
 pub fn send(sock: BorrowedFd<'_>, op: Op, key: &str, fd: Option<BorrowedFd<'_>>) -> Result<(), WireError> {
-    if !key.is_empty() && !valid_key(key) {
-        return Err(WireError::BadKey(key.to_string()));
-    }
-    let mut payload = Vec::with_capacity(1 + key.len());
-    payload.push(op.byte());
-    payload.extend_from_slice(key.as_bytes());
+    let mut payload = encode(op, key)?;
     let mut iov = iovec(&mut payload);
     // No control message at all without a descriptor.
     let mut control = vec![0u8; if fd.is_some() { cmsg_space() } else { 0 }];
@@ -197,12 +192,30 @@ pub fn recv(sock: BorrowedFd<'_>) -> Result<Option<Message>, WireError> {
     if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
         return Err(WireError::Malformed("truncated"));
     }
-    let op = Op::from_byte(payload[0]).ok_or(WireError::Malformed("unknown operation"))?;
-    let key = String::from_utf8(payload[1..n].to_vec()).map_err(|_| WireError::Malformed("key not UTF-8"))?;
+    let (op, key) = decode(&payload[..n])?;
+    Ok(Some(Message { op, key, fd }))
+}
+
+/// The bytes of a message (without its descriptor).
+pub fn encode(op: Op, key: &str) -> Result<Vec<u8>, WireError> {
+    if !key.is_empty() && !valid_key(key) {
+        return Err(WireError::BadKey(key.to_string()));
+    }
+    let mut payload = Vec::with_capacity(1 + key.len());
+    payload.push(op.byte());
+    payload.extend_from_slice(key.as_bytes());
+    Ok(payload)
+}
+
+/// The operation and key of a message's bytes (a non-empty datagram).
+pub fn decode(payload: &[u8]) -> Result<(Op, String), WireError> {
+    let (&op, key) = payload.split_first().ok_or(WireError::Malformed("empty"))?;
+    let op = Op::from_byte(op).ok_or(WireError::Malformed("unknown operation"))?;
+    let key = String::from_utf8(key.to_vec()).map_err(|_| WireError::Malformed("key not UTF-8"))?;
     if !key.is_empty() && !valid_key(&key) {
         return Err(WireError::BadKey(key));
     }
-    Ok(Some(Message { op, key, fd }))
+    Ok((op, key))
 }
 
 /// The descriptor a received message carries, owned from now on.

@@ -116,7 +116,7 @@ pub fn parse(attributes: &HashMap<String, String>) -> Result<VolumeSpec, String>
     let prefetch_key = match get("prefetchKey") {
         "" => None,
         key => Some(
-            crate::service::prefetch_key(key)
+            crate::requests::prefetch_key(key)
                 .map_err(|e| format!("volume attribute \"prefetchKey\": {}", e.message()))?
                 .to_string(),
         ),

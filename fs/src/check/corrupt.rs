@@ -11,12 +11,12 @@ use bytes::Bytes;
 
 use crate::error::StoreError;
 use crate::ids::PackId;
+use crate::markers::corrupt::{decode, encode};
 use crate::store::remote::Listed;
 use crate::store::Store;
 
 /// Where markers live.
 const PREFIX: &str = "corrupt";
-const HEADER: &str = "wsfs-corrupt 1";
 /// Largest marker read (one line of text).
 const MAX_MARKER_LEN: u64 = 64 << 10;
 
@@ -62,50 +62,12 @@ pub fn reason(store: &Store, pack: &PackId) -> Result<Option<String>, StoreError
         .map(|(host, problem)| format!("{problem} (found by host {host})")))
 }
 
-/// One line: no line break of `text` survives.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn encode(at_ms: u64, host: &str, problem: &str) -> String {
-    format!(
-        "{HEADER}\nfound_at_ms {at_ms}\nhost {}\nproblem {}\n",
-        one_line(host),
-        one_line(problem)
-    )
-}
-
-/// The host and the problem a marker names.
-fn decode(body: &[u8]) -> Option<(String, String)> {
-    let mut lines = std::str::from_utf8(body).ok()?.lines();
-    (lines.next()? == HEADER).then_some(())?;
-    lines.next()?.strip_prefix("found_at_ms ")?.parse::<u64>().ok()?;
-    let host = lines.next()?.strip_prefix("host ")?;
-    let problem = lines.next()?.strip_prefix("problem ")?;
-    Some((host.to_string(), problem.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn markers_round_trip_on_one_line_each() {
-        let body = encode(42, "build 7", "frame at 24\nis corrupt");
-        assert_eq!(
-            body,
-            "wsfs-corrupt 1\nfound_at_ms 42\nhost build 7\nproblem frame at 24 is corrupt\n"
-        );
-        let (host, problem) = decode(body.as_bytes()).unwrap();
-        assert_eq!(
-            (host.as_str(), problem.as_str()),
-            ("build 7", "frame at 24 is corrupt")
-        );
-        assert_eq!(
-            decode(b"wsfs-corrupt 2\nfound_at_ms 1\nhost h\nproblem p\n"),
-            None
-        );
-        assert_eq!(decode(b"wsfs-corrupt 1\nhost h\nproblem p\n"), None);
+    fn marker_keys_name_the_pack() {
         assert!(marker_key(&PackId::of(b"p")).starts_with("corrupt/"));
     }
 }

@@ -36,6 +36,7 @@ use crate::check::corrupt;
 use crate::crash;
 use crate::error::{PackError, StoreError};
 use crate::ids::{LayerId, PackId};
+use crate::markers::condemned;
 use crate::pack::{pack_key, relocation_key, Relocation, MAX_RELOCATION_LEN};
 use crate::store::remote::Listed;
 use crate::store::{layer_key, Store};
@@ -57,7 +58,6 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 /// Largest condemnation marker read (one line of text).
 const MAX_MARKER_LEN: u64 = 64 << 10;
 const MARKERS: &str = "gc/condemned";
-const MARKER_HEADER: &str = "wsfs-condemned 1";
 
 /// An object garbage collection may delete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,17 +120,6 @@ pub fn condemned(store: &Store) -> Result<HashSet<Object>, StoreError> {
         .iter()
         .filter_map(|l| Object::parse(l.key.strip_prefix(MARKERS)?.strip_prefix('/')?))
         .collect())
-}
-
-fn marker_body(at_ms: u64) -> String {
-    format!("{MARKER_HEADER}\ncondemned_at_ms {at_ms}\n")
-}
-
-fn marker_time(body: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(body).ok()?;
-    let mut lines = text.lines();
-    (lines.next()? == MARKER_HEADER).then_some(())?;
-    lines.next()?.strip_prefix("condemned_at_ms ")?.parse().ok()
 }
 
 /// Why garbage collection did not run or stopped.
@@ -367,7 +356,7 @@ impl Pass<'_> {
             .remote()
             .get(key, MAX_MARKER_LEN)?
             .as_deref()
-            .and_then(marker_time)
+            .and_then(condemned::decode)
             .map(|at| at.saturating_add(grace_ms));
         let live = self.live.objects.contains(object);
         let mut report = self.report.lock().unwrap();
@@ -452,7 +441,7 @@ impl Pass<'_> {
 fn write_marker(store: &Store, object: &Object, at_ms: u64, grace: Duration) -> Result<bool, StoreError> {
     let started = Instant::now();
     let key = object.marker_key();
-    store.put_object(key.clone(), Bytes::from(marker_body(at_ms)))?;
+    store.put_object(key.clone(), Bytes::from(condemned::encode(at_ms)))?;
     crash::point("gc.marker-put");
     if started.elapsed() + PERSIST_BOUND <= grace {
         return Ok(true);
@@ -468,8 +457,6 @@ mod tests {
 
     #[test]
     fn markers_and_keys_round_trip() {
-        assert_eq!(marker_time(marker_body(42).as_bytes()), Some(42));
-        assert_eq!(marker_time(b"condemned_at_ms 42\n"), None);
         let pack = Object::Pack(PackId::of(b"p"));
         let layer = Object::Layer(LayerId::of(b"l"));
         let relocation = Object::Relocation(PackId::of(b"p"));

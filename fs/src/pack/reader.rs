@@ -6,11 +6,24 @@ use super::{FOOTER_LEN, INDEX_RECORD_LEN, PACK_MAGIC};
 const MAX_INDEX_CHUNKS: usize = 1 << 24;
 use crate::error::PackError;
 use crate::ids::{ChunkId, PackId};
+use crate::manifest::v1::MAX_FRAME_BYTES;
 use crate::manifest::ChunkLocation;
 
 /// Decompresses one frame fetched from a pack. The frame must decode to
-/// exactly `loc.frame_plain_len` bytes; nothing larger is ever allocated.
+/// exactly `loc.frame_plain_len` bytes, at most [`MAX_FRAME_BYTES`] (a
+/// location read from a pack's index is not checked before); nothing larger
+/// is ever allocated.
 pub fn decode_frame(compressed: &[u8], loc: &ChunkLocation) -> Result<Vec<u8>, PackError> {
+    if loc.frame_plain_len > MAX_FRAME_BYTES {
+        return Err(PackError::Frame(
+            loc.pack,
+            loc.frame_offset,
+            format!(
+                "declares {} plain bytes, more than the {MAX_FRAME_BYTES} of any frame",
+                loc.frame_plain_len
+            ),
+        ));
+    }
     let plain = zstd::bulk::decompress(compressed, loc.frame_plain_len as usize)
         .map_err(|e| PackError::Frame(loc.pack, loc.frame_offset, e.to_string()))?;
     if plain.len() != loc.frame_plain_len as usize {
@@ -127,17 +140,25 @@ pub fn index_of(id: PackId, pack: &[u8]) -> Result<(Footer, Vec<(u32, ChunkLocat
 pub fn read_index(id: PackId, pack: &[u8]) -> Result<Vec<(ChunkId, u32, ChunkLocation)>, PackError> {
     let (footer, index) = index_of(id, pack)?;
     let bad = |what: &str| PackError::Index(id, what.to_string());
-    let mut frame: Option<(u64, Vec<u8>)> = None;
+    // The frame last decoded, by offset, length and plain length.
+    let mut frame: Option<((u64, u32, u32), Vec<u8>)> = None;
     let mut out = Vec::with_capacity(index.len());
     for (len, loc) in index {
-        if frame.as_ref().map(|f| f.0) != Some(loc.frame_offset) {
-            let start = loc.frame_offset as usize;
-            let compressed = start
-                .checked_add(loc.frame_len as usize)
-                .filter(|&end| end as u64 <= footer.index_offset)
-                .map(|end| &pack[start..end])
-                .ok_or_else(|| bad("frame out of bounds"))?;
-            frame = Some((loc.frame_offset, decode_frame(compressed, &loc)?));
+        let geometry = (loc.frame_offset, loc.frame_len, loc.frame_plain_len);
+        match &frame {
+            Some((decoded, _)) if *decoded == geometry => {}
+            Some((decoded, _)) if decoded.0 == loc.frame_offset => {
+                return Err(bad("chunks of one frame disagree on its length"));
+            }
+            _ => {
+                let start = loc.frame_offset as usize;
+                let compressed = start
+                    .checked_add(loc.frame_len as usize)
+                    .filter(|&end| end as u64 <= footer.index_offset)
+                    .map(|end| &pack[start..end])
+                    .ok_or_else(|| bad("frame out of bounds"))?;
+                frame = Some((geometry, decode_frame(compressed, &loc)?));
+            }
         }
         let plain_frame = &frame.as_ref().expect("decoded above").1;
         let bytes = (loc.offset_in_frame as usize)
@@ -260,5 +281,54 @@ mod tests {
         fake[92..].copy_from_slice(&PACK_MAGIC);
         fake[76..84].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(read_index(id, &fake).is_err());
+    }
+
+    /// Found by fuzzing (`fuzz/`, target pack_frame): a location declaring a
+    /// frame of almost 4 GiB made the decoder allocate that much up front.
+    #[test]
+    fn a_frame_larger_than_any_frame_is_refused_before_it_is_allocated() {
+        let input = b"\x16\x00\x00\xff\xff\x00\x00\x00\x06\x00\x00\x00(\xb5/\xfd \x16\xb1\x00\x00hello\x00worldhe\x16\x00\x00\x00";
+        let loc = ChunkLocation {
+            pack: PackId::of(b"fuzz"),
+            frame_offset: 0,
+            frame_len: 26,
+            frame_plain_len: u32::from_le_bytes(input[0..4].try_into().unwrap()),
+            offset_in_frame: 255,
+        };
+        let err = decode_frame(&input[12..], &loc).unwrap_err();
+        assert!(err.to_string().contains("more than the 16777216"), "{err}");
+    }
+
+    /// Found by fuzzing (`fuzz/`, target pack_index): a pack whose index names
+    /// a frame of over 16 MiB plain bytes; reading its chunks decoded that
+    /// frame into an allocation of the declared size.
+    #[test]
+    fn an_index_naming_a_huge_frame_is_refused_when_its_chunks_are_read() {
+        let pack = [
+            168u8, 181, 47, 253, 96, 44, 0, 77, 0, 0, 16, 7, 7, 1, 0, 39, 42, 192, 2, 40, 181, 47, 253, 32,
+            24, 173, 0, 0, 104, 0, 0, 19, 0, 0, 0, 44, 1, 252, 43, 1, 0, 0, 2, 0, 64, 152, 1, 96, 1, 19, 0,
+            0, 0, 0, 0, 0, 0, 30, 0, 0, 0, 1, 0, 0, 0, 87, 83, 70, 83, 80, 65, 75, 49,
+        ];
+        let id = PackId::of(&pack);
+        let (_, index) = index_of(id, &pack).unwrap();
+        assert!(index.iter().any(|(_, loc)| loc.frame_plain_len > MAX_FRAME_BYTES));
+        assert!(matches!(read_index(id, &pack), Err(PackError::Frame(..))));
+    }
+
+    /// Found by fuzzing (`fuzz/`, target pack_index): two index records of the
+    /// same frame offset with different frame lengths; the second chunk was
+    /// cut from the frame the first one decoded, so read_index returned a
+    /// location whose chunk ends past its own frame.
+    #[test]
+    fn chunks_of_one_frame_that_disagree_on_its_length_are_refused() {
+        let pack = [
+            40u8, 181, 47, 253, 32, 22, 177, 0, 0, 104, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100, 104,
+            101, 108, 108, 111, 32, 97, 103, 97, 105, 110, 40, 181, 47, 253, 0, 72, 37, 1, 0, 152, 0, 0, 31,
+            0, 0, 0, 22, 0, 6, 0, 5, 11, 0, 0, 0, 11, 0, 0, 0, 7, 0, 128, 3, 200, 187, 105, 35, 39, 1, 96,
+            99, 48, 202, 0, 176, 31, 0, 0, 0, 0, 0, 0, 0, 45, 0, 0, 0, 3, 0, 0, 0, 87, 83, 70, 83, 80, 65,
+            75, 49,
+        ];
+        let err = read_index(PackId::of(&pack), &pack).unwrap_err();
+        assert!(err.to_string().contains("disagree on its length"), "{err}");
     }
 }
