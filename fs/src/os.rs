@@ -94,10 +94,13 @@ pub fn as_caller<T>(caller: Option<&Caller>, f: impl FnOnce() -> T) -> io::Resul
     Ok(f())
 }
 
-/// Opens a directory to resolve paths beneath (`O_PATH`).
-pub fn open_root(dir: &Path) -> io::Result<OwnedFd> {
+/// Opens the directory `dir` as a handle (`O_PATH`): to resolve paths
+/// beneath, or to mount on. `follow`: a symlink at the end of `dir` is
+/// followed, else refused (`ELOOP`).
+pub fn open_dir(dir: &Path, follow: bool) -> io::Result<OwnedFd> {
     let path = CString::new(dir.as_os_str().as_bytes())?;
-    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | nofollow;
     // SAFETY: a valid NUL-terminated path; the descriptor is owned on success.
     let fd = unsafe { libc::open(path.as_ptr(), flags) };
     if fd < 0 {

@@ -7,8 +7,7 @@
 //! after the checks is never followed, so a user cannot have a view mounted
 //! over a directory it does not own.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -60,22 +59,12 @@ impl Opened {
     /// Opens the directory at `path`, which must belong to `owner` unless that is root.
     fn open(path: &Path, owner: u32) -> Result<Opened, MountError> {
         let bad = |why: String| MountError::BadMountpoint(path.into(), why);
-        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| bad("holds a NUL byte".into()))?;
-        let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC;
-        // SAFETY: a valid NUL-terminated path; the descriptor is owned on success.
-        let fd = unsafe { libc::open(c_path.as_ptr(), flags) };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::ELOOP | libc::ENOTDIR) => {
-                    bad("is not a directory (a symlink?): give an empty directory".into())
-                }
-                _ => bad(e.to_string()),
-            });
-        }
-        // SAFETY: a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = wsfs_fs::os::open_dir(path, false).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP | libc::ENOTDIR) => {
+                bad("is not a directory (a symlink?): give an empty directory".into())
+            }
+            _ => bad(e.to_string()),
+        })?;
         let opened = Opened {
             meta: std::fs::metadata(proc_path(&fd)).map_err(|e| bad(e.to_string()))?,
             fd,

@@ -81,7 +81,7 @@ pub struct SourceRoot {
 impl SourceRoot {
     /// Opens `dir` (canonical) as `caller` (the daemon itself when `None`).
     pub fn open(dir: &Path, caller: Option<&Caller>) -> Result<SourceRoot, PersistError> {
-        let fd = os::as_caller(caller, || os::open_root(dir))
+        let fd = os::as_caller(caller, || os::open_dir(dir, true))
             .and_then(|opened| opened)
             .map_err(source_err(dir))?;
         Ok(SourceRoot {
