@@ -95,7 +95,12 @@ fn another_user_may_do_only_what_it_could_do_itself() {
     fs::set_permissions(src.join("public.txt"), fs::Permissions::from_mode(0o644)).unwrap();
     fs::set_permissions(src.join("id_ecdsa"), fs::Permissions::from_mode(0o600)).unwrap();
     fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
-    a.persist("ci/shared", &src, &["."]);
+    // A FIFO nobody writes to: never opened (no hang), skipped and listed.
+    let fifo = std::ffi::CString::new(src.join("a-fifo").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let persisted = a.persist("ci/shared", &src, &["."]);
+    assert_eq!(persisted["skipped"], serde_json::json!(["a-fifo"]), "{persisted}");
     let root_view = a.path("root-view");
     a.attach("ci/shared", &root_view);
 
