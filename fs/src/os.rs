@@ -110,14 +110,13 @@ pub fn open_dir(dir: &Path, follow: bool) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Opens `rel` beneath `root` for reading with `openat2`: no symlink or
-/// magic link anywhere in the path, never outside `root`, and without
-/// blocking on a FIFO that was swapped in.
-pub fn open_beneath(root: &OwnedFd, rel: &[u8]) -> io::Result<File> {
+/// `openat2` of `rel` beneath `root` with `flags`: no symlink or magic
+/// link anywhere in the path, never outside `root`.
+fn openat2_beneath(root: &OwnedFd, rel: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
     let path = CString::new(if rel.is_empty() { &b"."[..] } else { rel })?;
     // SAFETY: a plain C struct; all zeroes is valid (no flags).
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64;
+    how.flags = (flags | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: valid path and `how` for the call's duration.
     let fd = unsafe {
@@ -133,11 +132,29 @@ pub fn open_beneath(root: &OwnedFd, rel: &[u8]) -> io::Result<File> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a fresh descriptor nobody else owns.
-    let file = unsafe { File::from_raw_fd(fd as i32) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Opens the file `rel` beneath `root` for reading (see [`openat2_beneath`]),
+/// without blocking on a FIFO that was swapped in.
+pub fn open_beneath(root: &OwnedFd, rel: &[u8]) -> io::Result<File> {
+    let file = File::from(openat2_beneath(root, rel, libc::O_RDONLY | libc::O_NONBLOCK)?);
     // Reads wait for data again (O_NONBLOCK only kept the open from blocking).
     // SAFETY: a valid descriptor; F_SETFL has no memory effects.
     unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, libc::O_RDONLY) };
     Ok(file)
+}
+
+/// Opens the directory `rel` beneath `root` (see [`openat2_beneath`]), as a
+/// handle to list and to resolve its entries through.
+pub fn open_dir_beneath(root: &OwnedFd, rel: &[u8]) -> io::Result<OwnedFd> {
+    openat2_beneath(root, rel, libc::O_PATH | libc::O_DIRECTORY)
+}
+
+/// The path that reaches exactly what `fd` is open on, and entries below it
+/// (`/proc/self/fd/N`).
+pub fn fd_path(fd: &OwnedFd) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// Whether an open file is the regular file with device `dev` and inode

@@ -171,7 +171,7 @@ pub fn persist(
     retrying(store, |avoid| {
         let started = Instant::now();
         let base = workspace::layers(store, req.workspace)?;
-        let tree = source_root.as_caller(|| source::collect(&root, req.paths, Some(store.db())))??;
+        let tree = source_root.as_caller(|| source::collect(&source_root, req.paths, Some(store.db())))??;
         let walked = started.elapsed();
         let mut plan = Plan::default();
         source_root.as_caller(|| {

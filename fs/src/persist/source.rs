@@ -44,14 +44,16 @@ impl Source {
     /// The source at `abs`, whose `lstat` is `meta`. A regular file the stat
     /// cache knows unchanged takes its xattrs from there (they change its
     /// ctime); everything else has them read.
-    fn new(abs: PathBuf, meta: Metadata, cache: Option<&Db>) -> Result<Source, PersistError> {
+    /// `at` reaches the same file for reading its xattrs (through its
+    /// directory's handle during the walk).
+    fn new(abs: PathBuf, at: &Path, meta: Metadata, cache: Option<&Db>) -> Result<Source, PersistError> {
         let known = match cache {
             Some(db) if meta.is_file() => db.cached_file(abs.as_os_str().as_bytes(), &stamp_of(&meta))?,
             _ => None,
         };
         let (xattrs, cached) = match known {
             Some(CachedFile { chunks, xattrs }) => (xattrs, Some(chunks)),
-            None => (xattrs_of(&abs)?, None),
+            None => (xattrs_of(at).map_err(|e| relabel(e, at, &abs))?, None),
         };
         let attrs = Meta {
             mode: meta.mode() & 0o7777,
@@ -141,13 +143,19 @@ fn bad_path(path: &Path, why: String) -> PersistError {
 /// Collects the root, each requested path with its ancestors, and everything
 /// below requested directories.
 /// `cache`: the stat cache, whose unchanged files need no xattr reads.
-pub fn collect(root: &Path, paths: &[PathBuf], cache: Option<&Db>) -> Result<SourceTree, PersistError> {
+/// Directories are listed through handles opened beneath `source`'s root.
+pub fn collect(
+    source: &SourceRoot,
+    paths: &[PathBuf],
+    cache: Option<&Db>,
+) -> Result<SourceTree, PersistError> {
+    let root = source.dir.as_path();
     let mut tree = SourceTree::new();
     add(root, &[], &mut tree, cache)?;
     for path in paths {
         let rel = relative_path(root, path)?;
         add_ancestors(root, &rel, path, &mut tree, cache)?;
-        walk(root, &rel, &mut tree, cache)?;
+        walk(source, &rel, &mut tree, cache)?;
     }
     Ok(tree)
 }
@@ -155,8 +163,19 @@ pub fn collect(root: &Path, paths: &[PathBuf], cache: Option<&Db>) -> Result<Sou
 /// Collects `root` and everything below it.
 pub fn collect_all(root: &Path) -> Result<SourceTree, PersistError> {
     let mut tree = SourceTree::new();
-    walk(root, &[], &mut tree, None)?;
+    walk(&SourceRoot::open(root, None)?, &[], &mut tree, None)?;
     Ok(tree)
+}
+
+/// An error about `at` (a path through a handle) told about `abs`.
+fn relabel(e: PersistError, at: &Path, abs: &Path) -> PersistError {
+    match e {
+        PersistError::Source { path, source } if path == at => PersistError::Source {
+            path: abs.to_path_buf(),
+            source,
+        },
+        e => e,
+    }
 }
 
 /// Checks a requested path and makes it relative to the root.
@@ -231,7 +250,10 @@ fn add_ancestors(
 fn add(root: &Path, rel: &[u8], tree: &mut SourceTree, cache: Option<&Db>) -> Result<(), PersistError> {
     let abs = abs_of(root, rel);
     let meta = fs::symlink_metadata(&abs).map_err(source_err(&abs))?;
-    tree.insert(TreePath(rel.to_vec()), Source::new(abs, meta, cache)?);
+    tree.insert(
+        TreePath(rel.to_vec()),
+        Source::new(abs.clone(), &abs, meta, cache)?,
+    );
     Ok(())
 }
 
@@ -239,8 +261,13 @@ fn add(root: &Path, rel: &[u8], tree: &mut SourceTree, cache: Option<&Db>) -> Re
 /// followed). Each level of the tree is read on a few threads: a persist of
 /// unchanged files is mostly these syscalls. Children are stat'ed relative to
 /// their directory's handle, which spares the kernel a walk of the whole path.
-fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree, cache: Option<&Db>) -> Result<(), PersistError> {
-    add(root, rel, tree, cache)?;
+fn walk(
+    source: &SourceRoot,
+    rel: &[u8],
+    tree: &mut SourceTree,
+    cache: Option<&Db>,
+) -> Result<(), PersistError> {
+    add(&source.dir, rel, tree, cache)?;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
@@ -253,7 +280,7 @@ fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree, cache: Option<&Db>) -> R
         let read: Vec<Result<Children, PersistError>> = std::thread::scope(|scope| {
             let workers: Vec<_> = level
                 .chunks(share)
-                .map(|dirs| scope.spawn(move || read_dirs(root, dirs, cache)))
+                .map(|dirs| scope.spawn(move || read_dirs(source, dirs, cache)))
                 .collect();
             workers
                 .into_iter()
@@ -276,16 +303,28 @@ fn walk(root: &Path, rel: &[u8], tree: &mut SourceTree, cache: Option<&Db>) -> R
 /// Paths (relative to the root) and sources read from directories.
 type Children = Vec<(Vec<u8>, Source)>;
 
-/// The children of directories `dirs` (relative to `root`), with their metadata.
-fn read_dirs(root: &Path, dirs: &[Vec<u8>], cache: Option<&Db>) -> Result<Children, PersistError> {
+/// The children of directories `dirs` (relative to the root), with their
+/// metadata. Each directory is opened beneath the root through no symlink
+/// and listed through that handle, so a directory swapped for a symlink
+/// during the walk is an error, never a listing of somewhere else.
+fn read_dirs(source: &SourceRoot, dirs: &[Vec<u8>], cache: Option<&Db>) -> Result<Children, PersistError> {
     let mut out = Vec::new();
     for dir in dirs {
-        let abs = abs_of(root, dir);
-        for child in fs::read_dir(&abs).map_err(source_err(&abs))? {
+        let abs = abs_of(&source.dir, dir);
+        let handle = match os::open_dir_beneath(&source.fd, dir) {
+            Ok(handle) => handle,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EXDEV | libc::ENOTDIR)) => {
+                return Err(PersistError::Replaced { path: abs });
+            }
+            Err(e) => return Err(source_err(&abs)(e)),
+        };
+        let listed = os::fd_path(&handle);
+        for child in fs::read_dir(&listed).map_err(source_err(&abs))? {
             let child = child.map_err(source_err(&abs))?;
-            let meta = child.metadata().map_err(source_err(&child.path()))?;
             let child_rel = join_path(dir, child.file_name().as_bytes());
-            out.push((child_rel, Source::new(child.path(), meta, cache)?));
+            let child_abs = abs_of(&source.dir, &child_rel);
+            let meta = child.metadata().map_err(source_err(&child_abs))?;
+            out.push((child_rel, Source::new(child_abs, &child.path(), meta, cache)?));
         }
     }
     Ok(out)
@@ -328,7 +367,8 @@ mod tests {
     /// Between the walk and the read, the file is swapped for a symlink to
     /// a secret, a FIFO, a device, another file, or its directory for a
     /// symlink: each time the open is an error naming the file, at once
-    /// (no hang on the FIFO), and nothing of what is there now is read.
+    /// (no hang on the FIFO), and nothing of what is there now is read; a
+    /// directory swapped for a symlink is not listed either.
     #[test]
     fn a_file_replaced_after_the_walk_is_never_read() {
         let dir = tempfile::tempdir().unwrap();
@@ -390,6 +430,11 @@ mod tests {
             source.open_file(&file, &stamp),
             Err(PersistError::Replaced { .. })
         ));
+        // Nor is a directory listed through a symlink swapped in for it.
+        match read_dirs(&source, &[b"sub".to_vec()], None) {
+            Err(PersistError::Replaced { path }) => assert_eq!(path, root.join("sub")),
+            other => panic!("listed {:?}", other.map(|c| c.len())),
+        }
     }
 
     /// A caller's credentials decide what a persist may read: a file only
@@ -440,13 +485,13 @@ mod tests {
         db.put_cached_files([(key, &stamp_of(&meta), &chunks[..], &remembered[..])])
             .unwrap();
 
-        let source = Source::new(file.clone(), meta, Some(&db)).unwrap();
+        let source = Source::new(file.clone(), &file, meta, Some(&db)).unwrap();
         assert_eq!(source.cached, Some(chunks.clone()));
         assert_eq!(source.attrs.xattrs, remembered);
 
         xattr::set(&file, "user.real", b"changed").unwrap();
         let meta = fs::symlink_metadata(&file).unwrap();
-        let source = Source::new(file, meta, Some(&db)).unwrap();
+        let source = Source::new(file.clone(), &file, meta, Some(&db)).unwrap();
         assert_eq!(source.cached, None);
         assert_eq!(
             source.attrs.xattrs,
