@@ -368,10 +368,18 @@ fn prefetch_fetches_what_was_read_first_last_time_first_then_everything() {
         u64_of(&before, "remote_get_requests"),
         "reading after the prefetch fetched more"
     );
-    assert_eq!(
-        chunk_reads(&after),
-        chunk_reads(&before),
-        "reads after the prefetch reached the daemon: the files were not in the page cache"
+    // The kernel may still drop a pushed page (an inode evicted between the
+    // push and the read takes its pages along): allow a few such reads, far
+    // fewer than reading the files through the daemon takes (one per chunk).
+    let through_daemon = chunk_reads(&after) - chunk_reads(&before);
+    let chunks: u64 = ["cache_hits", "cache_misses"]
+        .iter()
+        .map(|k| u64_of(&before, k))
+        .sum();
+    assert!(
+        through_daemon * 20 <= chunks,
+        "{through_daemon} reads after the prefetch reached the daemon (of {chunks} chunk reads so far): \
+         the files were not in the page cache"
     );
 
     let untraced = a.peer_named("untraced");
