@@ -176,6 +176,7 @@ fn main() {
         prefetch_key: "run-42/src".into(),
         prefetch: true,
         note: Some(b"{}".to_vec()),
+        owner: 1000,
     };
     write(out, "mount_record", "isolated", &view.encode());
 
