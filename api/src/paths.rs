@@ -29,13 +29,25 @@ pub fn socket(state_dir: &std::path::Path) -> PathBuf {
 
 /// Creates the state dir (and missing parents) with mode 0700 and makes an
 /// existing one 0700: it holds the frame cache, whose plaintext chunks come
-/// from files of every mode.
+/// from files of every mode. Someone else's state dir is an error saying whose, and what to do.
 pub fn create_state_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let owner = std::fs::metadata(dir)?.uid();
+    if me != 0 && owner != me {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "it belongs to uid {owner}, not to you (uid {me}): to use that user's daemon, set \
+                 WSFS_SOCKET to the socket it offers; else give WSFS_STATE_DIR a directory of your own"
+            ),
+        ));
+    }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 

@@ -248,6 +248,12 @@ fn what_root_persisted_stays_root_only_on_disk() {
     assert_eq!(socket_mode, 0o600);
     let out = a.wsfs_as(USER, USER, &[], ["status"]);
     assert!(!out.status.success(), "the other user reached root's daemon");
+    // It is told whose state dir that is, and what to do.
+    let err = stderr(&out);
+    assert!(
+        err.contains("belongs to uid 0") && err.contains("WSFS_SOCKET"),
+        "{err}"
+    );
     a.detach(&mnt);
 }
 

@@ -7,7 +7,7 @@
 //! after the checks is never followed, so a user cannot have a view mounted
 //! over a directory it does not own.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -66,7 +66,7 @@ impl Opened {
             _ => bad(e.to_string()),
         })?;
         let opened = Opened {
-            meta: std::fs::metadata(proc_path(&fd)).map_err(|e| bad(e.to_string()))?,
+            meta: std::fs::metadata(wsfs_fs::os::fd_path(&fd)).map_err(|e| bad(e.to_string()))?,
             fd,
         };
         if owner != 0 && opened.meta.uid() != owner {
@@ -82,12 +82,8 @@ impl Opened {
 
     /// The path that reaches exactly this directory.
     fn path(&self) -> PathBuf {
-        proc_path(&self.fd)
+        wsfs_fs::os::fd_path(&self.fd)
     }
-}
-
-fn proc_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// A new isolated view's scratch directory under `base`, its upper root

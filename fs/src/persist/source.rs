@@ -53,7 +53,7 @@ impl Source {
         };
         let (xattrs, cached) = match known {
             Some(CachedFile { chunks, xattrs }) => (xattrs, Some(chunks)),
-            None => (xattrs_of(at).map_err(|e| relabel(e, at, &abs))?, None),
+            None => (xattrs_of(at, &abs)?, None),
         };
         let attrs = Meta {
             mode: meta.mode() & 0o7777,
@@ -165,17 +165,6 @@ pub fn collect_all(root: &Path) -> Result<SourceTree, PersistError> {
     let mut tree = SourceTree::new();
     walk(&SourceRoot::open(root, None)?, &[], &mut tree, None)?;
     Ok(tree)
-}
-
-/// An error about `at` (a path through a handle) told about `abs`.
-fn relabel(e: PersistError, at: &Path, abs: &Path) -> PersistError {
-    match e {
-        PersistError::Source { path, source } if path == at => PersistError::Source {
-            path: abs.to_path_buf(),
-            source,
-        },
-        e => e,
-    }
 }
 
 /// Checks a requested path and makes it relative to the root.
@@ -330,19 +319,20 @@ fn read_dirs(source: &SourceRoot, dirs: &[Vec<u8>], cache: Option<&Db>) -> Resul
     Ok(out)
 }
 
-/// The extended attributes of a source path, sorted by name.
-fn xattrs_of(abs: &Path) -> Result<Vec<Xattr>, PersistError> {
+/// The extended attributes of the source path reached at `at`, sorted by
+/// name; errors name it `named`.
+fn xattrs_of(at: &Path, named: &Path) -> Result<Vec<Xattr>, PersistError> {
     let mut xattrs = Vec::new();
-    match xattr::list(abs) {
+    match xattr::list(at) {
         Ok(names) => {
             for name in names {
-                if let Some(value) = xattr::get(abs, &name).map_err(source_err(abs))? {
+                if let Some(value) = xattr::get(at, &name).map_err(source_err(named))? {
                     xattrs.push((name.as_bytes().to_vec(), value));
                 }
             }
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
-        Err(e) => return Err(source_err(abs)(e)),
+        Err(e) => return Err(source_err(named)(e)),
     }
     xattrs.sort();
     Ok(xattrs)
