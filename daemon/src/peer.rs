@@ -79,8 +79,8 @@ impl Peer {
         self.uid == 0
     }
 
-    /// Whether the caller is root or in `group`.
-    fn is_admin(&self, group: Option<u32>) -> bool {
+    /// Whether the caller is root or in `group` (the admin group).
+    pub fn is_admin(&self, group: Option<u32>) -> bool {
         self.is_root() || group.is_some_and(|g| self.gid == g || self.groups.contains(&g))
     }
 

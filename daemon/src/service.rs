@@ -289,16 +289,7 @@ impl Wsfs for Service {
         let caller = peer.caller();
         let req = request.into_inner();
         let ws = workspace_name(&req.workspace)?;
-        // Setting the expiry of a workspace others persisted to deletes their
-        // layers later: as `wsfs expire`, that is for root and the admin group.
-        let expiry_refused = (req.expire_after_ms > 0)
-            .then(|| {
-                peer.require_admin(
-                    "persist --expire-after on an existing workspace",
-                    self.daemon.config.admin_group,
-                )
-            })
-            .and_then(Result::err);
+        let admin_group = self.daemon.config.admin_group;
         let root = PathBuf::from(std::ffi::OsStr::from_bytes(&req.root));
         let paths: Vec<PathBuf> = req
             .paths
@@ -350,11 +341,18 @@ impl Wsfs for Service {
                 cancelled: Some(&cancelled),
                 caller: caller.as_ref(),
             };
-            if let Some(refused) = expiry_refused {
-                match workspace::layers(&daemon.store, &ws) {
-                    Ok(layers) if layers.is_empty() => {}
-                    Ok(_) => return drop(tx.blocking_send(Err(refused))),
-                    Err(e) => return drop(tx.blocking_send(Err(store_status(e)))),
+            // Setting the expiry of a workspace others persisted to deletes their
+            // layers later: as `wsfs expire`, that is for root and the admin group.
+            if req.expire_after_ms > 0 && !peer.is_admin(admin_group) {
+                let allowed = match workspace::layers(&daemon.store, &ws) {
+                    Ok(layers) if layers.is_empty() => Ok(()),
+                    Ok(_) => {
+                        peer.require_admin("persist --expire-after on an existing workspace", admin_group)
+                    }
+                    Err(e) => Err(store_status(e)),
+                };
+                if let Err(status) = allowed {
+                    return drop(tx.blocking_send(Err(status)));
                 }
             }
             let outcome = persist(&daemon.store, &request, &mut report);
@@ -427,14 +425,8 @@ impl Wsfs for Service {
         let peer = Peer::of_request(&request)?;
         let req = request.into_inner();
         let mountpoint = absolute(&req.mountpoint, "mountpoint")?;
-        if let Some(view) = self
-            .daemon
-            .mounts
-            .views()
-            .iter()
-            .find(|v| v.mountpoint == mountpoint)
-        {
-            peer.require_owner(&format!("detach {}", mountpoint.display()), view.owner)?;
+        if let Some(owner) = self.daemon.mounts.owner_of(&mountpoint) {
+            peer.require_owner(&format!("detach {}", mountpoint.display()), owner)?;
         }
         let daemon = self.daemon.clone();
         let target = mountpoint.clone();

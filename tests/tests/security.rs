@@ -122,6 +122,32 @@ fn another_user_may_do_only_what_it_could_do_itself() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // An expiry on a workspace of its own: set. On root's workspace: refused,
+    // as it would delete root's layers later.
+    let own_root = mine.to_str().unwrap();
+    let expiring = [
+        "persist",
+        "--workspace",
+        "user/expiring",
+        "--expire-after",
+        "1h",
+        "--root",
+        own_root,
+        ".",
+    ];
+    let out = a.wsfs_as(USER, USER, &[], expiring);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let on_roots = [
+        "persist",
+        "--workspace",
+        "ci/shared",
+        "--expire-after",
+        "1h",
+        "--root",
+        own_root,
+        ".",
+    ];
+    refused(&a, &[], &on_roots, "--expire-after on an existing workspace");
     write_file(&mine.join("root-only"), b"not the user's\n").unwrap();
     fs::set_permissions(mine.join("root-only"), fs::Permissions::from_mode(0o600)).unwrap();
     let root = mine.to_str().unwrap();

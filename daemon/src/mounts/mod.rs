@@ -57,7 +57,7 @@ pub struct View {
     /// The mountpoint was created by attach (and is removed by detach).
     created: bool,
     /// The user who attached it (0: root).
-    pub owner: u32,
+    owner: u32,
     /// Where it is in its life.
     state: ViewState,
     /// Where the access trace of the view's readers is kept (`--prefetch-key`,
@@ -515,6 +515,11 @@ impl Mounts {
             let shared = table.shared.remove(version).expect("present");
             shared.close(self.link.as_deref(), version, lazy);
         }
+    }
+
+    /// Who attached the view at `mountpoint` (0: root), if it is one.
+    pub fn owner_of(&self, mountpoint: &Path) -> Option<u32> {
+        self.table.lock().unwrap().views.get(mountpoint).map(|v| v.owner)
     }
 
     /// Every view, by mountpoint.
