@@ -1,23 +1,61 @@
-//! Command-line flags of `wsfs`.
+//! Command-line flags of `wsfs`: the clap definition alone, which
+//! `build.rs` also compiles to write the man pages and shell completions.
 
 use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
-/// wsfs: persist build outputs as layers of a workspace, and attach a
-/// workspace in later steps as a lazily fetched FUSE mount.
+/// Persist build outputs as workspace layers; attach them as lazy FUSE mounts.
 ///
-/// The CLI talks to a local daemon (wsfsd), started automatically. Environment:
-/// WSFS_STATE_DIR (state dir), WSFS_SOCKET (daemon socket), WSFS_REMOTE (object
-/// store URL, default a directory in the state dir), WSFS_CACHE_BYTES (chunk
-/// cache budget, e.g. 10G), WSFS_REMOTE_TIMEOUT (seconds a remote request may
-/// retry). The last three are read when the daemon starts.
+/// The CLI talks to a local daemon (wsfsd), started automatically. `wsfs help
+/// COMMAND` details a command; `man wsfs` and docs/cli-contract.md describe
+/// every command and its JSON output.
 #[derive(Parser)]
-#[command(name = "wsfs", version = wsfs_build_id::VERSION, propagate_version = true)]
+#[command(
+    name = "wsfs",
+    version = wsfs_build_id::VERSION,
+    propagate_version = true,
+    after_long_help = environment_help()
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The environment variables of `wsfs`, with what they set, as `wsfs
+/// --help` and the ENVIRONMENT section of `man wsfs` list them.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "WSFS_STATE_DIR",
+        "the state dir [default: /var/lib/wsfs for root, else ~/.local/state/wsfs]",
+    ),
+    (
+        "WSFS_SOCKET",
+        "the daemon's socket [default: wsfsd.sock in the state dir]",
+    ),
+    (
+        "WSFS_REMOTE",
+        "the object store URL, read when the daemon starts [default: remote/ in the state dir]",
+    ),
+    (
+        "WSFS_CACHE_BYTES",
+        "the chunk cache budget, e.g. 10G, read when the daemon starts",
+    ),
+    (
+        "WSFS_REMOTE_TIMEOUT",
+        "seconds a remote request may retry, read when the daemon starts",
+    ),
+];
+
+/// The ENVIRONMENT table as help text.
+fn environment_help() -> String {
+    let width = ENVIRONMENT.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let lines: Vec<String> = ENVIRONMENT
+        .iter()
+        .map(|(name, what)| format!("  {name:<width$}  {what}"))
+        .collect();
+    format!("Environment:\n{}", lines.join("\n"))
 }
 
 /// Output flags shared by every command.
@@ -49,7 +87,9 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Attach a view of a workspace at a mountpoint (data is fetched on first read).
+    /// Attach a view of a workspace at a mountpoint.
+    ///
+    /// Data is fetched on first read, or ahead of readers with --prefetch.
     Attach {
         /// The workspace, NAMESPACE/NAME.
         #[arg(long, short = 'w')]
@@ -73,6 +113,10 @@ pub enum Command {
         /// that miss still go first.
         #[arg(long)]
         prefetch: bool,
+        /// Wait until the prefetch is done (a progress bar on a terminal);
+        /// exit non-zero if it fails or stops.
+        #[arg(long, requires = "prefetch")]
+        wait: bool,
         /// Keep and use the access trace under this key instead of the
         /// workspace name: attaches of different workspaces read alike (e.g.
         /// each run's build output) can share one (e.g. build/linux).
@@ -81,8 +125,10 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Detach a view; with --persist, an isolated view's changes first become
-    /// the next layer of its workspace.
+    /// Detach a view, optionally persisting an isolated view's changes.
+    ///
+    /// With --persist, an isolated view's changes first become the next
+    /// layer of its workspace; without it they are discarded.
     Detach {
         /// The mountpoint given to attach.
         mountpoint: PathBuf,
@@ -107,9 +153,11 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Delete a workspace, or with --expired every workspace whose expiry
-    /// has passed (e.g. runs kept with `wsfs run --keep`): attaching it fails
-    /// from now on (views attached before keep working).
+    /// Delete a workspace, or every expired one.
+    ///
+    /// With --expired, deletes every workspace whose expiry has passed (e.g.
+    /// runs kept with `wsfs run --keep`). Attaching a deleted workspace fails
+    /// from now on; views attached before keep working.
     Rm {
         /// The workspace, NAMESPACE/NAME.
         #[arg(required_unless_present = "expired", conflicts_with = "expired")]
@@ -120,8 +168,10 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Collect the remote's garbage: delete expired workspaces, then the
-    /// layers and packs no workspace references. Deleting takes two runs: a
+    /// Collect the remote's garbage (or empty the local cache with --cache).
+    ///
+    /// Deletes expired workspaces, then the layers and packs no workspace
+    /// references. Deleting takes two runs: a
     /// run condemns unreferenced objects older than --grace, and a run at
     /// least --grace later deletes those still unreferenced, so a persist
     /// running meanwhile never loses its chunks. Run it periodically (e.g.
@@ -147,8 +197,10 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Verify the remote: every workspace's layers exist and decode, every
-    /// pack they reference exists and its index lists their chunks; with
+    /// Verify the remote's workspaces, layers and packs.
+    ///
+    /// Every workspace's layers must exist and decode, every pack they
+    /// reference must exist and its index list their chunks; with
     /// --read-data, every chunk is fetched and checked against its id. Names
     /// each broken object with the layers and workspaces it hits, and exits
     /// non-zero when anything is broken. A pack found corrupt is marked in
@@ -161,8 +213,10 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Run a Tekton v1 pipeline (a Pipeline or PipelineRun file) on this
-    /// host: each task as soon as the tasks it runs after succeeded, its
+    /// Run a Tekton v1 pipeline on this host, its workspaces as wsfs views.
+    ///
+    /// FILE is a Pipeline or PipelineRun. Each task runs as soon as the
+    /// tasks it runs after succeeded, its
     /// workspaces as wsfs views, each step in a mount namespace that shows
     /// only the workspaces it may see. Needs root. See docs/pipeline.md.
     Run {
@@ -188,11 +242,11 @@ pub enum Command {
         /// securityContext gives runAsUser (runAsGroup); without it, steps
         /// run as root.
         #[arg(long, value_name = "UID[:GID]")]
-        step_user: Option<crate::run::StepUser>,
+        step_user: Option<crate::step_user::StepUser>,
         #[command(flatten)]
         output: Output,
     },
-    /// Show the daemon's counters and mounts.
+    /// Show the daemon's mounts and counters.
     Status {
         #[command(flatten)]
         output: Output,
@@ -207,13 +261,32 @@ pub enum Command {
         #[command(subcommand)]
         action: DaemonAction,
     },
+    /// Write the man pages or shell completions into a directory (packaging).
+    #[command(hide = true)]
+    Generate {
+        /// What to write.
+        #[arg(value_enum)]
+        what: Generated,
+        /// The directory (created when missing).
+        dir: PathBuf,
+    },
+}
+
+/// What `wsfs generate` writes.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Generated {
+    /// wsfs.1 and one page per command (wsfs-attach.1, ...).
+    Man,
+    /// wsfs.bash, _wsfs (zsh) and wsfs.fish.
+    Completions,
 }
 
 /// What `wsfs daemon` does.
 #[derive(Subcommand)]
 pub enum DaemonAction {
-    /// Hand every mount to a new daemon started from the binaries on disk
-    /// (an upgrade): readers wait a moment, no read fails, isolated views
+    /// Hand every mount to a new daemon started from the binaries on disk.
+    ///
+    /// For an upgrade: readers wait a moment, no read fails, isolated views
     /// keep their changes.
     Restart {
         #[command(flatten)]

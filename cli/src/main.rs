@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod output;
 mod run;
+mod step_user;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -60,6 +61,7 @@ async fn run(cli: Cli) -> Result<()> {
             sub_path,
             upper_dir,
             prefetch,
+            wait,
             prefetch_key,
             output,
         } => {
@@ -71,7 +73,7 @@ async fn run(cli: Cli) -> Result<()> {
                 prefetch,
                 prefetch_key,
             };
-            commands::mount::attach(&mut client, &workspace, &mountpoint, &view, output.json).await
+            commands::mount::attach(&mut client, &workspace, &mountpoint, &view, wait, output.json).await
         }
         Command::Detach {
             mountpoint,
@@ -146,5 +148,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Daemon {
             action: DaemonAction::Restart { output },
         } => commands::daemon::restart(&daemon, output.json).await,
+        Command::Generate { what, dir } => commands::generate::run(what, &dir),
     }
 }

@@ -1,7 +1,9 @@
 //! Printing results: human text by default, one JSON object with `--json`.
 
+use std::io::IsTerminal;
 use std::time::{Duration, UNIX_EPOCH};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 /// Prints `json` when asked for JSON, else the text `human` builds.
@@ -30,6 +32,28 @@ pub fn bytes(n: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// `done of total` bytes with the percentage, e.g. `12.3 MiB / 40.0 MiB (31%)`.
+pub fn bytes_of(done: u64, total: u64) -> String {
+    let percent = (done as f64 * 100.0 / total.max(1) as f64).min(100.0);
+    format!("{} / {} ({percent:.0}%)", bytes(done), bytes(total))
+}
+
+/// A byte progress bar on stderr (message, bytes, rate, ETA), drawn only
+/// when stderr is a terminal and the output is not JSON.
+pub fn progress_bar(json: bool) -> ProgressBar {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    if json || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar
 }
 
 /// An RFC 3339 UTC time from milliseconds since the epoch.
@@ -72,5 +96,7 @@ mod tests {
             "A    BB\nxyz  1"
         );
         assert_eq!(time_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(bytes_of(12 << 20, 40 << 20), "12.0 MiB / 40.0 MiB (30%)");
+        assert_eq!(bytes_of(0, 0), "0 B / 0 B (0%)");
     }
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 use wsfs_api::pb;
 
 use crate::client::Daemon;
-use crate::commands::mount::mount_json;
+use crate::commands::mount::{mount_json, prefetch_text};
 use crate::output::{bytes, emit, table, time_ms};
 
 /// Prints counters and mounts (starting the daemon if needed).
@@ -41,62 +41,76 @@ pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
             "views": m.views,
         })).collect::<Vec<_>>(),
     });
-    emit(json, value, || {
-        let mut text = format!(
-            "daemon {} (pid {}), state dir {}\nremote {}: {} GETs ({} frames), {} fetched; {} PUTs, {} stored\n\
-             cache: {} of {} used, {} hits, {} misses, {} read errors",
-            s.version,
-            s.pid,
-            s.state_dir,
-            s.remote,
-            s.remote_get_requests,
-            s.remote_frames_fetched,
-            bytes(s.remote_bytes_fetched),
-            s.remote_put_requests,
-            bytes(s.remote_bytes_stored),
-            bytes(s.cache_bytes),
-            bytes(s.cache_budget_bytes),
-            s.cache_hits,
-            s.cache_misses,
-            s.read_errors,
-        );
-        if s.remote_down {
-            text.push_str(&format!(
-                "\nremote DOWN since {}: {}",
-                time_ms(s.remote_down_since_ms),
-                s.remote_error
-            ));
-        }
-        if !s.mounts.is_empty() {
-            let rows: Vec<Vec<String>> = s
-                .mounts
-                .iter()
-                .map(|m| {
-                    vec![
-                        m.mountpoint.clone(),
-                        m.workspace.clone(),
-                        m.version.clone(),
-                        m.view.clone(),
-                        if m.sub_path.is_empty() {
-                            "/".into()
-                        } else {
-                            m.sub_path.clone()
-                        },
-                    ]
-                })
-                .collect();
-            text.push_str("\n\n");
-            let header = ["MOUNTPOINT", "WORKSPACE", "VERSION", "VIEW", "SUB-PATH"];
-            text.push_str(&table(&header, &rows));
-            text.push_str(&format!(
-                "\n{} views share {} FUSE mounts",
-                s.mounts.len(),
-                s.shared_mounts.len()
-            ));
-        }
-        text
-    });
+    emit(json, value, || status_text(&s));
     Ok(())
+}
+
+/// `wsfs status` as text: a table of the views, then the daemon's counters.
+fn status_text(s: &pb::StatusReply) -> String {
+    let mut text = if s.mounts.is_empty() {
+        "no views attached".to_string()
+    } else {
+        let rows: Vec<Vec<String>> = s
+            .mounts
+            .iter()
+            .map(|m| {
+                vec![
+                    m.mountpoint.clone(),
+                    m.workspace.clone(),
+                    m.view.clone(),
+                    m.version.clone(),
+                    m.layers.len().to_string(),
+                    if m.sub_path.is_empty() {
+                        "/".into()
+                    } else {
+                        m.sub_path.clone()
+                    },
+                    prefetch_text(m),
+                ]
+            })
+            .collect();
+        let header = [
+            "MOUNTPOINT",
+            "WORKSPACE",
+            "VIEW",
+            "VERSION",
+            "LAYERS",
+            "SUB-PATH",
+            "PREFETCH",
+        ];
+        format!(
+            "{}\n{} views share {} FUSE mounts",
+            table(&header, &rows),
+            s.mounts.len(),
+            s.shared_mounts.len()
+        )
+    };
+    text.push_str(&format!(
+        "\n\ndaemon {} (pid {}), state dir {}\nremote {}: {} GETs ({} frames), {} fetched; {} PUTs, {} stored\n\
+         cache: {} of {} used, {} hits, {} misses, {} read errors",
+        s.version,
+        s.pid,
+        s.state_dir,
+        s.remote,
+        s.remote_get_requests,
+        s.remote_frames_fetched,
+        bytes(s.remote_bytes_fetched),
+        s.remote_put_requests,
+        bytes(s.remote_bytes_stored),
+        bytes(s.cache_bytes),
+        bytes(s.cache_budget_bytes),
+        s.cache_hits,
+        s.cache_misses,
+        s.read_errors,
+    ));
+    if s.remote_down {
+        text.push_str(&format!(
+            "\nremote DOWN since {}: {}",
+            time_ms(s.remote_down_since_ms),
+            s.remote_error
+        ));
+    }
+    text
 }
 
 /// Detaches everything and stops the daemon; fine when none runs.

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod daemon;
 pub mod gc;
+pub mod generate;
 pub mod mount;
 pub mod persist;
 pub mod workspaces;

@@ -1,15 +1,19 @@
 //! `wsfs attach` and `wsfs detach`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 use wsfs_api::pb;
 use wsfs_api::Client;
 
 use crate::args::ViewKind;
 use crate::commands::persist::{result_json, result_text};
-use crate::output::{bytes, emit};
+use crate::output::{bytes, bytes_of, emit, progress_bar};
+
+/// How often `attach --wait` asks the daemon how far the prefetch got.
+const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// An absolute form of `path`, resolving symlinks of the part that exists.
 fn absolute(path: &Path) -> Result<PathBuf> {
@@ -39,12 +43,14 @@ pub struct ViewOptions {
     pub prefetch_key: Option<String>,
 }
 
-/// Attaches a view of `workspace` at `mountpoint`.
+/// Attaches a view of `workspace` at `mountpoint`; with `wait`, returns once
+/// its prefetch is done.
 pub async fn attach(
     client: &mut Client,
     workspace: &str,
     mountpoint: &Path,
     view: &ViewOptions,
+    wait: bool,
     json: bool,
 ) -> Result<()> {
     let upper_dir = match &view.upper_dir {
@@ -60,7 +66,10 @@ pub async fn attach(
         prefetch: view.prefetch,
         prefetch_key: view.prefetch_key.clone().unwrap_or_default(),
     };
-    let m = client.attach(request).await?.into_inner();
+    let mut m = client.attach(request).await?.into_inner();
+    if wait {
+        m = wait_for_prefetch(client, m, json).await?;
+    }
     emit(json, mount_json(&m), || {
         let sub_path = if m.sub_path.is_empty() {
             String::new()
@@ -79,6 +88,62 @@ pub async fn attach(
         )
     });
     Ok(())
+}
+
+/// Follows the prefetch of the view `attached` until it is done, with a
+/// progress bar on a terminal; returns the view as it is then. A prefetch
+/// that fails or stops is an error (the view stays attached).
+async fn wait_for_prefetch(
+    client: &mut Client,
+    attached: pb::MountInfo,
+    json: bool,
+) -> Result<pb::MountInfo> {
+    let bar = progress_bar(json);
+    let outcome = loop {
+        let status = client.status(pb::StatusRequest {}).await?.into_inner();
+        let Some(m) = status
+            .mounts
+            .into_iter()
+            .find(|m| m.mountpoint == attached.mountpoint)
+        else {
+            break Err(anyhow!(
+                "{} was detached while its prefetch ran",
+                attached.mountpoint
+            ));
+        };
+        bar.set_length(m.prefetch_bytes_total);
+        bar.set_position(m.prefetch_bytes_done);
+        bar.set_message(format!(
+            "prefetch {}/{} files",
+            m.prefetch_files_done, m.prefetch_files_total
+        ));
+        match m.prefetch_state.as_str() {
+            "done" => break Ok(m),
+            "starting" | "running" => {}
+            state => {
+                break Err(anyhow!(
+                "the prefetch of {} at {} ended {state:?} at {}: the view stays attached and reads fetch \
+                 on demand; see wsfsd.log in the state dir",
+                m.workspace,
+                m.mountpoint,
+                bytes_of(m.prefetch_bytes_done, m.prefetch_bytes_total)
+            ))
+            }
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    };
+    bar.finish_and_clear();
+    outcome
+}
+
+/// The prefetch column of `wsfs status`: `—` without prefetch, the state
+/// when not running, else bytes done of total.
+pub fn prefetch_text(m: &pb::MountInfo) -> String {
+    match m.prefetch_state.as_str() {
+        "" => "—".into(),
+        "running" => bytes_of(m.prefetch_bytes_done, m.prefetch_bytes_total),
+        state => state.into(),
+    }
 }
 
 /// Detaches the view at `mountpoint`, persisting its changes first when asked.

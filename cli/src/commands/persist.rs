@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use wsfs_api::pb::{self, persist_event::Event};
 use wsfs_api::Client;
 
-use crate::output::{bytes, emit, time_ms};
+use crate::output::{bytes, emit, progress_bar, time_ms};
 
 /// What `wsfs persist` was asked.
 pub struct Request<'a> {
@@ -39,16 +38,7 @@ pub async fn run(client: &mut Client, req: &Request<'_>, json: bool) -> Result<(
             .collect(),
         expire_after_ms: req.expire_after.map_or(0, |d| (d.as_millis() as u64).max(1)),
     };
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    if json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = progress_bar(json);
     let result = stream(client, request, |p| {
         bar.set_length(p.bytes_total);
         bar.set_position(p.bytes_done);

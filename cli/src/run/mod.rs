@@ -22,8 +22,8 @@ use wsfs_pipeline::tekton::{self, RunOptions};
 
 use self::report::{summary, task_json, TaskReport, TaskStatus};
 use self::task::RunContext;
-pub use self::user::StepUser;
 use crate::commands::persist;
+pub use crate::step_user::StepUser;
 
 /// When the workspaces of a run killed before its clean-up (SIGKILL, a
 /// crash) expire; a run that ends sets their expiry itself (`--keep`).

@@ -19,8 +19,9 @@ use wsfs_pipeline::workspace_files::{self, FilesCheckError};
 use super::namespace::{isolate, Hidden, Mount, Mounts};
 use super::report::{StepReport, StepStatus, TaskReport, TaskStatus};
 use super::slug;
-use super::user::{identity, StepUser};
+use super::user::identity;
 use crate::commands::persist;
+use crate::step_user::StepUser;
 
 /// Where steps' working directories and default mount paths live.
 const WORKSPACE_ROOT: &str = "/workspace";

@@ -3,48 +3,12 @@
 
 use std::ffi::{CStr, OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::str::FromStr;
 
 use anyhow::{bail, Result};
 use wsfs_pipeline::plan::RunAs;
 
 use super::namespace::Ids;
-
-/// `--step-user UID[:GID]`: the user (and group) of steps whose
-/// `securityContext` does not say.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StepUser {
-    /// The user id.
-    pub uid: Option<u32>,
-    /// The group id.
-    pub gid: Option<u32>,
-}
-
-/// A user or group id: a number below 4294967295 (which means "unchanged").
-fn id(text: &str, what: &str) -> Result<u32> {
-    match text.parse::<u32>() {
-        Ok(id) if id != u32::MAX => Ok(id),
-        _ => bail!(
-            "{what} {text:?} is not a numeric id: give a number from 0 to {}",
-            u32::MAX - 1
-        ),
-    }
-}
-
-impl FromStr for StepUser {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> Result<StepUser> {
-        let (uid, gid) = match text.split_once(':') {
-            Some((uid, gid)) => (uid, Some(gid)),
-            None => (text, None),
-        };
-        Ok(StepUser {
-            uid: Some(id(uid, "user")?),
-            gid: gid.map(|g| id(g, "group")).transpose()?,
-        })
-    }
-}
+use crate::step_user::StepUser;
 
 /// How a step runs: the ids it switches to (none: it stays the user of
 /// `wsfs run`) and its `HOME`.
@@ -130,32 +94,6 @@ pub fn identity(run_as: &RunAs, default: StepUser) -> Result<Identity> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn step_users_are_numeric_ids() {
-        let parse = |text: &str| text.parse::<StepUser>().map_err(|e| e.to_string());
-        assert_eq!(
-            parse("1234"),
-            Ok(StepUser {
-                uid: Some(1234),
-                gid: None
-            })
-        );
-        assert_eq!(
-            parse("0:100"),
-            Ok(StepUser {
-                uid: Some(0),
-                gid: Some(100)
-            })
-        );
-        assert_eq!(
-            parse("builder").unwrap_err(),
-            "user \"builder\" is not a numeric id: give a number from 0 to 4294967294"
-        );
-        assert!(parse("1:").unwrap_err().starts_with("group \"\""));
-        assert!(parse("-1").is_err());
-        assert!(parse("4294967295").is_err());
-    }
 
     #[test]
     fn the_security_context_comes_before_the_default() {
