@@ -76,8 +76,13 @@ pub async fn attach(
         } else {
             format!(", sub-path {}", m.sub_path)
         };
+        let prefetch = if m.prefetch_state.is_empty() {
+            String::new()
+        } else {
+            format!("; prefetch {}", prefetch_text(&m))
+        };
         format!(
-            "attached {} at {} ({} view{sub_path}; version {}, {} layers, {} files, {})",
+            "attached {} at {} ({} view{sub_path}; version {}, {} layers, {} files, {}){prefetch}",
             m.workspace,
             m.mountpoint,
             m.view,
