@@ -185,12 +185,15 @@ fn status_shows_a_table_of_the_views() {
             .iter()
             .find(|l| l.starts_with(&format!("{} ", s(mountpoint))))
             .unwrap_or_else(|| panic!("no row for {}:\n{status}", mountpoint.display()));
+        // By characters: the prefetch column may hold a `—`.
+        let chars: Vec<char> = line.chars().collect();
         let cells: Vec<String> = starts
             .iter()
             .enumerate()
             .map(|(i, &start)| {
-                let end = starts.get(i + 1).copied().unwrap_or(line.len()).min(line.len());
-                line[start..end].trim().to_string()
+                let end = starts.get(i + 1).copied().unwrap_or(chars.len()).min(chars.len());
+                let cell: String = chars[start.min(end)..end].iter().collect();
+                cell.trim().to_string()
             })
             .collect();
         assert!(
