@@ -171,10 +171,10 @@ pub enum Command {
     /// Collect the remote's garbage (or empty the local cache with --cache).
     ///
     /// Deletes expired workspaces, then the layers and packs no workspace
-    /// references. Deleting takes two runs: a
-    /// run condemns unreferenced objects older than --grace, and a run at
-    /// least --grace later deletes those still unreferenced, so a persist
-    /// running meanwhile never loses its chunks. Run it periodically (e.g.
+    /// references. Deleting takes two runs: a run condemns unreferenced
+    /// objects older than --grace, and a run at least --grace later deletes
+    /// those still unreferenced, so a persist running meanwhile never loses
+    /// its chunks. Run it periodically (e.g.
     /// hourly from cron). Access traces (`traces/`) no mount wrote for
     /// --trace-max-age are deleted too.
     Gc {
@@ -216,9 +216,9 @@ pub enum Command {
     /// Run a Tekton v1 pipeline on this host, its workspaces as wsfs views.
     ///
     /// FILE is a Pipeline or PipelineRun. Each task runs as soon as the
-    /// tasks it runs after succeeded, its
-    /// workspaces as wsfs views, each step in a mount namespace that shows
-    /// only the workspaces it may see. Needs root. See docs/pipeline.md.
+    /// tasks it runs after succeeded, its workspaces as wsfs views, each step
+    /// in a mount namespace that shows only the workspaces it may see. Needs
+    /// root. See docs/pipeline.md.
     Run {
         /// The pipeline file (YAML, apiVersion tekton.dev/v1).
         file: PathBuf,
