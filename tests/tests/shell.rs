@@ -15,7 +15,7 @@ use serde_json::Value;
 use wsfs_tests::host::default_timeout;
 use wsfs_tests::json::{str_of, u64_of};
 use wsfs_tests::tree::{generate, TreeSpec};
-use wsfs_tests::{process, Host, MIB};
+use wsfs_tests::{process, Host, HostConfig, MIB};
 
 /// The commands `wsfs --help` must list.
 const COMMANDS: &[&str] = &[
@@ -311,6 +311,34 @@ fn attach_wait_returns_with_the_prefetch_done_and_no_progress_on_a_pipe() {
         "{}",
         text(&refused.stderr)
     );
+}
+
+/// `attach --prefetch --wait` on a workspace whose packs were lost: the
+/// prefetch fails, the command says so and exits non-zero, and the view
+/// stays attached with the failure in `wsfs status`.
+#[test]
+fn attach_wait_fails_when_the_prefetch_fails_and_the_view_stays() {
+    let ci = Host::with_config(HostConfig::named("ci").file_remote());
+    let src = ci.path("src");
+    generate(&src, &TreeSpec::plain(25, 5).with_big_file(2 * MIB)).unwrap();
+    ci.ok_json(["persist", "-w", "ci/out", "--root", s(&src), "."]);
+    for pack in ci.remote_objects("packs") {
+        fs::remove_file(ci.remote_dir().join(pack)).unwrap();
+    }
+    let job = ci.peer(HostConfig::named("job").env("WSFS_REMOTE_TIMEOUT", "1"));
+    let mnt = job.path("out");
+    let out = job.wsfs(["attach", "-w", "ci/out", "--prefetch", "--wait", s(&mnt)]);
+    let error = text(&out.stderr);
+    assert!(!out.status.success(), "attach --wait succeeded without the packs");
+    assert!(
+        error.starts_with("error: the prefetch of ci/out")
+            && error.contains("failed")
+            && error.contains("stays attached"),
+        "{error}"
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let prefetch = job.view_status(&mnt)["prefetch"].clone();
+    assert!(str_of(&prefetch, "state").starts_with("failed: "), "{prefetch}");
 }
 
 /// What `wsfs args` writes to its stderr when that is a terminal (a pty).
