@@ -53,4 +53,6 @@ pub mod store;
 #[cfg(feature = "store")]
 pub mod tree;
 pub mod workers;
+#[cfg(all(test, feature = "store"))]
+mod architecture_doc;
 pub mod workspace;

@@ -24,7 +24,7 @@ const YIELD: Duration = Duration::from_millis(2);
 /// flight: a busy mount's readers get the remote first, while one reader
 /// walking the tree (one read at a time) does not stop the prefetch that
 /// would serve it.
-const YIELD_AT_READS: usize = 4;
+pub(crate) const YIELD_AT_READS: usize = 4;
 
 /// The order in which a mount's inodes were first read; lock-free, so that
 /// recording costs a read one atomic load once the inode was seen.
@@ -157,7 +157,7 @@ impl Progress {
 /// The most the first GET of a prefetch takes (but at least two frames);
 /// each next one may take twice as much, up to [`MAX_WINDOW`]. Starting small keeps the first GETs from
 /// filling the link while the view's first reads wait for their frames.
-const FIRST_SPAN: u64 = 256 * 1024;
+pub(crate) const FIRST_SPAN: u64 = 256 * 1024;
 
 /// Consecutive frames of one pack, fetched by one GET.
 type Span = (PackId, Vec<Frame>);

@@ -226,3 +226,14 @@ impl Shared {
         let _ = std::fs::remove_dir(&path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn architecture_quotes_the_prefetch_concurrency() {
+        let doc = include_str!("../../../ARCHITECTURE.md");
+        let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        let phrase = format!("{} GETs at a time", super::PREFETCH_THREADS);
+        assert!(doc.contains(&phrase), "ARCHITECTURE.md does not say {phrase:?}: update it or the code");
+    }
+}
