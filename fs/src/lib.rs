@@ -52,6 +52,7 @@ pub mod prefetch;
 pub mod store;
 #[cfg(feature = "store")]
 pub mod tree;
+pub mod unix_time;
 pub mod workers;
 #[cfg(all(test, feature = "store"))]
 mod architecture_doc;

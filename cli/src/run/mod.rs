@@ -11,7 +11,7 @@ mod user;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -381,8 +381,7 @@ async fn cleanup(ctx: &RunContext, owned: &HashSet<String>, keep: Duration, run:
             };
             match client.expire(request).await {
                 Ok(reply) => {
-                    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(reply.into_inner().expires_at_ms);
-                    let until = humantime::format_rfc3339_seconds(at);
+                    let until = crate::output::time_ms(reply.into_inner().expires_at_ms);
                     let line = format!(
                         "kept workspace {ws} until {until}: then `wsfs rm --expired` (or the next `wsfs run`) deletes it"
                     );
