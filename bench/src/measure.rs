@@ -280,14 +280,16 @@ fn rows(t: &Times, seen: &Seen, tree: &Tree, patterns: &[Pattern]) -> Vec<Row> {
             Target::None,
         )
     }));
-    rows.push(Row::new(
-        "stored bytes (remote dir)",
-        Qty::Bytes(seen.stored()),
-        Qty::Bytes(seen.archive_bytes),
-        "tar.zst, zstd -3",
-        Target::AtMost(1.0),
-    )
-    .headline());
+    rows.push(
+        Row::new(
+            "stored bytes (remote dir)",
+            Qty::Bytes(seen.stored()),
+            Qty::Bytes(seen.archive_bytes),
+            "tar.zst, zstd -3",
+            Target::AtMost(1.0),
+        )
+        .headline(),
+    );
     rows
 }
 

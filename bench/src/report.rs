@@ -64,7 +64,11 @@ impl Qty {
     pub fn from_json(v: &Value) -> Option<Qty> {
         if let Some(samples) = v.get("samples_ms").and_then(Value::as_array) {
             let ms: Option<Vec<f64>> = samples.iter().map(Value::as_f64).collect();
-            return Some(Qty::Time(Samples(ms?.into_iter().map(|ms| Duration::from_secs_f64(ms / 1e3)).collect())));
+            return Some(Qty::Time(Samples(
+                ms?.into_iter()
+                    .map(|ms| Duration::from_secs_f64(ms / 1e3))
+                    .collect(),
+            )));
         }
         v.get("bytes")
             .and_then(Value::as_u64)
@@ -135,7 +139,10 @@ impl Row {
 
     /// This row, marked for the README's table of headline figures.
     pub fn headline(self) -> Row {
-        Row { headline: true, ..self }
+        Row {
+            headline: true,
+            ..self
+        }
     }
 
     /// A row comparing two sets of timings.

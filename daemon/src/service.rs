@@ -423,9 +423,13 @@ impl Wsfs for Service {
         let daemon = self.daemon.clone();
         let target = mountpoint.clone();
         let persisted = blocking(move || {
+            let persist = match req.persist_if_changed {
+                true => daemon.mounts.has_changes(&target).map_err(mount_status)?,
+                false => req.persist,
+            };
             let persisted = daemon
                 .mounts
-                .detach(&target, req.persist, false)
+                .detach(&target, persist, false)
                 .map_err(mount_status)?;
             Ok(persisted.map(|(ws, outcome)| persist_result(ws.to_string(), outcome)))
         })

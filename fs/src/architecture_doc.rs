@@ -36,13 +36,19 @@ fn architecture_quotes_the_constants_of_the_code() {
             crate::prefetch::FIRST_SPAN / KIB,
             MAX_WINDOW / MIB
         ),
-        format!("readers have {} or more reads in flight", crate::prefetch::YIELD_AT_READS),
+        format!(
+            "readers have {} or more reads in flight",
+            crate::prefetch::YIELD_AT_READS
+        ),
         match crate::fuse::TTL.as_secs() / 86_400 {
             1 => "pages for a day".to_string(),
             days => format!("pages for {days} days"),
         },
     ];
     for phrase in &phrases {
-        assert!(doc.contains(phrase.as_str()), "ARCHITECTURE.md does not say {phrase:?}: update it or the code");
+        assert!(
+            doc.contains(phrase.as_str()),
+            "ARCHITECTURE.md does not say {phrase:?}: update it or the code"
+        );
     }
 }

@@ -25,6 +25,8 @@
 //! The library is synchronous; only `store::remote` runs async code, on a
 //! runtime of its own.
 
+#[cfg(all(test, feature = "store"))]
+mod architecture_doc;
 #[cfg(feature = "store")]
 pub mod check;
 pub mod chunking;
@@ -54,6 +56,4 @@ pub mod store;
 pub mod tree;
 pub mod unix_time;
 pub mod workers;
-#[cfg(all(test, feature = "store"))]
-mod architecture_doc;
 pub mod workspace;

@@ -300,7 +300,8 @@ impl Mounts {
             if !table.shared.contains_key(&view.version) {
                 let path = self.dir.join(&view.version);
                 let (ws, link) = (&view.workspace, self.link.as_deref());
-                let shared = SharedMount::open(&self.store, link, ws, &view.version, path, tree, Connection::New)?;
+                let shared =
+                    SharedMount::open(&self.store, link, ws, &view.version, path, tree, Connection::New)?;
                 table.shared.insert(view.version.clone(), shared);
             }
             let shared = &table.shared[&view.version];
@@ -520,6 +521,19 @@ impl Mounts {
     /// Who attached the view at `mountpoint` (0: root), if it is one.
     pub fn owner_of(&self, mountpoint: &Path) -> Option<u32> {
         self.table.lock().unwrap().views.get(mountpoint).map(|v| v.owner)
+    }
+
+    /// Whether the view at `mountpoint` has changes to persist: an isolated
+    /// view whose upper directory holds anything (or cannot be read).
+    pub fn has_changes(&self, mountpoint: &Path) -> Result<bool, MountError> {
+        let table = self.table.lock().unwrap();
+        let view = table
+            .views
+            .get(mountpoint)
+            .ok_or_else(|| MountError::NotMounted(mountpoint.into()))?;
+        Ok(view.scratch.as_ref().is_some_and(|scratch| {
+            std::fs::read_dir(scratch.upper()).map_or(true, |mut entries| entries.next().is_some())
+        }))
     }
 
     /// Every view, by mountpoint.

@@ -234,6 +234,9 @@ mod tests {
         let doc = include_str!("../../../ARCHITECTURE.md");
         let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
         let phrase = format!("{} GETs at a time", super::PREFETCH_THREADS);
-        assert!(doc.contains(&phrase), "ARCHITECTURE.md does not say {phrase:?}: update it or the code");
+        assert!(
+            doc.contains(&phrase),
+            "ARCHITECTURE.md does not say {phrase:?}: update it or the code"
+        );
     }
 }

@@ -27,7 +27,6 @@ use thiserror::Error;
 
 use crate::chunking::chunk_stream;
 use crate::crash;
-use crate::unix_time;
 use crate::error::StoreError;
 use crate::gc;
 use crate::ids::{ChunkId, LayerId, PackId};
@@ -36,6 +35,7 @@ pub use crate::os::Caller;
 use crate::store::db::FileStamp;
 use crate::store::readahead::FrameIndex;
 use crate::store::Store;
+use crate::unix_time;
 use crate::workspace::{self, LayerRecord, WorkspaceName};
 use guard::{retrying, Avoid, Built};
 use packer::Packer;
