@@ -161,3 +161,20 @@ fn a_remote_is_shown_without_its_credentials() {
     assert_eq!(settings.value(Key::Remote).shown().as_deref(), Some("s3://***@bucket/ci"));
     assert_eq!(settings.remote(Path::new("/x")), "s3://KEY:SECRET@bucket/ci");
 }
+
+#[test]
+fn the_docs_and_the_example_file_list_every_setting() {
+    let docs = include_str!("../../../docs/config.md");
+    let example = include_str!("../../../deploy/config.toml");
+    let example_keys: Vec<&str> = example
+        .lines()
+        .filter_map(|l| l.strip_prefix('#')?.split_once(" = ").map(|(k, _)| k))
+        .collect();
+    for setting in &SETTINGS {
+        let row = format!("| `{}` | `{}` |", setting.key, setting.env);
+        assert!(docs.contains(&row), "docs/config.md has no row {row}");
+        assert!(example_keys.contains(&setting.key), "deploy/config.toml lacks {}", setting.key);
+    }
+    assert_eq!(example_keys.len(), SETTINGS.len(), "{example_keys:?}");
+    assert!(example.lines().all(|l| l.is_empty() || l.starts_with('#')), "an uncommented line");
+}
