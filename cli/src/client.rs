@@ -41,7 +41,8 @@ impl Daemon {
         Daemon {
             socket: settings.socket(),
             config_file: settings.config_env_value(),
-            remote: (remote.source != Source::Default).then(|| (settings.remote(&state_dir), remote.source.clone())),
+            remote: (remote.source != Source::Default)
+                .then(|| (settings.remote(&state_dir), remote.source.clone())),
             daemon_binary: settings.text(Key::Daemon).map(PathBuf::from),
             state_dir,
         }

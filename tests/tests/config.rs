@@ -70,14 +70,20 @@ fn the_daemon_uses_the_settings_of_the_config_file() {
     assert_eq!(config["file"], file.to_str().unwrap(), "{config}");
     let from_line = |line| format!("file {}:{line}", file.display());
     let remote_setting = setting(&config, "remote");
-    assert_eq!(str_of(remote_setting, "value"), format!("file://{}", remote.display()));
+    assert_eq!(
+        str_of(remote_setting, "value"),
+        format!("file://{}", remote.display())
+    );
     assert_eq!(str_of(remote_setting, "source"), from_line(2));
     assert_eq!(str_of(remote_setting, "env"), "WSFS_REMOTE");
     assert_eq!(str_of(setting(&config, "cache_bytes"), "value"), "64M");
     assert_eq!(str_of(setting(&config, "cache_bytes"), "source"), from_line(3));
     assert_eq!(str_of(setting(&config, "remote_timeout"), "value"), "12");
     assert_eq!(str_of(setting(&config, "remote_timeout"), "source"), from_line(4));
-    assert_eq!(str_of(setting(&config, "state_dir"), "source"), "env WSFS_STATE_DIR");
+    assert_eq!(
+        str_of(setting(&config, "state_dir"), "source"),
+        "env WSFS_STATE_DIR"
+    );
     assert_eq!(str_of(setting(&config, "log_format"), "source"), "default");
     let table = String::from_utf8(a.wsfs(["config"]).stdout).unwrap();
     let row = table
@@ -94,7 +100,10 @@ fn the_daemon_uses_the_settings_of_the_config_file() {
         "layer {layer} is not in the remote of the config file {}",
         remote.display()
     );
-    assert!(first.remote_objects("layers").is_empty(), "the layer went to the harness's remote");
+    assert!(
+        first.remote_objects("layers").is_empty(),
+        "the layer went to the harness's remote"
+    );
     let status = a.status();
     assert_eq!(u64_of(&status, "cache_budget_bytes"), 64 << 20, "{status}");
     assert_eq!(str_of(&status, "remote"), format!("file://{}", remote.display()));
@@ -118,14 +127,24 @@ fn the_config_flag_names_the_file_for_the_daemon_it_starts() {
 
     let missing = a.path("missing.toml");
     let error = a.fails(["config", "--config", missing.to_str().unwrap()]);
-    assert!(error.contains(&format!("config file {} (--config) does not exist", missing.display())), "{error}");
+    assert!(
+        error.contains(&format!(
+            "config file {} (--config) does not exist",
+            missing.display()
+        )),
+        "{error}"
+    );
 }
 
 /// A variable set in the environment wins over the same key in the file.
 #[test]
 fn the_environment_overrides_the_file() {
     let first = base();
-    let file = config_file(&first, "config.toml", "cache_bytes = \"64M\"\nremote_timeout = \"12s\"\n");
+    let file = config_file(
+        &first,
+        "config.toml",
+        "cache_bytes = \"64M\"\nremote_timeout = \"12s\"\n",
+    );
     let a = first.peer(
         HostConfig::named("a")
             .env("WSFS_CONFIG", file.to_str().unwrap())
@@ -133,7 +152,10 @@ fn the_environment_overrides_the_file() {
     );
     let config = a.ok_json(["config"]);
     assert_eq!(str_of(setting(&config, "cache_bytes"), "value"), "32M");
-    assert_eq!(str_of(setting(&config, "cache_bytes"), "source"), "env WSFS_CACHE_BYTES");
+    assert_eq!(
+        str_of(setting(&config, "cache_bytes"), "source"),
+        "env WSFS_CACHE_BYTES"
+    );
     assert_eq!(
         str_of(setting(&config, "remote_timeout"), "source"),
         format!("file {}:2", file.display())
@@ -151,25 +173,41 @@ fn a_mistake_in_the_file_names_key_file_and_line_and_starts_nothing() {
     for command in [&["status"][..], &["config"], &["ls"]] {
         let error = a.fails(command);
         assert!(
-            error.contains(&format!("config file {}, line 3: unknown key \"cache_byte\"", typo.display())),
+            error.contains(&format!(
+                "config file {}, line 3: unknown key \"cache_byte\"",
+                typo.display()
+            )),
             "{error}"
         );
         assert!(error.contains("did you mean \"cache_bytes\"?"), "{error}");
     }
-    assert!(!daemon_started(&a), "a daemon started despite the bad config file");
+    assert!(
+        !daemon_started(&a),
+        "a daemon started despite the bad config file"
+    );
     // The user fixes the typo: now the daemon starts, with the file's budget.
     fs::write(&typo, "remote_timeout = 5\n\ncache_bytes = \"1G\"\n").unwrap();
     assert_eq!(u64_of(&a.status(), "cache_budget_bytes"), 1 << 30);
 
-    let bad = config_file(&first, "bad.toml", "cache_bytes = \"64M\"\nremote_timeout = \"soon\"\n");
+    let bad = config_file(
+        &first,
+        "bad.toml",
+        "cache_bytes = \"64M\"\nremote_timeout = \"soon\"\n",
+    );
     let b = host_with_file(&first, "b", &bad);
     let error = b.fails(["status"]);
     assert!(
-        error.contains(&format!("config file {}, line 2: remote_timeout = \"soon\"", bad.display())),
+        error.contains(&format!(
+            "config file {}, line 2: remote_timeout = \"soon\"",
+            bad.display()
+        )),
         "{error}"
     );
     assert!(error.contains("expected seconds such as 30"), "{error}");
-    assert!(!daemon_started(&b), "a daemon started despite the bad config file");
+    assert!(
+        !daemon_started(&b),
+        "a daemon started despite the bad config file"
+    );
 
     let error = first.fails(["--config", bad.to_str().unwrap(), "config"]);
     assert!(error.contains("line 2: remote_timeout"), "{error}");
@@ -184,7 +222,10 @@ fn root_refuses_a_config_file_others_may_write() {
     fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
     let a = host_with_file(&first, "a", &file);
     let error = a.fails(["status"]);
-    assert!(error.contains(&format!("config file {}", file.display())), "{error}");
+    assert!(
+        error.contains(&format!("config file {}", file.display())),
+        "{error}"
+    );
     assert!(error.contains("chmod go-w"), "{error}");
     assert!(!daemon_started(&a));
     fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
@@ -195,13 +236,23 @@ fn root_refuses_a_config_file_others_may_write() {
 #[test]
 fn the_remote_is_shown_without_credentials() {
     let first = base();
-    let file = config_file(&first, "s3.toml", "remote = \"s3://AKIDEXAMPLE:s3cr3t@ci-bucket/wsfs\"\n");
+    let file = config_file(
+        &first,
+        "s3.toml",
+        "remote = \"s3://AKIDEXAMPLE:s3cr3t@ci-bucket/wsfs\"\n",
+    );
     let a = host_with_file(&first, "a", &file);
     let config = a.ok_json(["config"]);
-    assert_eq!(str_of(setting(&config, "remote"), "value"), "s3://***@ci-bucket/wsfs");
+    assert_eq!(
+        str_of(setting(&config, "remote"), "value"),
+        "s3://***@ci-bucket/wsfs"
+    );
     let table = a.wsfs(["config"]);
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.contains("s3://***@ci-bucket/wsfs") && !text.contains("s3cr3t"), "{text}");
+    assert!(
+        text.contains("s3://***@ci-bucket/wsfs") && !text.contains("s3cr3t"),
+        "{text}"
+    );
 }
 
 /// With `log_format = "json"` every line of `wsfsd.log`, the holder's
@@ -221,14 +272,27 @@ fn json_logs_are_one_object_a_line() {
     for line in &lines {
         let entry: Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}\n{log}"));
-        assert!(entry["timestamp"].is_string() && entry["level"].is_string(), "{line}");
+        assert!(
+            entry["timestamp"].is_string() && entry["level"].is_string(),
+            "{line}"
+        );
         assert!(entry["fields"]["message"].is_string(), "{line}");
         targets.push(str_of(&entry, "target").to_string());
     }
-    assert!(targets.iter().any(|t| t == "wsfs_holder"), "no line of the holder in:\n{log}");
-    assert!(targets.iter().any(|t| t != "wsfs_holder"), "no line of the daemon in:\n{log}");
+    assert!(
+        targets.iter().any(|t| t == "wsfs_holder"),
+        "no line of the holder in:\n{log}"
+    );
+    assert!(
+        targets.iter().any(|t| t != "wsfs_holder"),
+        "no line of the daemon in:\n{log}"
+    );
 
-    let out = first.command(["status"]).env("WSFS_LOG_FORMAT", "yaml").output().unwrap();
+    let out = first
+        .command(["status"])
+        .env("WSFS_LOG_FORMAT", "yaml")
+        .output()
+        .unwrap();
     let error = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(error.contains("error: WSFS_LOG_FORMAT=\"yaml\""), "{error}");

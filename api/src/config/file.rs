@@ -39,7 +39,11 @@ pub(super) struct Entry {
 
 /// The file named by `flag`, else by `WSFS_CONFIG`, else the default one if
 /// it exists; `none` names no file. A named file must exist.
-pub(super) fn locate(flag: Option<&Path>, env: &Env<'_>, euid: u32) -> Result<Option<ConfigFile>, ConfigError> {
+pub(super) fn locate(
+    flag: Option<&Path>,
+    env: &Env<'_>,
+    euid: u32,
+) -> Result<Option<ConfigFile>, ConfigError> {
     let named = match flag {
         Some(path) => Some((path.to_path_buf(), Chosen::Flag)),
         None => env("WSFS_CONFIG").map(|path| (PathBuf::from(path), Chosen::Env)),
@@ -100,7 +104,9 @@ pub(super) fn read(file: &ConfigFile, euid: u32) -> Result<Vec<Entry>, ConfigErr
 /// each a known key with a string (or, where it makes sense, an integer).
 pub(super) fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, ConfigError> {
     let line_of = |offset: Option<std::ops::Range<usize>>| {
-        offset.map_or(0, |span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+        offset.map_or(0, |span| {
+            text[..span.start.min(text.len())].matches('\n').count() + 1
+        })
     };
     let doc = toml_edit::Document::parse(text).map_err(|e| ConfigError::Syntax {
         path: path.to_path_buf(),
@@ -141,13 +147,22 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, ConfigError> 
                 } else {
                     "a string"
                 };
-                return Err(bad(given, format!("expected {wanted}: {}", setting.kind.expected())));
+                return Err(bad(
+                    given,
+                    format!("expected {wanted}: {}", setting.kind.expected()),
+                ));
             }
         };
         if text.is_empty() {
-            return Err(bad("\"\"".into(), format!("empty: expected {}", setting.kind.expected())));
+            return Err(bad(
+                "\"\"".into(),
+                format!("empty: expected {}", setting.kind.expected()),
+            ));
         }
-        setting.kind.check(&text).map_err(|why| bad(format!("{text:?}"), why))?;
+        setting
+            .kind
+            .check(&text)
+            .map_err(|why| bad(format!("{text:?}"), why))?;
         entries.push(Entry { setting, text, line });
     }
     Ok(entries)

@@ -229,7 +229,11 @@ impl Settings {
             } else {
                 (default_text(setting, &values, env, euid), Source::Default)
             };
-            values.push(Value { setting, text, source });
+            values.push(Value {
+                setting,
+                text,
+                source,
+            });
         }
         Ok(Settings { file, values })
     }
@@ -293,7 +297,8 @@ impl Settings {
     /// A group setting (`socket_group`, `admin_group`): its id, if set.
     pub fn group(&self, key: Key) -> Option<u32> {
         debug_assert_eq!(key.setting().kind, Kind::Group);
-        self.text(key).map(|text| values::group_id(text).expect("checked"))
+        self.text(key)
+            .map(|text| values::group_id(text).expect("checked"))
     }
 
     /// `log_format`.
@@ -321,7 +326,14 @@ pub fn default_remote(state_dir: &Path) -> String {
 
 /// The default of `setting`, given the settings before it.
 fn default_text(setting: &Setting, before: &[Value], env: &Env<'_>, euid: u32) -> Option<String> {
-    let state_dir = || PathBuf::from(before[Key::StateDir as usize].text.as_deref().expect("resolved first"));
+    let state_dir = || {
+        PathBuf::from(
+            before[Key::StateDir as usize]
+                .text
+                .as_deref()
+                .expect("resolved first"),
+        )
+    };
     match setting.default {
         Default::Value(text) => Some(text.to_string()),
         Default::Unset(_) => None,

@@ -82,7 +82,8 @@ pub enum Default {
 impl std::fmt::Display for Default {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Default::Value(text) | Default::Derived(text) | Default::Unset(text) => f.write_str(text),
+            Default::Value(text) | Default::Derived(text) => f.write_str(text),
+            Default::Unset(text) => write!(f, "unset: {text}"),
         }
     }
 }
@@ -177,7 +178,7 @@ pub static SETTINGS: [Setting; 14] = [
         env: "WSFS_SOCKET_GROUP",
         flag: None,
         description: "the group whose members may use the daemon (socket mode 0660)",
-        default: Default::Unset("only the daemon's user (socket mode 0600)"),
+        default: Default::Unset("only the daemon's user, socket mode 0600"),
         kind: Kind::Group,
     },
     Setting {

@@ -42,17 +42,27 @@ fn a_flag_beats_the_environment_which_beats_the_file_which_beats_the_default() {
     assert_eq!(settings.remote_timeout(), Duration::from_secs(7));
     assert_eq!(settings.value(Key::RemoteTimeout).source, file_line(3));
     assert_eq!(settings.text(Key::CsiDriverName), Some("flag.example"));
-    assert_eq!(settings.value(Key::CsiDriverName).source, Source::Flag("--csi-driver-name"));
+    assert_eq!(
+        settings.value(Key::CsiDriverName).source,
+        Source::Flag("--csi-driver-name")
+    );
     assert_eq!(settings.text(Key::Log), Some("warn"));
     assert_eq!(settings.value(Key::Log).source, Source::Env("WSFS_LOG"));
     assert_eq!(settings.log_format(), LogFormat::Text);
     assert_eq!(settings.value(Key::LogFormat).source, Source::Default);
-    assert_eq!(settings.value(Key::CacheBytes).source.to_string(), format!("file {}:2", path.display()));
+    assert_eq!(
+        settings.value(Key::CacheBytes).source.to_string(),
+        format!("file {}:2", path.display())
+    );
 }
 
 #[test]
 fn defaults_follow_the_state_dir() {
-    let settings = resolve(&Flags::new(Some("none".into())), &[("WSFS_STATE_DIR", "/srv/wsfs")]).unwrap();
+    let settings = resolve(
+        &Flags::new(Some("none".into())),
+        &[("WSFS_STATE_DIR", "/srv/wsfs")],
+    )
+    .unwrap();
     assert!(settings.file().is_none());
     assert_eq!(settings.socket(), Path::new("/srv/wsfs/wsfsd.sock"));
     assert_eq!(settings.text(Key::Remote), Some("file:///srv/wsfs/remote"));
@@ -66,7 +76,10 @@ fn an_unknown_key_names_the_file_the_line_and_the_closest_key() {
     let (_dir, path) = config_file("remote = \"memory:\"\n\ncache_byte = \"1G\"\n");
     let error = with_file(&path, &[]).unwrap_err().to_string();
     assert!(
-        error.starts_with(&format!("config file {}, line 3: unknown key \"cache_byte\"", path.display())),
+        error.starts_with(&format!(
+            "config file {}, line 3: unknown key \"cache_byte\"",
+            path.display()
+        )),
         "{error}"
     );
     assert!(error.contains("did you mean \"cache_bytes\"?"), "{error}");
@@ -77,7 +90,10 @@ fn a_bad_value_names_the_file_the_line_the_key_and_what_is_expected() {
     let (_dir, path) = config_file("remote = \"memory:\"\ncache_bytes = \"ten\"\n");
     let error = with_file(&path, &[]).unwrap_err().to_string();
     assert!(
-        error.starts_with(&format!("config file {}, line 2: cache_bytes = \"ten\"", path.display())),
+        error.starts_with(&format!(
+            "config file {}, line 2: cache_bytes = \"ten\"",
+            path.display()
+        )),
         "{error}"
     );
     assert!(error.contains("expected a size such as 10G"), "{error}");
@@ -105,14 +121,20 @@ fn integers_are_taken_where_a_number_makes_sense() {
 fn a_syntax_error_names_the_line() {
     let (_dir, path) = config_file("remote = \"memory:\"\ncache_bytes = \n");
     let error = with_file(&path, &[]).unwrap_err().to_string();
-    assert!(error.starts_with(&format!("config file {}, line 2: ", path.display())), "{error}");
+    assert!(
+        error.starts_with(&format!("config file {}, line 2: ", path.display())),
+        "{error}"
+    );
 }
 
 #[test]
 fn a_bad_environment_value_names_the_variable() {
-    let error = resolve(&Flags::new(Some("none".into())), &[("WSFS_REMOTE_TIMEOUT", "soon")])
-        .unwrap_err()
-        .to_string();
+    let error = resolve(
+        &Flags::new(Some("none".into())),
+        &[("WSFS_REMOTE_TIMEOUT", "soon")],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(error.starts_with("WSFS_REMOTE_TIMEOUT=\"soon\": "), "{error}");
     assert!(error.contains("expected seconds"), "{error}");
 }
@@ -126,15 +148,23 @@ fn which_file() {
     let none = resolve(&Flags::default(), &[("WSFS_CONFIG", "none")]).unwrap();
     assert!(none.file().is_none());
     let missing = path.with_file_name("missing.toml");
-    let error = resolve(&Flags::new(Some(missing.clone())), &[]).unwrap_err().to_string();
+    let error = resolve(&Flags::new(Some(missing.clone())), &[])
+        .unwrap_err()
+        .to_string();
     assert!(
-        error.starts_with(&format!("config file {} (--config) does not exist", missing.display())),
+        error.starts_with(&format!(
+            "config file {} (--config) does not exist",
+            missing.display()
+        )),
         "{error}"
     );
     // A user's default file is under XDG_CONFIG_HOME; a missing one is no file.
     let vars = [("XDG_CONFIG_HOME", path.parent().unwrap().to_str().unwrap())];
     let env = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
-    assert!(Settings::resolve(&Flags::default(), &env, 1000).unwrap().file().is_none());
+    assert!(Settings::resolve(&Flags::default(), &env, 1000)
+        .unwrap()
+        .file()
+        .is_none());
     std::fs::create_dir(path.with_file_name("wsfs")).unwrap();
     std::fs::copy(&path, path.with_file_name("wsfs").join("config.toml")).unwrap();
     let found = Settings::resolve(&Flags::default(), &env, 1000).unwrap();
@@ -158,7 +188,10 @@ fn root_refuses_a_file_others_may_write() {
 fn a_remote_is_shown_without_its_credentials() {
     let (_dir, path) = config_file("remote = \"s3://KEY:SECRET@bucket/ci\"\n");
     let settings = with_file(&path, &[]).unwrap();
-    assert_eq!(settings.value(Key::Remote).shown().as_deref(), Some("s3://***@bucket/ci"));
+    assert_eq!(
+        settings.value(Key::Remote).shown().as_deref(),
+        Some("s3://***@bucket/ci")
+    );
     assert_eq!(settings.remote(Path::new("/x")), "s3://KEY:SECRET@bucket/ci");
 }
 
@@ -173,8 +206,15 @@ fn the_docs_and_the_example_file_list_every_setting() {
     for setting in &SETTINGS {
         let row = format!("| `{}` | `{}` |", setting.key, setting.env);
         assert!(docs.contains(&row), "docs/config.md has no row {row}");
-        assert!(example_keys.contains(&setting.key), "deploy/config.toml lacks {}", setting.key);
+        assert!(
+            example_keys.contains(&setting.key),
+            "deploy/config.toml lacks {}",
+            setting.key
+        );
     }
     assert_eq!(example_keys.len(), SETTINGS.len(), "{example_keys:?}");
-    assert!(example.lines().all(|l| l.is_empty() || l.starts_with('#')), "an uncommented line");
+    assert!(
+        example.lines().all(|l| l.is_empty() || l.starts_with('#')),
+        "an uncommented line"
+    );
 }

@@ -129,7 +129,10 @@ mod tests {
     fn credentials_in_urls_are_hidden() {
         assert_eq!(redact_url("s3://KEY:SECRET@bucket/p"), "s3://***@bucket/p");
         assert_eq!(redact_url("https://h/b?sig=abc#x"), "https://h/b?***");
-        assert_eq!(redact_url("file:///var/lib/wsfs/remote"), "file:///var/lib/wsfs/remote");
+        assert_eq!(
+            redact_url("file:///var/lib/wsfs/remote"),
+            "file:///var/lib/wsfs/remote"
+        );
         assert_eq!(redact_url("memory:"), "memory:");
     }
 }

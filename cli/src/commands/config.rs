@@ -33,7 +33,7 @@ pub fn show(settings: &Settings, json: bool) {
             .map(|v| {
                 let shown = match (v.shown(), &v.source) {
                     (Some(text), _) => text,
-                    (None, Source::Default) => format!("({})", v.setting.default),
+                    (None, Source::Default) => v.setting.default.to_string(),
                     (None, _) => String::new(),
                 };
                 vec![v.setting.key.to_string(), shown, v.source.to_string()]

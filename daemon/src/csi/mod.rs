@@ -17,7 +17,6 @@ use wsfs_api::csi::{identity_server::IdentityServer, node_server::NodeServer};
 
 use crate::state::Daemon;
 
-
 /// How the plugin is reached and what it calls itself.
 #[derive(Clone, Debug)]
 pub struct CsiConfig {
