@@ -44,6 +44,16 @@ fn setting<'a>(config: &'a Value, key: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no setting {key:?} in {config}"))
 }
 
+/// Asserts that `error` contains each of `needles`.
+fn mentions(error: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            error.contains(needle),
+            "the error does not mention {needle:?}: {error}"
+        );
+    }
+}
+
 /// Whether the host's state dir shows a daemon was ever started there.
 fn daemon_started(host: &Host) -> bool {
     host.socket().exists() || host.state_dir().join("wsfsd.log").exists()
@@ -127,12 +137,12 @@ fn the_config_flag_names_the_file_for_the_daemon_it_starts() {
 
     let missing = a.path("missing.toml");
     let error = a.fails(["config", "--config", missing.to_str().unwrap()]);
-    assert!(
-        error.contains(&format!(
+    mentions(
+        &error,
+        &[&format!(
             "config file {} (--config) does not exist",
             missing.display()
-        )),
-        "{error}"
+        )],
     );
 }
 
@@ -170,16 +180,13 @@ fn a_mistake_in_the_file_names_key_file_and_line_and_starts_nothing() {
     let first = base();
     let typo = config_file(&first, "typo.toml", "remote_timeout = 5\n\ncache_byte = \"1G\"\n");
     let a = host_with_file(&first, "a", &typo);
+    let line_3 = format!(
+        "config file {}, line 3: unknown key \"cache_byte\"",
+        typo.display()
+    );
     for command in [&["status"][..], &["config"], &["ls"]] {
         let error = a.fails(command);
-        assert!(
-            error.contains(&format!(
-                "config file {}, line 3: unknown key \"cache_byte\"",
-                typo.display()
-            )),
-            "{error}"
-        );
-        assert!(error.contains("did you mean \"cache_bytes\"?"), "{error}");
+        mentions(&error, &[&line_3, "did you mean \"cache_bytes\"?"]);
     }
     assert!(
         !daemon_started(&a),
@@ -195,22 +202,15 @@ fn a_mistake_in_the_file_names_key_file_and_line_and_starts_nothing() {
         "cache_bytes = \"64M\"\nremote_timeout = \"soon\"\n",
     );
     let b = host_with_file(&first, "b", &bad);
-    let error = b.fails(["status"]);
-    assert!(
-        error.contains(&format!(
-            "config file {}, line 2: remote_timeout = \"soon\"",
-            bad.display()
-        )),
-        "{error}"
-    );
-    assert!(error.contains("expected seconds such as 30"), "{error}");
+    let line_2 = format!("config file {}, line 2: remote_timeout = \"soon\"", bad.display());
+    mentions(&b.fails(["status"]), &[&line_2, "expected seconds such as 30"]);
     assert!(
         !daemon_started(&b),
         "a daemon started despite the bad config file"
     );
 
     let error = first.fails(["--config", bad.to_str().unwrap(), "config"]);
-    assert!(error.contains("line 2: remote_timeout"), "{error}");
+    mentions(&error, &["line 2: remote_timeout"]);
     fs::write(&bad, "").unwrap();
 }
 
@@ -222,11 +222,10 @@ fn root_refuses_a_config_file_others_may_write() {
     fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
     let a = host_with_file(&first, "a", &file);
     let error = a.fails(["status"]);
-    assert!(
-        error.contains(&format!("config file {}", file.display())),
-        "{error}"
+    mentions(
+        &error,
+        &[&format!("config file {}", file.display()), "chmod go-w"],
     );
-    assert!(error.contains("chmod go-w"), "{error}");
     assert!(!daemon_started(&a));
     fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(u64_of(&a.status(), "cache_budget_bytes"), 64 << 20);
@@ -295,7 +294,9 @@ fn json_logs_are_one_object_a_line() {
         .unwrap();
     let error = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(error.contains("error: WSFS_LOG_FORMAT=\"yaml\""), "{error}");
-    assert!(error.contains("expected \"text\" or \"json\""), "{error}");
+    mentions(
+        &error,
+        &["error: WSFS_LOG_FORMAT=\"yaml\"", "expected \"text\" or \"json\""],
+    );
     assert!(!daemon_started(&first), "a daemon started with a bad log format");
 }

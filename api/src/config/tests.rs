@@ -22,6 +22,17 @@ fn with_file(path: &Path, vars: &[(&str, &str)]) -> Result<Settings, ConfigError
     resolve(&Flags::new(Some(path.to_path_buf())), vars)
 }
 
+/// Asserts that reading `path` fails with an error mentioning each of `needles`.
+fn fails_with(path: &Path, needles: &[&str]) {
+    let error = with_file(path, &[]).unwrap_err().to_string();
+    for needle in needles {
+        assert!(
+            error.contains(needle),
+            "the error does not mention {needle:?}: {error}"
+        );
+    }
+}
+
 #[test]
 fn a_flag_beats_the_environment_which_beats_the_file_which_beats_the_default() {
     let (_dir, path) = config_file(
@@ -74,38 +85,24 @@ fn defaults_follow_the_state_dir() {
 #[test]
 fn an_unknown_key_names_the_file_the_line_and_the_closest_key() {
     let (_dir, path) = config_file("remote = \"memory:\"\n\ncache_byte = \"1G\"\n");
-    let error = with_file(&path, &[]).unwrap_err().to_string();
-    assert!(
-        error.starts_with(&format!(
-            "config file {}, line 3: unknown key \"cache_byte\"",
-            path.display()
-        )),
-        "{error}"
+    let at = format!(
+        "config file {}, line 3: unknown key \"cache_byte\"",
+        path.display()
     );
-    assert!(error.contains("did you mean \"cache_bytes\"?"), "{error}");
+    fails_with(&path, &[&at, "did you mean \"cache_bytes\"?"]);
 }
 
 #[test]
 fn a_bad_value_names_the_file_the_line_the_key_and_what_is_expected() {
     let (_dir, path) = config_file("remote = \"memory:\"\ncache_bytes = \"ten\"\n");
-    let error = with_file(&path, &[]).unwrap_err().to_string();
-    assert!(
-        error.starts_with(&format!(
-            "config file {}, line 2: cache_bytes = \"ten\"",
-            path.display()
-        )),
-        "{error}"
-    );
-    assert!(error.contains("expected a size such as 10G"), "{error}");
+    let at = format!("config file {}, line 2: cache_bytes = \"ten\"", path.display());
+    fails_with(&path, &[&at, "expected a size such as 10G"]);
 
     let (_dir, path) = config_file("log_format = \"yaml\"\n");
-    let error = with_file(&path, &[]).unwrap_err().to_string();
-    assert!(error.contains("line 1: log_format = \"yaml\""), "{error}");
-    assert!(error.contains("\"text\" or \"json\""), "{error}");
+    fails_with(&path, &["line 1: log_format = \"yaml\"", "\"text\" or \"json\""]);
 
     let (_dir, path) = config_file("\nremote = 5\n");
-    let error = with_file(&path, &[]).unwrap_err().to_string();
-    assert!(error.contains("line 2: remote = 5: expected a string"), "{error}");
+    fails_with(&path, &["line 2: remote = 5: expected a string"]);
 }
 
 #[test]
@@ -120,11 +117,7 @@ fn integers_are_taken_where_a_number_makes_sense() {
 #[test]
 fn a_syntax_error_names_the_line() {
     let (_dir, path) = config_file("remote = \"memory:\"\ncache_bytes = \n");
-    let error = with_file(&path, &[]).unwrap_err().to_string();
-    assert!(
-        error.starts_with(&format!("config file {}, line 2: ", path.display())),
-        "{error}"
-    );
+    fails_with(&path, &[&format!("config file {}, line 2: ", path.display())]);
 }
 
 #[test]
