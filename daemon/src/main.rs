@@ -22,7 +22,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use wsfs_api::config::{Flags, Key, LogFormat, Settings};
+use wsfs_api::config::{Flags, Key, LogFormat, Settings, Source};
 use wsfs_fs::store::{Store, StoreConfig};
 
 use crate::config::Config;
@@ -113,6 +113,7 @@ fn run(args: Args) -> Result<()> {
         None => Some(lock_state_dir(&config)?),
     };
     init_logging(&config, &settings)?;
+    log_settings(&settings);
     wsfs_fs::crash::arm(&config.state_dir);
     let store = Store::open(&StoreConfig {
         state_dir: config.state_dir.clone(),
@@ -200,6 +201,16 @@ fn lock_state_dir(config: &Config) -> Result<std::fs::File> {
         );
     }
     Ok(file)
+}
+
+/// Logs the config file and every setting not left at its default, with its source.
+fn log_settings(settings: &Settings) {
+    let file = settings.file().map(|f| f.path.display().to_string());
+    tracing::info!(file = file.as_deref().unwrap_or("none"), "config file");
+    for value in settings.values().iter().filter(|v| v.source != Source::Default) {
+        let shown = value.shown().unwrap_or_default();
+        tracing::info!(key = value.setting.key, value = %shown, source = %value.source, "setting");
+    }
 }
 
 /// Logs to `wsfsd.log` in the state dir, filtered by `log`, as text or JSON lines (`log_format`).

@@ -24,7 +24,7 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use wsfs_api::config::{Flags, Key, LogFormat, Settings};
+use wsfs_api::config::{ConfigError, Flags, Key, LogFormat, Settings};
 use wsfs_holder::wire::{self, Op};
 use wsfs_holder::LINK_FD_ENV;
 
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     wsfs_api::paths::private_umask();
-    let settings = match Settings::load(&Flags::new(config_arg(&args))) {
+    let settings = match load_settings(&args) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("wsfs-holder: error: {e}");
@@ -351,6 +351,21 @@ fn daemon_binary(exe: &Path, setting: Option<&str>) -> PathBuf {
         .map(|dir| dir.join("wsfsd"))
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("wsfsd"))
+}
+
+/// The settings of the daemon's arguments, the environment and the config
+/// file. A holder that replaced itself holds the mounts: a config file broken
+/// since it started must not end it, so it then goes on without the file
+/// (the daemons it starts fail, and it retries, until the file is fixed).
+fn load_settings(args: &[OsString]) -> Result<Settings, ConfigError> {
+    let flags = Flags::new(config_arg(args));
+    match Settings::load(&flags) {
+        Err(e) if std::env::var_os(HANDOVER_ENV).is_some() => {
+            log(&format!("{e}: keeping the mounts, reading no config file"));
+            Settings::load(&Flags::new(Some(PathBuf::from("none"))))
+        }
+        loaded => loaded,
+    }
 }
 
 /// The config file the daemon's arguments name (`--config FILE`), which the
