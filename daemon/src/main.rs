@@ -20,9 +20,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use tracing_subscriber::EnvFilter;
-use wsfs_api::config::{Flags, Key, LogFormat, Settings, Source};
+use wsfs_api::config::{Flags, Key, LogFormat, Settings, Source, SETTINGS};
 use wsfs_fs::store::{Store, StoreConfig};
 
 use crate::config::Config;
@@ -73,8 +73,20 @@ impl Args {
     }
 }
 
+/// Every setting, for `--help`: its variable, config file key, meaning and default.
+fn settings_help() -> String {
+    let mut text = String::from(
+        "Settings (a flag, else the environment variable, else the config file key, else the default):\n",
+    );
+    for s in &SETTINGS {
+        text += &format!("  {} ({}): {} [default: {}]\n", s.env, s.key, s.description, s.default);
+    }
+    text
+}
+
 fn main() {
-    let args = Args::parse();
+    let matches = Args::command().after_help(settings_help()).get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let code = match run(args) {
         Ok(()) => 0,
         Err(e) => {
