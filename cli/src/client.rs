@@ -167,13 +167,6 @@ impl Daemon {
         }
     }
 
-    /// Waits until the daemon of this state dir has exited (its lock is free).
-    pub fn wait_stopped(&self) -> Result<()> {
-        lock_blocking(&self.state_dir.join("wsfsd.lock"), STOP_TIMEOUT).map(drop)
-    }
-}
-
-impl Daemon {
     /// A running daemon keeps the remote it was started with: refuse to let a
     /// command configured with another remote silently use it.
     async fn check_remote(&self, mut client: Client) -> Result<Client> {
@@ -190,6 +183,11 @@ impl Daemon {
             self.state_dir.display(),
             shown_url(wanted)
         )
+    }
+
+    /// Waits until the daemon of this state dir has exited (its lock is free).
+    pub fn wait_stopped(&self) -> Result<()> {
+        lock_blocking(&self.state_dir.join("wsfsd.lock"), STOP_TIMEOUT).map(drop)
     }
 }
 

@@ -79,7 +79,10 @@ fn settings_help() -> String {
         "Settings (a flag, else the environment variable, else the config file key, else the default):\n",
     );
     for s in &SETTINGS {
-        text += &format!("  {} ({}): {} [default: {}]\n", s.env, s.key, s.description, s.default);
+        text += &format!(
+            "  {} ({}): {} [default: {}]\n",
+            s.env, s.key, s.description, s.default
+        );
     }
     text
 }
