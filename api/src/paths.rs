@@ -1,31 +1,5 @@
-//! Where a daemon lives: its state dir and socket, from the environment.
-
-use std::path::PathBuf;
-
-/// `WSFS_STATE_DIR`, else `/var/lib/wsfs` for root, else
-/// `$XDG_STATE_HOME/wsfs` or `~/.local/state/wsfs`.
-pub fn state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("WSFS_STATE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/var/lib/wsfs");
-    }
-    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(xdg).join("wsfs");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-    PathBuf::from(home).join(".local/state/wsfs")
-}
-
-/// `WSFS_SOCKET`, else `wsfsd.sock` in the state dir.
-pub fn socket(state_dir: &std::path::Path) -> PathBuf {
-    match std::env::var_os("WSFS_SOCKET").filter(|s| !s.is_empty()) {
-        Some(socket) => PathBuf::from(socket),
-        None => state_dir.join("wsfsd.sock"),
-    }
-}
+//! Where a daemon lives: creating its state dir, and the umask of its processes
+//! (the state dir and socket are settings: `config`).
 
 /// Creates the state dir (and missing parents) with mode 0700 and makes an
 /// existing one 0700: it holds the frame cache, whose plaintext chunks come

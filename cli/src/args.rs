@@ -7,14 +7,17 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 /// wsfs: persist build outputs as layers of a workspace, and attach a
 /// workspace in later steps as a lazily fetched FUSE mount.
 ///
-/// The CLI talks to a local daemon (wsfsd), started automatically. Environment:
-/// WSFS_STATE_DIR (state dir), WSFS_SOCKET (daemon socket), WSFS_REMOTE (object
-/// store URL, default a directory in the state dir), WSFS_CACHE_BYTES (chunk
-/// cache budget, e.g. 10G), WSFS_REMOTE_TIMEOUT (seconds a remote request may
-/// retry). The last three are read when the daemon starts.
+/// The CLI talks to a local daemon (wsfsd), started automatically. Settings
+/// (state dir, socket, remote, cache budget...) come from WSFS_* environment
+/// variables, else a config file (/etc/wsfs/config.toml for root); the daemon
+/// reads them when it starts. `wsfs config` shows them; docs/config.md lists them.
 #[derive(Parser)]
 #[command(name = "wsfs", version = wsfs_build_id::VERSION, propagate_version = true)]
 pub struct Cli {
+    /// Read settings from this TOML file (`none`: no file) instead of the
+    /// default one [env: WSFS_CONFIG].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -199,6 +202,11 @@ pub enum Command {
     },
     /// Detach everything and stop the daemon.
     Shutdown {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show every setting's effective value and where it came from.
+    Config {
         #[command(flatten)]
         output: Output,
     },

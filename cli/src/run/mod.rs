@@ -23,6 +23,7 @@ use wsfs_pipeline::tekton::{self, RunOptions};
 use self::report::{summary, task_json, TaskReport, TaskStatus};
 use self::task::RunContext;
 pub use self::user::StepUser;
+use crate::client::Daemon;
 use crate::commands::persist;
 
 /// When the workspaces of a run killed before its clean-up (SIGKILL, a
@@ -87,7 +88,8 @@ fn rand_u8() -> u8 {
 }
 
 /// Runs the pipeline; an error when it failed (the summary says where).
-pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> {
+pub async fn run(client: Client, daemon: &Daemon, args: RunArgs) -> Result<()> {
+    let state_dir = &daemon.state_dir;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("wsfs run needs root: each step runs in a mount namespace of its own");
@@ -125,7 +127,7 @@ pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> 
         }
         Err(e) => say(&format!("cannot remove expired workspaces: {}", e.message())),
     }
-    let hidden = hidden_paths(&mut client, state_dir).await;
+    let hidden = hidden_paths(&mut client, daemon).await;
     let (bound, owned) = match bind_workspaces(&mut client, &plan, &run, &dir, &say).await {
         Ok(bound) => bound,
         Err(e) => {
@@ -196,8 +198,8 @@ pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> 
 
 /// What steps do not see: the state directory (this CLI's and the daemon's),
 /// the daemon's socket and its remote when that is a directory.
-async fn hidden_paths(client: &mut Client, state_dir: &Path) -> Vec<PathBuf> {
-    let mut paths = vec![state_dir.to_path_buf(), wsfs_api::paths::socket(state_dir)];
+async fn hidden_paths(client: &mut Client, daemon: &Daemon) -> Vec<PathBuf> {
+    let mut paths = vec![daemon.state_dir.clone(), daemon.socket.clone()];
     if let Ok(status) = client.status(pb::StatusRequest {}).await {
         let status = status.into_inner();
         paths.push(PathBuf::from(status.state_dir));
