@@ -1,10 +1,27 @@
-//! Where a daemon lives: creating its state dir, and the umask of its processes
-//! (the state dir and socket are settings: `config`).
+//! Where a daemon lives: the files of its state dir, creating that dir, and
+//! the umask of its processes (the state dir and socket are settings: `config`).
+
+use std::path::{Path, PathBuf};
+
+/// The daemon's log in its state dir.
+pub fn log_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("wsfsd.log")
+}
+
+/// The lock that makes one daemon per state dir, held for the daemon's life.
+pub fn lock_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("wsfsd.lock")
+}
+
+/// The daemon's socket when no setting names one.
+pub fn default_socket(state_dir: &Path) -> PathBuf {
+    state_dir.join("wsfsd.sock")
+}
 
 /// Creates the state dir (and missing parents) with mode 0700 and makes an
 /// existing one 0700: it holds the frame cache, whose plaintext chunks come
 /// from files of every mode. Someone else's state dir is an error saying whose, and what to do.
-pub fn create_state_dir(dir: &std::path::Path) -> std::io::Result<()> {
+pub fn create_state_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -82,7 +82,7 @@ impl Daemon {
     /// Whether some process holds the state dir's lock (a daemon, or the
     /// holder of one).
     fn is_locked(&self) -> Result<bool> {
-        let path = self.state_dir.join("wsfsd.lock");
+        let path = wsfs_api::paths::lock_file(&self.state_dir);
         let file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -104,7 +104,7 @@ impl Daemon {
                     "the daemon of state dir {} is not answering on {}: see {}",
                     self.state_dir.display(),
                     self.socket.display(),
-                    self.state_dir.join("wsfsd.log").display()
+                    wsfs_api::paths::log_file(&self.state_dir).display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -115,7 +115,7 @@ impl Daemon {
     /// mounts across the daemon's crashes and restarts) in its own session,
     /// and waits until it says "ready".
     fn start(&self) -> Result<()> {
-        let log_path = self.state_dir.join("wsfsd.log");
+        let log_path = wsfs_api::paths::log_file(&self.state_dir);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -187,7 +187,7 @@ impl Daemon {
 
     /// Waits until the daemon of this state dir has exited (its lock is free).
     pub fn wait_stopped(&self) -> Result<()> {
-        lock_blocking(&self.state_dir.join("wsfsd.lock"), STOP_TIMEOUT).map(drop)
+        lock_blocking(&wsfs_api::paths::lock_file(&self.state_dir), STOP_TIMEOUT).map(drop)
     }
 }
 

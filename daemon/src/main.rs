@@ -201,7 +201,7 @@ fn prune_local_caches(store: &Arc<Store>, mounts: &Mounts, cache_bytes: u64) {
 
 /// One daemon per state dir: an exclusive lock on `wsfsd.lock`, held for life.
 fn lock_state_dir(config: &Config) -> Result<std::fs::File> {
-    let path = config.state_dir.join("wsfsd.lock");
+    let path = wsfs_api::paths::lock_file(&config.state_dir);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -230,7 +230,7 @@ fn log_settings(settings: &Settings) {
 
 /// Logs to `wsfsd.log` in the state dir, filtered by `log`, as text or JSON lines (`log_format`).
 fn init_logging(config: &Config, settings: &Settings) -> Result<()> {
-    let path = config.state_dir.join("wsfsd.log");
+    let path = wsfs_api::paths::log_file(&config.state_dir);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -391,7 +391,7 @@ fn lock_state_dir(dir: &Path) -> io::Result<File> {
             format!("cannot create state dir {} ({e})", dir.display()),
         )
     })?;
-    let path = dir.join("wsfsd.lock");
+    let path = wsfs_api::paths::lock_file(dir);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

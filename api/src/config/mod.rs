@@ -341,7 +341,7 @@ fn default_text(setting: &Setting, before: &[Value], env: &Env<'_>, euid: u32) -
             Some(default_state_dir(env, euid).display().to_string())
         }
         Default::Derived(_) if setting.key == Key::Socket.setting().key => {
-            Some(state_dir().join("wsfsd.sock").display().to_string())
+            Some(crate::paths::default_socket(&state_dir()).display().to_string())
         }
         Default::Derived(_) => Some(default_remote(&state_dir())),
     }
