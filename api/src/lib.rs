@@ -1,10 +1,11 @@
 //! The wsfs daemon API: the protobuf schema (`proto/wsfs.proto`), its gRPC
 //! client and server stubs, and where a daemon lives (state dir, socket);
 //! and the part of the CSI specification the daemon serves to kubelet
-//! (`proto/csi.proto`).
+//! (`proto/csi.proto`); and the settings of every binary (`config`).
 //!
 //! Only this crate knows protobuf; the daemon serves it, the CLI calls it.
 
+pub mod config;
 pub mod paths;
 
 /// Generated messages and stubs of `wsfs.v1`.

@@ -1,36 +1,27 @@
-//! Where a daemon lives: its state dir and socket, from the environment.
+//! Where a daemon lives: the files of its state dir, creating that dir, and
+//! the umask of its processes (the state dir and socket are settings: `config`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// `WSFS_STATE_DIR`, else `/var/lib/wsfs` for root, else
-/// `$XDG_STATE_HOME/wsfs` or `~/.local/state/wsfs`.
-pub fn state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("WSFS_STATE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/var/lib/wsfs");
-    }
-    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(xdg).join("wsfs");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-    PathBuf::from(home).join(".local/state/wsfs")
+/// The daemon's log in its state dir.
+pub fn log_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("wsfsd.log")
 }
 
-/// `WSFS_SOCKET`, else `wsfsd.sock` in the state dir.
-pub fn socket(state_dir: &std::path::Path) -> PathBuf {
-    match std::env::var_os("WSFS_SOCKET").filter(|s| !s.is_empty()) {
-        Some(socket) => PathBuf::from(socket),
-        None => state_dir.join("wsfsd.sock"),
-    }
+/// The lock that makes one daemon per state dir, held for the daemon's life.
+pub fn lock_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("wsfsd.lock")
+}
+
+/// The daemon's socket when no setting names one.
+pub fn default_socket(state_dir: &Path) -> PathBuf {
+    state_dir.join("wsfsd.sock")
 }
 
 /// Creates the state dir (and missing parents) with mode 0700 and makes an
 /// existing one 0700: it holds the frame cache, whose plaintext chunks come
 /// from files of every mode. Someone else's state dir is an error saying whose, and what to do.
-pub fn create_state_dir(dir: &std::path::Path) -> std::io::Result<()> {
+pub fn create_state_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)

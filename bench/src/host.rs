@@ -114,6 +114,8 @@ impl Host {
             .env("WSFS_STATE_DIR", self.state_dir())
             .env("WSFS_REMOTE", &self.remote)
             .env("WSFS_DAEMON", &self.wsfsd)
+            // The machine's config file must not change what is measured.
+            .env("WSFS_CONFIG", "none")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("WSFS_SOCKET")
             .output()

@@ -14,6 +14,7 @@
 //! - `report`: rows, the markdown table, JSON
 
 mod corpus;
+mod headline;
 mod host;
 mod measure;
 mod peers;
@@ -105,6 +106,14 @@ struct Args {
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Measure nothing: print the table of headline figures of these runs
+    /// (files `--json` wrote), as the README shows it.
+    #[arg(long, value_name = "RUN.json", num_args = 1.., conflicts_with_all = ["json", "read_tree"])]
+    headline: Vec<PathBuf>,
+    /// With --headline: write the table into this README's generated block
+    /// instead of printing it.
+    #[arg(long, value_name = "README", requires = "headline")]
+    readme: Option<PathBuf>,
 }
 
 /// A part of the bench, in the order they run.
@@ -152,9 +161,13 @@ fn garage_installed() -> bool {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let result = match &args.read_tree {
-        Some(root) => pipeline::read_and_print(root, args.read_list.as_deref()),
-        None => run(args),
+    let result = match (&args.read_tree, &args.readme) {
+        (Some(root), _) => pipeline::read_and_print(root, args.read_list.as_deref()),
+        (None, _) if args.headline.is_empty() => run(args),
+        (None, None) => headline::render(&args.headline).map(|table| print!("{table}")),
+        (None, Some(readme)) => {
+            headline::render(&args.headline).and_then(|table| headline::write_readme(readme, &table))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -203,6 +216,7 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
         .map(|&files| Tree::scan(&corpus::default_corpus(&args.corpus_dir, files)?))
         .collect::<Result<Vec<_>>>()?;
     let command = command_line();
+    let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let header = format!(
         "tree {}: {} files, {} ({} bytes), {} dirs, {} symlinks; {} runs, medians; command: `{command}`",
         tree.root.display(),
@@ -261,6 +275,8 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
     if args.json {
         let value = json!({
             "command": command,
+            "date": started,
+            "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
             "tree": { "root": tree.root, "files": tree.files.len(), "bytes": tree.bytes, "dirs": tree.dirs, "symlinks": tree.symlinks },
             "runs": args.runs,
             "rows": report::json_rows(&outcome.rows),

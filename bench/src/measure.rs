@@ -209,7 +209,8 @@ fn rows(t: &Times, seen: &Seen, tree: &Tree, patterns: &[Pattern]) -> Vec<Row> {
             &t.tar1,
             tar1,
             Target::None,
-        ),
+        )
+        .headline(),
         Row::times(
             "persist, vs multi-threaded zstd",
             &t.persist,
@@ -223,12 +224,14 @@ fn rows(t: &Times, seen: &Seen, tree: &Tree, patterns: &[Pattern]) -> Vec<Row> {
             &t.tar1,
             tar1,
             Target::Faster(10.0),
-        ),
+        )
+        .headline(),
         Row {
             name: "re-persist, new bytes".into(),
             wsfs: Qty::Bytes(seen.new_bytes),
             baseline: None,
             target: Target::Zero,
+            headline: false,
         },
         Row::times(
             format!(
@@ -239,7 +242,8 @@ fn rows(t: &Times, seen: &Seen, tree: &Tree, patterns: &[Pattern]) -> Vec<Row> {
             &t.extract,
             "zstd -d | tar -x",
             Target::Faster(100.0),
-        ),
+        )
+        .headline(),
         Row::times(
             "full read, cold (first read through the mount; remote in page cache)",
             &t.cold,
@@ -253,14 +257,16 @@ fn rows(t: &Times, seen: &Seen, tree: &Tree, patterns: &[Pattern]) -> Vec<Row> {
             &t.native_warm,
             "native read, page cache warm",
             Target::AtMost(1.2),
-        ),
+        )
+        .headline(),
         Row::times(
             "cold attach + full read",
             &t.attach_read,
             &t.extract_read,
             "extract + native read",
             Target::AtMost(1.0),
-        ),
+        )
+        .headline(),
     ];
     rows.extend(patterns.iter().zip(&seen.fetched).map(|(pattern, &fetched)| {
         Row::new(
@@ -274,13 +280,16 @@ fn rows(t: &Times, seen: &Seen, tree: &Tree, patterns: &[Pattern]) -> Vec<Row> {
             Target::None,
         )
     }));
-    rows.push(Row::new(
-        "stored bytes (remote dir)",
-        Qty::Bytes(seen.stored()),
-        Qty::Bytes(seen.archive_bytes),
-        "tar.zst, zstd -3",
-        Target::AtMost(1.0),
-    ));
+    rows.push(
+        Row::new(
+            "stored bytes (remote dir)",
+            Qty::Bytes(seen.stored()),
+            Qty::Bytes(seen.archive_bytes),
+            "tar.zst, zstd -3",
+            Target::AtMost(1.0),
+        )
+        .headline(),
+    );
     rows
 }
 

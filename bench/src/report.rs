@@ -51,12 +51,34 @@ impl Qty {
         }
     }
 
-    fn show(&self) -> String {
+    /// The value as the tables show it.
+    pub fn show(&self) -> String {
         match self {
             Qty::Time(s) => time(s.median()),
             Qty::Bytes(b) => bytes(*b),
             Qty::Count(n) => n.to_string(),
         }
+    }
+
+    /// The quantity `json` wrote, or `None` when `v` is not one.
+    pub fn from_json(v: &Value) -> Option<Qty> {
+        if let Some(samples) = v.get("samples_ms").and_then(Value::as_array) {
+            let ms: Option<Vec<f64>> = samples.iter().map(Value::as_f64).collect();
+            return Some(Qty::Time(Samples(
+                ms?.into_iter()
+                    .map(|ms| Duration::from_secs_f64(ms / 1e3))
+                    .collect(),
+            )));
+        }
+        v.get("bytes")
+            .and_then(Value::as_u64)
+            .map(Qty::Bytes)
+            .or_else(|| v.get("count").and_then(Value::as_u64).map(Qty::Count))
+    }
+
+    /// Whether this is a set of timings.
+    pub fn is_time(&self) -> bool {
+        matches!(self, Qty::Time(_))
     }
 
     fn json(&self) -> Value {
@@ -93,6 +115,8 @@ pub struct Row {
     pub baseline: Option<(Qty, String)>,
     /// The goal.
     pub target: Target,
+    /// Whether the README's table of headline figures shows it.
+    pub headline: bool,
 }
 
 impl Row {
@@ -109,6 +133,15 @@ impl Row {
             wsfs,
             baseline: Some((baseline, how.into())),
             target,
+            headline: false,
+        }
+    }
+
+    /// This row, marked for the README's table of headline figures.
+    pub fn headline(self) -> Row {
+        Row {
+            headline: true,
+            ..self
         }
     }
 
@@ -142,11 +175,7 @@ impl Row {
     }
 
     fn ratio_cell(&self) -> String {
-        match (self.ratio(), &self.wsfs) {
-            (None, _) => "—".into(),
-            (Some(r), Qty::Time(_)) if r < 1.0 => format!("{} ({:.1}x faster)", ratio(r), 1.0 / r),
-            (Some(r), _) => ratio(r),
-        }
+        ratio_cell(self.ratio(), self.wsfs.is_time())
     }
 
     fn target_cell(&self) -> String {
@@ -171,22 +200,38 @@ impl Row {
 
 /// The markdown table.
 pub fn table(rows: &[Row]) -> String {
-    let mut out = String::from("| measurement | wsfs | baseline | ratio | target |\n|---|---|---|---|---|\n");
+    let mut out = String::from(TABLE_HEAD);
     for row in rows {
         let base = match &row.baseline {
             Some((qty, how)) => format!("{} ({how})", qty.show()),
             None => "—".into(),
         };
-        let cells = [
+        out += &table_line([
             row.name.clone(),
             row.wsfs.show(),
             base,
             row.ratio_cell(),
             row.target_cell(),
-        ];
-        out += &format!("| {} |\n", cells.map(|c| c.replace('|', "\\|")).join(" | "));
+        ]);
     }
     out
+}
+
+/// The header of the table of rows.
+pub const TABLE_HEAD: &str = "| measurement | wsfs | baseline | ratio | target |\n|---|---|---|---|---|\n";
+
+/// One line of the table of rows.
+pub fn table_line(cells: [String; 5]) -> String {
+    format!("| {} |\n", cells.map(|c| c.replace('|', "\\|")).join(" | "))
+}
+
+/// The ratio column: `0.57x (1.8x faster)` for a time wsfs beat.
+pub fn ratio_cell(ratio: Option<f64>, is_time: bool) -> String {
+    match ratio {
+        None => "—".into(),
+        Some(r) if is_time && r < 1.0 => format!("{} ({:.1}x faster)", self::ratio(r), 1.0 / r),
+        Some(r) => self::ratio(r),
+    }
 }
 
 /// The rows as JSON.
@@ -201,6 +246,7 @@ pub fn json_rows(rows: &[Row]) -> Value {
                 "ratio": r.ratio(),
                 "target": r.target_cell(),
                 "met": r.met(),
+                "headline": r.headline,
             })
         })
         .collect();

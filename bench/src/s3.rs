@@ -322,7 +322,8 @@ pub fn suite(cfg: &Config, tree: &Tree, net: &Net, outcome: &mut Outcome) -> Res
                 &base.full,
                 &format!("{extracted} + native read"),
                 attach.full_target,
-            ),
+            )
+            .headline(),
         ]);
         for (i, pattern) in s.patterns.iter().enumerate() {
             let name = &pattern.name;

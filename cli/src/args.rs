@@ -8,8 +8,8 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 /// Persist build outputs as workspace layers; attach them as lazy FUSE mounts.
 ///
 /// The CLI talks to a local daemon (wsfsd), started automatically. `wsfs help
-/// COMMAND` details a command; `man wsfs` and docs/cli-contract.md describe
-/// every command and its JSON output.
+/// COMMAND` details a command, `wsfs config` shows the settings and where each
+/// comes from; `man wsfs` and docs/cli-contract.md describe every command.
 #[derive(Parser)]
 #[command(
     name = "wsfs",
@@ -18,6 +18,10 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
     after_long_help = environment_help()
 )]
 pub struct Cli {
+    /// Read settings from this TOML file (`none`: no file) instead of the
+    /// default one [env: WSFS_CONFIG].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -27,24 +31,15 @@ pub struct Cli {
 /// --help` and the ENVIRONMENT section of `man wsfs` list them.
 pub const ENVIRONMENT: &[(&str, &str)] = &[
     (
-        "WSFS_STATE_DIR",
-        "the state dir [default: /var/lib/wsfs for root, else ~/.local/state/wsfs]",
+        "WSFS_CONFIG",
+        "the config file, `none` for no file [default: /etc/wsfs/config.toml for root, \
+         else $XDG_CONFIG_HOME/wsfs/config.toml]",
     ),
     (
-        "WSFS_SOCKET",
-        "the daemon's socket [default: wsfsd.sock in the state dir]",
-    ),
-    (
-        "WSFS_REMOTE",
-        "the object store URL, read when the daemon starts [default: remote/ in the state dir]",
-    ),
-    (
-        "WSFS_CACHE_BYTES",
-        "the chunk cache budget, e.g. 10G, read when the daemon starts",
-    ),
-    (
-        "WSFS_REMOTE_TIMEOUT",
-        "seconds a remote request may retry, read when the daemon starts",
+        "WSFS_*",
+        "every setting (state dir, socket, remote, cache budget, ...) has a variable, which \
+         wins over the config file: `wsfs config` lists them with their values and sources, \
+         docs/config.md describes them",
     ),
 ];
 
@@ -253,6 +248,17 @@ pub enum Command {
     },
     /// Detach everything and stop the daemon.
     Shutdown {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show every setting's effective value and where it came from.
+    ///
+    /// With KEY (a key of the config file, e.g. `socket`, or its variable,
+    /// `WSFS_SOCKET`), print that setting's value alone, empty when unset: for
+    /// scripts.
+    Config {
+        /// Print only this setting's value.
+        key: Option<String>,
         #[command(flatten)]
         output: Output,
     },

@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use wsfs_api::config::{Key, Settings, Source, CONFIG_ENV};
 use wsfs_api::{connect, paths, pb, Client};
 
 /// How long a starting daemon may take to open its store and listen.
@@ -17,21 +18,34 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `shutdown` waits for the daemon to exit.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Where this CLI's daemon lives.
+/// Where this CLI's daemon lives, and how to start it.
 #[derive(Clone)]
 pub struct Daemon {
     /// The state dir.
     pub state_dir: PathBuf,
     /// The socket.
     pub socket: PathBuf,
+    /// The config file a daemon started by this CLI reads (`WSFS_CONFIG`).
+    config_file: PathBuf,
+    /// The remote this CLI was told to use, and by what; `None` for the default.
+    remote: Option<(String, Source)>,
+    /// The `daemon` setting: the wsfsd its holder starts.
+    daemon_binary: Option<PathBuf>,
 }
 
 impl Daemon {
-    /// The daemon of `WSFS_STATE_DIR` / `WSFS_SOCKET`.
-    pub fn from_env() -> Daemon {
-        let state_dir = paths::state_dir();
-        let socket = paths::socket(&state_dir);
-        Daemon { state_dir, socket }
+    /// The daemon of the `state_dir` and `socket` settings.
+    pub fn new(settings: &Settings) -> Daemon {
+        let state_dir = settings.state_dir();
+        let remote = settings.value(Key::Remote);
+        Daemon {
+            socket: settings.socket(),
+            config_file: settings.config_env_value(),
+            remote: (remote.source != Source::Default)
+                .then(|| (settings.remote(&state_dir), remote.source.clone())),
+            daemon_binary: settings.text(Key::Daemon).map(PathBuf::from),
+            state_dir,
+        }
     }
 
     /// Connects to the running daemon, if any.
@@ -42,7 +56,7 @@ impl Daemon {
     /// Connects, starting the daemon first when none answers.
     pub async fn connect_or_start(&self) -> Result<Client> {
         if let Some(client) = self.connect_running().await {
-            return check_remote(client, &self.state_dir).await;
+            return self.check_remote(client).await;
         }
         paths::create_state_dir(&self.state_dir)
             .with_context(|| format!("cannot create state dir {}", self.state_dir.display()))?;
@@ -68,7 +82,7 @@ impl Daemon {
     /// Whether some process holds the state dir's lock (a daemon, or the
     /// holder of one).
     fn is_locked(&self) -> Result<bool> {
-        let path = self.state_dir.join("wsfsd.lock");
+        let path = wsfs_api::paths::lock_file(&self.state_dir);
         let file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -90,7 +104,7 @@ impl Daemon {
                     "the daemon of state dir {} is not answering on {}: see {}",
                     self.state_dir.display(),
                     self.socket.display(),
-                    self.state_dir.join("wsfsd.log").display()
+                    wsfs_api::paths::log_file(&self.state_dir).display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -101,19 +115,22 @@ impl Daemon {
     /// mounts across the daemon's crashes and restarts) in its own session,
     /// and waits until it says "ready".
     fn start(&self) -> Result<()> {
-        let log_path = self.state_dir.join("wsfsd.log");
+        let log_path = wsfs_api::paths::log_file(&self.state_dir);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
-        let holder = holder_binary();
+        let holder = holder_binary(self.daemon_binary.as_deref());
         let mut command = Command::new(&holder);
+        // The daemon reads the settings this CLI read: the same environment
+        // and config file (a `--config` given to this CLI included).
         command
             .arg("--notify-ready")
-            .env("WSFS_STATE_DIR", &self.state_dir)
-            .env("WSFS_SOCKET", &self.socket)
+            .env(Key::StateDir.setting().env, &self.state_dir)
+            .env(Key::Socket.setting().env, &self.socket)
+            .env(CONFIG_ENV, &self.config_file)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
@@ -126,7 +143,7 @@ impl Daemon {
         }
         let mut child = command.spawn().with_context(|| {
             format!(
-                "cannot start the daemon's holder {holder:?}: install wsfs-holder next to wsfsd (WSFS_DAEMON) or on PATH"
+                "cannot start the daemon's holder {holder:?}: install wsfs-holder next to wsfsd (the daemon setting, WSFS_DAEMON) or on PATH"
             )
         })?;
         let stdout = child.stdout.take().expect("piped");
@@ -150,28 +167,28 @@ impl Daemon {
         }
     }
 
+    /// A running daemon keeps the remote it was started with: refuse to let a
+    /// command configured with another remote silently use it.
+    async fn check_remote(&self, mut client: Client) -> Result<Client> {
+        let Some((wanted, source)) = &self.remote else {
+            return Ok(client);
+        };
+        let serving = client.status(pb::StatusRequest {}).await?.into_inner().remote;
+        if shown_url(&serving) == shown_url(wanted) {
+            return Ok(client);
+        }
+        bail!(
+            "the daemon of state dir {} serves remote {serving}, but remote is {} ({source}): \
+             run `wsfs shutdown` first, or use another state dir (WSFS_STATE_DIR)",
+            self.state_dir.display(),
+            shown_url(wanted)
+        )
+    }
+
     /// Waits until the daemon of this state dir has exited (its lock is free).
     pub fn wait_stopped(&self) -> Result<()> {
-        lock_blocking(&self.state_dir.join("wsfsd.lock"), STOP_TIMEOUT).map(drop)
+        lock_blocking(&wsfs_api::paths::lock_file(&self.state_dir), STOP_TIMEOUT).map(drop)
     }
-}
-
-/// A running daemon keeps the remote it was started with: refuse to let a
-/// command with another `WSFS_REMOTE` silently use it.
-async fn check_remote(mut client: Client, state_dir: &Path) -> Result<Client> {
-    let Some(wanted) = std::env::var("WSFS_REMOTE").ok().filter(|r| !r.is_empty()) else {
-        return Ok(client);
-    };
-    let serving = client.status(pb::StatusRequest {}).await?.into_inner().remote;
-    if shown_url(&serving) == shown_url(&wanted) {
-        return Ok(client);
-    }
-    bail!(
-        "the daemon of state dir {} serves remote {serving}, but WSFS_REMOTE is {}: \
-         run `wsfs shutdown` first, or use another WSFS_STATE_DIR",
-        state_dir.display(),
-        shown_url(&wanted)
-    )
 }
 
 /// A URL as the daemon shows it: no credentials, no query, lower-case scheme
@@ -195,14 +212,11 @@ fn shown_url(url: &str) -> String {
     )
 }
 
-/// `wsfs-holder` next to the daemon (`WSFS_DAEMON`, which the holder starts
-/// too), else next to this executable, else on PATH.
-fn holder_binary() -> PathBuf {
-    let daemon = std::env::var_os("WSFS_DAEMON")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from);
+/// `wsfs-holder` next to the daemon (the `daemon` setting, which the holder
+/// starts too), else next to this executable, else on PATH.
+fn holder_binary(daemon: Option<&Path>) -> PathBuf {
     let this = std::env::current_exe().ok();
-    [daemon, this]
+    [daemon.map(Path::to_path_buf), this]
         .into_iter()
         .flatten()
         .filter_map(|exe| Some(exe.parent()?.join("wsfs-holder")))

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
+use wsfs_api::config::{Flags, Settings};
 
 use crate::args::{Cli, Command, DaemonAction};
 use crate::client::Daemon;
@@ -36,7 +37,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let daemon = Daemon::from_env();
+    let settings = Settings::load(&Flags::new(cli.config))?;
+    let daemon = Daemon::new(&settings);
     match cli.command {
         Command::Persist {
             workspace,
@@ -141,8 +143,13 @@ async fn run(cli: Cli) -> Result<()> {
                 step_user,
                 json: output.json,
             };
-            run::run(client, &daemon.state_dir, args).await
+            run::run(client, &daemon, args).await
         }
+        Command::Config { key: None, output } => {
+            commands::config::show(&settings, output.json);
+            Ok(())
+        }
+        Command::Config { key: Some(key), output } => commands::config::get(&settings, &key, output.json),
         Command::Status { output } => commands::daemon::status(&daemon, output.json).await,
         Command::Shutdown { output } => commands::daemon::shutdown(&daemon, output.json).await,
         Command::Daemon {

@@ -16,11 +16,13 @@ mod sys;
 mod views;
 
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use tracing_subscriber::EnvFilter;
+use wsfs_api::config::{Flags, Key, LogFormat, Settings, Source, SETTINGS};
 use wsfs_fs::store::{Store, StoreConfig};
 
 use crate::config::Config;
@@ -32,30 +34,62 @@ use crate::state::{host_name, Daemon};
 /// The wsfs daemon: serves workspaces to the `wsfs` CLI over a Unix socket,
 /// and with --csi-endpoint to kubelet as a CSI node plugin.
 ///
-/// Configured by WSFS_STATE_DIR, WSFS_SOCKET, WSFS_SOCKET_GROUP,
-/// WSFS_ADMIN_GROUP, WSFS_REMOTE, WSFS_CACHE_BYTES, WSFS_REMOTE_TIMEOUT and
-/// WSFS_LOG (a tracing filter, default "info").
-/// Logs go to wsfsd.log in the state dir.
+/// Configured by flags, WSFS_* environment variables and a config file
+/// (/etc/wsfs/config.toml for root), in that order of precedence: every
+/// setting is in docs/config.md, and `wsfs config` shows their values.
+/// Logs go to wsfsd.log in the state dir (WSFS_LOG_FORMAT=json: JSON lines).
 #[derive(Parser)]
 #[command(version = wsfs_build_id::VERSION)]
 struct Args {
     /// Print "ready" on stdout once the sockets accept connections.
     #[arg(long)]
     notify_ready: bool,
+    /// Read settings from this TOML file (`none`: no file) [env: WSFS_CONFIG].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Also serve the CSI Identity and Node services on this Unix socket
-    /// (e.g. unix:///csi/csi.sock), for kubelet's ephemeral inline volumes.
-    #[arg(long, env = "WSFS_CSI_ENDPOINT", value_name = "ENDPOINT")]
+    /// (e.g. unix:///csi/csi.sock), for kubelet's ephemeral inline volumes
+    /// [env: WSFS_CSI_ENDPOINT].
+    #[arg(long, value_name = "ENDPOINT")]
     csi_endpoint: Option<String>,
-    /// The CSI driver name pods give as `csi.driver`.
-    #[arg(long, env = "WSFS_CSI_DRIVER_NAME", value_name = "NAME", default_value = csi::DEFAULT_DRIVER_NAME)]
-    csi_driver_name: String,
-    /// This node's CSI node id (in Kubernetes: spec.nodeName) [default: the host name].
-    #[arg(long, env = "WSFS_NODE_ID", value_name = "NAME")]
+    /// The CSI driver name pods give as `csi.driver` [env: WSFS_CSI_DRIVER_NAME]
+    /// [default: csi.wsfs.dev].
+    #[arg(long, value_name = "NAME")]
+    csi_driver_name: Option<String>,
+    /// This node's CSI node id (in Kubernetes: spec.nodeName) [env: WSFS_NODE_ID]
+    /// [default: the host name].
+    #[arg(long, value_name = "NAME")]
     node_id: Option<String>,
 }
 
+impl Args {
+    /// The settings the flags give; the environment, the config file and
+    /// defaults give the others.
+    fn flags(&self) -> Flags {
+        Flags::new(self.config.clone())
+            .with(Key::CsiEndpoint, self.csi_endpoint.clone())
+            .with(Key::CsiDriverName, self.csi_driver_name.clone())
+            .with(Key::NodeId, self.node_id.clone())
+    }
+}
+
+/// Every setting, for `--help`: its variable, config file key, meaning and default.
+fn settings_help() -> String {
+    let mut text = String::from(
+        "Settings (a flag, else the environment variable, else the config file key, else the default):\n",
+    );
+    for s in &SETTINGS {
+        text += &format!(
+            "  {} ({}): {} [default: {}]\n",
+            s.env, s.key, s.description, s.default
+        );
+    }
+    text
+}
+
 fn main() {
-    let args = Args::parse();
+    let matches = Args::command().after_help(settings_help()).get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let code = match run(args) {
         Ok(()) => 0,
         Err(e) => {
@@ -74,12 +108,14 @@ fn main() {
 
 fn run(args: Args) -> Result<()> {
     wsfs_api::paths::private_umask();
-    let config = Config::from_env()?;
+    let settings = Settings::load(&args.flags())?;
+    let config = Config::new(&settings)?;
     let host = host_name();
-    let csi = match args.csi_endpoint.as_deref().filter(|e| !e.is_empty()) {
+    let csi = match settings.text(Key::CsiEndpoint) {
         Some(endpoint) => {
-            let node_id = args.node_id.as_deref().filter(|n| !n.is_empty()).unwrap_or(&host);
-            Some(CsiConfig::new(endpoint, &args.csi_driver_name, node_id)?)
+            let driver_name = settings.text(Key::CsiDriverName).expect("has a default");
+            let node_id = settings.text(Key::NodeId).unwrap_or(&host);
+            Some(CsiConfig::new(endpoint, driver_name, node_id)?)
         }
         None => None,
     };
@@ -91,7 +127,8 @@ fn run(args: Args) -> Result<()> {
         Some(_) => None,
         None => Some(lock_state_dir(&config)?),
     };
-    init_logging(&config)?;
+    init_logging(&config, &settings)?;
+    log_settings(&settings);
     wsfs_fs::crash::arm(&config.state_dir);
     let store = Store::open(&StoreConfig {
         state_dir: config.state_dir.clone(),
@@ -164,7 +201,7 @@ fn prune_local_caches(store: &Arc<Store>, mounts: &Mounts, cache_bytes: u64) {
 
 /// One daemon per state dir: an exclusive lock on `wsfsd.lock`, held for life.
 fn lock_state_dir(config: &Config) -> Result<std::fs::File> {
-    let path = config.state_dir.join("wsfsd.lock");
+    let path = wsfs_api::paths::lock_file(&config.state_dir);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -181,18 +218,38 @@ fn lock_state_dir(config: &Config) -> Result<std::fs::File> {
     Ok(file)
 }
 
-fn init_logging(config: &Config) -> Result<()> {
-    let path = config.state_dir.join("wsfsd.log");
+/// Logs the config file and every setting not left at its default, with its source.
+fn log_settings(settings: &Settings) {
+    let file = settings.file().map(|f| f.path.display().to_string());
+    tracing::info!(file = file.as_deref().unwrap_or("none"), "config file");
+    for value in settings.values().iter().filter(|v| v.source != Source::Default) {
+        let shown = value.shown().unwrap_or_default();
+        tracing::info!(key = value.setting.key, value = %shown, source = %value.source, "setting");
+    }
+}
+
+/// Logs to `wsfsd.log` in the state dir, filtered by `log`, as text or JSON lines (`log_format`).
+fn init_logging(config: &Config, settings: &Settings) -> Result<()> {
+    let path = wsfs_api::paths::log_file(&config.state_dir);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
         .with_context(|| format!("cannot open log {}", path.display()))?;
-    let filter = EnvFilter::try_from_env("WSFS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let directives = settings.text(Key::Log).expect("has a default");
+    let filter = EnvFilter::try_new(directives).with_context(|| {
+        format!(
+            "log = {directives:?} ({}): expected tracing directives such as info or info,wsfs_fs=debug",
+            crate::config::origin(settings, Key::Log)
+        )
+    })?;
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
-        .init();
+        .with_writer(std::sync::Mutex::new(file));
+    match settings.log_format() {
+        LogFormat::Text => subscriber.init(),
+        LogFormat::Json => subscriber.json().init(),
+    }
     Ok(())
 }

@@ -13,9 +13,9 @@ use tonic::{Request, Response, Status};
 use wsfs_api::pb::{self, wsfs_server::Wsfs};
 use wsfs_fs::error::StoreError;
 use wsfs_fs::persist::{persist, PersistError, PersistOutcome, PersistRequest};
-use wsfs_fs::prefetch::Progress;
+use wsfs_fs::prefetch::PrefetchProgress;
 use wsfs_fs::workspace::{self, WorkspaceName};
-use wsfs_fs::{check, gc};
+use wsfs_fs::{check, gc, unix_time};
 
 use crate::mount_error::MountError;
 use crate::mounts::{AttachRequest, View};
@@ -23,14 +23,6 @@ use crate::peer::Peer;
 use crate::requests::{absolute, namespace, prefetch_key, workspace_name};
 use crate::state::Daemon;
 use crate::views::{parse_sub_path, ViewKind};
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// How often persist progress is sent to the client.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -208,7 +200,7 @@ fn expire(daemon: &Daemon, ws: &WorkspaceName, after_ms: u64) -> Result<u64, Sta
     if after_ms == 0 {
         return Ok(0);
     }
-    let at_ms = now_ms().saturating_add(after_ms);
+    let at_ms = unix_time::now_millis().saturating_add(after_ms);
     workspace::set_expiry(&daemon.store, ws, at_ms).map_err(store_status)?;
     Ok(at_ms)
 }
@@ -230,8 +222,8 @@ fn persist_result(ws: String, o: PersistOutcome) -> pb::PersistResult {
 
 /// A prefetch counter (0 without prefetch).
 fn prefetched(
-    progress: &Option<Arc<Progress>>,
-    counter: impl Fn(&Progress) -> &std::sync::atomic::AtomicU64,
+    progress: &Option<Arc<PrefetchProgress>>,
+    counter: impl Fn(&PrefetchProgress) -> &std::sync::atomic::AtomicU64,
 ) -> u64 {
     progress
         .as_ref()
@@ -320,7 +312,7 @@ impl Wsfs for Service {
         tokio::task::spawn_blocking(move || {
             let _ended = ended;
             let mut last = Instant::now();
-            let mut report = |p: &wsfs_fs::persist::Progress| {
+            let mut report = |p: &wsfs_fs::persist::PersistProgress| {
                 if last.elapsed() >= PROGRESS_EVERY || p.files_done == p.files_total {
                     last = Instant::now();
                     let progress = pb::Progress {
@@ -431,9 +423,13 @@ impl Wsfs for Service {
         let daemon = self.daemon.clone();
         let target = mountpoint.clone();
         let persisted = blocking(move || {
+            let persist = match req.persist_if_changed {
+                true => daemon.mounts.has_changes(&target).map_err(mount_status)?,
+                false => req.persist,
+            };
             let persisted = daemon
                 .mounts
-                .detach(&target, req.persist, false)
+                .detach(&target, persist, false)
                 .map_err(mount_status)?;
             Ok(persisted.map(|(ws, outcome)| persist_result(ws.to_string(), outcome)))
         })
@@ -509,7 +505,7 @@ impl Wsfs for Service {
         let ws = workspace_name(&req.workspace)?;
         let daemon = self.daemon.clone();
         let name = ws.clone();
-        let at_ms = now_ms().saturating_add(req.after_ms);
+        let at_ms = unix_time::now_millis().saturating_add(req.after_ms);
         let exists = blocking(move || {
             let exists = !workspace::layers(&daemon.store, &name)
                 .map_err(store_status)?
@@ -537,7 +533,7 @@ impl Wsfs for Service {
         let daemon = self.daemon.clone();
         let removed = blocking(move || {
             let mut removed = Vec::new();
-            for (ws, at_ms) in workspace::expired(&daemon.store, now_ms()).map_err(store_status)? {
+            for (ws, at_ms) in workspace::expired(&daemon.store, unix_time::now_millis()).map_err(store_status)? {
                 let layers = workspace::delete(&daemon.store, &ws).map_err(store_status)?;
                 tracing::info!(workspace = %ws, layers, expired_at_ms = at_ms, "removed an expired workspace");
                 removed.push(pb::RemoveReply {
@@ -584,7 +580,7 @@ impl Wsfs for Service {
         let daemon = self.daemon.clone();
         tokio::task::spawn_blocking(move || {
             let last = std::sync::Mutex::new(None::<Instant>);
-            let report = |p: &check::Progress| {
+            let report = |p: &check::CheckProgress| {
                 let mut last = last.lock().unwrap();
                 if last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) && p.done < p.total {
                     return;
@@ -633,14 +629,9 @@ impl Wsfs for Service {
         let m = d.store.metrics().snapshot();
         let cache = d.store.frame_cache();
         let health = d.store.remote().health();
-        let since_ms = |t: std::time::SystemTime| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0)
-        };
         Ok(Response::new(pb::StatusReply {
             remote_down: health.down_since.is_some(),
-            remote_down_since_ms: health.down_since.map(since_ms).unwrap_or(0),
+            remote_down_since_ms: health.down_since.map(unix_time::millis).unwrap_or(0),
             remote_error: if health.down_since.is_some() {
                 health.last_error
             } else {

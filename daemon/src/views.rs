@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use wsfs_fs::manifest::{manifest_path, system_time, Meta, RelativePathError};
 use wsfs_fs::tree::{NodeType, Tree};
@@ -103,10 +103,7 @@ impl Scratch {
     /// root's own attributes at the view's root.
     pub fn create(base: &Path, meta: &Meta) -> Result<Scratch, MountError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
+        let nanos = wsfs_fs::unix_time::since_epoch(SystemTime::now()).as_nanos();
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = base.join(format!("wsfs-view-{nanos:x}-{}-{id}", std::process::id()));
         let scratch = Scratch { dir };

@@ -28,7 +28,7 @@ use crate::tree::{Attr, ChunkSource, NodeType, Tree, TreeError};
 pub use fuser::BackgroundSession;
 
 /// Entries and attributes never change while a mount lives.
-const TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const TTL: Duration = Duration::from_secs(24 * 3600);
 /// Preferred I/O size reported in `st_blksize`.
 const BLOCK_SIZE: u32 = 128 * 1024;
 /// Threads serving requests: reads may wait on the remote, so more than one.

@@ -3,7 +3,17 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::ParseIdError;
+use thiserror::Error;
+
+/// A text that is not a valid 64-hex-digit id.
+#[derive(Debug, Error)]
+#[error("invalid {kind} {text:?}: expected 64 lower-case hex digits")]
+pub struct ParseIdError {
+    /// Which id type was expected.
+    pub kind: &'static str,
+    /// The text given.
+    pub text: String,
+}
 
 macro_rules! digest_id {
     ($(#[$doc:meta])* $name:ident) => {

@@ -25,6 +25,8 @@
 //! The library is synchronous; only `store::remote` runs async code, on a
 //! runtime of its own.
 
+#[cfg(all(test, feature = "store"))]
+mod architecture_doc;
 #[cfg(feature = "store")]
 pub mod check;
 pub mod chunking;
@@ -52,5 +54,6 @@ pub mod prefetch;
 pub mod store;
 #[cfg(feature = "store")]
 pub mod tree;
+pub mod unix_time;
 pub mod workers;
 pub mod workspace;

@@ -40,7 +40,7 @@ use fuser::{INodeNo, Notifier};
 use crate::error::StoreError;
 use crate::ids::PackId;
 use crate::manifest::ChunkRef;
-use crate::prefetch::{AccessTrace, Progress};
+use crate::prefetch::{AccessTrace, PrefetchProgress};
 use crate::store::readahead::{Frame, FrameIndex};
 use crate::tree::{Attr, ChunkSource, NodeType, Tree};
 
@@ -60,13 +60,13 @@ enum Msg {
 pub struct Pusher {
     tx: Sender<Msg>,
     plan: Sender<Vec<u64>>,
-    progress: Arc<Progress>,
+    progress: Arc<PrefetchProgress>,
     stop: Arc<AtomicBool>,
     threads: [JoinHandle<()>; 2],
 }
 
 /// What both threads work with.
-struct Shared {
+struct PushTarget {
     /// Where the mount's root is, for listing directories and opening files.
     root: PathBuf,
     tree: Arc<Tree>,
@@ -89,13 +89,13 @@ struct Dirs {
 
 /// What the pushing thread works with.
 struct Work {
-    shared: Arc<Shared>,
+    shared: Arc<PushTarget>,
     notifier: Notifier,
     source: Arc<dyn ChunkSource>,
     /// A pushed file counts as read when it is pushed: its readers' reads
     /// no longer reach the daemon.
     trace: Arc<AccessTrace>,
-    progress: Arc<Progress>,
+    progress: Arc<PrefetchProgress>,
 }
 
 impl Pusher {
@@ -107,12 +107,12 @@ impl Pusher {
         tree: Arc<Tree>,
         source: Arc<dyn ChunkSource>,
         trace: Arc<AccessTrace>,
-        progress: Arc<Progress>,
+        progress: Arc<PrefetchProgress>,
     ) -> Pusher {
         let (tx, rx) = channel();
         let (plan, planned) = channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(PushTarget {
             root,
             tree,
             dirs: OnceLock::new(),
@@ -171,7 +171,7 @@ impl Pusher {
 pub struct Queue {
     tx: Sender<Msg>,
     plan: Sender<Vec<u64>>,
-    progress: Arc<Progress>,
+    progress: Arc<PrefetchProgress>,
 }
 
 impl Queue {
@@ -232,7 +232,7 @@ fn to_push(attr: &Attr, trace: &AccessTrace, room: &mut u64) -> bool {
     attr.kind == NodeType::File && !trace.was_read(attr.ino) && fits(attr.size, room)
 }
 
-impl Shared {
+impl PushTarget {
     fn dirs(&self) -> &Dirs {
         self.dirs.get_or_init(|| {
             let parents = self.tree.parents();
@@ -313,7 +313,7 @@ impl Shared {
 
 /// Marks the prefetch failed if the pushing thread panics, so that its
 /// state does not stay `running`.
-struct FailOnPanic(Arc<Progress>);
+struct FailOnPanic(Arc<PrefetchProgress>);
 
 impl Drop for FailOnPanic {
     fn drop(&mut self) {

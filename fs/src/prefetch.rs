@@ -24,7 +24,7 @@ const YIELD: Duration = Duration::from_millis(2);
 /// flight: a busy mount's readers get the remote first, while one reader
 /// walking the tree (one read at a time) does not stop the prefetch that
 /// would serve it.
-const YIELD_AT_READS: usize = 4;
+pub(crate) const YIELD_AT_READS: usize = 4;
 
 /// The order in which a mount's inodes were first read; lock-free, so that
 /// recording costs a read one atomic load once the inode was seen.
@@ -112,7 +112,7 @@ pub fn prefetch_order(tree: &Tree, trace: &[&[u8]]) -> Vec<u64> {
 
 /// A prefetch's progress, shared with whoever reports it.
 #[derive(Debug, Default)]
-pub struct Progress {
+pub struct PrefetchProgress {
     /// Files to fetch.
     pub files_total: AtomicU64,
     /// Files fetched.
@@ -129,14 +129,14 @@ pub struct Progress {
     /// `running`, `done`, `stopped` or `failed: <why>`.
     pub state: Mutex<String>,
     /// The files each of the first GETs fetched frames of (by the GET's
-    /// place in the prefetch's order), for [`Progress::first_fetched`].
+    /// place in the prefetch's order), for [`PrefetchProgress::first_fetched`].
     fetched_by: Mutex<Vec<(usize, Vec<String>)>>,
 }
 
-/// How many files [`Progress::first_fetched`] names at most.
+/// How many files [`PrefetchProgress::first_fetched`] names at most.
 pub const FIRST_FETCHED: usize = 16;
 
-impl Progress {
+impl PrefetchProgress {
     /// The paths of the first files ([`FIRST_FETCHED`] at most) whose
     /// frames the prefetch fetched, in the order of its GETs (which take
     /// the files' frames in the prefetch's order).
@@ -157,7 +157,7 @@ impl Progress {
 /// The most the first GET of a prefetch takes (but at least two frames);
 /// each next one may take twice as much, up to [`MAX_WINDOW`]. Starting small keeps the first GETs from
 /// filling the link while the view's first reads wait for their frames.
-const FIRST_SPAN: u64 = 256 * 1024;
+pub(crate) const FIRST_SPAN: u64 = 256 * 1024;
 
 /// Consecutive frames of one pack, fetched by one GET.
 type Span = (PackId, Vec<Frame>);
@@ -260,7 +260,7 @@ pub fn prefetch(
     source: &dyn ChunkSource,
     order: &[u64],
     busy: &AtomicUsize,
-    progress: &Progress,
+    progress: &PrefetchProgress,
     threads: usize,
     ready: &(dyn Fn(u64) + Sync),
 ) -> String {

@@ -13,7 +13,7 @@
 use std::fmt;
 use std::str::FromStr;
 #[cfg(feature = "store")]
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 #[cfg(feature = "store")]
 use bytes::Bytes;
@@ -132,10 +132,7 @@ impl LayerRecord {
 /// the layer sits in [`stack`].
 #[cfg(feature = "store")]
 pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result<String, StoreError> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = crate::unix_time::since_epoch(SystemTime::now()).as_nanos();
     let key = format!(
         "{}/{nanos:020}-{:016x}-{}",
         ws.prefix(),

@@ -19,11 +19,12 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use wsfs_api::config::{ConfigError, Flags, Key, LogFormat, Settings};
 use wsfs_holder::wire::{self, Op};
 use wsfs_holder::LINK_FD_ENV;
 
@@ -41,6 +42,8 @@ const LINK_FD: RawFd = 3;
 static DAEMON_PID: AtomicI32 = AtomicI32::new(0);
 /// A stop signal arrived: do not start another daemon.
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Log lines are JSON objects, like the daemon's (`log_format = "json"`).
+static LOG_JSON: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn forward_signal(signal: libc::c_int) {
     STOPPING.store(true, Ordering::SeqCst);
@@ -51,19 +54,32 @@ extern "C" fn forward_signal(signal: libc::c_int) {
     }
 }
 
+/// Writes a line to the log (stderr: the daemon's `wsfsd.log` when the CLI
+/// started this holder), as text or, like the daemon's, as a JSON object.
 fn log(message: &str) {
-    eprintln!(
-        "{} wsfs-holder[{}]: {message}",
-        humantime::format_rfc3339_millis(SystemTime::now()),
-        std::process::id()
-    );
+    let pid = std::process::id();
+    if LOG_JSON.load(Ordering::Relaxed) {
+        let line = serde_json::json!({
+            "timestamp": humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+            "level": "INFO",
+            "fields": { "message": message },
+            "target": "wsfs_holder",
+            "pid": pid,
+        });
+        eprintln!("{line}");
+    } else {
+        eprintln!(
+            "{} wsfs-holder[{pid}]: {message}",
+            humantime::format_rfc3339_millis(SystemTime::now())
+        );
+    }
 }
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "wsfs-holder: starts wsfsd (next to it, or WSFS_DAEMON) with the given arguments and keeps its \
+            "wsfs-holder: starts wsfsd (next to it, or the daemon setting: WSFS_DAEMON, docs/config.md) with the given arguments and keeps its \
              FUSE connections open across its crashes, restarts and upgrades.\n\nUsage: wsfs-holder [WSFSD \
              ARGUMENTS]...\n\nEnds when wsfsd stops after `wsfs shutdown` or SIGTERM (forwarded to it)."
         );
@@ -74,7 +90,15 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     wsfs_api::paths::private_umask();
-    match Holder::start(args).and_then(Holder::run) {
+    let settings = match load_settings(&args) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("wsfs-holder: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    LOG_JSON.store(settings.log_format() == LogFormat::Json, Ordering::Relaxed);
+    match Holder::start(args, &settings).and_then(Holder::run) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("wsfs-holder: error: {e}");
@@ -109,9 +133,9 @@ struct Holder {
 }
 
 impl Holder {
-    fn start(args: Vec<OsString>) -> io::Result<Holder> {
+    fn start(args: Vec<OsString>, settings: &Settings) -> io::Result<Holder> {
         let exe = std::env::current_exe()?;
-        let daemon = daemon_binary(&exe);
+        let daemon = daemon_binary(&exe, settings.text(Key::Daemon));
         let notify_ready = args.iter().any(|a| a == "--notify-ready");
         let args = args.into_iter().filter(|a| a != "--notify-ready").collect();
         let (lock, held) = match std::env::var_os(HANDOVER_ENV) {
@@ -119,7 +143,7 @@ impl Holder {
                 std::env::remove_var(HANDOVER_ENV);
                 taken_over(&text)?
             }
-            None => (lock_state_dir()?, BTreeMap::new()),
+            None => (lock_state_dir(&settings.state_dir())?, BTreeMap::new()),
         };
         install_signal_handlers();
         Ok(Holder {
@@ -318,9 +342,9 @@ impl Holder {
     }
 }
 
-/// `WSFS_DAEMON`, else `wsfsd` next to this binary, else `wsfsd` on PATH.
-fn daemon_binary(exe: &std::path::Path) -> PathBuf {
-    if let Some(path) = std::env::var_os("WSFS_DAEMON").filter(|p| !p.is_empty()) {
+/// The `daemon` setting (`WSFS_DAEMON`), else `wsfsd` next to this binary, else `wsfsd` on PATH.
+fn daemon_binary(exe: &Path, setting: Option<&str>) -> PathBuf {
+    if let Some(path) = setting {
         return PathBuf::from(path);
     }
     exe.parent()
@@ -329,16 +353,45 @@ fn daemon_binary(exe: &std::path::Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("wsfsd"))
 }
 
+/// The settings of the daemon's arguments, the environment and the config
+/// file. A holder that replaced itself holds the mounts: a config file broken
+/// since it started must not end it, so it then goes on without the file
+/// (the daemons it starts fail, and it retries, until the file is fixed).
+fn load_settings(args: &[OsString]) -> Result<Settings, ConfigError> {
+    let flags = Flags::new(config_arg(args));
+    match Settings::load(&flags) {
+        Err(e) if std::env::var_os(HANDOVER_ENV).is_some() => {
+            log(&format!("{e}: keeping the mounts, reading no config file"));
+            Settings::load(&Flags::new(Some(PathBuf::from("none"))))
+        }
+        loaded => loaded,
+    }
+}
+
+/// The config file the daemon's arguments name (`--config FILE`), which the
+/// holder reads too.
+fn config_arg(args: &[OsString]) -> Option<PathBuf> {
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            return Some(PathBuf::from(path));
+        }
+    }
+    None
+}
+
 /// One daemon per state dir: the lock wsfsd takes when it runs alone.
-fn lock_state_dir() -> io::Result<File> {
-    let dir = wsfs_api::paths::state_dir();
-    wsfs_api::paths::create_state_dir(&dir).map_err(|e| {
+fn lock_state_dir(dir: &Path) -> io::Result<File> {
+    wsfs_api::paths::create_state_dir(dir).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("cannot create state dir {} ({e})", dir.display()),
         )
     })?;
-    let path = dir.join("wsfsd.lock");
+    let path = wsfs_api::paths::lock_file(dir);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

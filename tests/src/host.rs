@@ -2,7 +2,7 @@
 //!
 //! Every host has its own state dir (`WSFS_STATE_DIR`: daemon, socket, RocksDB,
 //! chunk cache, `wsfsd.log`) and shares the test's `file://` remote with its
-//! peers. All hosts of one test live in one temporary directory:
+//! peers. It reads no config file (`WSFS_CONFIG=none`) unless its test gives one. All hosts of one test live in one temporary directory:
 //!
 //! ```text
 //! <tmp>/remote/              the shared remote (WSFS_REMOTE=file://<tmp>/remote)
@@ -41,6 +41,9 @@ pub struct HostConfig {
     pub remote: Option<String>,
     /// Extra environment for every `wsfs` run (and so the auto-started daemon).
     pub env: Vec<(String, String)>,
+    /// Variables the harness would set that this host leaves unset (e.g.
+    /// `WSFS_REMOTE`, to take the remote from a config file).
+    pub unset: Vec<String>,
     /// The daemon also serves the CSI node plugin, on [`Host::csi_socket`].
     pub csi: bool,
     /// Keep the test on its `file://` remote even when the suite runs on S3
@@ -63,6 +66,7 @@ impl HostConfig {
             cache_bytes: None,
             remote: None,
             env: Vec::new(),
+            unset: Vec::new(),
             csi: false,
             file_remote: false,
         }
@@ -102,6 +106,12 @@ impl HostConfig {
     /// Adds an environment variable.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Leaves `key` unset although the harness would set it.
+    pub fn unset(mut self, key: &str) -> Self {
+        self.unset.push(key.to_string());
         self
     }
 }
@@ -275,7 +285,12 @@ impl Host {
         let state_dir = dir.join("state");
         fs::create_dir_all(&state_dir).expect("create state dir");
         fs::create_dir_all(dir.join("runs")).expect("create runs dir");
-        let mut env = vec![("WSFS_STATE_DIR".to_string(), state_dir.display().to_string())];
+        // No config file unless the test gives one: the machine's own
+        // (/etc/wsfs/config.toml) must not change what the tests run.
+        let mut env = vec![
+            ("WSFS_CONFIG".to_string(), "none".to_string()),
+            ("WSFS_STATE_DIR".to_string(), state_dir.display().to_string()),
+        ];
         let remote_url = match (&config.remote, &test.s3) {
             (Some(url), _) => url.clone(),
             (None, Some(server)) => {
@@ -294,6 +309,7 @@ impl Host {
             env.push(("WSFS_NODE_ID".to_string(), format!("node-{}", config.name)));
         }
         env.extend(config.env.iter().cloned());
+        env.retain(|(key, _)| !config.unset.contains(key));
         Host {
             test,
             name: config.name,

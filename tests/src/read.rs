@@ -51,7 +51,7 @@ pub struct ReadReport {
 }
 
 #[derive(Default)]
-struct Shared {
+struct ReaderState {
     stop: AtomicBool,
     report: Mutex<ReadReport>,
     read: Condvar,
@@ -60,7 +60,7 @@ struct Shared {
 /// Threads reading files over and over with `O_DIRECT`, each read checked
 /// against the file's BLAKE3 hash, until stopped.
 pub struct Readers {
-    shared: Arc<Shared>,
+    shared: Arc<ReaderState>,
     done: mpsc::Receiver<()>,
     threads: usize,
 }
@@ -70,7 +70,7 @@ impl Readers {
     /// starts at a different file.
     pub fn start(threads: usize, files: Vec<(PathBuf, blake3::Hash)>) -> Readers {
         assert!(!files.is_empty(), "readers need files");
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(ReaderState::default());
         let files = Arc::new(files);
         let (tx, done) = mpsc::channel();
         for t in 0..threads {

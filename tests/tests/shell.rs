@@ -19,7 +19,7 @@ use wsfs_tests::{process, Host, HostConfig, MIB};
 
 /// The commands `wsfs --help` must list.
 const COMMANDS: &[&str] = &[
-    "persist", "attach", "detach", "log", "ls", "rm", "gc", "check", "run", "status", "shutdown", "daemon",
+    "persist", "attach", "detach", "log", "ls", "rm", "gc", "check", "run", "status", "shutdown", "daemon", "config",
 ];
 
 fn s(p: &Path) -> &str {
@@ -79,8 +79,8 @@ fn help_names_each_command_on_one_line_and_help_cmd_details_it() {
         );
     }
     assert!(
-        help.contains("WSFS_STATE_DIR"),
-        "`wsfs --help` names no environment variable:\n{help}"
+        help.contains("WSFS_CONFIG") && help.contains("`wsfs config` lists them"),
+        "`wsfs --help` says nothing of the settings' variables:\n{help}"
     );
 
     let rm = stdout_of(&host, &["help", "rm"]);
@@ -103,7 +103,7 @@ fn man_pages_and_completions_cover_every_command() {
     stdout_of(&host, &["generate", "completions", s(&completions)]);
 
     let main_page = fs::read_to_string(man.join("wsfs.1")).expect("wsfs.1");
-    assert!(main_page.contains(".SH ENVIRONMENT") && main_page.contains("WSFS_STATE_DIR"));
+    assert!(main_page.contains(".SH ENVIRONMENT") && main_page.contains("WSFS_CONFIG"));
     assert!(
         man.join("wsfs-daemon-restart.1").is_file(),
         "no page for `wsfs daemon restart`"

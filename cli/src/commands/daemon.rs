@@ -162,7 +162,7 @@ pub async fn restart(daemon: &Daemon, json: bool) -> Result<()> {
             bail!(
                 "the next daemon did not answer within {}s: see {}",
                 RESTART_TIMEOUT.as_secs(),
-                daemon.state_dir.join("wsfsd.log").display()
+                wsfs_api::paths::log_file(&daemon.state_dir).display()
             );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

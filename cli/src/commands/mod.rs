@@ -1,6 +1,7 @@
 //! One module per group of verbs.
 
 pub mod check;
+pub mod config;
 pub mod daemon;
 pub mod gc;
 pub mod generate;

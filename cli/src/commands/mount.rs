@@ -156,6 +156,7 @@ pub async fn detach(client: &mut Client, mountpoint: &Path, persist: bool, json:
     let request = pb::DetachRequest {
         mountpoint: absolute(mountpoint)?.display().to_string(),
         persist,
+        persist_if_changed: false,
     };
     let reply = client.detach(request).await?.into_inner();
     let persisted = reply.persisted.as_ref();

@@ -11,7 +11,7 @@ mod user;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -22,6 +22,7 @@ use wsfs_pipeline::tekton::{self, RunOptions};
 
 use self::report::{summary, task_json, TaskReport, TaskStatus};
 use self::task::RunContext;
+use crate::client::Daemon;
 use crate::commands::persist;
 pub use crate::step_user::StepUser;
 
@@ -87,7 +88,8 @@ fn rand_u8() -> u8 {
 }
 
 /// Runs the pipeline; an error when it failed (the summary says where).
-pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> {
+pub async fn run(client: Client, daemon: &Daemon, args: RunArgs) -> Result<()> {
+    let state_dir = &daemon.state_dir;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("wsfs run needs root: each step runs in a mount namespace of its own");
@@ -125,7 +127,7 @@ pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> 
         }
         Err(e) => say(&format!("cannot remove expired workspaces: {}", e.message())),
     }
-    let hidden = hidden_paths(&mut client, state_dir).await;
+    let hidden = hidden_paths(&mut client, daemon).await;
     let (bound, owned) = match bind_workspaces(&mut client, &plan, &run, &dir, &say).await {
         Ok(bound) => bound,
         Err(e) => {
@@ -196,8 +198,8 @@ pub async fn run(client: Client, state_dir: &Path, args: RunArgs) -> Result<()> 
 
 /// What steps do not see: the state directory (this CLI's and the daemon's),
 /// the daemon's socket and its remote when that is a directory.
-async fn hidden_paths(client: &mut Client, state_dir: &Path) -> Vec<PathBuf> {
-    let mut paths = vec![state_dir.to_path_buf(), wsfs_api::paths::socket(state_dir)];
+async fn hidden_paths(client: &mut Client, daemon: &Daemon) -> Vec<PathBuf> {
+    let mut paths = vec![daemon.state_dir.clone(), daemon.socket.clone()];
     if let Ok(status) = client.status(pb::StatusRequest {}).await {
         let status = status.into_inner();
         paths.push(PathBuf::from(status.state_dir));
@@ -381,8 +383,7 @@ async fn cleanup(ctx: &RunContext, owned: &HashSet<String>, keep: Duration, run:
             };
             match client.expire(request).await {
                 Ok(reply) => {
-                    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(reply.into_inner().expires_at_ms);
-                    let until = humantime::format_rfc3339_seconds(at);
+                    let until = crate::output::time_ms(reply.into_inner().expires_at_ms);
                     let line = format!(
                         "kept workspace {ws} until {until}: then `wsfs rm --expired` (or the next `wsfs run`) deletes it"
                     );

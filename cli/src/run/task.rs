@@ -102,23 +102,25 @@ impl RunContext {
     }
 
     /// Attaches a view, recording it for clean-up.
-    async fn attach(&self, client: &mut Client, request: pb::AttachRequest) -> Result<pb::MountInfo> {
+    async fn attach(&self, client: &mut Client, request: pb::AttachRequest) -> Result<()> {
         let mountpoint = PathBuf::from(&request.mountpoint);
-        let info = client.attach(request).await.map_err(status_error)?.into_inner();
+        client.attach(request).await.map_err(status_error)?;
         self.attached.lock().unwrap().insert(mountpoint);
-        Ok(info)
+        Ok(())
     }
 
-    /// Detaches a view (persisting its changes when asked).
+    /// Detaches a view; with `persist_if_changed`, an isolated view with
+    /// changes becomes the next layer of its workspace first.
     pub async fn detach(
         &self,
         client: &mut Client,
         mountpoint: &Path,
-        persist: bool,
+        persist_if_changed: bool,
     ) -> Result<pb::DetachReply> {
         let request = pb::DetachRequest {
             mountpoint: mountpoint.display().to_string(),
-            persist,
+            persist: false,
+            persist_if_changed,
         };
         let reply = client.detach(request).await.map_err(status_error)?.into_inner();
         self.attached.lock().unwrap().remove(mountpoint);
@@ -138,8 +140,6 @@ struct View {
     workspace: String,
     /// Where the daemon mounted it.
     path: PathBuf,
-    /// An isolated view's upper directory (empty for read-only views).
-    upper: PathBuf,
 }
 
 /// Runs `task`; never fails: every failure is in the report.
@@ -214,7 +214,7 @@ async fn prepare(
                 .map(|pipeline| format!("{pipeline}/{}/{}", slug(&task.name), slug(&decl.name)))
                 .unwrap_or_default(),
         };
-        let info = ctx.attach(client, request).await.map_err(|e| {
+        ctx.attach(client, request).await.map_err(|e| {
             let message = format!("workspace {:?} (wsfs workspace {workspace}): {e:#}", decl.name);
             ("WorkspaceBindingFailed", message)
         })?;
@@ -222,7 +222,6 @@ async fn prepare(
             decl: decl.clone(),
             workspace: workspace.clone(),
             path,
-            upper: PathBuf::from(info.upper_dir),
         });
     }
     for view in views.iter().filter(|v| !v.decl.files.is_empty()) {
@@ -548,12 +547,7 @@ async fn finish(
 ) -> Result<()> {
     let mut first_error = None;
     for view in views {
-        let changed = !view.upper.as_os_str().is_empty()
-            && std::fs::read_dir(&view.upper)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true);
-        let persist = succeeded && changed;
-        match ctx.detach(client, &view.path, persist).await {
+        match ctx.detach(client, &view.path, succeeded).await {
             Ok(reply) => {
                 if let Some(p) = reply.persisted {
                     let line = format!(

@@ -12,12 +12,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
+use wsfs_api::config::DEFAULT_CSI_DRIVER_NAME as DEFAULT_DRIVER_NAME;
 use wsfs_api::csi::{identity_server::IdentityServer, node_server::NodeServer};
 
 use crate::state::Daemon;
-
-/// The driver name unless `--csi-driver-name` says otherwise.
-pub const DEFAULT_DRIVER_NAME: &str = "csi.wsfs.dev";
 
 /// How the plugin is reached and what it calls itself.
 #[derive(Clone, Debug)]

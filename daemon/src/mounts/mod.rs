@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use wsfs_fs::ids::LayerId;
 use wsfs_fs::persist::{persist_changes, Caller, ChangesRequest, PersistOutcome};
-use wsfs_fs::prefetch::{trace_key, AccessTrace, Progress};
+use wsfs_fs::prefetch::{trace_key, AccessTrace, PrefetchProgress};
 use wsfs_fs::store::Store;
 use wsfs_fs::tree::Tree;
 use wsfs_fs::workspace::{self, WorkspaceName};
@@ -31,7 +31,7 @@ use wsfs_holder::Link;
 
 use self::mountpoint::{check_outside_views, mount_view, new_scratch, prepare_mountpoint, unmount_view};
 use self::record::{ViewRecord, ViewState};
-use self::shared::{build_tree, Connection, Shared};
+use self::shared::{build_tree, Connection, SharedMount};
 use crate::mount_error::MountError;
 use crate::views::{resolve_sub_path, Scratch, ViewKind};
 
@@ -64,7 +64,7 @@ pub struct View {
     /// default the workspace name).
     pub prefetch_key: String,
     /// The prefetch of the view's version, if one was asked for.
-    pub prefetch: Option<Arc<Progress>>,
+    pub prefetch: Option<Arc<PrefetchProgress>>,
     /// What its requester keeps with it (the CSI publication), recorded
     /// with the view so that a new daemon has it too.
     pub note: Option<Vec<u8>>,
@@ -139,7 +139,7 @@ pub struct AttachRequest<'a> {
 
 #[derive(Default)]
 struct Table {
-    shared: HashMap<String, Shared>,
+    shared: HashMap<String, SharedMount>,
     views: BTreeMap<PathBuf, View>,
 }
 
@@ -300,7 +300,8 @@ impl Mounts {
             if !table.shared.contains_key(&view.version) {
                 let path = self.dir.join(&view.version);
                 let (ws, link) = (&view.workspace, self.link.as_deref());
-                let shared = Shared::open(&self.store, link, ws, &view.version, path, tree, Connection::New)?;
+                let shared =
+                    SharedMount::open(&self.store, link, ws, &view.version, path, tree, Connection::New)?;
                 table.shared.insert(view.version.clone(), shared);
             }
             let shared = &table.shared[&view.version];
@@ -520,6 +521,19 @@ impl Mounts {
     /// Who attached the view at `mountpoint` (0: root), if it is one.
     pub fn owner_of(&self, mountpoint: &Path) -> Option<u32> {
         self.table.lock().unwrap().views.get(mountpoint).map(|v| v.owner)
+    }
+
+    /// Whether the view at `mountpoint` has changes to persist: an isolated
+    /// view whose upper directory holds anything (or cannot be read).
+    pub fn has_changes(&self, mountpoint: &Path) -> Result<bool, MountError> {
+        let table = self.table.lock().unwrap();
+        let view = table
+            .views
+            .get(mountpoint)
+            .ok_or_else(|| MountError::NotMounted(mountpoint.into()))?;
+        Ok(view.scratch.as_ref().is_some_and(|scratch| {
+            std::fs::read_dir(scratch.upper()).map_or(true, |mut entries| entries.next().is_some())
+        }))
     }
 
     /// Every view, by mountpoint.

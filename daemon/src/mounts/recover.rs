@@ -24,7 +24,7 @@ use wsfs_holder::Link;
 
 use super::mountpoint::mount_view;
 use super::record::{Recovery, ViewRecord, ViewState};
-use super::shared::{build_tree, Connection, Shared};
+use super::shared::{build_tree, Connection, SharedMount};
 use super::{Mounts, Table, View};
 use crate::mount_error::MountError;
 use crate::sys;
@@ -155,7 +155,7 @@ impl Mounts {
                 Connection::New
             }
         };
-        let mut shared = Shared::open(
+        let mut shared = SharedMount::open(
             &self.store,
             self.link.as_deref(),
             &workspace,

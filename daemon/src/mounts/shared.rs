@@ -10,7 +10,7 @@ use std::time::Instant;
 use wsfs_fs::fuse::{self, BackgroundSession, WsfsFs};
 use wsfs_fs::ids::LayerId;
 use wsfs_fs::pagecache::Pusher;
-use wsfs_fs::prefetch::{decode_trace, prefetch, prefetch_order, trace_key, AccessTrace, Progress};
+use wsfs_fs::prefetch::{decode_trace, prefetch, prefetch_order, trace_key, AccessTrace, PrefetchProgress};
 use wsfs_fs::store::Store;
 use wsfs_fs::tree::{ChunkSource, Tree};
 use wsfs_fs::workspace::WorkspaceName;
@@ -30,7 +30,7 @@ const PREFETCH_LOGGED: usize = 5;
 const MAX_TRACE_LEN: u64 = 256 << 20;
 
 /// One workspace version's FUSE mount.
-pub(super) struct Shared {
+pub(super) struct SharedMount {
     pub path: PathBuf,
     session: BackgroundSession,
     pub tree: Arc<Tree>,
@@ -47,7 +47,7 @@ pub(super) struct Shared {
 /// A version's prefetch, and the thread pushing what it fetched into the
 /// page cache.
 pub(super) struct Prefetching {
-    pub progress: Arc<Progress>,
+    pub progress: Arc<PrefetchProgress>,
     pusher: Pusher,
 }
 
@@ -92,7 +92,7 @@ pub(super) fn build_tree(store: &Store, layers: &[LayerId]) -> Result<Tree, Moun
     Ok(tree)
 }
 
-impl Shared {
+impl SharedMount {
     /// Serves the FUSE file system of one workspace version at `path`,
     /// mounting it or adopting a previous daemon's connection, and has the
     /// holder (if any) keep its connection under the version's name.
@@ -104,7 +104,7 @@ impl Shared {
         path: PathBuf,
         tree: Arc<Tree>,
         connection: Connection,
-    ) -> Result<Shared, MountError> {
+    ) -> Result<SharedMount, MountError> {
         let source: Arc<dyn ChunkSource> = store.clone();
         let trace = Arc::new(AccessTrace::new(tree.inodes()));
         let busy = Arc::new(AtomicUsize::new(0));
@@ -124,7 +124,7 @@ impl Shared {
             }
             Connection::Adopt(fd) => fuse::adopt(fs, fd).map_err(system)?,
         };
-        Ok(Shared {
+        Ok(SharedMount {
             path,
             session,
             tree,
@@ -140,7 +140,7 @@ impl Shared {
     /// the trace kept under `key` (the order readers read them last time),
     /// then the rest; each fetched file is pushed into the page cache.
     pub fn start_prefetch(&mut self, store: &Arc<Store>, key: &str) {
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(PrefetchProgress::default());
         *progress.state.lock().unwrap() = "starting".into();
         let source: Arc<dyn ChunkSource> = store.clone();
         let pusher = Pusher::spawn(
@@ -194,7 +194,7 @@ impl Shared {
     /// the mount is detached lazily too and its threads, which serve until
     /// the last user is gone, are joined off this thread.
     pub fn close(self, link: Option<&Link>, version: &str, lazy: bool) {
-        let Shared {
+        let SharedMount {
             path,
             session,
             prefetch,
@@ -224,5 +224,19 @@ impl Shared {
             }
         }
         let _ = std::fs::remove_dir(&path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn architecture_quotes_the_prefetch_concurrency() {
+        let doc = include_str!("../../../ARCHITECTURE.md");
+        let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        let phrase = format!("{} GETs at a time", super::PREFETCH_THREADS);
+        assert!(
+            doc.contains(&phrase),
+            "ARCHITECTURE.md does not say {phrase:?}: update it or the code"
+        );
     }
 }

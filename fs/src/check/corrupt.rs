@@ -5,7 +5,6 @@
 //! it, does not rewrite it, and removes the marker once the pack is gone.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -40,10 +39,7 @@ pub fn marked(store: &Store) -> Result<HashMap<PackId, Listed>, StoreError> {
 
 /// Marks `pack` corrupt: `problem` is what was found, `host` where.
 pub fn mark(store: &Store, pack: &PackId, host: &str, problem: &str) -> Result<(), StoreError> {
-    let at_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let body = encode(at_ms, host, problem);
+    let body = encode(crate::unix_time::now_millis(), host, problem);
     store.put_object(marker_key(pack), Bytes::from(body))
 }
 

@@ -68,7 +68,7 @@ impl Phase {
 
 /// Progress of a check, reported after each layer and each pack.
 #[derive(Clone, Copy, Debug)]
-pub struct Progress {
+pub struct CheckProgress {
     /// The phase.
     pub phase: Phase,
     /// Objects of the phase checked.
@@ -172,7 +172,7 @@ enum Verdict {
 pub fn run(
     store: &Store,
     opts: &CheckOptions<'_>,
-    progress: &(dyn Fn(&Progress) + Sync),
+    progress: &(dyn Fn(&CheckProgress) + Sync),
 ) -> Result<CheckReport, StoreError> {
     // Listed in gc's order (packs, relocation records, workspace records), so
     // that a frame gc relocated meanwhile is found where it went.
@@ -343,7 +343,7 @@ fn check_layers(
     store: &Store,
     layers: &[LayerId],
     findings: &mut Findings,
-    progress: &(dyn Fn(&Progress) + Sync),
+    progress: &(dyn Fn(&CheckProgress) + Sync),
 ) -> Result<Vec<(LayerId, ChunkRef)>, StoreError> {
     let found = Mutex::new((Vec::new(), Vec::new(), 0u64));
     workers::for_each(layers, CONCURRENCY, |layer| {
@@ -364,7 +364,7 @@ fn check_layers(
             Err(problem) => found.1.push((*layer, problem)),
         }
         found.2 += 1;
-        progress(&Progress {
+        progress(&CheckProgress {
             phase: Phase::Layers,
             done: found.2,
             total: layers.len() as u64,
@@ -395,7 +395,7 @@ fn check_packs(
     marked: &HashMap<PackId, Listed>,
     needs: &Needs,
     findings: &mut Findings,
-    progress: &(dyn Fn(&Progress) + Sync),
+    progress: &(dyn Fn(&CheckProgress) + Sync),
 ) -> Result<Checked, StoreError> {
     let mut packs: Vec<(&PackId, &BTreeMap<u64, FrameNeed>)> = needs.iter().collect();
     packs.sort_by_key(|(id, _)| **id);
@@ -422,7 +422,7 @@ fn check_packs(
         state.1 += read;
         state.2 += 1;
         state.3 += size(id);
-        progress(&Progress {
+        progress(&CheckProgress {
             phase: Phase::Packs,
             done: state.2,
             total: packs.len() as u64,

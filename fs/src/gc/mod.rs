@@ -27,7 +27,7 @@ pub mod traces;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -40,6 +40,7 @@ use crate::markers::condemned;
 use crate::pack::{pack_key, relocation_key, Relocation, MAX_RELOCATION_LEN};
 use crate::store::remote::Listed;
 use crate::store::{layer_key, Store};
+use crate::unix_time::{millis, now_millis};
 use crate::workers;
 use crate::workspace::{self, WorkspaceName};
 use live::Live;
@@ -185,17 +186,13 @@ pub struct GcReport {
     pub live_packs: usize,
 }
 
-fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Runs garbage collection once (see the module documentation).
 pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     if opts.grace < MIN_GRACE {
         return Err(GcError::GraceTooShort { given: opts.grace });
     }
     let mut report = GcReport::default();
-    for (ws, _) in workspace::expired(store, millis(SystemTime::now()))? {
+    for (ws, _) in workspace::expired(store, now_millis())? {
         let layers = match opts.dry_run {
             true => workspace::layers(store, &ws)?.len(),
             false => workspace::delete(store, &ws)?,
@@ -421,7 +418,7 @@ impl Pass<'_> {
     /// Condemns unreferenced objects (a dry run only reports them).
     fn condemn(&self, objects: &[Object]) -> Result<(), StoreError> {
         workers::for_each(objects, CONCURRENCY, |object| {
-            let at = millis(SystemTime::now());
+            let at = now_millis();
             if self.opts.dry_run || write_marker(self.store, object, at, self.opts.grace)? {
                 let due = at + self.opts.grace.as_millis() as u64;
                 self.report

@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime};
 use crate::error::StoreError;
 use crate::prefetch::TRACES;
 use crate::store::Store;
+use crate::unix_time::millis;
 use crate::workers;
 
-use super::{millis, Found, CONCURRENCY};
+use super::{Found, CONCURRENCY};
 
 /// How long a trace stays after it was last written, unless told otherwise.
 pub const DEFAULT_TRACE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);

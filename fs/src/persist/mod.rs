@@ -21,7 +21,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use thiserror::Error;
 
@@ -35,6 +35,7 @@ pub use crate::os::Caller;
 use crate::store::db::FileStamp;
 use crate::store::readahead::FrameIndex;
 use crate::store::Store;
+use crate::unix_time;
 use crate::workspace::{self, LayerRecord, WorkspaceName};
 use guard::{retrying, Avoid, Built};
 use packer::Packer;
@@ -62,7 +63,7 @@ pub struct PersistRequest<'a> {
 
 /// Progress of a persist, reported after each file.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Progress {
+pub struct PersistProgress {
     /// Regular files done.
     pub files_done: u64,
     /// Regular files in all.
@@ -148,7 +149,7 @@ pub enum PersistError {
 pub fn persist(
     store: &Store,
     req: &PersistRequest<'_>,
-    progress: &mut dyn FnMut(&Progress),
+    progress: &mut dyn FnMut(&PersistProgress),
 ) -> Result<PersistOutcome, PersistError> {
     let bad_root = |why: String| PersistError::BadPath {
         path: req.root.display().to_string(),
@@ -209,7 +210,7 @@ pub fn persist(
 pub fn persist_changes(
     store: &Store,
     req: &ChangesRequest<'_>,
-    progress: &mut dyn FnMut(&Progress),
+    progress: &mut dyn FnMut(&PersistProgress),
 ) -> Result<PersistOutcome, PersistError> {
     let target = Target {
         workspace: req.workspace,
@@ -281,7 +282,7 @@ fn build(
     from: Sources<'_>,
     target: &Target<'_>,
     avoid: &Avoid,
-    progress: &mut dyn FnMut(&Progress),
+    progress: &mut dyn FnMut(&PersistProgress),
 ) -> Result<Built, PersistError> {
     let started = Instant::now();
     plan.sort();
@@ -312,7 +313,7 @@ fn build(
 
 /// Two seconds before now: coarser than any file system's timestamp tick.
 fn racy_after() -> (i64, u32) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = unix_time::since_epoch(SystemTime::now());
     (now.as_secs() as i64 - 2, now.subsec_nanos())
 }
 
@@ -446,12 +447,12 @@ impl<'s> LayerBuilder<'s> {
         &mut self,
         packer: &Packer<'_>,
         target: &Target<'_>,
-        progress: &mut dyn FnMut(&Progress),
+        progress: &mut dyn FnMut(&PersistProgress),
     ) -> Result<(), PersistError> {
-        let mut p = Progress {
+        let mut p = PersistProgress {
             files_total: self.files.len() as u64,
             bytes_total: self.files.iter().map(|f| f.size).sum(),
-            ..Progress::default()
+            ..PersistProgress::default()
         };
         let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
         for job in std::mem::take(&mut self.files) {
@@ -580,10 +581,7 @@ impl<'s> LayerBuilder<'s> {
         target.still_wanted()?;
         let record = LayerRecord {
             layer,
-            persisted_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            persisted_at_ms: unix_time::now_millis(),
             host: target.host.to_string(),
             files,
             bytes,

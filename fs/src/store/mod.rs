@@ -40,7 +40,7 @@ const MEMORY_CACHE_BYTES: u64 = 64 << 20;
 
 /// Ranged GETs of frames in flight at once, at most: readers, read-ahead and
 /// prefetch of every mount share them.
-const MAX_REMOTE_GETS: usize = 16;
+pub(crate) const MAX_REMOTE_GETS: usize = 16;
 
 /// The outcome of one frame fetch, shared with the readers that waited for it.
 type FrameOutcome = Result<Arc<[u8]>, Arc<StoreError>>;

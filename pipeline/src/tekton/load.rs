@@ -1,6 +1,7 @@
 //! A parsed pipeline spec and the run's bindings and params → a [`Plan`].
 
 use super::bindings::{pipeline_workspaces, RunBindings};
+use super::context::{run_context, Pipeline};
 use super::error::{DocPath, Fault, Problem};
 use super::graph::check_run_after;
 use super::model::{ParamValue, PipelineSpec};
@@ -9,7 +10,7 @@ use super::params::pipeline_params;
 use super::tasks::task;
 use super::vars::{Scope, Workspaces};
 use super::RunOptions;
-use crate::plan::{PipelineWorkspace, Plan};
+use crate::plan::Plan;
 
 /// What a PipelineRun adds to its pipeline spec.
 pub(crate) struct Run<'a> {
@@ -19,66 +20,6 @@ pub(crate) struct Run<'a> {
     pub(crate) bindings: RunBindings<'a>,
     /// `spec`.
     pub(crate) at: DocPath,
-}
-
-/// The pipeline as every task sees it: names, param values, bindings.
-pub(crate) struct Pipeline<'a> {
-    /// `$(context.pipeline.name)`.
-    pub(crate) name: &'a str,
-    /// `$(context.pipelineRun.name)`.
-    pub(crate) run_name: &'a str,
-    /// The params' values.
-    pub(crate) params: Vec<(String, String)>,
-    /// The workspaces with their bindings.
-    pub(crate) workspaces: Vec<PipelineWorkspace>,
-}
-
-/// The context variables of the whole run.
-fn run_context(run_name: &str, pipeline: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("pipelineRun.name", run_name.to_string()),
-        ("pipeline.name", pipeline.to_string()),
-    ]
-}
-
-impl Pipeline<'_> {
-    fn params(&self) -> Vec<(&str, &str)> {
-        self.params
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect()
-    }
-
-    /// Variables of a pipeline task's fields (param values, subPaths).
-    pub(crate) fn pipeline_task_scope(&self) -> Scope<'_> {
-        let mut context = run_context(self.run_name, self.name);
-        context.push(("pipelineTask.retries", "0".into()));
-        Scope {
-            params: Some(self.params()),
-            workspaces: Workspaces::Pipeline(&self.workspaces),
-            context,
-        }
-    }
-
-    /// Context variables inside task `task`'s spec (wsfs run never retries).
-    pub(crate) fn task_context(&self, task: &str) -> Vec<(&'static str, String)> {
-        let mut context = run_context(self.run_name, self.name);
-        let task_run = format!("{}-{task}", self.run_name);
-        context.extend([
-            ("pipelineTask.retries", "0".to_string()),
-            ("task.name", task_run.clone()),
-            ("taskRun.name", task_run),
-            ("task.retry-count", "0".to_string()),
-        ]);
-        context
-    }
-
-    /// Params inside a task: its own, then the pipeline's (which Tekton
-    /// propagates into embedded specs).
-    pub(crate) fn task_params<'s>(&'s self, own: &'s [(String, String)]) -> Vec<(&'s str, &'s str)> {
-        let own = own.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-        own.chain(self.params()).collect()
-    }
 }
 
 /// The plan of pipeline `spec` (at `at`), named `name`, with the run's bindings and params.

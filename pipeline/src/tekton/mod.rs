@@ -6,10 +6,11 @@
 //! - `model`: the fields read, as serde types; `yaml`: the document, and
 //!   positions of places in it.
 //! - `load`: the plan: `params`, `bindings`, `graph` (`runAfter`), `tasks`,
-//!   `steps`; `vars`: `$(...)` variables; `names`: names and paths.
+//!   `steps`, with `context` (the pipeline as every task sees it); `vars`: `$(...)` variables; `names`: names and paths.
 //! - `flags`: `--workspace` and `--param`; `error`: [`LoadError`].
 
 mod bindings;
+mod context;
 mod error;
 mod flags;
 mod graph;

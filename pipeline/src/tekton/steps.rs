@@ -1,8 +1,8 @@
 //! A task's steps → [`Step`]s: what each does, the workspaces it lists
 //! (isolating them), its variables substituted, its paths checked.
 
+use super::context::Pipeline;
 use super::error::{known, DocPath, Fault, Problem};
-use super::load::Pipeline;
 use super::model;
 use super::names::{check_dns_label, check_env_name, check_unique, mount_path, persist_path};
 use super::vars::{substitute, Scope, VarError, Workspaces};

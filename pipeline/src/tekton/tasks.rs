@@ -2,8 +2,8 @@
 //! the pipeline task binds to them.
 
 use super::bindings::files;
+use super::context::Pipeline;
 use super::error::{known, DocPath, Fault, Problem};
-use super::load::Pipeline;
 use super::model::{PipelineTask, TaskSpec, TaskWorkspaceBinding, TaskWorkspaceDeclaration};
 use super::names::{check_dns_label, check_unique, join_sub_paths, mount_path, sub_path};
 use super::params::task_params;
