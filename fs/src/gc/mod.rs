@@ -189,8 +189,16 @@ fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Runs garbage collection once (see the module documentation).
+/// Runs garbage collection once (see the module documentation), counting
+/// it in the store's metrics.
 pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
+    let started = Instant::now();
+    let report = collect(store, opts);
+    store.metrics().gc.record(started, opts.dry_run, &report);
+    report
+}
+
+fn collect(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     if opts.grace < MIN_GRACE {
         return Err(GcError::GraceTooShort { given: opts.grace });
     }
