@@ -56,7 +56,7 @@ struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464;
     /// port 0: any free port, shown by `wsfs status`). Off by default.
     #[arg(long, env = "WSFS_METRICS_ADDR", value_name = "ADDR")]
-    metrics_addr: Option<std::net::SocketAddr>,
+    metrics_addr: Option<String>,
 }
 
 fn main() {
@@ -89,7 +89,10 @@ fn run(args: Args) -> Result<()> {
         None => None,
     };
     // Before anything is taken over: an address in use stops the start here.
-    let metrics = args.metrics_addr.map(metrics::bind).transpose()?;
+    let metrics = match args.metrics_addr.as_deref().filter(|a| !a.is_empty()) {
+        Some(addr) => Some(metrics::bind(addr)?),
+        None => None,
+    };
     let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
     // Under a holder, the holder holds the state dir's lock for its daemons.
     let link = wsfs_holder::Link::from_env()

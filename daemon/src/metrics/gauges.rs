@@ -59,16 +59,16 @@ impl Collector for Gauges {
         };
         let cache = daemon.store.frame_cache();
         let bytes = Some(&Unit::Bytes);
-        gauge(&mut encoder, "cache", "Bytes the on-disk frame cache holds", bytes, cache.bytes())?;
-        gauge(&mut encoder, "cache_budget", "Byte budget of the on-disk frame cache", bytes, cache.budget())?;
+        gauge(&mut encoder, "cache", "Bytes the on-disk frame cache holds.", bytes, cache.bytes())?;
+        gauge(&mut encoder, "cache_budget", "Byte budget of the on-disk frame cache.", bytes, cache.budget())?;
         let mounts = daemon.mounts.shared().len() as u64;
-        gauge(&mut encoder, "mounts", "FUSE mounts, one per attached workspace version", None, mounts)?;
+        gauge(&mut encoder, "mounts", "FUSE mounts, one per attached workspace version.", None, mounts)?;
         let views = daemon.mounts.views();
         let kinds = [ViewKind::ReadOnly, ViewKind::Isolated].map(|kind| {
             let n = views.iter().filter(|v| v.kind == kind).count() as u64;
             (kind.to_string(), n)
         });
-        gauges(&mut encoder, ("views", "Views attached, by kind"), "kind", kinds)?;
+        gauges(&mut encoder, ("views", "Views attached, by kind."), "kind", kinds)?;
 
         // One prefetch per version, whichever of its views asked for it.
         let mut seen = HashSet::new();
@@ -82,15 +82,15 @@ impl Collector for Gauges {
             let n = states.iter().filter(|s| s.split(':').next() == Some(state)).count() as u64;
             (state.to_string(), n)
         });
-        let help = "Prefetches of the attached versions, by state";
+        let help = "Prefetches of the attached versions, by state.";
         gauges(&mut encoder, ("prefetches", help), "state", by_state)?;
         let sum = |of: fn(&Progress) -> u64| prefetches.iter().map(|p| of(p)).sum::<u64>();
         for (name, help, unit, value) in [
-            ("prefetch_planned_files", "Files the prefetches of the attached versions fetch in all", None, sum(|p| p.files_total.load(Relaxed))),
-            ("prefetch_done_files", "Files the prefetches of the attached versions fetched", None, sum(|p| p.files_done.load(Relaxed))),
-            ("prefetch_planned", "File bytes the prefetches of the attached versions fetch in all", bytes, sum(|p| p.bytes_total.load(Relaxed))),
-            ("prefetch_done", "File bytes the prefetches of the attached versions fetched", bytes, sum(|p| p.bytes_done.load(Relaxed))),
-            ("prefetch_pushed", "Fetched file bytes handed to the kernel's page cache", bytes, sum(|p| p.pushed_bytes.load(Relaxed))),
+            ("prefetch_planned_files", "Files the prefetches of the attached versions fetch in all.", None, sum(|p| p.files_total.load(Relaxed))),
+            ("prefetch_done_files", "Files the prefetches of the attached versions fetched.", None, sum(|p| p.files_done.load(Relaxed))),
+            ("prefetch_planned", "File bytes the prefetches of the attached versions fetch in all.", bytes, sum(|p| p.bytes_total.load(Relaxed))),
+            ("prefetch_done", "File bytes the prefetches of the attached versions fetched.", bytes, sum(|p| p.bytes_done.load(Relaxed))),
+            ("prefetch_pushed", "Fetched file bytes handed to the kernel's page cache.", bytes, sum(|p| p.pushed_bytes.load(Relaxed))),
         ] {
             gauge(&mut encoder, name, help, unit, value)?;
         }

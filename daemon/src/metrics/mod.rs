@@ -25,9 +25,15 @@ use crate::state::Daemon;
 /// The media type of the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Listens on `addr` (port 0: any free port; the bound address is the
-/// listener's). An address taken or not this host's is an error naming it.
-pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
+/// Listens on `addr`, an `IP:PORT` (port 0: any free port; the bound
+/// address is the listener's). An address malformed, taken or not this
+/// host's is an error naming it.
+pub fn bind(addr: &str) -> Result<TcpListener> {
+    let addr: SocketAddr = addr.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--metrics-addr (WSFS_METRICS_ADDR) {addr:?} is not an IP:PORT address: give one such as 127.0.0.1:9464 or [::1]:9464 (port 0: any free port)"
+        )
+    })?;
     let listener = TcpListener::bind(addr).with_context(|| {
         format!("cannot serve metrics on {addr} (--metrics-addr, WSFS_METRICS_ADDR): choose a free local address, or port 0 for any")
     })?;

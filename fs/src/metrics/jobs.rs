@@ -37,17 +37,18 @@ impl Runs {
         }
     }
 
-    /// Registers `<job>_duration_seconds` and `<job>_failures_total`.
-    fn register(&self, registry: &mut Registry, job: &str, what: &str) {
+    /// Registers `<job>_duration_seconds` and `<job>_failures_total`, for
+    /// runs called `runs` in their help.
+    fn register(&self, registry: &mut Registry, job: &str, runs: &str) {
         registry.register_with_unit(
             format!("{job}_duration"),
-            format!("How long each {what} that succeeded took"),
+            format!("How long {runs} took, of those that succeeded"),
             Unit::Seconds,
             self.seconds.clone(),
         );
         registry.register(
             format!("{job}_failures"),
-            format!("{what}s that failed"),
+            format!("The {runs} that failed"),
             self.failures.clone(),
         );
     }
@@ -76,7 +77,7 @@ impl PersistMetrics {
     }
 
     pub(super) fn register(&self, registry: &mut Registry) {
-        self.runs.register(registry, "persist", "Persist");
+        self.runs.register(registry, "persist", "persists");
         registry.register(
             "persist_files",
             "Regular files in the layers persisted",
@@ -123,7 +124,7 @@ impl GcMetrics {
     }
 
     pub(super) fn register(&self, registry: &mut Registry) {
-        self.runs.register(registry, "gc", "Garbage collection run");
+        self.runs.register(registry, "gc", "garbage collection runs");
         registry.register_with_unit(
             "gc_deleted",
             "Bytes of remote objects garbage collection deleted",

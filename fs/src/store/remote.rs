@@ -461,6 +461,27 @@ mod tests {
     }
 
     #[test]
+    fn each_request_is_counted_by_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(RemoteMetrics::default());
+        let url = format!("file://{}", dir.path().display());
+        let remote = Remote::open(&url, Duration::from_secs(5), metrics.clone()).unwrap();
+        remote.put("a/1", Bytes::from_static(b"four")).unwrap();
+        remote.get("a/1", 4).unwrap();
+        remote.get_range("a/1", 1..3).unwrap();
+        assert!(remote.get("missing", 1).unwrap().is_none());
+        remote.missing(&["a/1".to_string(), "b".to_string()]).unwrap();
+        remote.list("a").unwrap();
+        remote.delete("a/1").unwrap();
+        let counted = |op| (metrics.requests(op), metrics.bytes(op));
+        assert_eq!(counted(RemoteOp::Put), (1, 4));
+        assert_eq!(counted(RemoteOp::Get), (3, 6), "a \"not found\" is an answer, of no bytes");
+        assert_eq!(counted(RemoteOp::Head), (2, 0));
+        assert_eq!(counted(RemoteOp::List), (1, 0));
+        assert_eq!(counted(RemoteOp::Delete), (1, 0));
+    }
+
+    #[test]
     fn bad_urls_are_named() {
         for url in ["ftp://x/y", "s3:///nobucket", "not a url"] {
             let err = Remote::open(url, Duration::from_secs(1), Arc::default())
