@@ -14,14 +14,6 @@ use wsfs_tests::json::{str_of, u64_of};
 use wsfs_tests::tree::{generate, write_file, TreeSpec};
 use wsfs_tests::{Host, HostConfig};
 
-/// A host whose daemon serves metrics on a free port of the loopback.
-fn with_metrics(a: Option<&Host>, name: &str) -> Host {
-    let config = HostConfig::named(name).env("WSFS_METRICS_ADDR", "127.0.0.1:0");
-    match a {
-        Some(a) => a.peer(config),
-        None => Host::with_config(config),
-    }
-}
 
 /// Where `host`'s daemon serves metrics, as `wsfs status --json` says.
 fn metrics_addr(host: &Host) -> String {
@@ -242,7 +234,7 @@ fn an_operator_scrapes_the_counters_a_job_moves() {
     let tree = generate(&src, &TreeSpec::plain(11, 300)).unwrap();
     a.persist("metrics/ws", &src, &tree.top_level());
 
-    let b = with_metrics(Some(&a), "b");
+    let b = a.peer(HostConfig::named("b").env("WSFS_METRICS_ADDR", "127.0.0.1:0"));
     let addr = metrics_addr(&b);
     let pid = u64_of(&b.status(), "pid");
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
@@ -308,16 +300,18 @@ fn an_operator_scrapes_the_counters_a_job_moves() {
 }
 
 /// The daemon started by `wsfs` gets `WSFS_METRICS_ADDR` through its
-/// holder, also when `wsfs daemon restart` replaces it.
+/// holder, also when `wsfs daemon restart` replaces it: the next daemon
+/// serves on the same fixed port (the old one closed it when it exited).
 #[test]
 fn metrics_survive_a_daemon_restart() {
-    let a = with_metrics(None, "a");
-    let first = metrics_addr(&a);
-    Scrape::of(&first);
+    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let a = Host::with_config(HostConfig::named("a").env("WSFS_METRICS_ADDR", &free));
+    assert_eq!(metrics_addr(&a), free);
+    Scrape::of(&free);
     let restarted = a.ok_json(["daemon", "restart", "--json"]);
-    let next = metrics_addr(&a);
+    assert_eq!(metrics_addr(&a), free);
     assert_ne!(u64_of(&a.status(), "pid"), u64_of(&restarted, "old_pid"));
-    let scrape = Scrape::of(&next);
+    let scrape = Scrape::of(&free);
     assert_eq!(scrape.get("wsfs_mounts", &[]), 0.0);
 }
 
