@@ -14,12 +14,14 @@ use wsfs_tests::json::{str_of, u64_of};
 use wsfs_tests::tree::{generate, write_file, TreeSpec};
 use wsfs_tests::{Host, HostConfig};
 
-
 /// Where `host`'s daemon serves metrics, as `wsfs status --json` says.
 fn metrics_addr(host: &Host) -> String {
     let status = host.status();
     let addr = str_of(&status, "metrics_addr").to_string();
-    assert!(addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"), "{status}");
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{status}"
+    );
     addr
 }
 
@@ -28,7 +30,11 @@ fn metrics_addr(host: &Host) -> String {
 fn http_get(addr: &str, path: &str) -> (u16, HashMap<String, String>, String) {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response
@@ -41,7 +47,10 @@ fn http_get(addr: &str, path: &str) -> (u16, HashMap<String, String>, String) {
         .and_then(|s| s[..3].parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP/1.1 status line: {status:?}"));
     let headers = lines
-        .map(|l| l.split_once(':').unwrap_or_else(|| panic!("bad header line {l:?}")))
+        .map(|l| {
+            l.split_once(':')
+                .unwrap_or_else(|| panic!("bad header line {l:?}"))
+        })
         .map(|(k, v)| (k.to_lowercase(), v.trim().to_string()))
         .collect();
     (code, headers, body.to_string())
@@ -68,7 +77,10 @@ impl Scrape {
 
     /// The value of the sample `name` with exactly `labels`.
     fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let series = (name.to_string(), labels);
         *self.0.get(&series).unwrap_or_else(|| {
             let mut names: Vec<_> = self.0.keys().map(|(n, l)| format!("{n}{l:?}")).collect();
@@ -86,7 +98,11 @@ impl Scrape {
 /// `# EOF`.
 fn parse_openmetrics(text: &str) -> HashMap<Series, f64> {
     let lines: Vec<&str> = text.split_terminator('\n').collect();
-    assert_eq!(lines.last(), Some(&"# EOF"), "the exposition does not end with # EOF:\n{text}");
+    assert_eq!(
+        lines.last(),
+        Some(&"# EOF"),
+        "the exposition does not end with # EOF:\n{text}"
+    );
     assert!(text.ends_with("# EOF\n"), "nothing may follow # EOF");
     let mut samples = HashMap::new();
     let mut types: HashMap<String, String> = HashMap::new();
@@ -95,7 +111,10 @@ fn parse_openmetrics(text: &str) -> HashMap<Series, f64> {
         if let Some(meta) = line.strip_prefix("# ") {
             let mut parts = meta.splitn(3, ' ');
             let (kind, name, rest) = (parts.next().unwrap(), parts.next().unwrap_or(""), parts.next());
-            assert!(name.starts_with("wsfs_"), "family {name:?} lacks the wsfs_ prefix");
+            assert!(
+                name.starts_with("wsfs_"),
+                "family {name:?} lacks the wsfs_ prefix"
+            );
             match kind {
                 "TYPE" => {
                     let ty = rest.unwrap_or_else(|| panic!("TYPE without a type: {line:?}"));
@@ -103,7 +122,10 @@ fn parse_openmetrics(text: &str) -> HashMap<Series, f64> {
                         ["counter", "gauge", "histogram"].contains(&ty),
                         "unexpected type in {line:?}"
                     );
-                    assert!(types.insert(name.to_string(), ty.to_string()).is_none(), "two TYPE lines for {name}");
+                    assert!(
+                        types.insert(name.to_string(), ty.to_string()).is_none(),
+                        "two TYPE lines for {name}"
+                    );
                     family = Some((name.to_string(), ty.to_string()));
                 }
                 "HELP" | "UNIT" => assert!(rest.is_some_and(|r| !r.is_empty()), "empty {kind}: {line:?}"),
@@ -112,7 +134,9 @@ fn parse_openmetrics(text: &str) -> HashMap<Series, f64> {
             continue;
         }
         let (series, value) = parse_sample(line);
-        let (name, ty) = family.as_ref().unwrap_or_else(|| panic!("sample before any # TYPE: {line:?}"));
+        let (name, ty) = family
+            .as_ref()
+            .unwrap_or_else(|| panic!("sample before any # TYPE: {line:?}"));
         let suffixes: &[&str] = match ty.as_str() {
             "counter" => &["_total", "_created"],
             "gauge" => &[""],
@@ -123,7 +147,10 @@ fn parse_openmetrics(text: &str) -> HashMap<Series, f64> {
             "sample {line:?} does not belong to {ty} family {name}"
         );
         assert!(value >= 0.0, "negative value in {line:?}");
-        assert!(samples.insert(series, value).is_none(), "sample given twice: {line:?}");
+        assert!(
+            samples.insert(series, value).is_none(),
+            "sample given twice: {line:?}"
+        );
     }
     check_histograms(&types, &samples);
     samples
@@ -131,19 +158,27 @@ fn parse_openmetrics(text: &str) -> HashMap<Series, f64> {
 
 /// `name{k="v",...} value` → its series and value.
 fn parse_sample(line: &str) -> (Series, f64) {
-    let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line:?}"));
+    let (series, value) = line
+        .rsplit_once(' ')
+        .unwrap_or_else(|| panic!("no value: {line:?}"));
     let value: f64 = match value {
         "+Inf" => f64::INFINITY,
-        v => v.parse().unwrap_or_else(|_| panic!("value is not a number: {line:?}")),
+        v => v
+            .parse()
+            .unwrap_or_else(|_| panic!("value is not a number: {line:?}")),
     };
     let (name, labels) = match series.split_once('{') {
         None => (series, BTreeMap::new()),
         Some((name, rest)) => {
-            let inner = rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line:?}"));
+            let inner = rest
+                .strip_suffix('}')
+                .unwrap_or_else(|| panic!("unclosed labels: {line:?}"));
             let labels = inner
                 .split(',')
                 .map(|pair| {
-                    let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
+                    let (k, v) = pair
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
                     let v = v
                         .strip_prefix('"')
                         .and_then(|v| v.strip_suffix('"'))
@@ -177,19 +212,29 @@ fn check_histograms(types: &HashMap<String, String>, samples: &HashMap<Series, f
             histograms += 1;
             let mut buckets: Vec<(f64, f64)> = samples
                 .iter()
-                .filter(|((n, l), _)| *n == format!("{family}_bucket") && {
-                    let mut l = (*l).clone();
-                    l.remove("le").is_some() && l == *labels
+                .filter(|((n, l), _)| {
+                    *n == format!("{family}_bucket") && {
+                        let mut l = (*l).clone();
+                        l.remove("le").is_some() && l == *labels
+                    }
                 })
                 .map(|((_, l), v)| {
                     let le = &l["le"];
-                    let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+                    let bound = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap()
+                    };
                     (bound, *v)
                 })
                 .collect();
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
             assert!(buckets.len() > 1, "{family}{labels:?} has no buckets");
-            assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, *count), "{family}{labels:?}: +Inf bucket is not _count");
+            assert_eq!(
+                buckets.last().unwrap(),
+                &(f64::INFINITY, *count),
+                "{family}{labels:?}: +Inf bucket is not _count"
+            );
             assert!(
                 buckets.windows(2).all(|w| w[0].1 <= w[1].1),
                 "{family}{labels:?}: bucket counts are not cumulative: {buckets:?}"
@@ -207,7 +252,14 @@ fn listening_ports(pid: u64) -> Vec<u16> {
     let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|l| Some(l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.to_string()))
+        .filter_map(|l| {
+            Some(
+                l.to_str()?
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
         .collect();
     let mut ports = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -238,7 +290,11 @@ fn an_operator_scrapes_the_counters_a_job_moves() {
     let addr = metrics_addr(&b);
     let pid = u64_of(&b.status(), "pid");
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-    assert_eq!(listening_ports(pid), [port], "the daemon does not listen on {addr} alone");
+    assert_eq!(
+        listening_ports(pid),
+        [port],
+        "the daemon does not listen on {addr} alone"
+    );
     let before = Scrape::of(&addr);
 
     let mnt = b.path("mnt");
@@ -254,19 +310,52 @@ fn an_operator_scrapes_the_counters_a_job_moves() {
 
     let grew = |name: &str, labels: &[(&str, &str)]| after.get(name, labels) - before.get(name, labels);
     let read = [("op", "read")];
-    assert!(grew("wsfs_fuse_request_duration_seconds_count", &read) > 0.0, "no FUSE read counted");
-    assert!(grew("wsfs_fuse_request_duration_seconds_sum", &read) > 0.0, "FUSE reads took no time");
-    assert!(grew("wsfs_fuse_request_duration_seconds_count", &[("op", "readdirplus")]) > 0.0);
+    assert!(
+        grew("wsfs_fuse_request_duration_seconds_count", &read) > 0.0,
+        "no FUSE read counted"
+    );
+    assert!(
+        grew("wsfs_fuse_request_duration_seconds_sum", &read) > 0.0,
+        "FUSE reads took no time"
+    );
+    assert!(
+        grew(
+            "wsfs_fuse_request_duration_seconds_count",
+            &[("op", "readdirplus")]
+        ) > 0.0
+    );
     let get = [("op", "get")];
-    assert!(grew("wsfs_remote_requests_total", &get) > 0.0, "no remote GET counted");
-    assert!(grew("wsfs_remote_bytes_total", &get) > 0.0, "no bytes fetched counted");
+    assert!(
+        grew("wsfs_remote_requests_total", &get) > 0.0,
+        "no remote GET counted"
+    );
+    assert!(
+        grew("wsfs_remote_bytes_total", &get) > 0.0,
+        "no bytes fetched counted"
+    );
     assert!(grew("wsfs_remote_request_duration_seconds_count", &get) > 0.0);
-    assert!(grew("wsfs_remote_requests_total", &[("op", "put")]) > 0.0, "the persist's PUTs");
+    assert!(
+        grew("wsfs_remote_requests_total", &[("op", "put")]) > 0.0,
+        "the persist's PUTs"
+    );
     assert_eq!(after.get("wsfs_remote_request_errors_total", &get), 0.0);
-    assert!(grew("wsfs_cache_misses_total", &[]) > 0.0, "a cold read had no miss");
-    assert!(grew("wsfs_cache_hits_total", &[]) > 0.0, "chunks of fetched frames were no hits");
-    assert_eq!(grew("wsfs_persist_duration_seconds_count", &[]), 1.0, "one persist");
-    assert_eq!(grew("wsfs_persist_bytes_total", &[]), u64_of(&persisted, "bytes") as f64);
+    assert!(
+        grew("wsfs_cache_misses_total", &[]) > 0.0,
+        "a cold read had no miss"
+    );
+    assert!(
+        grew("wsfs_cache_hits_total", &[]) > 0.0,
+        "chunks of fetched frames were no hits"
+    );
+    assert_eq!(
+        grew("wsfs_persist_duration_seconds_count", &[]),
+        1.0,
+        "one persist"
+    );
+    assert_eq!(
+        grew("wsfs_persist_bytes_total", &[]),
+        u64_of(&persisted, "bytes") as f64
+    );
     assert_eq!(grew("wsfs_persist_files_total", &[]), 1.0);
     assert_eq!(
         grew("wsfs_persist_stored_bytes_total", &[]),
@@ -276,22 +365,31 @@ fn an_operator_scrapes_the_counters_a_job_moves() {
     assert_eq!(after.get("wsfs_views", &[("kind", "read-only")]), 1.0);
     assert_eq!(after.get("wsfs_views", &[("kind", "isolated")]), 0.0);
     assert_eq!(before.get("wsfs_mounts", &[]), 0.0);
-    assert!(after.get("wsfs_cache_bytes", &[]) > 0.0, "the frame cache holds nothing");
-    assert_eq!(after.get("wsfs_cache_budget_bytes", &[]), u64_of(&status, "cache_budget_bytes") as f64);
+    assert!(
+        after.get("wsfs_cache_bytes", &[]) > 0.0,
+        "the frame cache holds nothing"
+    );
+    assert_eq!(
+        after.get("wsfs_cache_budget_bytes", &[]),
+        u64_of(&status, "cache_budget_bytes") as f64
+    );
 
     // `wsfs status` reads the same counters (nothing ran between the scrape and it).
-    let put = [("op", "put")];
-    let same: [(&str, &[(&str, &str)], &str); 7] = [
-        ("wsfs_remote_requests_total", &get, "remote_get_requests"),
-        ("wsfs_remote_bytes_total", &get, "remote_bytes_fetched"),
-        ("wsfs_remote_requests_total", &put, "remote_put_requests"),
-        ("wsfs_remote_bytes_total", &put, "remote_bytes_stored"),
-        ("wsfs_cache_hits_total", &[], "cache_hits"),
-        ("wsfs_cache_misses_total", &[], "cache_misses"),
-        ("wsfs_remote_frames_fetched_total", &[], "remote_frames_fetched"),
-    ];
-    for (metric, labels, field) in same {
-        assert_eq!(after.get(metric, labels), u64_of(&status, field) as f64, "{metric} vs {field}: {status}");
+    for (metric, op, field) in [
+        ("wsfs_remote_requests_total", Some("get"), "remote_get_requests"),
+        ("wsfs_remote_bytes_total", Some("get"), "remote_bytes_fetched"),
+        ("wsfs_remote_requests_total", Some("put"), "remote_put_requests"),
+        ("wsfs_remote_bytes_total", Some("put"), "remote_bytes_stored"),
+        ("wsfs_cache_hits_total", None, "cache_hits"),
+        ("wsfs_cache_misses_total", None, "cache_misses"),
+        ("wsfs_remote_frames_fetched_total", None, "remote_frames_fetched"),
+    ] {
+        let labels: Vec<(&str, &str)> = op.map(|op| ("op", op)).into_iter().collect();
+        assert_eq!(
+            after.get(metric, &labels),
+            u64_of(&status, field) as f64,
+            "{metric} vs {field}: {status}"
+        );
     }
 
     let (code, _, body) = http_get(&addr, "/");
@@ -304,7 +402,11 @@ fn an_operator_scrapes_the_counters_a_job_moves() {
 /// serves on the same fixed port (the old one closed it when it exited).
 #[test]
 fn metrics_survive_a_daemon_restart() {
-    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
     let a = Host::with_config(HostConfig::named("a").env("WSFS_METRICS_ADDR", &free));
     assert_eq!(metrics_addr(&a), free);
     Scrape::of(&free);
@@ -344,6 +446,9 @@ fn a_bad_or_taken_address_is_refused_by_name() {
             "a daemon started anyway: {}",
             host.daemon_log_tail(10)
         );
-        assert!(!Path::new(&host.state_dir().join("db")).exists(), "the store was opened");
+        assert!(
+            !Path::new(&host.state_dir().join("db")).exists(),
+            "the store was opened"
+        );
     }
 }

@@ -34,7 +34,13 @@ impl Gauges {
 }
 
 /// Writes one unlabelled gauge.
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, unit: Option<&Unit>, value: u64) -> std::fmt::Result {
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: u64,
+) -> std::fmt::Result {
     ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?)
 }
 
@@ -59,10 +65,28 @@ impl Collector for Gauges {
         };
         let cache = daemon.store.frame_cache();
         let bytes = Some(&Unit::Bytes);
-        gauge(&mut encoder, "cache", "Bytes the on-disk frame cache holds.", bytes, cache.bytes())?;
-        gauge(&mut encoder, "cache_budget", "Byte budget of the on-disk frame cache.", bytes, cache.budget())?;
+        gauge(
+            &mut encoder,
+            "cache",
+            "Bytes the on-disk frame cache holds.",
+            bytes,
+            cache.bytes(),
+        )?;
+        gauge(
+            &mut encoder,
+            "cache_budget",
+            "Byte budget of the on-disk frame cache.",
+            bytes,
+            cache.budget(),
+        )?;
         let mounts = daemon.mounts.shared().len() as u64;
-        gauge(&mut encoder, "mounts", "FUSE mounts, one per attached workspace version.", None, mounts)?;
+        gauge(
+            &mut encoder,
+            "mounts",
+            "FUSE mounts, one per attached workspace version.",
+            None,
+            mounts,
+        )?;
         let views = daemon.mounts.views();
         let kinds = [ViewKind::ReadOnly, ViewKind::Isolated].map(|kind| {
             let n = views.iter().filter(|v| v.kind == kind).count() as u64;
@@ -77,20 +101,51 @@ impl Collector for Gauges {
             .filter_map(|v| v.prefetch.as_ref())
             .filter(|p| seen.insert(Arc::as_ptr(p)))
             .collect();
-        let states: Vec<String> = prefetches.iter().map(|p| p.state.lock().unwrap().clone()).collect();
+        let states: Vec<String> = prefetches
+            .iter()
+            .map(|p| p.state.lock().unwrap().clone())
+            .collect();
         let by_state = PREFETCH_STATES.map(|state| {
-            let n = states.iter().filter(|s| s.split(':').next() == Some(state)).count() as u64;
+            let n = states
+                .iter()
+                .filter(|s| s.split(':').next() == Some(state))
+                .count() as u64;
             (state.to_string(), n)
         });
         let help = "Prefetches of the attached versions, by state.";
         gauges(&mut encoder, ("prefetches", help), "state", by_state)?;
         let sum = |of: fn(&Progress) -> u64| prefetches.iter().map(|p| of(p)).sum::<u64>();
         for (name, help, unit, value) in [
-            ("prefetch_planned_files", "Files the prefetches of the attached versions fetch in all.", None, sum(|p| p.files_total.load(Relaxed))),
-            ("prefetch_done_files", "Files the prefetches of the attached versions fetched.", None, sum(|p| p.files_done.load(Relaxed))),
-            ("prefetch_planned", "File bytes the prefetches of the attached versions fetch in all.", bytes, sum(|p| p.bytes_total.load(Relaxed))),
-            ("prefetch_done", "File bytes the prefetches of the attached versions fetched.", bytes, sum(|p| p.bytes_done.load(Relaxed))),
-            ("prefetch_pushed", "Fetched file bytes handed to the kernel's page cache.", bytes, sum(|p| p.pushed_bytes.load(Relaxed))),
+            (
+                "prefetch_planned_files",
+                "Files the prefetches of the attached versions fetch in all.",
+                None,
+                sum(|p| p.files_total.load(Relaxed)),
+            ),
+            (
+                "prefetch_done_files",
+                "Files the prefetches of the attached versions fetched.",
+                None,
+                sum(|p| p.files_done.load(Relaxed)),
+            ),
+            (
+                "prefetch_planned",
+                "File bytes the prefetches of the attached versions fetch in all.",
+                bytes,
+                sum(|p| p.bytes_total.load(Relaxed)),
+            ),
+            (
+                "prefetch_done",
+                "File bytes the prefetches of the attached versions fetched.",
+                bytes,
+                sum(|p| p.bytes_done.load(Relaxed)),
+            ),
+            (
+                "prefetch_pushed",
+                "Fetched file bytes handed to the kernel's page cache.",
+                bytes,
+                sum(|p| p.pushed_bytes.load(Relaxed)),
+            ),
         ] {
             gauge(&mut encoder, name, help, unit, value)?;
         }

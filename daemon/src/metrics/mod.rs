@@ -37,9 +37,7 @@ pub fn bind(addr: &str) -> Result<TcpListener> {
     let listener = TcpListener::bind(addr).with_context(|| {
         format!("cannot serve metrics on {addr} (--metrics-addr, WSFS_METRICS_ADDR): choose a free local address, or port 0 for any")
     })?;
-    listener
-        .set_nonblocking(true)
-        .context("the metrics listener")?;
+    listener.set_nonblocking(true).context("the metrics listener")?;
     Ok(listener)
 }
 
@@ -97,7 +95,11 @@ fn respond(request: &Request<Incoming>, registry: &Registry) -> Response<Full<By
         response
     };
     if request.method() != Method::GET || request.uri().path() != "/metrics" {
-        return answer(StatusCode::NOT_FOUND, "text/plain", "not found: metrics are at GET /metrics\n".into());
+        return answer(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: metrics are at GET /metrics\n".into(),
+        );
     }
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, registry) {

@@ -119,7 +119,8 @@ impl GcMetrics {
         self.runs.finish(started, report.is_ok());
         if let (Ok(r), false) = (report, dry_run) {
             self.deleted_bytes.inc_by(r.deleted.iter().map(|f| f.bytes).sum());
-            self.condemned_bytes.inc_by(r.condemned.iter().map(|f| f.bytes).sum());
+            self.condemned_bytes
+                .inc_by(r.condemned.iter().map(|f| f.bytes).sum());
         }
     }
 

@@ -111,8 +111,8 @@ impl Metrics {
 /// Buckets (seconds) of a request that takes from microseconds to seconds.
 fn request_buckets() -> Vec<f64> {
     vec![
-        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-        0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+        0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     ]
 }
 
@@ -130,20 +130,35 @@ mod tests {
     #[test]
     fn status_and_registry_read_the_same_counters() {
         let metrics = Metrics::default();
-        metrics.remote.record(RemoteOp::Get, std::time::Instant::now(), false, 100);
-        metrics.remote.record(RemoteOp::Put, std::time::Instant::now(), false, 7);
+        metrics
+            .remote
+            .record(RemoteOp::Get, std::time::Instant::now(), false, 100);
+        metrics
+            .remote
+            .record(RemoteOp::Put, std::time::Instant::now(), false, 7);
         metrics.cache_hits.inc_by(3);
         let s = metrics.snapshot();
         assert_eq!(
-            (s.remote_get_requests, s.remote_bytes_fetched, s.remote_put_requests, s.remote_bytes_stored),
+            (
+                s.remote_get_requests,
+                s.remote_bytes_fetched,
+                s.remote_put_requests,
+                s.remote_bytes_stored
+            ),
             (1, 100, 1, 7)
         );
         let mut registry = Registry::with_prefix("wsfs");
         metrics.register(&mut registry);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(text.contains("wsfs_remote_requests_total{op=\"get\"} 1\n"), "{text}");
-        assert!(text.contains("wsfs_remote_bytes_total{op=\"get\"} 100\n"), "{text}");
+        assert!(
+            text.contains("wsfs_remote_requests_total{op=\"get\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wsfs_remote_bytes_total{op=\"get\"} 100\n"),
+            "{text}"
+        );
         assert!(text.contains("wsfs_cache_hits_total 3\n"), "{text}");
         assert!(text.contains("wsfs_remote_frames_fetched_total 0\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");

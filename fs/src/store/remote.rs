@@ -182,7 +182,8 @@ impl Remote {
                 )))
             }
         };
-        let mut remote = Remote::on(store, url, metrics).map_err(|e| bad(format!("cannot start I/O runtime: {e}")))?;
+        let mut remote =
+            Remote::on(store, url, metrics).map_err(|e| bad(format!("cannot start I/O runtime: {e}")))?;
         remote.local_dir = local_dir;
         Ok(remote)
     }
@@ -249,7 +250,10 @@ impl Remote {
                 Err(e) => Err(e),
             }
         });
-        let size = |got: &Result<Option<Bytes>, u64>| got.as_ref().map_or(0, |b| b.as_ref().map_or(0, |b| b.len() as u64));
+        let size = |got: &Result<Option<Bytes>, u64>| {
+            got.as_ref()
+                .map_or(0, |b| b.as_ref().map_or(0, |b| b.len() as u64))
+        };
         match self.settle(started, fetched.map_err(|e| self.err("GET", key, e)), size)? {
             Ok(bytes) => Ok(bytes),
             Err(size) => Err(StoreError::TooLarge {
@@ -271,7 +275,9 @@ impl Remote {
         let path = Path::from(key);
         let started = (RemoteOp::Get, Instant::now());
         let fetched = self.runtime.block_on(self.store.get_range(&path, range));
-        self.settle(started, fetched.map_err(|e| self.err("GET", key, e)), |b| b.len() as u64)
+        self.settle(started, fetched.map_err(|e| self.err("GET", key, e)), |b| {
+            b.len() as u64
+        })
     }
 
     /// Writes `bytes` at `key` atomically (readers see all or nothing).
@@ -475,7 +481,11 @@ mod tests {
         remote.delete("a/1").unwrap();
         let counted = |op| (metrics.requests(op), metrics.bytes(op));
         assert_eq!(counted(RemoteOp::Put), (1, 4));
-        assert_eq!(counted(RemoteOp::Get), (3, 6), "a \"not found\" is an answer, of no bytes");
+        assert_eq!(
+            counted(RemoteOp::Get),
+            (3, 6),
+            "a \"not found\" is an answer, of no bytes"
+        );
         assert_eq!(counted(RemoteOp::Head), (2, 0));
         assert_eq!(counted(RemoteOp::List), (1, 0));
         assert_eq!(counted(RemoteOp::Delete), (1, 0));
