@@ -309,43 +309,39 @@ fn an_operator_scrapes_the_counters_a_job_moves() {
     let status = b.status();
 
     let grew = |name: &str, labels: &[(&str, &str)]| after.get(name, labels) - before.get(name, labels);
-    let read = [("op", "read")];
-    assert!(
-        grew("wsfs_fuse_request_duration_seconds_count", &read) > 0.0,
-        "no FUSE read counted"
-    );
-    assert!(
-        grew("wsfs_fuse_request_duration_seconds_sum", &read) > 0.0,
-        "FUSE reads took no time"
-    );
-    assert!(
-        grew(
+    let op = |op: Option<&'static str>| op.map(|op| ("op", op)).into_iter().collect::<Vec<_>>();
+    for (name, by, what) in [
+        (
             "wsfs_fuse_request_duration_seconds_count",
-            &[("op", "readdirplus")]
-        ) > 0.0
-    );
-    let get = [("op", "get")];
-    assert!(
-        grew("wsfs_remote_requests_total", &get) > 0.0,
-        "no remote GET counted"
-    );
-    assert!(
-        grew("wsfs_remote_bytes_total", &get) > 0.0,
-        "no bytes fetched counted"
-    );
-    assert!(grew("wsfs_remote_request_duration_seconds_count", &get) > 0.0);
-    assert!(
-        grew("wsfs_remote_requests_total", &[("op", "put")]) > 0.0,
-        "the persist's PUTs"
-    );
-    assert_eq!(after.get("wsfs_remote_request_errors_total", &get), 0.0);
-    assert!(
-        grew("wsfs_cache_misses_total", &[]) > 0.0,
-        "a cold read had no miss"
-    );
-    assert!(
-        grew("wsfs_cache_hits_total", &[]) > 0.0,
-        "chunks of fetched frames were no hits"
+            Some("read"),
+            "FUSE reads",
+        ),
+        (
+            "wsfs_fuse_request_duration_seconds_sum",
+            Some("read"),
+            "time in FUSE reads",
+        ),
+        (
+            "wsfs_fuse_request_duration_seconds_count",
+            Some("readdirplus"),
+            "listings",
+        ),
+        ("wsfs_remote_requests_total", Some("get"), "remote GETs"),
+        ("wsfs_remote_bytes_total", Some("get"), "bytes fetched"),
+        (
+            "wsfs_remote_request_duration_seconds_count",
+            Some("get"),
+            "timed GETs",
+        ),
+        ("wsfs_remote_requests_total", Some("put"), "the persist's PUTs"),
+        ("wsfs_cache_misses_total", None, "a cold read's misses"),
+        ("wsfs_cache_hits_total", None, "hits on chunks of fetched frames"),
+    ] {
+        assert!(grew(name, &op(by)) > 0.0, "{name}{by:?} did not count {what}");
+    }
+    assert_eq!(
+        after.get("wsfs_remote_request_errors_total", &op(Some("get"))),
+        0.0
     );
     assert_eq!(
         grew("wsfs_persist_duration_seconds_count", &[]),
@@ -375,7 +371,7 @@ fn an_operator_scrapes_the_counters_a_job_moves() {
     );
 
     // `wsfs status` reads the same counters (nothing ran between the scrape and it).
-    for (metric, op, field) in [
+    for (metric, by, field) in [
         ("wsfs_remote_requests_total", Some("get"), "remote_get_requests"),
         ("wsfs_remote_bytes_total", Some("get"), "remote_bytes_fetched"),
         ("wsfs_remote_requests_total", Some("put"), "remote_put_requests"),
@@ -384,9 +380,8 @@ fn an_operator_scrapes_the_counters_a_job_moves() {
         ("wsfs_cache_misses_total", None, "cache_misses"),
         ("wsfs_remote_frames_fetched_total", None, "remote_frames_fetched"),
     ] {
-        let labels: Vec<(&str, &str)> = op.map(|op| ("op", op)).into_iter().collect();
         assert_eq!(
-            after.get(metric, &labels),
+            after.get(metric, &op(by)),
             u64_of(&status, field) as f64,
             "{metric} vs {field}: {status}"
         );
