@@ -241,7 +241,7 @@ impl Remote {
     /// than its kind justifies.
     pub fn get(&self, key: &str, max: u64) -> Result<Option<Bytes>, StoreError> {
         let path = Path::from(key);
-        let started = (RemoteOp::Get, Instant::now());
+        let request = (RemoteOp::Get, Instant::now());
         let fetched = self.runtime.block_on(async {
             match self.store.get(&path).await {
                 Ok(got) if got.meta.size > max => Ok(Err(got.meta.size)),
@@ -254,7 +254,7 @@ impl Remote {
             got.as_ref()
                 .map_or(0, |b| b.as_ref().map_or(0, |b| b.len() as u64))
         };
-        match self.settle(started, fetched.map_err(|e| self.err("GET", key, e)), size)? {
+        match self.settle(request, fetched.map_err(|e| self.err("GET", key, e)), size)? {
             Ok(bytes) => Ok(bytes),
             Err(size) => Err(StoreError::TooLarge {
                 key: key.to_string(),
@@ -273,9 +273,9 @@ impl Remote {
     /// Bytes `range` of the object at `key`.
     pub fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         let path = Path::from(key);
-        let started = (RemoteOp::Get, Instant::now());
+        let request = (RemoteOp::Get, Instant::now());
         let fetched = self.runtime.block_on(self.store.get_range(&path, range));
-        self.settle(started, fetched.map_err(|e| self.err("GET", key, e)), |b| {
+        self.settle(request, fetched.map_err(|e| self.err("GET", key, e)), |b| {
             b.len() as u64
         })
     }
@@ -320,7 +320,7 @@ impl Remote {
         let metrics = self.metrics.clone();
         let len = bytes.len() as u64;
         let handle = self.runtime.spawn(async move {
-            let started = (RemoteOp::Put, Instant::now());
+            let request = (RemoteOp::Put, Instant::now());
             let put = store
                 .put(&Path::from(key.as_str()), PutPayload::from(bytes))
                 .await
@@ -332,7 +332,7 @@ impl Remote {
                     message: e.to_string(),
                     not_found: false,
                 });
-            settle(&health, &metrics, started, put, |_| len)
+            settle(&health, &metrics, request, put, |_| len)
         });
         PendingPut {
             handle,
@@ -342,12 +342,12 @@ impl Remote {
 
     /// Deletes the object at `key` (done when it does not exist).
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let started = (RemoteOp::Delete, Instant::now());
+        let request = (RemoteOp::Delete, Instant::now());
         let deleted = match self.runtime.block_on(self.store.delete(&Path::from(key))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => self.sync_dir_of(key),
             Err(e) => Err(self.err("DELETE", key, e)),
         };
-        self.settle(started, deleted, |_| 0)
+        self.settle(request, deleted, |_| 0)
     }
 
     /// On a `file://` remote, makes the removal of `key`'s file durable:
@@ -390,7 +390,7 @@ impl Remote {
     /// Every object under `prefix` (a `/`-separated key prefix), sorted by key.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         let path = Path::from(prefix);
-        let started = (RemoteOp::List, Instant::now());
+        let request = (RemoteOp::List, Instant::now());
         let listed: Result<Vec<Listed>, _> = self
             .runtime
             .block_on(
@@ -404,7 +404,7 @@ impl Remote {
                     .try_collect(),
             )
             .map_err(|e| self.err("LIST", prefix, e));
-        let mut listed = self.settle(started, listed, |_| 0)?;
+        let mut listed = self.settle(request, listed, |_| 0)?;
         listed.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(listed)
     }
