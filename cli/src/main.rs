@@ -149,7 +149,10 @@ async fn run(cli: Cli) -> Result<()> {
             commands::config::show(&settings, output.json);
             Ok(())
         }
-        Command::Config { key: Some(key), output } => commands::config::get(&settings, &key, output.json),
+        Command::Config {
+            key: Some(key),
+            output,
+        } => commands::config::get(&settings, &key, output.json),
         Command::Status { output } => commands::daemon::status(&daemon, output.json).await,
         Command::Shutdown { output } => commands::daemon::shutdown(&daemon, output.json).await,
         Command::Daemon {

@@ -3,6 +3,7 @@
 
 mod config;
 mod csi;
+mod metrics;
 mod mount_error;
 mod mounts;
 mod peer;
@@ -60,6 +61,11 @@ struct Args {
     /// [default: the host name].
     #[arg(long, value_name = "NAME")]
     node_id: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464;
+    /// port 0: any free port, shown by `wsfs status`) [env: WSFS_METRICS_ADDR].
+    /// Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
 }
 
 impl Args {
@@ -70,6 +76,7 @@ impl Args {
             .with(Key::CsiEndpoint, self.csi_endpoint.clone())
             .with(Key::CsiDriverName, self.csi_driver_name.clone())
             .with(Key::NodeId, self.node_id.clone())
+            .with(Key::MetricsAddr, self.metrics_addr.clone())
     }
 }
 
@@ -119,6 +126,12 @@ fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
+    // Before anything is taken over: an address in use stops the start here.
+    let metrics = match settings.text(Key::MetricsAddr) {
+        Some(addr) => Some(metrics::bind(addr)?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
     // Under a holder, the holder holds the state dir's lock for its daemons.
     let link = wsfs_holder::Link::from_env()
         .context("the holder's socket")?
@@ -152,12 +165,13 @@ fn run(args: Args) -> Result<()> {
         shutdown: Shutdown::new(),
         host,
         link,
+        metrics_addr,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let served = runtime.block_on(server::run(daemon.clone(), csi, args.notify_ready));
+    let served = runtime.block_on(server::run(daemon.clone(), csi, metrics, args.notify_ready));
     if served.is_ok() && daemon.shutdown.restarting() {
         // The mounts stay: the next daemon serves them. Nothing is dropped
         // (a FUSE session unmounts when dropped); RocksDB's log has every write.

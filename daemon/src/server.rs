@@ -18,10 +18,15 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Longest socket path the kernel accepts (`sun_path` minus the NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
-/// Binds the socket (mode 0600, or 0660 for `WSFS_SOCKET_GROUP`) and the CSI endpoint if configured, says
-/// "ready" on stdout when asked to, and serves until the daemon's shutdown
-/// signal or SIGTERM/SIGINT; then detaches every view and removes the sockets.
-pub async fn run(daemon: Arc<Daemon>, csi: Option<CsiConfig>, notify_ready: bool) -> Result<()> {
+/// Binds the socket (mode 0600, or 0660 for `WSFS_SOCKET_GROUP`) and the CSI endpoint if configured,
+/// serves metrics on `metrics` if given, says "ready" on stdout when asked to, and serves until the
+/// daemon's shutdown signal or SIGTERM/SIGINT; then detaches every view and removes the sockets.
+pub async fn run(
+    daemon: Arc<Daemon>,
+    csi: Option<CsiConfig>,
+    metrics: Option<std::net::TcpListener>,
+    notify_ready: bool,
+) -> Result<()> {
     let socket = daemon.config.socket.clone();
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
         bail!(
@@ -47,6 +52,16 @@ pub async fn run(daemon: Arc<Daemon>, csi: Option<CsiConfig>, notify_ready: bool
         }
         None => None,
     };
+    if let Some(listener) = metrics {
+        tracing::info!(metrics_addr = %listener.local_addr()?, "serving metrics at /metrics");
+        let stopped = stop.clone();
+        let serve = crate::metrics::serve(listener, daemon.clone(), stopped);
+        tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "metrics endpoint");
+            }
+        });
+    }
     if notify_ready {
         announce_ready()?;
     }

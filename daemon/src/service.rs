@@ -639,6 +639,7 @@ impl Wsfs for Service {
             },
             pid: std::process::id(),
             holder_pid: d.link.as_ref().map_or(0, |l| l.holder_pid()),
+            metrics_addr: d.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
             state_dir: d.config.state_dir.display().to_string(),
             remote: d.store.remote().url().to_string(),
             remote_get_requests: m.remote_get_requests,

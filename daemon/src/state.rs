@@ -23,6 +23,8 @@ pub struct Daemon {
     pub host: String,
     /// The holder that keeps the mounts across this process's end, if one started it.
     pub link: Option<Arc<wsfs_holder::Link>>,
+    /// Where the Prometheus endpoint listens (`--metrics-addr`), if it does.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The host name, for workspace records.

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, KernelConfig,
@@ -22,6 +22,7 @@ use fuser::{
 };
 
 use crate::manifest::system_time;
+use crate::metrics::{FuseMetrics, FuseOp};
 use crate::prefetch::AccessTrace;
 use crate::tree::{Attr, ChunkSource, NodeType, Tree, TreeError};
 
@@ -53,24 +54,49 @@ pub struct WsfsFs {
     source: Arc<dyn ChunkSource>,
     trace: Arc<AccessTrace>,
     busy: Arc<AtomicUsize>,
+    metrics: Arc<FuseMetrics>,
 }
 
 impl WsfsFs {
     /// Serves `tree`, reading chunks from `source`; records which files are
-    /// read first in `trace`, and counts reads in flight in `busy` (prefetch
-    /// waits for them).
+    /// read first in `trace`, counts reads in flight in `busy` (prefetch
+    /// waits for them) and each request in `metrics`.
     pub fn new(
         tree: Arc<Tree>,
         source: Arc<dyn ChunkSource>,
         trace: Arc<AccessTrace>,
         busy: Arc<AtomicUsize>,
+        metrics: Arc<FuseMetrics>,
     ) -> Self {
         WsfsFs {
             tree,
             source,
             trace,
             busy,
+            metrics,
         }
+    }
+
+    /// Times a request of `op` until the returned guard is dropped (after the reply).
+    fn timed(&self, op: FuseOp) -> Timed<'_> {
+        Timed {
+            metrics: &self.metrics,
+            op,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A request being answered; counted when dropped.
+struct Timed<'a> {
+    metrics: &'a FuseMetrics,
+    op: FuseOp,
+    started: Instant,
+}
+
+impl Drop for Timed<'_> {
+    fn drop(&mut self) {
+        self.metrics.record(self.op, self.started);
     }
 }
 
@@ -224,6 +250,7 @@ impl Filesystem for WsfsFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _timed = self.timed(FuseOp::Lookup);
         match self.tree.lookup(parent.0, name.as_bytes()) {
             Ok(Some(attr)) => reply.entry(&TTL, &file_attr(attr), Generation(0)),
             // Node id 0: a negative entry the kernel caches for TTL (build
@@ -234,6 +261,7 @@ impl Filesystem for WsfsFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _timed = self.timed(FuseOp::Getattr);
         match self.tree.attr(ino.0) {
             Ok(attr) => reply.attr(&TTL, &file_attr(attr)),
             Err(e) => reply.error(errno(&e)),
@@ -241,6 +269,7 @@ impl Filesystem for WsfsFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _timed = self.timed(FuseOp::Readlink);
         match self.tree.read_link(ino.0) {
             Ok(target) => reply.data(target),
             Err(e) => reply.error(errno(&e)),
@@ -248,6 +277,7 @@ impl Filesystem for WsfsFs {
     }
 
     fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _timed = self.timed(FuseOp::Open);
         // No per-open state: reads are located by inode alone.
         reply.error(Errno::ENOSYS);
     }
@@ -263,6 +293,7 @@ impl Filesystem for WsfsFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _timed = self.timed(FuseOp::Read);
         self.trace.record(ino.0);
         self.busy.fetch_add(1, Ordering::Relaxed);
         let read = self.tree.read(ino.0, offset, size, self.source.as_ref());
@@ -274,12 +305,14 @@ impl Filesystem for WsfsFs {
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _timed = self.timed(FuseOp::Opendir);
         // As for files: the kernel stops sending OPENDIR/RELEASEDIR (two round
         // trips per directory) and caches listings as with FOPEN_CACHE_DIR.
         reply.error(Errno::ENOSYS);
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let _timed = self.timed(FuseOp::Readdir);
         let entries = match listing(&self.tree, ino.0) {
             Ok(entries) => entries,
             Err(e) => return reply.error(errno(&e)),
@@ -306,6 +339,7 @@ impl Filesystem for WsfsFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _timed = self.timed(FuseOp::Readdirplus);
         let entries = match listing(&self.tree, ino.0) {
             Ok(entries) => entries,
             Err(e) => return reply.error(errno(&e)),
@@ -329,12 +363,14 @@ impl Filesystem for WsfsFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _timed = self.timed(FuseOp::Statfs);
         let (_, bytes) = self.tree.totals();
         let blocks = bytes.div_ceil(u64::from(BLOCK_SIZE));
         reply.statfs(blocks, 0, 0, self.tree.inodes(), 0, BLOCK_SIZE, 255, BLOCK_SIZE);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _timed = self.timed(FuseOp::Getxattr);
         match self.tree.xattrs(ino.0) {
             Ok(xattrs) => match xattrs.iter().find(|(n, _)| n[..] == *name.as_bytes()) {
                 Some((_, value)) => reply_xattr(reply, size, value),
@@ -345,6 +381,7 @@ impl Filesystem for WsfsFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _timed = self.timed(FuseOp::Listxattr);
         match self.tree.xattrs(ino.0) {
             Ok(xattrs) => {
                 let mut names = Vec::new();

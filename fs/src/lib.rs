@@ -41,6 +41,7 @@ pub mod manifest;
 pub mod markers;
 pub mod memory;
 pub mod merge;
+#[cfg(feature = "store")]
 pub mod metrics;
 pub mod os;
 pub mod pack;

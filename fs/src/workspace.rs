@@ -140,7 +140,6 @@ pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result
         record.layer
     );
     let bytes = Bytes::from(record.encode());
-    store.count_put(bytes.len());
     store.remote().put_resolved(&key, bytes)?;
     Ok(key)
 }

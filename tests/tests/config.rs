@@ -180,7 +180,10 @@ fn the_environment_overrides_the_file() {
     assert_eq!(value("socket_group"), "", "an unset setting prints nothing");
     let unknown = a.wsfs(["config", "cache_byte"]);
     assert!(!unknown.status.success());
-    mentions(&String::from_utf8_lossy(&unknown.stderr), &["unknown setting \"cache_byte\""]);
+    mentions(
+        &String::from_utf8_lossy(&unknown.stderr),
+        &["unknown setting \"cache_byte\""],
+    );
 }
 
 /// A typo'd key and a bad value each fail every command, naming the key,

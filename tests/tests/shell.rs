@@ -19,7 +19,8 @@ use wsfs_tests::{process, Host, HostConfig, MIB};
 
 /// The commands `wsfs --help` must list.
 const COMMANDS: &[&str] = &[
-    "persist", "attach", "detach", "log", "ls", "rm", "gc", "check", "run", "status", "shutdown", "daemon", "config",
+    "persist", "attach", "detach", "log", "ls", "rm", "gc", "check", "run", "status", "shutdown", "daemon",
+    "config",
 ];
 
 fn s(p: &Path) -> &str {

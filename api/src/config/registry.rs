@@ -18,6 +18,8 @@ pub enum Kind {
     Group,
     /// `text` or `json`.
     LogFormat,
+    /// An `IP:PORT` address to listen on.
+    ListenAddr,
 }
 
 impl Kind {
@@ -29,6 +31,10 @@ impl Kind {
             Kind::Seconds => values::parse_seconds(text).map(drop),
             Kind::Group => values::group_id(text).map(drop),
             Kind::LogFormat => text.parse::<values::LogFormat>().map(drop),
+            Kind::ListenAddr => text
+                .parse::<std::net::SocketAddr>()
+                .map(drop)
+                .map_err(|_| format!("{text:?} is not an IP:PORT address")),
         };
         ok.map_err(|why| format!("{why}: expected {}", self.expected()))
     }
@@ -42,6 +48,7 @@ impl Kind {
             Kind::Seconds => "seconds such as 30 or \"30s\"",
             Kind::Group => "a group name or id from /etc/group",
             Kind::LogFormat => "\"text\" or \"json\"",
+            Kind::ListenAddr => "an IP:PORT address such as 127.0.0.1:9464 (port 0: any free port)",
         }
     }
 
@@ -241,9 +248,9 @@ pub static SETTINGS: [Setting; 14] = [
         key: "metrics_addr",
         env: "WSFS_METRICS_ADDR",
         flag: Some("--metrics-addr"),
-        description: "serve the daemon's metrics over HTTP on this address (host:port)",
+        description: "serve the daemon's Prometheus metrics over HTTP on this IP:PORT (docs/metrics.md)",
         default: Default::Unset("no metrics endpoint"),
-        kind: Kind::Text,
+        kind: Kind::ListenAddr,
     },
 ];
 

@@ -33,6 +33,7 @@ pub async fn status(daemon: &Daemon, json: bool) -> Result<()> {
         "cache_bytes": s.cache_bytes,
         "cache_budget_bytes": s.cache_budget_bytes,
         "read_errors": s.read_errors,
+        "metrics_addr": if s.metrics_addr.is_empty() { json!(null) } else { json!(s.metrics_addr) },
         "mounts": s.mounts.iter().map(mount_json).collect::<Vec<_>>(),
         "shared_mounts": s.shared_mounts.iter().map(|m| json!({
             "version": m.version,

@@ -108,7 +108,13 @@ impl SharedMount {
         let source: Arc<dyn ChunkSource> = store.clone();
         let trace = Arc::new(AccessTrace::new(tree.inodes()));
         let busy = Arc::new(AtomicUsize::new(0));
-        let fs = WsfsFs::new(tree.clone(), source, trace.clone(), busy.clone());
+        let fs = WsfsFs::new(
+            tree.clone(),
+            source,
+            trace.clone(),
+            busy.clone(),
+            store.metrics().fuse.clone(),
+        );
         let system = |e| MountError::System(path.clone(), e);
         let session = match connection {
             Connection::New => {

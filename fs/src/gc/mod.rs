@@ -186,8 +186,16 @@ pub struct GcReport {
     pub live_packs: usize,
 }
 
-/// Runs garbage collection once (see the module documentation).
+/// Runs garbage collection once (see the module documentation), counting
+/// it in the store's metrics.
 pub fn run(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
+    let started = Instant::now();
+    let report = collect(store, opts);
+    store.metrics().gc.record(started, opts.dry_run, &report);
+    report
+}
+
+fn collect(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     if opts.grace < MIN_GRACE {
         return Err(GcError::GraceTooShort { given: opts.grace });
     }

@@ -151,6 +151,25 @@ pub fn persist(
     req: &PersistRequest<'_>,
     progress: &mut dyn FnMut(&PersistProgress),
 ) -> Result<PersistOutcome, PersistError> {
+    counted(store, || persist_tree(store, req, progress))
+}
+
+/// Runs a persist, counting it in the store's metrics.
+fn counted(
+    store: &Store,
+    persist: impl FnOnce() -> Result<PersistOutcome, PersistError>,
+) -> Result<PersistOutcome, PersistError> {
+    let started = Instant::now();
+    let outcome = persist();
+    store.metrics().persist.record(started, &outcome);
+    outcome
+}
+
+fn persist_tree(
+    store: &Store,
+    req: &PersistRequest<'_>,
+    progress: &mut dyn FnMut(&PersistProgress),
+) -> Result<PersistOutcome, PersistError> {
     let bad_root = |why: String| PersistError::BadPath {
         path: req.root.display().to_string(),
         why,
@@ -208,6 +227,14 @@ pub fn persist(
 /// Persists the changes an isolated view made (see [`changes`]) as a layer
 /// on top of `req.workspace`, which may have gained layers since the view's base.
 pub fn persist_changes(
+    store: &Store,
+    req: &ChangesRequest<'_>,
+    progress: &mut dyn FnMut(&PersistProgress),
+) -> Result<PersistOutcome, PersistError> {
+    counted(store, || persist_view_changes(store, req, progress))
+}
+
+fn persist_view_changes(
     store: &Store,
     req: &ChangesRequest<'_>,
     progress: &mut dyn FnMut(&PersistProgress),

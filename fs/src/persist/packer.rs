@@ -188,7 +188,6 @@ impl<'s> Assembler<'s> {
         let packed = &mut self.packed;
         packed.stored_bytes += pack.bytes.len() as u64;
         packed.refs.extend(pack.refs());
-        self.store.count_put(pack.bytes.len());
         if self.uploads.len() >= UPLOADS_IN_FLIGHT {
             self.uploads.remove(0).wait()?;
         }

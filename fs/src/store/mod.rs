@@ -24,7 +24,7 @@ use bytes::Bytes;
 use crate::error::{PackError, StoreError};
 use crate::ids::{ChunkId, LayerId, PackId};
 use crate::manifest::{self, ChunkLocation, ChunkRef, Manifest};
-use crate::metrics::{add, Metrics};
+use crate::metrics::Metrics;
 use crate::pack::{
     check_chunk, chunk_in_frame, decode_frame, pack_key, relocation_key, Relocation, MAX_RELOCATION_LEN,
 };
@@ -227,7 +227,8 @@ pub fn layer_key(id: &LayerId) -> String {
 impl Store {
     /// Opens the store described by `config`.
     pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
-        let remote = Remote::open(&config.remote_url, config.remote_timeout)?;
+        let metrics = Metrics::default();
+        let remote = Remote::open(&config.remote_url, config.remote_timeout, metrics.remote.clone())?;
         let db = Db::open(&config.state_dir.join("db"))?;
         if db.bind_remote(remote.url())? {
             tracing::warn!(remote = %remote.url(), "the state dir served another remote: local index cleared");
@@ -245,7 +246,7 @@ impl Store {
             windows: Windows::default(),
             gets: Gate::default(),
             relocations: Mutex::default(),
-            metrics: Metrics::default(),
+            metrics,
             appending: Mutex::new(()),
         })
     }
@@ -299,7 +300,7 @@ impl Store {
         keep: bool,
     ) -> Result<Arc<[u8]>, StoreError> {
         self.read_chunk_once(chunk, index, keep).inspect_err(|e| {
-            add(&self.metrics.read_errors, 1);
+            self.metrics.read_errors.inc();
             tracing::error!(chunk = %chunk.id, pack = %chunk.loc.pack, error = %e, "cannot read chunk");
         })
     }
@@ -321,7 +322,7 @@ impl Store {
                 Claim::Wait(flight) => flight.wait(),
                 Claim::Lead(flights) => self.fetch_missed(pack, flights, missed),
             };
-            add(&self.metrics.cache_misses, 1);
+            self.metrics.cache_misses.inc();
             let frame = frame.map_err(StoreError::Shared)?;
             let bytes = chunk_in_frame(&frame, &chunk.id, chunk.len, &chunk.loc)?;
             return Ok(self.remember(chunk.id, bytes, keep));
@@ -332,7 +333,7 @@ impl Store {
     /// intact (from the frame: kept in memory if `keep`).
     fn cached_chunk(&self, chunk: &ChunkRef, keep: bool) -> Option<Arc<[u8]>> {
         if let Some(bytes) = self.chunks.lock().unwrap().get(&chunk.id) {
-            add(&self.metrics.cache_hits, 1);
+            self.metrics.cache_hits.inc();
             return Some(bytes.clone());
         }
         let key = (chunk.loc.pack, chunk.loc.frame_offset);
@@ -344,7 +345,7 @@ impl Store {
             self.frames.remove(&key);
             return None;
         }
-        add(&self.metrics.cache_hits, 1);
+        self.metrics.cache_hits.inc();
         Some(self.remember(chunk.id, &bytes, keep))
     }
 
@@ -451,13 +452,11 @@ impl Store {
         let end = frames.last().expect("a span has frames").end();
         let fetched = {
             let _permit = self.gets.enter();
-            add(&self.metrics.remote_get_requests, 1);
             self.remote.get_range(&pack_key(&pack), start..end)
         };
         let fetched = fetched.and_then(|bytes| {
-            add(&self.metrics.remote_bytes_fetched, bytes.len() as u64);
             if bytes.len() as u64 == end - start {
-                add(&self.metrics.remote_frames_fetched, frames.len() as u64);
+                self.metrics.remote_frames_fetched.inc_by(frames.len() as u64);
                 Ok(bytes)
             } else {
                 Err(PackError::Frame(pack, start, "short read".into()).into())
@@ -559,7 +558,6 @@ impl Store {
 
     /// Reads the relocation record of `pack` from the remote, and remembers it.
     fn read_relocation(&self, pack: &PackId) -> Result<Option<Arc<Relocation>>, StoreError> {
-        add(&self.metrics.remote_get_requests, 1);
         let Some(bytes) = self.remote.get(&relocation_key(pack), MAX_RELOCATION_LEN)? else {
             return Ok(None);
         };
@@ -609,12 +607,10 @@ impl Store {
     /// A layer's object fetched from the remote (never from the local
     /// database), checked against its id.
     fn fetch_layer(&self, layer: &LayerId) -> Result<Bytes, StoreError> {
-        add(&self.metrics.remote_get_requests, 1);
         let bytes = self
             .remote
             .get(&layer_key(layer), manifest::MAX_OBJECT_LEN)?
             .ok_or(StoreError::MissingLayer(*layer))?;
-        add(&self.metrics.remote_bytes_fetched, bytes.len() as u64);
         if LayerId::of(&bytes) != *layer {
             return Err(StoreError::LayerDigest(*layer));
         }
@@ -644,16 +640,9 @@ impl Store {
         Ok((id, bytes.len() as u64))
     }
 
-    /// Uploads one object, counting it.
+    /// Uploads one object.
     pub fn put_object(&self, key: String, bytes: Bytes) -> Result<(), StoreError> {
-        self.count_put(bytes.len());
         self.remote.put(&key, bytes)
-    }
-
-    /// Counts one PUT of `len` bytes.
-    pub fn count_put(&self, len: usize) {
-        add(&self.metrics.remote_put_requests, 1);
-        add(&self.metrics.remote_bytes_stored, len as u64);
     }
 }
 

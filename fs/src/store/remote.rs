@@ -13,7 +13,7 @@
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -28,6 +28,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
 use crate::error::StoreError;
+use crate::metrics::{RemoteMetrics, RemoteOp};
 
 /// A handle on the remote: an `object_store` URL (`file://`, `s3://`, `gs://`,
 /// `az://`, `http(s)://`, `memory:`); cloud credentials come from the
@@ -37,6 +38,7 @@ pub struct Remote {
     runtime: tokio::runtime::Runtime,
     url: String,
     health: Arc<Mutex<Health>>,
+    metrics: Arc<RemoteMetrics>,
     /// The directory of a `file://` remote.
     local_dir: Option<PathBuf>,
 }
@@ -55,13 +57,35 @@ pub struct Health {
 fn observe<T>(health: &Mutex<Health>, result: Result<T, StoreError>) -> Result<T, StoreError> {
     let mut health = health.lock().unwrap();
     match &result {
-        Err(e @ StoreError::Remote { not_found: false, .. }) => {
+        Err(e) if failed(e) => {
             health.down_since.get_or_insert_with(SystemTime::now);
             health.last_error = e.to_string();
         }
         _ => health.down_since = None,
     }
     result
+}
+
+/// Whether `e` is the remote failing (after its retries), not an answer
+/// such as "not found".
+fn failed(e: &StoreError) -> bool {
+    matches!(e, StoreError::Remote { not_found: false, .. })
+}
+
+/// Counts one request of `op` started at `started` in `metrics`, with the
+/// object bytes `size` says a success moved, then [`observe`]s it.
+fn settle<T>(
+    health: &Mutex<Health>,
+    metrics: &RemoteMetrics,
+    (op, started): (RemoteOp, Instant),
+    result: Result<T, StoreError>,
+    size: impl FnOnce(&T) -> u64,
+) -> Result<T, StoreError> {
+    match &result {
+        Ok(done) => metrics.record(op, started, false, size(done)),
+        Err(e) => metrics.record(op, started, failed(e), 0),
+    }
+    observe(health, result)
 }
 
 /// An object listed under a prefix.
@@ -77,8 +101,8 @@ pub struct Listed {
 
 impl Remote {
     /// Opens the remote at `url`. `timeout` bounds how long one request keeps
-    /// retrying before it fails.
-    pub fn open(url: &str, timeout: Duration) -> Result<Remote, StoreError> {
+    /// retrying before it fails; each request is counted in `metrics`.
+    pub fn open(url: &str, timeout: Duration, metrics: Arc<RemoteMetrics>) -> Result<Remote, StoreError> {
         let bad = |why: String| StoreError::RemoteUrl {
             url: redact(url),
             why,
@@ -158,13 +182,14 @@ impl Remote {
                 )))
             }
         };
-        let mut remote = Remote::on(store, url).map_err(|e| bad(format!("cannot start I/O runtime: {e}")))?;
+        let mut remote =
+            Remote::on(store, url, metrics).map_err(|e| bad(format!("cannot start I/O runtime: {e}")))?;
         remote.local_dir = local_dir;
         Ok(remote)
     }
 
     /// The remote `store`, named `url` in messages.
-    fn on(store: Arc<dyn ObjectStore>, url: &str) -> std::io::Result<Remote> {
+    fn on(store: Arc<dyn ObjectStore>, url: &str, metrics: Arc<RemoteMetrics>) -> std::io::Result<Remote> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("wsfs-remote")
@@ -175,6 +200,7 @@ impl Remote {
             runtime,
             url: redact(url),
             health: Arc::default(),
+            metrics,
             local_dir: None,
         })
     }
@@ -187,6 +213,16 @@ impl Remote {
     /// Whether the remote answered its last request, and its last failure.
     pub fn health(&self) -> Health {
         self.health.lock().unwrap().clone()
+    }
+
+    /// Counts and [`observe`]s one request (see [`settle`]).
+    fn settle<T>(
+        &self,
+        request: (RemoteOp, Instant),
+        result: Result<T, StoreError>,
+        size: impl FnOnce(&T) -> u64,
+    ) -> Result<T, StoreError> {
+        settle(&self.health, &self.metrics, request, result, size)
     }
 
     fn err(&self, op: &'static str, key: &str, source: object_store::Error) -> StoreError {
@@ -205,6 +241,7 @@ impl Remote {
     /// than its kind justifies.
     pub fn get(&self, key: &str, max: u64) -> Result<Option<Bytes>, StoreError> {
         let path = Path::from(key);
+        let request = (RemoteOp::Get, Instant::now());
         let fetched = self.runtime.block_on(async {
             match self.store.get(&path).await {
                 Ok(got) if got.meta.size > max => Ok(Err(got.meta.size)),
@@ -213,7 +250,11 @@ impl Remote {
                 Err(e) => Err(e),
             }
         });
-        match observe(&self.health, fetched.map_err(|e| self.err("GET", key, e)))? {
+        let size = |got: &Result<Option<Bytes>, u64>| {
+            got.as_ref()
+                .map_or(0, |b| b.as_ref().map_or(0, |b| b.len() as u64))
+        };
+        match self.settle(request, fetched.map_err(|e| self.err("GET", key, e)), size)? {
             Ok(bytes) => Ok(bytes),
             Err(size) => Err(StoreError::TooLarge {
                 key: key.to_string(),
@@ -232,8 +273,11 @@ impl Remote {
     /// Bytes `range` of the object at `key`.
     pub fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         let path = Path::from(key);
+        let request = (RemoteOp::Get, Instant::now());
         let fetched = self.runtime.block_on(self.store.get_range(&path, range));
-        observe(&self.health, fetched.map_err(|e| self.err("GET", key, e)))
+        self.settle(request, fetched.map_err(|e| self.err("GET", key, e)), |b| {
+            b.len() as u64
+        })
     }
 
     /// Writes `bytes` at `key` atomically (readers see all or nothing).
@@ -273,7 +317,10 @@ impl Remote {
         let store = self.store.clone();
         let url = self.url.clone();
         let health = self.health.clone();
+        let metrics = self.metrics.clone();
+        let len = bytes.len() as u64;
         let handle = self.runtime.spawn(async move {
+            let request = (RemoteOp::Put, Instant::now());
             let put = store
                 .put(&Path::from(key.as_str()), PutPayload::from(bytes))
                 .await
@@ -285,7 +332,7 @@ impl Remote {
                     message: e.to_string(),
                     not_found: false,
                 });
-            observe(&health, put)
+            settle(&health, &metrics, request, put, |_| len)
         });
         PendingPut {
             handle,
@@ -295,11 +342,12 @@ impl Remote {
 
     /// Deletes the object at `key` (done when it does not exist).
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let request = (RemoteOp::Delete, Instant::now());
         let deleted = match self.runtime.block_on(self.store.delete(&Path::from(key))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => self.sync_dir_of(key),
             Err(e) => Err(self.err("DELETE", key, e)),
         };
-        observe(&self.health, deleted)
+        self.settle(request, deleted, |_| 0)
     }
 
     /// On a `file://` remote, makes the removal of `key`'s file durable:
@@ -321,11 +369,15 @@ impl Remote {
     /// Which of `keys` name no object, asking about up to 16 at once.
     pub fn missing(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
         let heads = futures::stream::iter(keys.iter().map(|key| async move {
-            match self.store.head(&Path::from(key.as_str())).await {
+            let started = Instant::now();
+            let head = match self.store.head(&Path::from(key.as_str())).await {
                 Ok(_) => Ok(None),
                 Err(object_store::Error::NotFound { .. }) => Ok(Some(key.clone())),
                 Err(e) => Err(self.err("HEAD", key, e)),
-            }
+            };
+            let failed = head.as_ref().is_err_and(failed);
+            self.metrics.record(RemoteOp::Head, started, failed, 0);
+            head
         }))
         .buffer_unordered(16)
         .try_filter_map(|gone| async move { Ok(gone) })
@@ -338,6 +390,7 @@ impl Remote {
     /// Every object under `prefix` (a `/`-separated key prefix), sorted by key.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         let path = Path::from(prefix);
+        let request = (RemoteOp::List, Instant::now());
         let listed: Result<Vec<Listed>, _> = self
             .runtime
             .block_on(
@@ -351,7 +404,7 @@ impl Remote {
                     .try_collect(),
             )
             .map_err(|e| self.err("LIST", prefix, e));
-        let mut listed = observe(&self.health, listed)?;
+        let mut listed = self.settle(request, listed, |_| 0)?;
         listed.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(listed)
     }
@@ -394,7 +447,7 @@ mod tests {
     fn file_remote_round_trip_and_listing() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
-        let remote = Remote::open(&url, Duration::from_secs(5)).unwrap();
+        let remote = Remote::open(&url, Duration::from_secs(5), Arc::default()).unwrap();
         remote.put("a/2", Bytes::from_static(b"two")).unwrap();
         remote
             .spawn_put("a/1".into(), Bytes::from_static(b"one"))
@@ -414,9 +467,34 @@ mod tests {
     }
 
     #[test]
+    fn each_request_is_counted_by_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(RemoteMetrics::default());
+        let url = format!("file://{}", dir.path().display());
+        let remote = Remote::open(&url, Duration::from_secs(5), metrics.clone()).unwrap();
+        remote.put("a/1", Bytes::from_static(b"four")).unwrap();
+        remote.get("a/1", 4).unwrap();
+        remote.get_range("a/1", 1..3).unwrap();
+        assert!(remote.get("missing", 1).unwrap().is_none());
+        remote.missing(&["a/1".to_string(), "b".to_string()]).unwrap();
+        remote.list("a").unwrap();
+        remote.delete("a/1").unwrap();
+        let counted = |op| (metrics.requests(op), metrics.bytes(op));
+        assert_eq!(counted(RemoteOp::Put), (1, 4));
+        assert_eq!(
+            counted(RemoteOp::Get),
+            (3, 6),
+            "a \"not found\" is an answer, of no bytes"
+        );
+        assert_eq!(counted(RemoteOp::Head), (2, 0));
+        assert_eq!(counted(RemoteOp::List), (1, 0));
+        assert_eq!(counted(RemoteOp::Delete), (1, 0));
+    }
+
+    #[test]
     fn bad_urls_are_named() {
         for url in ["ftp://x/y", "s3:///nobucket", "not a url"] {
-            let err = Remote::open(url, Duration::from_secs(1))
+            let err = Remote::open(url, Duration::from_secs(1), Arc::default())
                 .err()
                 .unwrap()
                 .to_string();
@@ -516,7 +594,7 @@ mod tests {
             put_lands,
             get_fails,
         };
-        Remote::on(Arc::new(store), "memory:").unwrap()
+        Remote::on(Arc::new(store), "memory:", Arc::default()).unwrap()
     }
 
     #[test]
