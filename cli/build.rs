@@ -12,6 +12,9 @@ use clap_complete::Shell;
 #[path = "src/args.rs"]
 #[allow(dead_code)]
 mod args;
+#[path = "../daemon/src/args.rs"]
+#[allow(dead_code)]
+mod daemon_args;
 #[path = "src/step_user.rs"]
 #[allow(dead_code)]
 mod step_user;
@@ -19,6 +22,7 @@ mod step_user;
 fn main() -> std::io::Result<()> {
     println!("cargo:rerun-if-changed=src/args.rs");
     println!("cargo:rerun-if-changed=src/step_user.rs");
+    println!("cargo:rerun-if-changed=../daemon/src/args.rs");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let man = out.join("man");
     let completions = out.join("completions");
@@ -30,6 +34,7 @@ fn main() -> std::io::Result<()> {
     }
     clap_mangen::generate_to(args::Cli::command(), &man)?;
     write_main_page(&man.join("wsfs.1"))?;
+    write_daemon_page(&man.join("wsfsd.8"))?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut args::Cli::command(), "wsfs", &completions)?;
     }
@@ -67,6 +72,18 @@ fn write_main_page(path: &Path) -> std::io::Result<()> {
         out.extend_from_slice(format!(".TP\n\\fB{name}\\fR\n{what}\n").as_bytes());
     }
     page.render_version_section(&mut out)?;
+    std::fs::write(path, out)
+}
+
+/// `wsfsd.8`: the daemon's flags, and where its settings are described.
+fn write_daemon_page(path: &Path) -> std::io::Result<()> {
+    let page = clap_mangen::Man::new(daemon_args::Args::command()).section("8");
+    let mut out = Vec::new();
+    page.render(&mut out)?;
+    out.extend_from_slice(
+        b".SH SEE ALSO\n\\fBwsfs\\fR(1), \\fBwsfs\\-config\\fR(1) (every setting, its value and source); \
+          /usr/share/doc/wsfs/config.md, install.md and metrics.md\n",
+    );
     std::fs::write(path, out)
 }
 

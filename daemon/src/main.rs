@@ -1,6 +1,7 @@
 //! wsfsd: the wsfs daemon. Owns the store of one state dir, its mounts and
 //! the API socket. Usually started by the `wsfs` CLI; see `wsfsd --help`.
 
+mod args;
 mod config;
 mod csi;
 mod metrics;
@@ -17,56 +18,20 @@ mod sys;
 mod views;
 
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 use wsfs_api::config::{Flags, Key, LogFormat, Settings, Source, SETTINGS};
 use wsfs_fs::store::{Store, StoreConfig};
 
+use crate::args::Args;
 use crate::config::Config;
 use crate::csi::CsiConfig;
 use crate::mounts::Mounts;
 use crate::shutdown::Shutdown;
 use crate::state::{host_name, Daemon};
-
-/// The wsfs daemon: serves workspaces to the `wsfs` CLI over a Unix socket,
-/// and with --csi-endpoint to kubelet as a CSI node plugin.
-///
-/// Configured by flags, WSFS_* environment variables and a config file
-/// (/etc/wsfs/config.toml for root), in that order of precedence: every
-/// setting is in docs/config.md, and `wsfs config` shows their values.
-/// Logs go to wsfsd.log in the state dir (WSFS_LOG_FORMAT=json: JSON lines).
-#[derive(Parser)]
-#[command(version = wsfs_build_id::VERSION)]
-struct Args {
-    /// Print "ready" on stdout once the sockets accept connections.
-    #[arg(long)]
-    notify_ready: bool,
-    /// Read settings from this TOML file (`none`: no file) [env: WSFS_CONFIG].
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Also serve the CSI Identity and Node services on this Unix socket
-    /// (e.g. unix:///csi/csi.sock), for kubelet's ephemeral inline volumes
-    /// [env: WSFS_CSI_ENDPOINT].
-    #[arg(long, value_name = "ENDPOINT")]
-    csi_endpoint: Option<String>,
-    /// The CSI driver name pods give as `csi.driver` [env: WSFS_CSI_DRIVER_NAME]
-    /// [default: csi.wsfs.dev].
-    #[arg(long, value_name = "NAME")]
-    csi_driver_name: Option<String>,
-    /// This node's CSI node id (in Kubernetes: spec.nodeName) [env: WSFS_NODE_ID]
-    /// [default: the host name].
-    #[arg(long, value_name = "NAME")]
-    node_id: Option<String>,
-    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464;
-    /// port 0: any free port, shown by `wsfs status`) [env: WSFS_METRICS_ADDR].
-    /// Off by default.
-    #[arg(long, value_name = "ADDR")]
-    metrics_addr: Option<String>,
-}
 
 impl Args {
     /// The settings the flags give; the environment, the config file and

@@ -109,6 +109,11 @@ fn man_pages_and_completions_cover_every_command() {
         man.join("wsfs-daemon-restart.1").is_file(),
         "no page for `wsfs daemon restart`"
     );
+    let daemon_page = fs::read_to_string(man.join("wsfsd.8")).expect("wsfsd.8");
+    assert!(
+        daemon_page.contains("metrics\\-addr") && daemon_page.contains("csi\\-endpoint"),
+        "wsfsd.8 lacks the daemon's flags"
+    );
     let bash = fs::read_to_string(completions.join("wsfs.bash")).expect("wsfs.bash");
     let zsh = fs::read_to_string(completions.join("_wsfs")).expect("_wsfs (zsh)");
     let fish = fs::read_to_string(completions.join("wsfs.fish")).expect("wsfs.fish");
