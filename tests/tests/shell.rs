@@ -255,16 +255,23 @@ fn status_shows_a_table_of_the_views() {
     );
 }
 
+/// A CI host that persisted `ci/out` (50 files and one of 16 MiB, from
+/// `seed`), and a job host that shares its remote.
+fn ci_and_job(seed: u64) -> (Host, Host) {
+    let ci = Host::new();
+    let src = ci.path("src");
+    generate(&src, &TreeSpec::plain(seed, 50).with_big_file(16 * MIB)).unwrap();
+    ci.ok_json(["persist", "-w", "ci/out", "--root", s(&src), "."]);
+    let job = ci.peer_named("job");
+    (ci, job)
+}
+
 /// `attach --prefetch --wait` returns when the prefetch is done; on a pipe
 /// and with `--json` it prints no progress (no escape codes), only the
 /// result.
 #[test]
 fn attach_wait_returns_with_the_prefetch_done_and_no_progress_on_a_pipe() {
-    let ci = Host::new();
-    let src = ci.path("src");
-    generate(&src, &TreeSpec::plain(22, 50).with_big_file(16 * MIB)).unwrap();
-    ci.ok_json(["persist", "-w", "ci/out", "--root", s(&src), "."]);
-    let job = ci.peer_named("job");
+    let (_ci, job) = ci_and_job(22);
     let mnt = job.path("out");
     let out = job.wsfs([
         "attach",
@@ -387,11 +394,7 @@ fn stderr_on_a_terminal(host: &Host, args: &[&str]) -> (bool, Vec<u8>) {
 /// clears it); with `--json` it draws nothing there either.
 #[test]
 fn attach_wait_draws_a_progress_bar_on_a_terminal_only() {
-    let ci = Host::new();
-    let src = ci.path("src");
-    generate(&src, &TreeSpec::plain(23, 50).with_big_file(16 * MIB)).unwrap();
-    ci.ok_json(["persist", "-w", "ci/out", "--root", s(&src), "."]);
-    let job = ci.peer_named("job");
+    let (_ci, job) = ci_and_job(23);
     job.ok_json(["status"]);
     let bar = job.path("bar");
     let (ok, drawn) =
