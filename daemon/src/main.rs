@@ -4,6 +4,7 @@
 mod args;
 mod config;
 mod csi;
+mod fusermount;
 mod metrics;
 mod mount_error;
 mod mounts;

@@ -74,14 +74,16 @@ impl Peer {
             .ok_or_else(|| Status::permission_denied("the caller's credentials are unknown"))
     }
 
-    /// Whether the caller is root.
-    pub fn is_root(&self) -> bool {
-        self.uid == 0
+    /// Whether the caller has every right on this daemon: root, or the
+    /// user an ordinary user's daemon runs as (its own daemon).
+    pub fn has_every_right(&self) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        self.uid == 0 || self.uid == unsafe { libc::geteuid() }
     }
 
     /// Whether the caller is root or in `group` (the admin group).
     pub fn is_admin(&self, group: Option<u32>) -> bool {
-        self.is_root() || group.is_some_and(|g| self.gid == g || self.groups.contains(&g))
+        self.has_every_right() || group.is_some_and(|g| self.gid == g || self.groups.contains(&g))
     }
 
     /// A refusal, logged with who was refused.
@@ -104,9 +106,9 @@ impl Peer {
     }
 
     /// The credentials to read a persist's source with: none (the daemon's
-    /// own) for root, the caller's for anyone else.
+    /// own) for root and the daemon's own user, the caller's for anyone else.
     pub fn caller(&self) -> Option<Caller> {
-        (!self.is_root()).then(|| Caller {
+        (!self.has_every_right()).then(|| Caller {
             uid: self.uid,
             gid: self.gid,
             groups: self.groups.clone(),
@@ -115,7 +117,7 @@ impl Peer {
 
     /// Refuses to touch a view `owner` attached unless the caller is root or that user.
     pub fn require_owner(&self, what: &str, owner: u32) -> Result<(), Status> {
-        if self.is_root() || self.uid == owner {
+        if self.has_every_right() || self.uid == owner {
             return Ok(());
         }
         Err(self.refuse(format!(

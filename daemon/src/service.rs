@@ -661,7 +661,7 @@ impl Wsfs for Service {
                 .map(|s| pb::SharedMount {
                     version: s.version,
                     workspace: s.workspace.to_string(),
-                    path: s.path.display().to_string(),
+                    path: s.path.map(|p| p.display().to_string()).unwrap_or_default(),
                     views: s.views as u32,
                 })
                 .collect(),

@@ -132,8 +132,58 @@ pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
     Ok(unsafe { stats.assume_init() })
 }
 
-/// Unmounts `target`; `lazy` detaches it even while busy.
+/// Whether this process may mount and unmount by itself (root), or must
+/// ask `fusermount3` (an ordinary user's daemon: FUSE mounts only).
+pub fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Mounts a new FUSE connection named `fsname` at `mountpoint`, `nosuid`
+/// and `nodev`; returns its `/dev/fuse` descriptor. Root mounts it with
+/// `mount(2)`, for every user (`allow_other`, with the kernel checking
+/// permissions); an ordinary user through `fusermount3`, for itself.
+pub fn mount_fuse(fsname: &str, mountpoint: &Path, read_only: bool) -> io::Result<OwnedFd> {
+    if !privileged() {
+        return crate::fusermount::mount(fsname, mountpoint, read_only);
+    }
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")?;
+    let fd = OwnedFd::from(device);
+    // SAFETY: geteuid and getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let data = format!(
+        "fd={},rootmode=40000,user_id={uid},group_id={gid},default_permissions,allow_other",
+        fd.as_raw_fd()
+    );
+    let data = CString::new(data).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let source = CString::new(fsname).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let target = c_path(mountpoint)?;
+    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+    if read_only {
+        flags |= libc::MS_RDONLY;
+    }
+    // SAFETY: valid NUL-terminated strings; FUSE takes its options as a string.
+    check(unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            c"fuse.wsfs".as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    })?;
+    Ok(fd)
+}
+
+/// Unmounts `target`; `lazy` detaches it even while busy. An ordinary
+/// user's daemon unmounts only its FUSE mounts, through `fusermount3`.
 pub fn unmount(target: &Path, lazy: bool) -> io::Result<()> {
+    if !privileged() {
+        return crate::fusermount::unmount(target, lazy);
+    }
     let target = c_path(target)?;
     let flags = if lazy { libc::MNT_DETACH } else { 0 };
     // SAFETY: valid NUL-terminated path.

@@ -8,25 +8,24 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyXattr, Request, Session, SessionACL,
+    Config, Errno, FileAttr, FileHandle, FileType, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
+    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyXattr, Request, Session, SessionACL,
 };
 
 use crate::manifest::system_time;
 use crate::metrics::{FuseMetrics, FuseOp};
 use crate::prefetch::AccessTrace;
-use crate::tree::{Attr, ChunkSource, NodeType, Tree, TreeError};
+use crate::tree::{Attr, ChunkSource, NodeType, Tree, TreeError, ROOT_INO};
 
-pub use fuser::BackgroundSession;
+pub use fuser::{BackgroundSession, Filesystem, Notifier};
 
 /// Entries and attributes never change while a mount lives.
 pub(crate) const TTL: Duration = Duration::from_secs(24 * 3600);
@@ -48,9 +47,41 @@ const NEGATIVE: Attr = Attr {
     nlink: 0,
 };
 
+/// What a mount shows of its tree, and as whose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shown {
+    /// The tree's inode shown as the mount's root (a view's sub-path).
+    pub root: u64,
+    /// Every entry shown as owned by this uid and gid instead of the
+    /// recorded ones (a mount of an ordinary user's daemon, which cannot
+    /// give files to others: its user may then read and change them all).
+    pub owner: Option<(u32, u32)>,
+}
+
+impl Shown {
+    /// The whole tree, with its recorded owners.
+    pub const WHOLE: Shown = Shown {
+        root: ROOT_INO,
+        owner: None,
+    };
+
+    /// The inode number the kernel knows for the tree's `ino`, and the
+    /// tree's inode for the kernel's: the shown root and the tree's root
+    /// trade numbers (the kernel's root is always 1, and the tree's root is
+    /// never reached from below a sub-path).
+    pub fn swap(&self, ino: u64) -> u64 {
+        match ino {
+            ROOT_INO => self.root,
+            i if i == self.root => ROOT_INO,
+            i => i,
+        }
+    }
+}
+
 /// A read-only filesystem serving one [`Tree`].
 pub struct WsfsFs {
     tree: Arc<Tree>,
+    shown: Shown,
     source: Arc<dyn ChunkSource>,
     trace: Arc<AccessTrace>,
     busy: Arc<AtomicUsize>,
@@ -58,11 +89,12 @@ pub struct WsfsFs {
 }
 
 impl WsfsFs {
-    /// Serves `tree`, reading chunks from `source`; records which files are
-    /// read first in `trace`, counts reads in flight in `busy` (prefetch
-    /// waits for them) and each request in `metrics`.
+    /// Serves `tree` as `shown`, reading chunks from `source`; records which
+    /// files are read first in `trace`, counts reads in flight in `busy`
+    /// (prefetch waits for them) and each request in `metrics`.
     pub fn new(
         tree: Arc<Tree>,
+        shown: Shown,
         source: Arc<dyn ChunkSource>,
         trace: Arc<AccessTrace>,
         busy: Arc<AtomicUsize>,
@@ -70,11 +102,22 @@ impl WsfsFs {
     ) -> Self {
         WsfsFs {
             tree,
+            shown,
             source,
             trace,
             busy,
             metrics,
         }
+    }
+
+    /// The attributes the kernel gets for `attr`.
+    fn kernel_attr(&self, attr: &Attr) -> FileAttr {
+        let mut out = file_attr(attr);
+        out.ino = INodeNo(self.shown.swap(attr.ino));
+        if let Some((uid, gid)) = self.shown.owner {
+            (out.uid, out.gid) = (uid, gid);
+        }
+        out
     }
 
     /// Times a request of `op` until the returned guard is dropped (after the reply).
@@ -112,57 +155,19 @@ fn config() -> Config {
     config
 }
 
-/// Mounts `fs` read-only at `mountpoint` (needs root: `mount(2)` of a
-/// `/dev/fuse` descriptor). Returns the session serving it and a duplicate
-/// of its descriptor: the connection lives while either is open. wsfs
-/// mounts and unmounts by itself, so nothing unmounts this path later (a
-/// fuser-made mount unmounts its path when its session is dropped, which
-/// could hit a newer mount at the same path).
-pub fn mount(fs: WsfsFs, mountpoint: &Path, fsname: &str) -> io::Result<(BackgroundSession, OwnedFd)> {
-    let device = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")?;
-    let fd = OwnedFd::from(device);
-    // SAFETY: geteuid and getegid have no preconditions.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let data = format!(
-        "fd={},rootmode=40000,user_id={uid},group_id={gid},default_permissions,allow_other",
-        fd.as_raw_fd()
-    );
-    let c = |s: &[u8]| std::ffi::CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
-    let (source, target, data) = (
-        c(fsname.as_bytes())?,
-        c(mountpoint.as_os_str().as_bytes())?,
-        c(data.as_bytes())?,
-    );
-    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
-    // SAFETY: valid NUL-terminated strings; FUSE takes its options as a string.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            c"fuse.wsfs".as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let kept = fd.try_clone()?;
-    let session = Session::from_fd(fs, fd, SessionACL::All, config()).inspect_err(|_| {
-        // SAFETY: a valid NUL-terminated path.
-        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-    })?;
-    Ok((session.spawn()?, kept))
+/// Serves `fs` on `fd`, a `/dev/fuse` descriptor just mounted (it answers
+/// the kernel's INIT first). The caller mounted it, and unmounts it: a
+/// fuser-made mount would unmount its path when its session is dropped,
+/// which could hit a newer mount at the same path.
+pub fn serve<FS: Filesystem>(fs: FS, fd: OwnedFd) -> io::Result<BackgroundSession> {
+    Session::from_fd(fs, fd, SessionACL::All, config())?.spawn()
 }
 
 /// Serves `fs` on a connection an earlier process mounted and initialised
 /// (`fd`, from the holder), after asking the kernel to send again the
 /// requests that process read but did not answer (Linux 6.9 and later;
 /// on older kernels those readers wait for good, which is logged).
-pub fn adopt(fs: WsfsFs, fd: OwnedFd) -> io::Result<BackgroundSession> {
+pub fn adopt<FS: Filesystem>(fs: FS, fd: OwnedFd) -> io::Result<BackgroundSession> {
     let session = Session::from_initialized_fd(fs, fd, SessionACL::All, config());
     if let Err(e) = session.notifier().resend() {
         tracing::warn!(error = %e, "this kernel cannot resend requests (FUSE_NOTIFY_RESEND, Linux 6.9): reads in flight when the previous daemon stopped stay unanswered");
@@ -251,8 +256,8 @@ impl Filesystem for WsfsFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let _timed = self.timed(FuseOp::Lookup);
-        match self.tree.lookup(parent.0, name.as_bytes()) {
-            Ok(Some(attr)) => reply.entry(&TTL, &file_attr(attr), Generation(0)),
+        match self.tree.lookup(self.shown.swap(parent.0), name.as_bytes()) {
+            Ok(Some(attr)) => reply.entry(&TTL, &self.kernel_attr(attr), Generation(0)),
             // Node id 0: a negative entry the kernel caches for TTL (build
             // tools probe many paths that do not exist).
             Ok(None) => reply.entry(&TTL, &file_attr(&NEGATIVE), Generation(0)),
@@ -262,15 +267,15 @@ impl Filesystem for WsfsFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let _timed = self.timed(FuseOp::Getattr);
-        match self.tree.attr(ino.0) {
-            Ok(attr) => reply.attr(&TTL, &file_attr(attr)),
+        match self.tree.attr(self.shown.swap(ino.0)) {
+            Ok(attr) => reply.attr(&TTL, &self.kernel_attr(attr)),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let _timed = self.timed(FuseOp::Readlink);
-        match self.tree.read_link(ino.0) {
+        match self.tree.read_link(self.shown.swap(ino.0)) {
             Ok(target) => reply.data(target),
             Err(e) => reply.error(errno(&e)),
         }
@@ -294,9 +299,11 @@ impl Filesystem for WsfsFs {
         reply: ReplyData,
     ) {
         let _timed = self.timed(FuseOp::Read);
-        self.trace.record(ino.0);
+        self.trace.record(self.shown.swap(ino.0));
         self.busy.fetch_add(1, Ordering::Relaxed);
-        let read = self.tree.read(ino.0, offset, size, self.source.as_ref());
+        let read = self
+            .tree
+            .read(self.shown.swap(ino.0), offset, size, self.source.as_ref());
         self.busy.fetch_sub(1, Ordering::Relaxed);
         match read {
             Ok(bytes) => reply.data(&bytes),
@@ -313,14 +320,14 @@ impl Filesystem for WsfsFs {
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let _timed = self.timed(FuseOp::Readdir);
-        let entries = match listing(&self.tree, ino.0) {
+        let entries = match listing(&self.tree, self.shown.swap(ino.0)) {
             Ok(entries) => entries,
             Err(e) => return reply.error(errno(&e)),
         };
         for (i, (child, name)) in entries.iter().enumerate().skip(offset as usize) {
             let kind = self.tree.attr(*child).map(|a| a.kind).unwrap_or(NodeType::Dir);
             if reply.add(
-                INodeNo(*child),
+                INodeNo(self.shown.swap(*child)),
                 i as u64 + 1,
                 file_type(kind),
                 OsStr::from_bytes(name),
@@ -340,7 +347,7 @@ impl Filesystem for WsfsFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let _timed = self.timed(FuseOp::Readdirplus);
-        let entries = match listing(&self.tree, ino.0) {
+        let entries = match listing(&self.tree, self.shown.swap(ino.0)) {
             Ok(entries) => entries,
             Err(e) => return reply.error(errno(&e)),
         };
@@ -349,11 +356,11 @@ impl Filesystem for WsfsFs {
                 continue;
             };
             if reply.add(
-                INodeNo(*child),
+                INodeNo(self.shown.swap(*child)),
                 i as u64 + 1,
                 OsStr::from_bytes(name),
                 &TTL,
-                &file_attr(attr),
+                &self.kernel_attr(attr),
                 Generation(0),
             ) {
                 break;
@@ -371,7 +378,7 @@ impl Filesystem for WsfsFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let _timed = self.timed(FuseOp::Getxattr);
-        match self.tree.xattrs(ino.0) {
+        match self.tree.xattrs(self.shown.swap(ino.0)) {
             Ok(xattrs) => match xattrs.iter().find(|(n, _)| n[..] == *name.as_bytes()) {
                 Some((_, value)) => reply_xattr(reply, size, value),
                 None => reply.error(Errno::ENODATA),
@@ -382,7 +389,7 @@ impl Filesystem for WsfsFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let _timed = self.timed(FuseOp::Listxattr);
-        match self.tree.xattrs(ino.0) {
+        match self.tree.xattrs(self.shown.swap(ino.0)) {
             Ok(xattrs) => {
                 let mut names = Vec::new();
                 for (name, _) in xattrs {
@@ -401,7 +408,6 @@ mod tests {
     use super::*;
     use crate::manifest::testing::{entry, file, layer};
     use crate::manifest::EntryKind;
-    use crate::tree::ROOT_INO;
 
     #[test]
     fn listings_give_dot_and_dot_dot_then_the_children_by_name() {
@@ -420,5 +426,17 @@ mod tests {
         let names: Vec<&[u8]> = listing(&tree, b).unwrap().into_iter().map(|(_, n)| n).collect();
         assert_eq!(names, [&b"."[..], b"..", b"z"]);
         assert!(matches!(listing(&tree, a), Err(TreeError::WrongKind(..))));
+    }
+
+    #[test]
+    fn a_sub_path_root_and_the_tree_root_trade_numbers_and_nothing_else_moves() {
+        let shown = Shown { root: 7, owner: None };
+        assert_eq!(shown.swap(ROOT_INO), 7);
+        assert_eq!(shown.swap(7), ROOT_INO);
+        assert_eq!(shown.swap(0), 0, "a negative entry stays negative");
+        for ino in [2, 6, 8, 1 << 40] {
+            assert_eq!(shown.swap(ino), ino);
+        }
+        assert_eq!(Shown::WHOLE.swap(ROOT_INO), ROOT_INO);
     }
 }

@@ -169,7 +169,22 @@ pub fn send(sock: BorrowedFd<'_>, op: Op, key: &str, fd: Option<BorrowedFd<'_>>)
 /// Receives one message; `None` when the peer has closed its end.
 pub fn recv(sock: BorrowedFd<'_>) -> Result<Option<Message>, WireError> {
     let mut payload = vec![0u8; 1 + MAX_KEY];
-    let mut iov = iovec(&mut payload);
+    let Some((n, fd)) = recv_with_fd(sock, &mut payload)? else {
+        return Ok(None);
+    };
+    let (op, key) = decode(&payload[..n])?;
+    Ok(Some(Message { op, key, fd }))
+}
+
+/// Receives bytes into `payload` and the descriptor sent with them, if
+/// any (close-on-exec); `None` when the peer has closed its end. Any
+/// socket that passes one descriptor with `SCM_RIGHTS` (the holder, or
+/// `fusermount3` handing over a new FUSE connection).
+pub fn recv_with_fd(
+    sock: BorrowedFd<'_>,
+    payload: &mut [u8],
+) -> Result<Option<(usize, Option<OwnedFd>)>, WireError> {
+    let mut iov = iovec(payload);
     let mut control = vec![0u8; cmsg_space()];
     let mut msg = header(&mut iov, &mut control);
     let n = loop {
@@ -192,8 +207,7 @@ pub fn recv(sock: BorrowedFd<'_>) -> Result<Option<Message>, WireError> {
     if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
         return Err(WireError::Malformed("truncated"));
     }
-    let (op, key) = decode(&payload[..n])?;
-    Ok(Some(Message { op, key, fd }))
+    Ok(Some((n, fd)))
 }
 
 /// The bytes of a message (without its descriptor).

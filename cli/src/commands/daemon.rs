@@ -79,12 +79,15 @@ fn status_text(s: &pb::StatusReply) -> String {
             "SUB-PATH",
             "PREFETCH",
         ];
-        format!(
-            "{}\n{} views share {} FUSE mounts",
-            table(&header, &rows),
-            s.mounts.len(),
-            s.shared_mounts.len()
-        )
+        // An ordinary user's daemon mounts each view on its own.
+        let versions = s.shared_mounts.len();
+        let shared = s.shared_mounts.iter().filter(|m| !m.path.is_empty()).count();
+        let how = if shared == versions {
+            format!("share {shared} FUSE mounts")
+        } else {
+            format!("of {versions} versions, each its own FUSE mount")
+        };
+        format!("{}\n{} views {how}", table(&header, &rows), s.mounts.len())
     };
     text.push_str(&format!(
         "\n\ndaemon {} (pid {}), state dir {}\nremote {}: {} GETs ({} frames), {} fetched; {} PUTs, {} stored\n\

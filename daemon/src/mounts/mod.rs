@@ -1,11 +1,15 @@
 //! The mount table: one shared read-only FUSE mount per attached workspace
 //! version, and the views steps see: read-only bind mounts of it, or
-//! overlayfs mounts over it for isolated views.
+//! overlayfs mounts over it for isolated views. An ordinary user's daemon,
+//! which may not bind or mount overlayfs, gives each view a FUSE mount of
+//! its own instead (through `fusermount3`), sharing the version's inode
+//! table, trace and prefetch.
 //!
 //! Lifecycle of a version's FUSE mount: created by the first attach of that
 //! exact layer stack, under `<state dir>/mnt/<version>`; reference-counted
 //! by its views; unmounted with the last detach. Its `/dev/fuse` descriptor
-//! is kept by the holder too, so the mount outlives this process. Each view
+//! (and each own mount's) is kept by the holder too, so the mount outlives
+//! this process. Each view
 //! is recorded in the local database before anyone can see it ([`record`]),
 //! so that the next daemon takes every view over ([`recover`]).
 
@@ -31,7 +35,7 @@ use wsfs_holder::Link;
 
 use self::mountpoint::{check_outside_views, mount_view, new_scratch, prepare_mountpoint, unmount_view};
 use self::record::{ViewRecord, ViewState};
-use self::shared::{build_tree, Connection, SharedMount};
+use self::shared::{build_tree, Connection, FuseMount, SharedMount};
 use crate::mount_error::MountError;
 use crate::views::{resolve_sub_path, Scratch, ViewKind};
 
@@ -107,8 +111,9 @@ pub struct SharedInfo {
     pub version: String,
     /// Its workspace.
     pub workspace: WorkspaceName,
-    /// Where the FUSE file system is mounted.
-    pub path: PathBuf,
+    /// Where the FUSE file system is mounted (none: only its views are,
+    /// each on its own, in an ordinary user's daemon).
+    pub path: Option<PathBuf>,
     /// Views using it.
     pub views: usize,
 }
@@ -141,6 +146,33 @@ pub struct AttachRequest<'a> {
 struct Table {
     shared: HashMap<String, SharedMount>,
     views: BTreeMap<PathBuf, View>,
+    /// The views' own FUSE mounts (an ordinary user's daemon), by mountpoint.
+    own: HashMap<PathBuf, FuseMount>,
+}
+
+impl Table {
+    /// Lets go of the own FUSE mount of the view at `mountpoint`, if it has
+    /// one, once it is unmounted (`lazily`: it may still be in use).
+    fn end_own(&mut self, mountpoint: &Path, link: Option<&Link>, lazily: bool) {
+        if let Some(mount) = self.own.remove(mountpoint) {
+            mount.end(link, lazily);
+        }
+    }
+
+    /// Mounts `view` (see [`mount_view`]) and keeps its own FUSE mount, if any.
+    fn mount_view(
+        &mut self,
+        view: &View,
+        store: &Arc<Store>,
+        link: Option<&Link>,
+        connection: Connection,
+    ) -> Result<(), MountError> {
+        let shared = &self.shared[&view.version];
+        if let Some(own) = mount_view(view, shared, store, link, connection)? {
+            self.own.insert(view.mountpoint.clone(), own);
+        }
+        Ok(())
+    }
 }
 
 /// The daemon's mounts.
@@ -296,33 +328,35 @@ impl Mounts {
         prefetch: bool,
     ) -> Result<(), MountError> {
         self.put_record(view)?;
+        let link = self.link.as_deref();
         let mounted = (|| {
             if !table.shared.contains_key(&view.version) {
-                let path = self.dir.join(&view.version);
-                let (ws, link) = (&view.workspace, self.link.as_deref());
-                let shared =
-                    SharedMount::open(&self.store, link, ws, &view.version, path, tree, Connection::New)?;
+                let path = crate::sys::privileged().then(|| (self.dir.join(&view.version), Connection::New));
+                let ws = &view.workspace;
+                let shared = SharedMount::open(&self.store, link, ws, &view.version, path, tree)?;
                 table.shared.insert(view.version.clone(), shared);
             }
-            let shared = &table.shared[&view.version];
-            mount_view(view, &shared.path)?;
+            table.mount_view(view, &self.store, link, Connection::New)?;
             view.state = view.state.mounted();
             self.put_record(view).inspect_err(|_| {
                 let _ = crate::sys::unmount(&view.mountpoint, true);
+                table.end_own(&view.mountpoint, link, true);
             })
         })();
         if let Err(e) = mounted {
             self.delete_record(&view.mountpoint);
             if table.shared.get(&view.version).is_some_and(|s| s.views == 0) {
                 let shared = table.shared.remove(&view.version).expect("present");
-                shared.close(self.link.as_deref(), &view.version, false);
+                shared.close(link, false);
             }
             return Err(e);
         }
-        let shared = table.shared.get_mut(&view.version).expect("mounted above");
+        let Table { shared, own, .. } = table;
+        let shared = shared.get_mut(&view.version).expect("mounted above");
         shared.views += 1;
         if prefetch && shared.prefetch.is_none() {
-            shared.start_prefetch(&self.store, &view.prefetch_key);
+            let whole = own.get(&view.mountpoint).filter(|_| view.sub_path.is_empty());
+            shared.start_prefetch(&self.store, &view.prefetch_key, whole);
         }
         view.prefetch = shared.prefetch.as_ref().map(|p| p.progress.clone());
         if view.prefetch.is_some() {
@@ -395,6 +429,7 @@ impl Mounts {
             // While its changes are persisted, the view stays in the table
             // (nothing may be attached inside it, a second detach is refused).
             let view = view.clone();
+            table.end_own(mountpoint, self.link.as_deref(), in_use);
             if !persist {
                 table.views.remove(mountpoint);
             }
@@ -450,7 +485,7 @@ impl Mounts {
         };
         tracing::warn!(mountpoint = %view.mountpoint.display(), error = %error, "persisting a view failed");
         let mut table = self.table.lock().unwrap();
-        let remounted = mount_view(view, &table.shared[&view.version].path);
+        let remounted = table.mount_view(view, &self.store, self.link.as_deref(), Connection::New);
         if let Some(kept) = table.views.get_mut(&view.mountpoint) {
             kept.state = ViewState::Attached;
             if let Err(e) = self.put_record(kept) {
@@ -514,7 +549,7 @@ impl Mounts {
         });
         if last == Some(true) {
             let shared = table.shared.remove(version).expect("present");
-            shared.close(self.link.as_deref(), version, lazy);
+            shared.close(self.link.as_deref(), lazy);
         }
     }
 
@@ -550,7 +585,7 @@ impl Mounts {
             .map(|(version, s)| SharedInfo {
                 version: version.clone(),
                 workspace: s.workspace.clone(),
-                path: s.path.clone(),
+                path: s.mount.as_ref().map(|m| m.path.clone()),
                 views: s.views,
             })
             .collect();

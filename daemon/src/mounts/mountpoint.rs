@@ -1,5 +1,7 @@
 //! Mounting and unmounting a view at its mountpoint: checks of the
-//! mountpoint, bind mounts for read-only views, overlayfs for isolated ones.
+//! mountpoint; as root, bind mounts for read-only views and overlayfs for
+//! isolated ones; in an ordinary user's daemon, a FUSE mount of the view's
+//! own.
 //!
 //! A mountpoint is opened once, without following a symlink at its end,
 //! checked through that descriptor (a directory, owned by the view's owner),
@@ -8,18 +10,24 @@
 //! over a directory it does not own.
 
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use wsfs_fs::error::StoreError;
+use wsfs_fs::fuse::Shown;
 use wsfs_fs::os::as_caller;
 use wsfs_fs::persist::Caller;
+use wsfs_fs::store::Store;
 use wsfs_fs::tree::Tree;
+use wsfs_holder::Link;
 
+use super::shared::{fsname, Connection, FuseMount, SharedMount};
 use super::{Table, View};
 use crate::mount_error::MountError;
 use crate::sys::{self, OverlayDirs};
-use crate::views::Scratch;
+use crate::views::{resolve_sub_path, Scratch};
 
 /// Refuses a path inside one of the views: wsfs does not stack views.
 pub(super) fn check_outside_views(table: &Table, path: &Path, what: &str) -> Result<(), MountError> {
@@ -37,16 +45,63 @@ pub(super) fn check_outside_views(table: &Table, path: &Path, what: &str) -> Res
     }
 }
 
-/// Mounts `view` at its mountpoint over its version's FUSE mount at
-/// `shared`: a read-only bind of its part, or overlayfs with its changes in
-/// its scratch directory.
-pub(super) fn mount_view(view: &View, shared: &Path) -> Result<(), MountError> {
+/// Mounts `view` at its mountpoint. As root, over its version's FUSE
+/// mount: a read-only bind of its part, or overlayfs with its changes in
+/// its scratch directory. In an ordinary user's daemon (no such mount), a
+/// FUSE mount of its own, returned: it is new or, as `connection` says,
+/// the one a previous daemon served.
+pub(super) fn mount_view(
+    view: &View,
+    shared: &SharedMount,
+    store: &Arc<Store>,
+    link: Option<&Link>,
+    connection: Connection,
+) -> Result<Option<FuseMount>, MountError> {
+    let Some(mount) = &shared.mount else {
+        return own_mount(view, shared, store, link, connection).map(Some);
+    };
     let target = Opened::open(&view.mountpoint, view.owner)?;
     match &view.scratch {
-        None => sys::bind_read_only(&view.lower(shared), &target.fd)
-            .map_err(|e| MountError::System(view.mountpoint.clone(), e)),
-        Some(scratch) => mount_isolated(view, shared, scratch, &target),
+        None => sys::bind_read_only(&view.lower(&mount.path), &target.fd)
+            .map_err(|e| MountError::System(view.mountpoint.clone(), e))?,
+        Some(scratch) => mount_isolated(view, &mount.path, scratch, &target)?,
     }
+    Ok(None)
+}
+
+/// The FUSE mount of a view of an ordinary user's daemon: its part of the
+/// version, every entry shown as the user's (it may read them all, and
+/// could not give a file to anyone else).
+fn own_mount(
+    view: &View,
+    shared: &SharedMount,
+    store: &Arc<Store>,
+    link: Option<&Link>,
+    connection: Connection,
+) -> Result<FuseMount, MountError> {
+    if view.scratch.is_some() {
+        return Err(MountError::BadRequest(format!(
+            "isolated views need a daemon running as root for now (this one runs as uid {}): attach \
+             read-only, or use root's daemon (WSFS_SOCKET)",
+            // SAFETY: geteuid has no preconditions.
+            unsafe { libc::geteuid() }
+        )));
+    }
+    let shown = Shown {
+        root: resolve_sub_path(&shared.tree, &view.sub_path)?,
+        // SAFETY: geteuid and getegid have no preconditions.
+        owner: Some(unsafe { (libc::geteuid(), libc::getegid()) }),
+    };
+    let fs = shared.fs(store, shown);
+    let key = view_key(&view.mountpoint);
+    let path = view.mountpoint.clone();
+    FuseMount::open(link, &key, &fsname(&view.workspace), path, fs, true, connection)
+}
+
+/// The holder's key for the FUSE mount of the view at `mountpoint`.
+pub(super) fn view_key(mountpoint: &Path) -> String {
+    let hash = blake3::hash(mountpoint.as_os_str().as_bytes());
+    format!("view-{}", &hash.to_hex()[..16])
 }
 
 /// A mountpoint opened with `O_PATH | O_NOFOLLOW | O_DIRECTORY`.
@@ -165,7 +220,7 @@ pub(super) fn prepare_mountpoint(mountpoint: &Path, caller: Option<&Caller>) -> 
     let created = match std::fs::symlink_metadata(mountpoint) {
         Ok(_) => false,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            as_caller(caller, || std::fs::create_dir(mountpoint))
+            as_caller(caller, || std::fs::create_dir_all(mountpoint))
                 .and_then(|created| created)
                 .map_err(|e| bad(&format!("cannot create it: {e}")))?;
             true

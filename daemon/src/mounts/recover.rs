@@ -2,7 +2,8 @@
 //! table, served again, and nothing else.
 //!
 //! A version whose FUSE connection the holder kept is adopted as it is:
-//! its views never stopped being mounted, and readers only waited. A
+//! its views never stopped being mounted, and readers only waited (so is
+//! each own FUSE mount of an ordinary user's daemon's views). A
 //! version whose connection died with the previous daemon (no holder, or
 //! the holder died too) is mounted anew, and its views are mounted again
 //! over it with their changes: processes that held files of the dead
@@ -22,7 +23,7 @@ use wsfs_fs::store::Store;
 use wsfs_fs::workspace::{self, WorkspaceName};
 use wsfs_holder::Link;
 
-use super::mountpoint::mount_view;
+use super::mountpoint::view_key;
 use super::record::{Recovery, ViewRecord, ViewState};
 use super::shared::{build_tree, Connection, SharedMount};
 use super::{Mounts, Table, View};
@@ -33,12 +34,20 @@ use crate::views::{self, Scratch};
 /// What a new daemon found and did.
 #[derive(Debug, Default)]
 struct Recovered {
-    /// Versions whose FUSE connection was taken over from the holder.
+    /// FUSE connections (of versions, or views' own) taken over from the holder.
     adopted: usize,
-    /// Versions mounted anew because their connection had died.
+    /// FUSE mounts made anew because their connection had died.
     remounted: usize,
     /// Views taken over.
     views: usize,
+}
+
+impl std::ops::AddAssign for Recovered {
+    fn add_assign(&mut self, other: Recovered) {
+        self.adopted += other.adopted;
+        self.remounted += other.remounted;
+        self.views += other.views;
+    }
 }
 
 impl Mounts {
@@ -95,26 +104,18 @@ impl Mounts {
         }
         let mut recovered = Recovered::default();
         for (version, views) in versions {
-            let connection = held.remove(&version);
-            match mounts.take_over(&version, views, connection, &mounted) {
-                Ok((adopted, n)) => {
-                    recovered.views += n;
-                    if adopted {
-                        recovered.adopted += 1;
-                    } else {
-                        recovered.remounted += 1;
-                    }
-                }
+            match mounts.take_over(&version, views, &mut held, &mounted) {
+                Ok(done) => recovered += done,
                 Err(e) => {
                     tracing::error!(version, error = %e, "cannot take over this version's views: they stay recorded for the next daemon")
                 }
             }
         }
-        for (version, _) in held {
+        for (key, _) in held {
             // Held, but no view needs it (a daemon died between mounting it and its first view).
-            let _ = sys::unmount(&mounts.dir.join(&version), true);
+            let _ = sys::unmount(&mounts.dir.join(&key), true);
             if let Some(link) = &mounts.link {
-                let _ = link.release(&version);
+                let _ = link.release(&key);
             }
         }
         mounts.clear_leftovers(&kept_scratch);
@@ -129,15 +130,15 @@ impl Mounts {
         Ok(mounts)
     }
 
-    /// Serves one version again and takes over its views; returns whether
-    /// its connection was adopted, and how many views were taken over.
+    /// Serves one version again and takes over its views, adopting the
+    /// connections of `held` they need; says what it did.
     fn take_over(
         &self,
         version: &str,
         records: Vec<(PathBuf, ViewRecord)>,
-        connection: Option<OwnedFd>,
+        held: &mut HashMap<String, OwnedFd>,
         mounted: &HashSet<PathBuf>,
-    ) -> Result<(bool, usize), MountError> {
+    ) -> Result<Recovered, MountError> {
         let first = &records[0].1;
         let workspace: WorkspaceName = first
             .workspace
@@ -146,25 +147,29 @@ impl Mounts {
         let layers = parse_layers(&first.layers);
         let tree = Arc::new(build_tree(&self.store, &layers)?);
         let path = self.dir.join(version);
+        let connection = held.remove(version);
         let adopted = connection.is_some() && mounted.contains(&path);
-        let connection = match connection {
-            Some(fd) if adopted => Connection::Adopt(fd),
+        let mount = sys::privileged().then(|| match connection {
+            Some(fd) if adopted => (path, Connection::Adopt(fd)),
             _ => {
                 // Nobody serves it any more: a dead mount answers ENOTCONN.
                 let _ = sys::unmount(&path, true);
-                Connection::New
+                (path, Connection::New)
             }
+        });
+        let link = self.link.as_deref();
+        let mut done = Recovered {
+            views: records.len(),
+            ..Recovered::default()
         };
-        let mut shared = SharedMount::open(
-            &self.store,
-            self.link.as_deref(),
-            &workspace,
-            version,
-            path,
-            tree.clone(),
-            connection,
-        )?;
+        match &mount {
+            Some((_, Connection::Adopt(_))) => done.adopted += 1,
+            Some((_, Connection::New)) => done.remounted += 1,
+            None => {}
+        }
+        let shared = SharedMount::open(&self.store, link, &workspace, version, mount, tree.clone())?;
         let mut table = self.table.lock().unwrap();
+        table.shared.insert(version.to_string(), shared);
         let mut prefetch_key = None;
         for (mountpoint, record) in &records {
             let view = View {
@@ -183,36 +188,55 @@ impl Mounts {
                 prefetch: None,
                 note: record.note.clone(),
             };
-            let alive = adopted && mounted.contains(mountpoint) && record.state != ViewState::Persisting;
-            if !alive {
-                if mounted.contains(mountpoint) {
-                    let _ = sys::unmount(mountpoint, true);
+            let own = held.remove(&view_key(mountpoint));
+            let alive = (adopted || own.is_some())
+                && mounted.contains(mountpoint)
+                && record.state != ViewState::Persisting;
+            let taken = match (alive, own) {
+                // Root's bind or overlay lives on over the adopted version.
+                (true, None) => Ok(()),
+                (true, Some(fd)) => {
+                    done.adopted += 1;
+                    table.mount_view(&view, &self.store, link, Connection::Adopt(fd))
                 }
-                match mount_view(&view, &shared.path) {
-                    Ok(()) => tracing::info!(mountpoint = %mountpoint.display(), "mounted a view again"),
-                    // Still recorded: `detach --persist` persists its upper
-                    // directory without the mount, `detach` discards it.
-                    Err(e) => {
-                        tracing::error!(mountpoint = %mountpoint.display(), error = %e, "cannot mount a view again")
+                (false, _) => {
+                    if mounted.contains(mountpoint) {
+                        let _ = sys::unmount(mountpoint, true);
                     }
+                    let mounted = table.mount_view(&view, &self.store, link, Connection::New);
+                    if mounted.is_ok() {
+                        done.remounted += usize::from(!sys::privileged());
+                        tracing::info!(mountpoint = %mountpoint.display(), "mounted a view again");
+                    }
+                    mounted
                 }
+            };
+            // Still recorded: `detach --persist` persists its upper
+            // directory without the mount, `detach` discards it.
+            if let Err(e) = taken {
+                tracing::error!(mountpoint = %mountpoint.display(), error = %e, "cannot mount a view again");
             }
             if record.prefetch {
                 prefetch_key.get_or_insert_with(|| record.prefetch_key.clone());
             }
-            shared.views += 1;
+            table.shared.get_mut(version).expect("inserted above").views += 1;
             self.put_record(&view)?;
             table.views.insert(mountpoint.clone(), view);
         }
         if let Some(key) = prefetch_key {
-            shared.start_prefetch(&self.store, &key);
+            let Table { shared, own, views } = &mut *table;
+            let shared = shared.get_mut(version).expect("inserted above");
+            let whole = views
+                .values()
+                .filter(|v| v.version == version && v.sub_path.is_empty())
+                .find_map(|v| own.get(&v.mountpoint));
+            shared.start_prefetch(&self.store, &key, whole);
             let progress = shared.prefetch.as_ref().map(|p| p.progress.clone());
-            for view in table.views.values_mut().filter(|v| v.version == version) {
+            for view in views.values_mut().filter(|v| v.version == version) {
                 view.prefetch = progress.clone();
             }
         }
-        table.shared.insert(version.to_string(), shared);
-        Ok((adopted, records.len()))
+        Ok(done)
     }
 
     /// Removes what attach made for a view nobody uses: its mount if any,
@@ -236,7 +260,12 @@ impl Mounts {
     fn clear_leftovers(&self, kept_scratch: &HashSet<PathBuf>) {
         let table = self.table.lock().unwrap();
         if let Ok(all) = sys::mounts() {
-            let served: HashSet<PathBuf> = table.shared.values().map(|s| s.path.clone()).collect();
+            let served: HashSet<&PathBuf> = table
+                .shared
+                .values()
+                .filter_map(|s| s.mount.as_ref())
+                .map(|m| &m.path)
+                .collect();
             for m in all
                 .iter()
                 .filter(|m| m.point.starts_with(&self.dir) && m.is_wsfs())
@@ -248,7 +277,12 @@ impl Mounts {
         }
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
-                if !table.shared.values().any(|s| s.path == entry.path()) {
+                if !table
+                    .shared
+                    .values()
+                    .filter_map(|s| s.mount.as_ref())
+                    .any(|m| m.path == entry.path())
+                {
                     let _ = std::fs::remove_dir(entry.path());
                 }
             }

@@ -1,5 +1,8 @@
-//! One workspace version's FUSE mount, shared by the views of that version:
-//! mounted fresh, or taken over from a previous daemon through the holder.
+//! One workspace version, shared by the views of that version: its inode
+//! table, access trace and prefetch, and the FUSE mounts serving it (one
+//! under the state dir for root, whose views are binds and overlays of it;
+//! one per view for an ordinary user's daemon), each mounted fresh or
+//! taken over from a previous daemon through the holder.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -7,7 +10,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wsfs_fs::fuse::{self, BackgroundSession, WsfsFs};
+use wsfs_fs::fuse::{self, BackgroundSession, Filesystem, Notifier, Shown, WsfsFs};
 use wsfs_fs::ids::LayerId;
 use wsfs_fs::pagecache::Pusher;
 use wsfs_fs::prefetch::{decode_trace, prefetch, prefetch_order, trace_key, AccessTrace, PrefetchProgress};
@@ -29,10 +32,12 @@ const PREFETCH_LOGGED: usize = 5;
 /// Largest access trace read (the paths of a few million files).
 const MAX_TRACE_LEN: u64 = 256 << 20;
 
-/// One workspace version's FUSE mount.
+/// One workspace version, as its views show it.
 pub(super) struct SharedMount {
-    pub path: PathBuf,
-    session: BackgroundSession,
+    /// Root's FUSE mount of the whole version under the state dir, which
+    /// its views bind or overlay; none in an ordinary user's daemon, whose
+    /// views are FUSE mounts of their own.
+    pub mount: Option<FuseMount>,
     pub tree: Arc<Tree>,
     pub workspace: WorkspaceName,
     pub views: usize,
@@ -45,18 +50,101 @@ pub(super) struct SharedMount {
 }
 
 /// A version's prefetch, and the thread pushing what it fetched into the
-/// page cache.
+/// page cache (of a mount showing the whole version, when there is one).
 pub(super) struct Prefetching {
     pub progress: Arc<PrefetchProgress>,
-    pusher: Pusher,
+    pusher: Option<Pusher>,
 }
 
-/// How a version's FUSE connection comes to be served.
+/// How a FUSE connection comes to be served.
 pub(super) enum Connection {
     /// Mount it now.
     New,
     /// Serve the one a previous daemon mounted (its descriptor, from the holder).
     Adopt(OwnedFd),
+}
+
+/// A FUSE mount this daemon serves, kept by the holder (if any) under
+/// `key` so that it outlives this process.
+pub(super) struct FuseMount {
+    pub path: PathBuf,
+    key: String,
+    session: BackgroundSession,
+}
+
+impl FuseMount {
+    /// Serves `fs` at `path`, mounting it (named `fsname`, read-only or
+    /// not) or adopting a previous daemon's connection; has the holder keep
+    /// the connection under `key`.
+    pub fn open(
+        link: Option<&Link>,
+        key: &str,
+        fsname: &str,
+        path: PathBuf,
+        fs: impl Filesystem + 'static,
+        read_only: bool,
+        connection: Connection,
+    ) -> Result<FuseMount, MountError> {
+        let system = |e| MountError::System(path.clone(), e);
+        let session = match connection {
+            Connection::New => {
+                let fd = sys::mount_fuse(fsname, &path, read_only).map_err(system)?;
+                let kept = fd.try_clone().map_err(system)?;
+                let session = fuse::serve(fs, fd).map_err(|e| {
+                    let _ = sys::unmount(&path, true);
+                    system(e)
+                })?;
+                if let Some(link) = link {
+                    if let Err(e) = link.hold(key, kept.as_fd()) {
+                        tracing::warn!(key, error = %e, "the holder cannot keep this mount: it will not outlive this daemon");
+                    }
+                }
+                session
+            }
+            Connection::Adopt(fd) => fuse::adopt(fs, fd).map_err(system)?,
+        };
+        Ok(FuseMount {
+            path,
+            key: key.to_string(),
+            session,
+        })
+    }
+
+    /// Sends notifications to the kernel about this mount.
+    pub fn notifier(&self) -> Notifier {
+        self.session.notifier()
+    }
+
+    /// Lets go of a mount already unmounted (`lazily`: processes may still
+    /// use its files, so its threads, which serve until the last user is
+    /// gone, are joined off this thread) and has the holder let go of it.
+    pub fn end(self, link: Option<&Link>, lazily: bool) {
+        let FuseMount { path, key, session } = self;
+        if let Some(link) = link {
+            if let Err(e) = link.release(&key) {
+                tracing::warn!(key, error = %e, "cannot tell the holder to let go of a mount");
+            }
+        }
+        if lazily {
+            std::thread::spawn(move || drop(session.join()));
+        } else if let Err(e) = session.join() {
+            tracing::warn!(path = %path.display(), error = %e, "FUSE session ended badly");
+        }
+    }
+
+    /// Unmounts it (lazily when busy or asked) and lets go of it.
+    pub fn close(self, link: Option<&Link>, lazy: bool) {
+        let unmounted = sys::unmount(&self.path, lazy).or_else(|e| {
+            tracing::warn!(path = %self.path.display(), error = %e, "unmounting lazily");
+            sys::unmount(&self.path, true)
+        });
+        self.end(link, lazy || unmounted.is_err());
+    }
+}
+
+/// The name of a wsfs mount of `ws` in the mount table.
+pub(super) fn fsname(ws: &WorkspaceName) -> String {
+    format!("{}{ws}", sys::WSFS_SOURCE_PREFIX)
 }
 
 /// Fetches the manifests of `layers` and merges them into an inode table:
@@ -93,71 +181,70 @@ pub(super) fn build_tree(store: &Store, layers: &[LayerId]) -> Result<Tree, Moun
 }
 
 impl SharedMount {
-    /// Serves the FUSE file system of one workspace version at `path`,
-    /// mounting it or adopting a previous daemon's connection, and has the
-    /// holder (if any) keep its connection under the version's name.
+    /// A version of `ws` showing `tree`; root's serves it at `path` (under
+    /// the state dir), mounted or adopted as `connection` says, kept by the
+    /// holder under the version's name.
     pub fn open(
         store: &Arc<Store>,
         link: Option<&Link>,
         ws: &WorkspaceName,
         version: &str,
-        path: PathBuf,
+        mount: Option<(PathBuf, Connection)>,
         tree: Arc<Tree>,
-        connection: Connection,
     ) -> Result<SharedMount, MountError> {
-        let source: Arc<dyn ChunkSource> = store.clone();
-        let trace = Arc::new(AccessTrace::new(tree.inodes()));
-        let busy = Arc::new(AtomicUsize::new(0));
-        let fs = WsfsFs::new(
-            tree.clone(),
-            source,
-            trace.clone(),
-            busy.clone(),
-            store.metrics().fuse.clone(),
-        );
-        let system = |e| MountError::System(path.clone(), e);
-        let session = match connection {
-            Connection::New => {
-                std::fs::create_dir_all(&path).map_err(system)?;
-                let fsname = format!("{}{ws}", sys::WSFS_SOURCE_PREFIX);
-                let (session, fd) = fuse::mount(fs, &path, &fsname).map_err(system)?;
-                if let Some(link) = link {
-                    if let Err(e) = link.hold(version, fd.as_fd()) {
-                        tracing::warn!(version, error = %e, "the holder cannot keep this mount: it will not outlive this daemon");
-                    }
-                }
-                session
-            }
-            Connection::Adopt(fd) => fuse::adopt(fs, fd).map_err(system)?,
-        };
-        Ok(SharedMount {
-            path,
-            session,
+        let mut shared = SharedMount {
+            mount: None,
+            trace: Arc::new(AccessTrace::new(tree.inodes())),
+            busy: Arc::new(AtomicUsize::new(0)),
             tree,
             workspace: ws.clone(),
             views: 0,
-            trace,
-            busy,
             prefetch: None,
-        })
+        };
+        if let Some((path, connection)) = mount {
+            if let Connection::New = connection {
+                std::fs::create_dir_all(&path).map_err(|e| MountError::System(path.clone(), e))?;
+            }
+            let fs = shared.fs(store, Shown::WHOLE);
+            let mount = FuseMount::open(link, version, &fsname(ws), path, fs, true, connection)?;
+            shared.mount = Some(mount);
+        }
+        Ok(shared)
+    }
+
+    /// A read-only file system serving this version as `shown`.
+    pub fn fs(&self, store: &Arc<Store>, shown: Shown) -> WsfsFs {
+        let source: Arc<dyn ChunkSource> = store.clone();
+        WsfsFs::new(
+            self.tree.clone(),
+            shown,
+            source,
+            self.trace.clone(),
+            self.busy.clone(),
+            store.metrics().fuse.clone(),
+        )
     }
 
     /// Starts fetching the version's files in the background: first those of
     /// the trace kept under `key` (the order readers read them last time),
-    /// then the rest; each fetched file is pushed into the page cache.
-    pub fn start_prefetch(&mut self, store: &Arc<Store>, key: &str) {
+    /// then the rest; each fetched file is pushed into the page cache of a
+    /// mount showing the whole version, if there is one: root's, else
+    /// `whole_view`, a view's own.
+    pub fn start_prefetch(&mut self, store: &Arc<Store>, key: &str, whole_view: Option<&FuseMount>) {
         let progress = Arc::new(PrefetchProgress::default());
         *progress.state.lock().unwrap() = "starting".into();
         let source: Arc<dyn ChunkSource> = store.clone();
-        let pusher = Pusher::spawn(
-            self.session.notifier(),
-            self.path.clone(),
-            self.tree.clone(),
-            source,
-            self.trace.clone(),
-            progress.clone(),
-        );
-        let queue = pusher.queue();
+        let pusher = self.mount.as_ref().or(whole_view).map(|mount| {
+            Pusher::spawn(
+                mount.notifier(),
+                mount.path.clone(),
+                self.tree.clone(),
+                source,
+                self.trace.clone(),
+                progress.clone(),
+            )
+        });
+        let queue = pusher.as_ref().map(Pusher::queue);
         let (store, tree, busy, done) = (
             store.clone(),
             self.tree.clone(),
@@ -183,53 +270,40 @@ impl SharedMount {
                 .map(|p| String::from_utf8_lossy(p).into_owned())
                 .collect();
             tracing::info!(key, traced = trace.len(), files = order.len(), first = %first.join(", "), "prefetching");
-            queue.plan(&order);
+            if let Some(queue) = &queue {
+                queue.plan(&order);
+            }
             let source: &dyn ChunkSource = store.as_ref();
             let state = prefetch(&tree, source, &order, &busy, &done, PREFETCH_THREADS, &|ino| {
-                queue.push(ino)
+                if let Some(queue) = &queue {
+                    queue.push(ino)
+                }
             });
             let fetched = done.first_fetched().join(", ");
             tracing::info!(key, state, first = %fetched, "prefetch fetched");
-            queue.finish(state);
+            match &queue {
+                Some(queue) => queue.finish(state),
+                None => *done.state.lock().unwrap() = state,
+            }
         });
         self.prefetch = Some(Prefetching { progress, pusher });
     }
 
-    /// Unmounts the version's FUSE mount and has the holder let go of it.
-    /// `lazy`: processes may still use files of a lazily detached view, so
-    /// the mount is detached lazily too and its threads, which serve until
-    /// the last user is gone, are joined off this thread.
-    pub fn close(self, link: Option<&Link>, version: &str, lazy: bool) {
-        let SharedMount {
-            path,
-            session,
-            prefetch,
-            ..
-        } = self;
-        if let Some(Prefetching { progress, pusher }) = prefetch {
+    /// Stops its prefetch, and unmounts root's FUSE mount of it (`lazy`:
+    /// processes may still use files of a lazily detached view, so the
+    /// mount is detached lazily too) and has the holder let go of it.
+    pub fn close(self, link: Option<&Link>, lazy: bool) {
+        if let Some(Prefetching { progress, pusher }) = self.prefetch {
             progress.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            pusher.stop();
-        }
-        let unmounted = sys::unmount(&path, lazy).or_else(|e| {
-            tracing::warn!(path = %path.display(), error = %e, "unmounting lazily");
-            sys::unmount(&path, true)
-        });
-        if let Some(link) = link {
-            if let Err(e) = link.release(version) {
-                tracing::warn!(version, error = %e, "cannot tell the holder to let go of a mount");
+            if let Some(pusher) = pusher {
+                pusher.stop();
             }
         }
-        match unmounted {
-            Ok(()) if !lazy => {
-                if let Err(e) = session.join() {
-                    tracing::warn!(path = %path.display(), error = %e, "FUSE session ended badly");
-                }
-            }
-            _ => {
-                std::thread::spawn(move || drop(session.join()));
-            }
+        if let Some(mount) = self.mount {
+            let path = mount.path.clone();
+            mount.close(link, lazy);
+            let _ = std::fs::remove_dir(&path);
         }
-        let _ = std::fs::remove_dir(&path);
     }
 }
 
