@@ -45,6 +45,9 @@ pub struct CompareOptions {
     pub nlink: bool,
     /// Compare directory mtimes.
     pub dir_mtimes: bool,
+    /// Compare owners (uid and gid): an ordinary user's views show every
+    /// entry as that user's.
+    pub owners: bool,
 }
 
 impl Default for CompareOptions {
@@ -54,6 +57,7 @@ impl Default for CompareOptions {
             content: true,
             nlink: true,
             dir_mtimes: true,
+            owners: true,
         }
     }
 }
@@ -294,10 +298,10 @@ impl Cx<'_> {
                 ),
             );
         }
-        if em.uid() != am.uid() {
+        if self.opts.owners && em.uid() != am.uid() {
             self.diff(rel, format!("uid: expected {}, got {}", em.uid(), am.uid()));
         }
-        if em.gid() != am.gid() {
+        if self.opts.owners && em.gid() != am.gid() {
             self.diff(rel, format!("gid: expected {}, got {}", em.gid(), am.gid()));
         }
         let (et, at) = ((em.mtime(), em.mtime_nsec()), (am.mtime(), am.mtime_nsec()));

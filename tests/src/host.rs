@@ -50,7 +50,16 @@ pub struct HostConfig {
     /// (given to a test's first host, it holds for all its hosts): for tests
     /// that look at or damage the remote's objects as files.
     pub file_remote: bool,
+    /// Every `wsfs` runs as the ordinary user [`TEST_USER`], as on a
+    /// developer's laptop: a home of its own under the host's directory, no
+    /// `WSFS_*` variable, its daemon where that user's defaults put it; the
+    /// test's remote named in its config file (`~/.config/wsfs/config.toml`).
+    pub ordinary_user: bool,
 }
+
+/// The ordinary user that [`HostConfig::ordinary_user`] hosts run as;
+/// `scripts/test` creates it.
+pub const TEST_USER: &str = "wsfs-tester";
 
 impl Default for HostConfig {
     fn default() -> Self {
@@ -69,7 +78,14 @@ impl HostConfig {
             unset: Vec::new(),
             csi: false,
             file_remote: false,
+            ordinary_user: false,
         }
+    }
+
+    /// Runs the host as the ordinary user [`TEST_USER`] (see the field).
+    pub fn ordinary_user(mut self) -> Self {
+        self.ordinary_user = true;
+        self
     }
 
     /// Sets `WSFS_CACHE_BYTES`.
@@ -154,6 +170,8 @@ pub struct Host {
     env: Vec<(String, String)>,
     runs: AtomicU64,
     attached: Mutex<Vec<PathBuf>>,
+    /// Who runs its `wsfs` commands when not root, and its home.
+    user: Option<(User, PathBuf)>,
 }
 
 /// Time limit of one `wsfs` run: `WSFS_TEST_TIMEOUT_SECS`, default 600.
@@ -282,24 +300,30 @@ impl Host {
     fn on(test: Arc<TestDir>, config: HostConfig) -> Host {
         let dir = test.root.join("hosts").join(&config.name);
         assert!(!dir.exists(), "host name {:?} used twice", config.name);
-        let state_dir = dir.join("state");
-        fs::create_dir_all(&state_dir).expect("create state dir");
         fs::create_dir_all(dir.join("runs")).expect("create runs dir");
-        // No config file unless the test gives one: the machine's own
-        // (/etc/wsfs/config.toml) must not change what the tests run.
-        let mut env = vec![
-            ("WSFS_CONFIG".to_string(), "none".to_string()),
-            ("WSFS_STATE_DIR".to_string(), state_dir.display().to_string()),
-        ];
         let remote_url = match (&config.remote, &test.s3) {
             (Some(url), _) => url.clone(),
-            (None, Some(server)) => {
-                env.extend(server.env());
-                server.url("remote")
-            }
+            (None, Some(server)) => server.url("remote"),
             _ => format!("file://{}", test.root.join("remote").display()),
         };
-        env.push(("WSFS_REMOTE".to_string(), remote_url.clone()));
+        let mut env = Vec::new();
+        if config.remote.is_none() {
+            env.extend(test.s3.iter().flat_map(|server| server.env()));
+        }
+        let (state_dir, user) = if config.ordinary_user {
+            let (user, home) = ordinary_user_home(&test.root, &dir, &remote_url);
+            env.push(("HOME".to_string(), home.display().to_string()));
+            (home.join(".local/state/wsfs"), Some((user, home)))
+        } else {
+            let state_dir = dir.join("state");
+            fs::create_dir_all(&state_dir).expect("create state dir");
+            // No config file unless the test gives one: the machine's own
+            // (/etc/wsfs/config.toml) must not change what the tests run.
+            env.push(("WSFS_CONFIG".to_string(), "none".to_string()));
+            env.push(("WSFS_STATE_DIR".to_string(), state_dir.display().to_string()));
+            env.push(("WSFS_REMOTE".to_string(), remote_url.clone()));
+            (state_dir, None)
+        };
         if let Some(bytes) = config.cache_bytes {
             env.push(("WSFS_CACHE_BYTES".to_string(), bytes.to_string()));
         }
@@ -319,7 +343,36 @@ impl Host {
             env,
             runs: AtomicU64::new(0),
             attached: Mutex::new(Vec::new()),
+            user,
         }
+    }
+
+    /// The home of an ordinary user's host (see [`HostConfig::ordinary_user`]).
+    pub fn home(&self) -> &Path {
+        &self.user.as_ref().expect("not an ordinary user's host").1
+    }
+
+    /// Runs `f` as this host's user would: on a thread of its own with that
+    /// user's credentials (a FUSE mount of an ordinary user refuses every
+    /// other user, root included); on this thread for root's hosts.
+    pub fn as_user<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match &self.user {
+            None => f(),
+            Some((user, _)) => std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        user.become_on_this_thread();
+                        f()
+                    })
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }),
+        }
+    }
+
+    /// What names this host in the environment of its daemon and holder.
+    fn mention(&self) -> &Path {
+        self.user.as_ref().map_or(&self.state_dir, |(_, home)| home)
     }
 
     /// The host's name.
@@ -418,6 +471,13 @@ impl Host {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        if let Some((user, _)) = &self.user {
+            // Where the user's own defaults put things, not the test runner's.
+            for (key, _) in std::env::vars_os().filter(|(k, _)| k.to_string_lossy().starts_with("XDG_")) {
+                cmd.env_remove(key);
+            }
+            user.clone().switch(&mut cmd);
+        }
         cmd
     }
 
@@ -469,6 +529,10 @@ impl Host {
             cmd.current_dir(cwd);
         }
         if let Some(user) = user {
+            assert!(
+                self.user.is_none(),
+                "an ordinary user's host runs everything as that user"
+            );
             user.switch(&mut cmd);
         }
         cmd.stdout(fs::File::create(&out_path)?)
@@ -771,6 +835,7 @@ impl Host {
 }
 
 /// Who a command runs as.
+#[derive(Clone, Debug)]
 struct User {
     uid: u32,
     gid: u32,
@@ -778,6 +843,38 @@ struct User {
 }
 
 impl User {
+    /// The user called `name` in the password database, in its own group only.
+    fn named(name: &str) -> Option<User> {
+        let name = std::ffi::CString::new(name).ok()?;
+        // SAFETY: a valid NUL-terminated name; the entry is copied out at once.
+        let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+        // SAFETY: getpwnam returned a valid entry or null.
+        let entry = unsafe { entry.as_ref()? };
+        Some(User {
+            uid: entry.pw_uid,
+            gid: entry.pw_gid,
+            groups: vec![entry.pw_gid],
+        })
+    }
+
+    /// Makes the calling thread this user for good (credentials are per
+    /// thread in Linux; the raw system calls change only this one, where
+    /// libc's wrappers would change every thread of the process).
+    fn become_on_this_thread(&self) {
+        // SAFETY: plain system calls on this thread's credentials; `groups` outlives them.
+        let failed = unsafe {
+            libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()) != 0
+                || libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) != 0
+                || libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) != 0
+        };
+        assert!(
+            !failed,
+            "cannot become uid {}: {}",
+            self.uid,
+            std::io::Error::last_os_error()
+        );
+    }
+
     /// Makes `cmd` run as this user, with exactly its groups.
     fn switch(self, cmd: &mut Command) {
         use std::os::unix::process::CommandExt;
@@ -857,7 +954,7 @@ impl Drop for Host {
             Ok(Some(_)) => {}
         }
         // Only processes that name this host's state dir: its daemon(s).
-        for pid in process::processes_mentioning(&self.state_dir) {
+        for pid in process::processes_mentioning(self.mention()) {
             if !process::wait_for_exit(pid, Duration::from_secs(10)) {
                 problems.push(format!("pid {pid} survived shutdown; killed it"));
                 process::kill_and_wait(pid, Duration::from_secs(10));
@@ -883,6 +980,41 @@ impl Drop for Host {
         );
         fail_unless_failing(&report);
     }
+}
+
+/// [`TEST_USER`] and its home under `host_dir`, which becomes the user's,
+/// with a config file naming `remote`; the test's directory is opened to
+/// the user, and the test's own `file://` remote given to it.
+fn ordinary_user_home(test_root: &Path, host_dir: &Path, remote: &str) -> (User, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let user = User::named(TEST_USER).unwrap_or_else(|| {
+        panic!(
+            "there is no user {TEST_USER} for the tests that run as an ordinary user: run scripts/test, which \
+             creates it, or `useradd --system {TEST_USER}`"
+        )
+    });
+    fs::set_permissions(test_root, fs::Permissions::from_mode(0o755)).expect("open the test dir");
+    let home = host_dir.join("home");
+    fs::create_dir_all(home.join(".config/wsfs")).expect("create the user's home");
+    let config = format!("# written by the tests\nremote = {remote:?}\n");
+    fs::write(home.join(".config/wsfs/config.toml"), config).expect("write the user's config file");
+    let own = |path: &Path| {
+        std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid)).expect("give to the user");
+    };
+    for path in [
+        home.join(".config/wsfs/config.toml"),
+        home.join(".config/wsfs"),
+        home.join(".config"),
+    ] {
+        own(&path);
+    }
+    own(&home);
+    own(host_dir);
+    own(&host_dir.join("runs"));
+    if let Some(dir) = remote.strip_prefix("file://") {
+        own(Path::new(dir));
+    }
+    (user, home)
 }
 
 /// Fails the test with `report`, or only prints it when the test is failing

@@ -1,0 +1,172 @@
+//! A developer on a laptop, as an ordinary user with nothing set (no
+//! `WSFS_*` variable; only the test's remote in the user's config file):
+//! `wsfs` starts a daemon of the user's own, its state under
+//! `~/.local/state/wsfs`, and mounts views through `fusermount3`. No root
+//! anywhere, yet what root's daemon shows.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use wsfs_tests::compare::{assert_same_tree, CompareOptions};
+use wsfs_tests::json::{array_of, str_of, u64_of};
+use wsfs_tests::tree::{generate, Tree, TreeSpec};
+use wsfs_tests::{mounts, process, Host, HostConfig};
+
+/// The user a host runs as: its home's owner.
+fn uid_of(host: &Host) -> u32 {
+    fs::metadata(host.home()).unwrap().uid()
+}
+
+/// A working tree an ordinary user can read: files, directories, symlinks,
+/// hard links, user xattrs, odd names and mtimes (no root-only modes).
+fn source_tree(host: &Host, seed: u64) -> Tree {
+    let spec = TreeSpec {
+        symlinks: true,
+        hard_links: true,
+        xattrs: true,
+        odd_names: true,
+        ..TreeSpec::plain(seed, 300)
+    };
+    generate(&host.path(format!("src-{seed}")), &spec).expect("generate the source tree")
+}
+
+/// What an ordinary user's view shows of a tree, to that user (nobody
+/// else may look): everything but the owners, which are all the user's.
+fn assert_shows(host: &Host, src: &Path, view: &Path) {
+    let uid = uid_of(host);
+    host.as_user(|| {
+        let opts = CompareOptions {
+            owners: false,
+            ..CompareOptions::ignoring_root()
+        };
+        assert_same_tree(src, view, &opts);
+        for entry in wsfs_tests::compare::list_paths(view).unwrap() {
+            let meta = view.join(&entry).symlink_metadata().unwrap();
+            assert_eq!(meta.uid(), uid, "{entry:?} in the view is not the user's");
+        }
+    });
+}
+
+/// Persist, attach read-only (the whole tree, and a sub-path) and read back
+/// exactly, as an ordinary user: the daemon is the user's, its state where
+/// the user's defaults put it, its views FUSE mounts that refuse writes; a
+/// second laptop (another home, the same remote) reads the same tree.
+#[test]
+fn an_ordinary_user_persists_attaches_and_reads_back_with_nothing_set() {
+    let laptop = Host::with_config(HostConfig::named("laptop").ordinary_user());
+    let tree = source_tree(&laptop, 1);
+    let src = laptop.path("src-1");
+    laptop.persist("me/proj", &src, &tree.top_level());
+
+    let status = laptop.status();
+    let state_dir = laptop.home().join(".local/state/wsfs");
+    assert_eq!(Path::new(str_of(&status, "state_dir")), state_dir, "{status}");
+    let uid = uid_of(&laptop);
+    assert_ne!(uid, 0);
+    let daemon = fs::read_to_string(format!("/proc/{}/status", u64_of(&status, "pid"))).unwrap();
+    let daemon_uid = daemon
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        daemon_uid
+            .split_whitespace()
+            .skip(1)
+            .all(|id| id == uid.to_string()),
+        "the daemon does not run as the user (uid {uid}): {daemon_uid}"
+    );
+    assert_eq!(fs::metadata(&state_dir).unwrap().uid(), uid);
+
+    // Parents of the mountpoint are created, as `mkdir -p` would.
+    let view = laptop.home().join("ws/ro");
+    laptop.attach("me/proj", &view);
+    let mount = mounts::mount_at(&view).expect("the view is not mounted");
+    assert_eq!(mount.fs_type, "fuse.wsfs", "{mount:?}");
+    assert_shows(&laptop, &src, &view);
+    let refused =
+        laptop.as_user(|| fs::write(view.join("new-file"), b"x").expect_err("wrote into a read-only view"));
+    assert_eq!(refused.raw_os_error(), Some(libc::EROFS), "{refused}");
+    let root = fs::metadata(&view).expect_err("root looked into an ordinary user's view");
+    assert_eq!(root.raw_os_error(), Some(libc::EACCES), "{root}");
+
+    let dir = tree
+        .top_level()
+        .into_iter()
+        .find(|name| src.join(name).is_dir() && !src.join(name).is_symlink())
+        .expect("the tree has a directory at its top");
+    let sub = laptop.home().join("ws/sub");
+    laptop.attach_view("me/proj", &sub, &["--sub-path".as_ref(), dir.as_os_str()]);
+    assert_shows(&laptop, &src.join(&dir), &sub);
+    let root_ino = laptop.as_user(|| sub.metadata().unwrap().ino());
+    assert_eq!(root_ino, 1, "a sub-path view's root is the mount's root");
+
+    let other = laptop.peer(HostConfig::named("other").ordinary_user());
+    let there = other.home().join("ws/ro");
+    other.attach("me/proj", &there);
+    assert_shows(&other, &src, &there);
+    assert_ne!(other.status()["state_dir"], status["state_dir"]);
+
+    for (host, view) in [(&laptop, &view), (&laptop, &sub), (&other, &there)] {
+        host.detach(view);
+        assert!(
+            !mounts::is_mounted(view),
+            "{view:?} is still mounted after detach"
+        );
+    }
+}
+
+/// The daemon of an ordinary user is restarted, then killed: its holder
+/// keeps each view's FUSE connection, a file held open reads on, and the
+/// next daemon serves the views it took over.
+#[test]
+fn an_ordinary_users_views_outlive_its_daemon() {
+    let laptop = Host::with_config(HostConfig::named("laptop").ordinary_user());
+    let tree = source_tree(&laptop, 2);
+    let src = laptop.path("src-2");
+    laptop.persist("me/proj", &src, &tree.top_level());
+    let view = laptop.home().join("ws/ro");
+    laptop.attach("me/proj", &view);
+    let file = tree
+        .small_files(u64::MAX)
+        .next()
+        .expect("the tree has files")
+        .path
+        .clone();
+    let expected = fs::read(src.join(&file)).unwrap();
+    let held = laptop.as_user(|| fs::File::open(view.join(&file)).unwrap());
+    let read_held = || {
+        laptop.as_user(|| {
+            use std::os::unix::fs::FileExt;
+            let mut bytes = vec![0; expected.len()];
+            held.read_exact_at(&mut bytes, 0).expect("read the held file");
+            bytes
+        })
+    };
+    let pid = |host: &Host| u64_of(&host.status(), "pid") as i32;
+
+    let first = pid(&laptop);
+    let restarted = laptop.ok_json(["daemon", "restart", "--json"]);
+    assert_ne!(u64_of(&restarted, "pid") as i32, first, "{restarted}");
+    assert_eq!(read_held(), expected);
+
+    let second = pid(&laptop);
+    assert!(
+        process::kill_and_wait(second, Duration::from_secs(30)),
+        "the daemon did not die"
+    );
+    // The next request waits for the holder's next daemon.
+    let status = laptop.status();
+    assert_ne!(u64_of(&status, "pid") as i32, second);
+    assert_eq!(read_held(), expected);
+    assert_eq!(
+        array_of(&status, "mounts").len(),
+        1,
+        "the view was not taken over: {status}"
+    );
+    assert_shows(&laptop, &src, &view);
+    drop(held);
+    laptop.detach(&view);
+}
