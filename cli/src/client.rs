@@ -66,6 +66,18 @@ impl Daemon {
             return Ok(client);
         }
         if self.is_locked()? {
+            if let Some(served) = paths::served_socket(&self.state_dir).filter(|s| *s != self.socket) {
+                bail!(
+                    "the daemon of state dir {} listens on {}, not on {}: set WSFS_SOCKET={} (a login \
+                     session's XDG_RUNTIME_DIR moves an ordinary user's default socket there), or stop it \
+                     with `WSFS_SOCKET={} wsfs shutdown`",
+                    self.state_dir.display(),
+                    served.display(),
+                    self.socket.display(),
+                    served.display(),
+                    served.display()
+                );
+            }
             // A holder is starting its next daemon (after a crash or for a
             // restart): wait for it rather than start another.
             return self.wait_for_socket().await;

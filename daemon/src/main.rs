@@ -18,10 +18,9 @@ mod state;
 mod sys;
 mod views;
 
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 use wsfs_api::config::{Flags, Key, LogFormat, Settings, Source, SETTINGS};
@@ -104,7 +103,10 @@ fn run(args: Args) -> Result<()> {
         .map(Arc::new);
     let _lock = match link {
         Some(_) => None,
-        None => Some(lock_state_dir(&config)?),
+        None => Some(wsfs_api::paths::lock_state_dir(
+            &config.state_dir,
+            &config.socket,
+        )?),
     };
     init_logging(&config, &settings)?;
     log_settings(&settings);
@@ -177,25 +179,6 @@ fn prune_local_caches(store: &Arc<Store>, mounts: &Mounts, cache_bytes: u64) {
             }
         }
     });
-}
-
-/// One daemon per state dir: an exclusive lock on `wsfsd.lock`, held for life.
-fn lock_state_dir(config: &Config) -> Result<std::fs::File> {
-    let path = wsfs_api::paths::lock_file(&config.state_dir);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: a valid descriptor; flock has no memory effects.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!(
-            "another wsfsd already serves state dir {} (stop it with `wsfs shutdown`)",
-            config.state_dir.display()
-        );
-    }
-    Ok(file)
 }
 
 /// Logs the config file and every setting not left at its default, with its source.

@@ -143,7 +143,10 @@ impl Holder {
                 std::env::remove_var(HANDOVER_ENV);
                 taken_over(&text)?
             }
-            None => (lock_state_dir(&settings.state_dir())?, BTreeMap::new()),
+            None => (
+                wsfs_api::paths::lock_state_dir(&settings.state_dir(), &settings.socket())?,
+                BTreeMap::new(),
+            ),
         };
         install_signal_handlers();
         Ok(Holder {
@@ -381,31 +384,6 @@ fn config_arg(args: &[OsString]) -> Option<PathBuf> {
         }
     }
     None
-}
-
-/// One daemon per state dir: the lock wsfsd takes when it runs alone.
-fn lock_state_dir(dir: &Path) -> io::Result<File> {
-    wsfs_api::paths::create_state_dir(dir).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot create state dir {} ({e})", dir.display()),
-        )
-    })?;
-    let path = wsfs_api::paths::lock_file(dir);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {} ({e})", path.display())))?;
-    // SAFETY: a valid descriptor; flock has no memory effects.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(io::Error::other(format!(
-            "another wsfsd already serves state dir {} (stop it with `wsfs shutdown`)",
-            dir.display()
-        )));
-    }
-    Ok(file)
 }
 
 /// The lock and descriptors a replaced holder left to this image.

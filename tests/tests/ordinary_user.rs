@@ -120,7 +120,8 @@ fn an_ordinary_user_persists_attaches_and_reads_back_with_nothing_set() {
 
 /// The daemon of an ordinary user is restarted, then killed: its holder
 /// keeps each view's FUSE connection, a file held open reads on, and the
-/// next daemon serves the views it took over.
+/// next daemon serves the views it took over. With its holder killed too,
+/// the next daemon mounts the views again.
 #[test]
 fn an_ordinary_users_views_outlive_its_daemon() {
     let laptop = Host::with_config(HostConfig::named("laptop").ordinary_user());
@@ -168,5 +169,22 @@ fn an_ordinary_users_views_outlive_its_daemon() {
     );
     assert_shows(&laptop, &src, &view);
     drop(held);
+
+    // Holder and daemon both killed (a logout, an OOM kill): the view's
+    // connection is gone and its mount answers ENOTCONN until the next
+    // daemon mounts it anew (fusermount3 before 3.15 cannot unmount it by itself).
+    for pid in [u64_of(&status, "holder_pid"), u64_of(&status, "pid")] {
+        assert!(
+            process::kill_and_wait(pid as i32, Duration::from_secs(30)),
+            "{pid} did not die"
+        );
+    }
+    // A name never looked up before: the kernel must ask.
+    let probe = view.join("never-looked-up");
+    let dead = laptop.as_user(|| fs::metadata(&probe).map(drop).expect_err("a dead mount answered"));
+    assert_eq!(dead.raw_os_error(), Some(libc::ENOTCONN), "{dead}");
+    let status = laptop.status();
+    assert_eq!(array_of(&status, "mounts").len(), 1, "{status}");
+    assert_shows(&laptop, &src, &view);
     laptop.detach(&view);
 }

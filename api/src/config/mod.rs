@@ -341,7 +341,9 @@ fn default_text(setting: &Setting, before: &[Value], env: &Env<'_>, euid: u32) -
             Some(default_state_dir(env, euid).display().to_string())
         }
         Default::Derived(_) if setting.key == Key::Socket.setting().key => {
-            Some(crate::paths::default_socket(&state_dir()).display().to_string())
+            let runtime_dir = env("XDG_RUNTIME_DIR").filter(|_| euid != 0).map(PathBuf::from);
+            let socket = crate::paths::default_socket(&state_dir(), runtime_dir.as_deref());
+            Some(socket.display().to_string())
         }
         Default::Derived(_) => Some(default_remote(&state_dir())),
     }

@@ -153,7 +153,7 @@ pub static SETTINGS: [Setting; 14] = [
         env: "WSFS_SOCKET",
         flag: None,
         description: "the daemon's API socket",
-        default: Default::Derived("wsfsd.sock in the state dir"),
+        default: Default::Derived("$XDG_RUNTIME_DIR/wsfs/wsfsd.sock for an ordinary user with a runtime dir, else wsfsd.sock in the state dir"),
         kind: Kind::Path,
     },
     Setting {

@@ -211,3 +211,40 @@ fn the_docs_and_the_example_file_list_every_setting() {
         "an uncommented line"
     );
 }
+
+#[test]
+fn an_ordinary_user_gets_a_state_dir_in_its_home_and_a_socket_in_its_runtime_dir() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    };
+    let defaults = |env: &dyn Fn(&str) -> Option<String>, euid| {
+        let settings = Settings::resolve(&Flags::default(), env, euid).unwrap();
+        (settings.state_dir(), settings.socket())
+    };
+    let home = vars(&[("HOME", "/home/me"), ("WSFS_CONFIG", "none")]);
+    assert_eq!(
+        defaults(&home, 1000),
+        (
+            "/home/me/.local/state/wsfs".into(),
+            "/home/me/.local/state/wsfs/wsfsd.sock".into()
+        )
+    );
+    let session = vars(&[
+        ("HOME", "/home/me"),
+        ("XDG_STATE_HOME", "/home/me/state"),
+        ("XDG_RUNTIME_DIR", "/run/user/1000"),
+        ("WSFS_CONFIG", "none"),
+    ]);
+    assert_eq!(
+        defaults(&session, 1000),
+        (
+            "/home/me/state/wsfs".into(),
+            "/run/user/1000/wsfs/wsfsd.sock".into()
+        )
+    );
+    // Root's daemon is the host's, whatever session started it.
+    assert_eq!(
+        defaults(&session, 0),
+        ("/var/lib/wsfs".into(), "/var/lib/wsfs/wsfsd.sock".into())
+    );
+}
