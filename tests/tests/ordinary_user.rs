@@ -188,3 +188,45 @@ fn an_ordinary_users_views_outlive_its_daemon() {
     assert_shows(&laptop, &src, &view);
     laptop.detach(&view);
 }
+
+/// What root's daemon does besides views, an ordinary user's does for its
+/// own: `attach --prefetch` fetches the whole version and pushes it into the
+/// view's page cache, `check --read-data` verifies every byte, `rm` and
+/// `gc` tidy its workspaces.
+#[test]
+fn an_ordinary_user_prefetches_checks_and_collects_garbage() {
+    let laptop = Host::with_config(HostConfig::named("laptop").ordinary_user());
+    let tree = source_tree(&laptop, 3);
+    let src = laptop.path("src-3");
+    laptop.persist("me/proj", &src, &tree.top_level());
+    let old = source_tree(&laptop, 4);
+    laptop.persist("me/old", &laptop.path("src-4"), &old.top_level());
+
+    let view = laptop.home().join("ws/ro");
+    laptop.attach_view("me/proj", &view, &["--prefetch"]);
+    let prefetch = laptop.wait_prefetched(&view);
+    assert_eq!(str_of(&prefetch, "state"), "done", "{prefetch}");
+    assert_eq!(
+        u64_of(&prefetch, "files_done"),
+        u64_of(&prefetch, "files_total"),
+        "{prefetch}"
+    );
+    assert!(
+        u64_of(&prefetch, "pushed_bytes") > 0,
+        "nothing reached the page cache: {prefetch}"
+    );
+    assert_shows(&laptop, &src, &view);
+
+    let check = laptop.ok_json(["check", "--read-data"]);
+    assert_eq!(check["clean"], true, "{check}");
+    assert_eq!(u64_of(&check, "workspaces"), 2, "{check}");
+    assert!(u64_of(&check, "chunks") > 0, "{check}");
+
+    laptop.ok_json(["rm", "me/old"]);
+    let gc = laptop.ok_json(["gc", "--dry-run"]);
+    assert_eq!(gc["dry_run"], true, "{gc}");
+    // The removed workspace's layer is no longer live (it is condemned
+    // once it has been unreferenced for the grace period).
+    assert_eq!(u64_of(&gc, "live_layers"), 1, "{gc}");
+    laptop.detach(&view);
+}
