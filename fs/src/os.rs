@@ -1,6 +1,8 @@
-//! The Linux system calls persist relies on to read a source tree safely:
-//! acting with a caller's credentials, and opening a path beneath a root
-//! without following symlinks.
+//! The Linux-only system calls of this crate (a port to another system
+//! replaces this module, `docs/macos.md`): those persist relies on to read a
+//! source tree safely (acting with a caller's credentials, opening a path
+//! beneath a root without following symlinks), and holding a file's inode
+//! without opening it.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -149,6 +151,17 @@ pub fn open_beneath(root: &OwnedFd, rel: &[u8]) -> io::Result<File> {
 /// handle to list and to resolve its entries through.
 pub fn open_dir_beneath(root: &OwnedFd, rel: &[u8]) -> io::Result<OwnedFd> {
     openat2_beneath(root, rel, libc::O_PATH | libc::O_DIRECTORY)
+}
+
+/// The file at `path` (a symlink itself, not followed) held without being
+/// opened for I/O (`O_PATH`): a FUSE file system gets no OPEN, yet the
+/// kernel keeps the inode while the file is held.
+pub fn hold_inode(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// The path that reaches exactly what `fd` is open on, and entries below it

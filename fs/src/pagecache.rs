@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -293,10 +293,7 @@ impl PushTarget {
     /// be opened or the path leads to another inode.
     fn pin(&self, ino: u64) -> Option<File> {
         let path = self.path(ino);
-        let pinned = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
-            .open(&path);
+        let pinned = crate::os::hold_inode(&path);
         match pinned.and_then(|f| f.metadata().map(|m| (f, m.ino()))) {
             Ok((file, found)) if found == ino => Some(file),
             Ok((_, found)) => {
