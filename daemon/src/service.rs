@@ -147,7 +147,7 @@ fn gc_remote(daemon: &Daemon, opts: &gc::GcOptions) -> Result<pb::GcReply, Statu
 
 /// The protobuf form of a check's report.
 fn check_reply(read_data: bool, r: check::CheckReport) -> pb::CheckReply {
-    let keys = |packs: Vec<wsfs_fs::ids::PackId>| packs.iter().map(check::corrupt::marker_key).collect();
+    let keys = |packs: Vec<wsfs_fs::ids::PackId>| packs.iter().map(wsfs_fs::keys::corrupt).collect();
     pb::CheckReply {
         read_data,
         workspaces: r.workspaces as u64,

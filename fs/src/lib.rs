@@ -37,6 +37,7 @@ pub mod fuse;
 #[cfg(feature = "store")]
 pub mod gc;
 pub mod ids;
+pub mod keys;
 pub mod manifest;
 pub mod markers;
 pub mod memory;

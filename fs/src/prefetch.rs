@@ -89,14 +89,6 @@ impl AccessTrace {
 
 pub use crate::markers::trace::decode as decode_trace;
 
-/// Where traces live in the remote.
-pub const TRACES: &str = "traces";
-
-/// The remote key of the trace kept under `key`.
-pub fn trace_key(key: &str) -> String {
-    format!("{TRACES}/{key}")
-}
-
 /// The order to prefetch a tree's files in: those of `trace` first, in its
 /// order, then every other file in tree order.
 pub fn prefetch_order(tree: &Tree, trace: &[&[u8]]) -> Vec<u64> {

@@ -23,6 +23,8 @@ use thiserror::Error;
 use crate::error::StoreError;
 use crate::ids::LayerId;
 #[cfg(feature = "store")]
+use crate::keys;
+#[cfg(feature = "store")]
 use crate::store::Store;
 
 /// A workspace name `NAMESPACE/NAME`, validated.
@@ -64,14 +66,6 @@ impl FromStr for WorkspaceName {
 impl fmt::Display for WorkspaceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-#[cfg(feature = "store")]
-impl WorkspaceName {
-    /// The remote prefix of this workspace's records.
-    fn prefix(&self) -> String {
-        format!("workspaces/{}/{}", self.namespace, self.name)
     }
 }
 
@@ -133,20 +127,10 @@ impl LayerRecord {
 #[cfg(feature = "store")]
 pub fn append(store: &Store, ws: &WorkspaceName, record: &LayerRecord) -> Result<String, StoreError> {
     let nanos = crate::unix_time::since_epoch(SystemTime::now()).as_nanos();
-    let key = format!(
-        "{}/{nanos:020}-{:016x}-{}",
-        ws.prefix(),
-        rand::random::<u64>(),
-        record.layer
-    );
+    let key = keys::record(ws, nanos, rand::random::<u64>(), &record.layer);
     let bytes = Bytes::from(record.encode());
     store.remote().put_resolved(&key, bytes)?;
     Ok(key)
-}
-
-/// The layer a record key names (its last `-`-separated part).
-pub fn record_layer(key: &str) -> Option<LayerId> {
-    key.rsplit('-').next()?.parse().ok()
 }
 
 /// The records' keys and layer ids of a workspace, oldest first.
@@ -154,10 +138,10 @@ pub fn record_layer(key: &str) -> Option<LayerId> {
 pub fn stack(store: &Store, ws: &WorkspaceName) -> Result<Vec<(String, LayerId)>, StoreError> {
     Ok(store
         .remote()
-        .list(&ws.prefix())?
+        .list(&keys::workspace(ws))?
         .into_iter()
         .filter_map(|l| {
-            let layer = record_layer(&l.key)?;
+            let layer = keys::record_layer(&l.key)?;
             Some((l.key, layer))
         })
         .collect())
@@ -168,16 +152,10 @@ pub fn stack(store: &Store, ws: &WorkspaceName) -> Result<Vec<(String, LayerId)>
 pub fn all_records(store: &Store) -> Result<Vec<(WorkspaceName, LayerId)>, StoreError> {
     Ok(store
         .remote()
-        .list("workspaces")?
+        .list(keys::WORKSPACES)?
         .into_iter()
-        .filter_map(|l| Some((name_in_key(&l.key)?, record_layer(&l.key)?)))
+        .filter_map(|l| Some((keys::workspace_in(&l.key)?, keys::record_layer(&l.key)?)))
         .collect())
-}
-
-/// The workspace of a key `<prefix>/<ns>/<name>/...` (records, expiries).
-pub fn name_in_key(key: &str) -> Option<WorkspaceName> {
-    let mut parts = key.split('/').skip(1);
-    format!("{}/{}", parts.next()?, parts.next()?).parse().ok()
 }
 
 /// The layer ids of a workspace, oldest first (empty when it does not exist).
@@ -194,7 +172,7 @@ const MAX_RECORD_LEN: u64 = 64 << 10;
 #[cfg(feature = "store")]
 pub fn records(store: &Store, ws: &WorkspaceName) -> Result<Vec<LayerRecord>, StoreError> {
     let mut out = Vec::new();
-    for listed in store.remote().list(&ws.prefix())? {
+    for listed in store.remote().list(&keys::workspace(ws))? {
         let Some(bytes) = store.remote().get(&listed.key, MAX_RECORD_LEN)? else {
             continue;
         };
@@ -217,21 +195,14 @@ pub fn delete(store: &Store, ws: &WorkspaceName) -> Result<usize, StoreError> {
         store.remote().delete(key)?;
         crate::crash::point("rm.record-deleted");
     }
-    store.remote().delete(&expiry_key(ws))?;
+    store.remote().delete(&keys::expiry(ws))?;
     Ok(keys.len())
-}
-
-/// Where a workspace's expiry is kept: `expiry/<ns>/<name>`, holding
-/// `expires_at_ms <unix ms>`.
-#[cfg(feature = "store")]
-fn expiry_key(ws: &WorkspaceName) -> String {
-    format!("expiry/{}/{}", ws.namespace, ws.name)
 }
 
 /// Sets when a workspace may be deleted (replacing an earlier expiry).
 #[cfg(feature = "store")]
 pub fn set_expiry(store: &Store, ws: &WorkspaceName, at_ms: u64) -> Result<(), StoreError> {
-    store.put_object(expiry_key(ws), Bytes::from(encode_expiry(at_ms)))
+    store.put_object(keys::expiry(ws), Bytes::from(encode_expiry(at_ms)))
 }
 
 /// An expiry as stored: `expires_at_ms <unix ms>`.
@@ -249,8 +220,8 @@ pub fn decode_expiry(bytes: &[u8]) -> Option<u64> {
 #[cfg(feature = "store")]
 pub fn expired(store: &Store, now_ms: u64) -> Result<Vec<(WorkspaceName, u64)>, StoreError> {
     let mut out = Vec::new();
-    for listed in store.remote().list("expiry")? {
-        let Some(ws) = name_in_key(&listed.key) else {
+    for listed in store.remote().list(keys::EXPIRY)? {
+        let Some(ws) = keys::workspace_in(&listed.key) else {
             continue;
         };
         let Some(bytes) = store.remote().get(&listed.key, MAX_RECORD_LEN)? else {
@@ -269,12 +240,12 @@ pub fn expired(store: &Store, now_ms: u64) -> Result<Vec<(WorkspaceName, u64)>, 
 #[cfg(feature = "store")]
 pub fn list(store: &Store, namespace: Option<&str>) -> Result<Vec<(WorkspaceName, usize)>, StoreError> {
     let prefix = match namespace {
-        Some(ns) => format!("workspaces/{ns}"),
-        None => "workspaces".to_string(),
+        Some(ns) => keys::namespace(ns),
+        None => keys::WORKSPACES.to_string(),
     };
     let mut out: Vec<(WorkspaceName, usize)> = Vec::new();
     for listed in store.remote().list(&prefix)? {
-        let Some(ws) = name_in_key(&listed.key) else {
+        let Some(ws) = keys::workspace_in(&listed.key) else {
             continue;
         };
         match out.last_mut() {

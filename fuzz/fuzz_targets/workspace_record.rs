@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsfs_fs::workspace::{name_in_key, record_layer, LayerRecord, WorkspaceName};
+use wsfs_fs::keys::{record_layer, workspace_in};
+use wsfs_fs::workspace::{LayerRecord, WorkspaceName};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -12,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(record) = LayerRecord::decode(text) {
         assert_eq!(LayerRecord::decode(&record.encode()).as_ref(), Some(&record));
     }
-    if let Some(ws) = name_in_key(text) {
+    if let Some(ws) = workspace_in(text) {
         assert_eq!(ws.to_string().parse::<WorkspaceName>().ok(), Some(ws));
     }
     let _ = record_layer(text);

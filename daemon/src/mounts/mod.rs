@@ -26,8 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wsfs_fs::ids::LayerId;
+use wsfs_fs::keys;
 use wsfs_fs::persist::{persist_changes, Caller, ChangesRequest, PersistOutcome};
-use wsfs_fs::prefetch::{trace_key, AccessTrace, PrefetchProgress};
+use wsfs_fs::prefetch::{AccessTrace, PrefetchProgress};
 use wsfs_fs::store::Store;
 use wsfs_fs::tree::Tree;
 use wsfs_fs::workspace::{self, WorkspaceName};
@@ -377,7 +378,7 @@ impl Mounts {
         let Some(bytes) = shared_trace.encode(tree) else {
             return;
         };
-        let key = trace_key(&view.prefetch_key);
+        let key = keys::trace(&view.prefetch_key);
         match self.store.remote().put(&key, bytes.into()) {
             Ok(()) => tracing::info!(key, "kept the access trace"),
             Err(e) => tracing::warn!(key, error = %e, "cannot keep the access trace"),

@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use wsfs_fs::fuse::{self, BackgroundSession, Filesystem, Notifier, Shown, WsfsFs};
 use wsfs_fs::ids::LayerId;
+use wsfs_fs::keys;
 use wsfs_fs::pagecache::Pusher;
-use wsfs_fs::prefetch::{decode_trace, prefetch, prefetch_order, trace_key, AccessTrace, PrefetchProgress};
+use wsfs_fs::prefetch::{decode_trace, prefetch, prefetch_order, AccessTrace, PrefetchProgress};
 use wsfs_fs::store::Store;
 use wsfs_fs::tree::{ChunkSource, Tree};
 use wsfs_fs::workspace::WorkspaceName;
@@ -251,7 +252,7 @@ impl SharedMount {
             self.busy.clone(),
             progress.clone(),
         );
-        let key = trace_key(key);
+        let key = keys::trace(key);
         std::thread::spawn(move || {
             let stored = match store.remote().get(&key, MAX_TRACE_LEN) {
                 Ok(stored) => stored.unwrap_or_default(),

@@ -10,28 +10,27 @@ use bytes::Bytes;
 
 use crate::error::StoreError;
 use crate::ids::PackId;
+use crate::keys;
 use crate::markers::corrupt::{decode, encode};
 use crate::store::remote::Listed;
 use crate::store::Store;
 
-/// Where markers live.
-const PREFIX: &str = "corrupt";
 /// Largest marker read (one line of text).
 const MAX_MARKER_LEN: u64 = 64 << 10;
-
-/// The remote key of the marker of `pack`.
-pub fn marker_key(pack: &PackId) -> String {
-    format!("{PREFIX}/{pack}")
-}
 
 /// The packs marked corrupt now (one listing), with their markers.
 pub fn marked(store: &Store) -> Result<HashMap<PackId, Listed>, StoreError> {
     Ok(store
         .remote()
-        .list(PREFIX)?
+        .list(keys::CORRUPT)?
         .into_iter()
         .filter_map(|l| {
-            let pack = l.key.strip_prefix(PREFIX)?.strip_prefix('/')?.parse().ok()?;
+            let pack = l
+                .key
+                .strip_prefix(keys::CORRUPT)?
+                .strip_prefix('/')?
+                .parse()
+                .ok()?;
             Some((pack, l))
         })
         .collect())
@@ -40,18 +39,18 @@ pub fn marked(store: &Store) -> Result<HashMap<PackId, Listed>, StoreError> {
 /// Marks `pack` corrupt: `problem` is what was found, `host` where.
 pub fn mark(store: &Store, pack: &PackId, host: &str, problem: &str) -> Result<(), StoreError> {
     let body = encode(crate::unix_time::now_millis(), host, problem);
-    store.put_object(marker_key(pack), Bytes::from(body))
+    store.put_object(keys::corrupt(pack), Bytes::from(body))
 }
 
 /// Removes the marker of `pack` (done when there is none).
 pub fn unmark(store: &Store, pack: &PackId) -> Result<(), StoreError> {
-    store.remote().delete(&marker_key(pack))
+    store.remote().delete(&keys::corrupt(pack))
 }
 
 /// What the marker of `pack` says was found, and where (`None`: no marker,
 /// or one that does not parse).
 pub fn reason(store: &Store, pack: &PackId) -> Result<Option<String>, StoreError> {
-    let body = store.remote().get(&marker_key(pack), MAX_MARKER_LEN)?;
+    let body = store.remote().get(&keys::corrupt(pack), MAX_MARKER_LEN)?;
     Ok(body
         .as_deref()
         .and_then(decode)
@@ -64,6 +63,6 @@ mod tests {
 
     #[test]
     fn marker_keys_name_the_pack() {
-        assert!(marker_key(&PackId::of(b"p")).starts_with("corrupt/"));
+        assert!(keys::corrupt(&PackId::of(b"p")).starts_with("corrupt/"));
     }
 }

@@ -23,13 +23,13 @@ use crate::error::{PackError, StoreError};
 use crate::gc::live::locate;
 use crate::gc::{read_relocations, Object};
 use crate::ids::{ChunkId, LayerId, PackId};
+use crate::keys;
 use crate::manifest::{ChunkLocation, ChunkRef};
 use crate::pack::{
-    chunk_in_frame, decode_frame, decode_index, index_of, pack_key, parse_footer, relocation_key, Relocation,
-    FOOTER_LEN, MAX_PACK_LEN,
+    chunk_in_frame, decode_frame, decode_index, index_of, parse_footer, Relocation, FOOTER_LEN, MAX_PACK_LEN,
 };
 use crate::store::remote::Listed;
-use crate::store::{layer_key, Store};
+use crate::store::Store;
 use crate::workers;
 use crate::workspace::{self, WorkspaceName};
 
@@ -176,8 +176,8 @@ pub fn run(
 ) -> Result<CheckReport, StoreError> {
     // Listed in gc's order (packs, relocation records, workspace records), so
     // that a frame gc relocated meanwhile is found where it went.
-    let stored: HashMap<PackId, u64> = listed(store, "packs", Object::pack)?.collect();
-    let relocated: Vec<PackId> = listed(store, "relocations", Object::relocated_pack)?
+    let stored: HashMap<PackId, u64> = listed(store, keys::PACKS, Object::pack)?.collect();
+    let relocated: Vec<PackId> = listed(store, keys::RELOCATIONS, Object::relocated_pack)?
         .map(|(pack, _)| pack)
         .collect();
     let mut relocations = HashMap::new();
@@ -201,7 +201,7 @@ pub fn run(
     let (needs, chunks) = place(refs, &relocations, &stored_ids, &mut findings);
     for (pack, e) in bad_records {
         let layers = needs.get(&pack).map(layers_of).unwrap_or_default();
-        findings.add(relocation_key(&pack), Problem::Corrupt(e.to_string()), layers);
+        findings.add(keys::relocation(&pack), Problem::Corrupt(e.to_string()), layers);
     }
     let marked = corrupt::marked(store)?;
     let checked = check_packs(store, opts, &stored, &marked, &needs, &mut findings, progress)?;
@@ -247,7 +247,7 @@ fn place(
                 "it moves a frame of {} bytes, which layers say has {} bytes",
                 moved.len, r.loc.frame_len
             );
-            findings.depends(relocation_key(old), Problem::Mismatch(why), layer);
+            findings.depends(keys::relocation(old), Problem::Mismatch(why), layer);
             continue;
         }
         let frame = needs.entry(at.pack).or_default().entry(at.offset).or_default();
@@ -375,7 +375,7 @@ fn check_layers(
     })?;
     let (refs, broken, _) = found.into_inner().unwrap();
     for (layer, problem) in broken {
-        findings.add(layer_key(&layer), problem, BTreeSet::from([layer]));
+        findings.add(keys::layer(&layer), problem, BTreeSet::from([layer]));
     }
     Ok(refs)
 }
@@ -435,7 +435,7 @@ fn check_packs(
     verdicts.sort_by_key(|(id, _)| *id);
     for (id, verdict) in &verdicts {
         if let Verdict::Broken(problem) = verdict {
-            findings.add(pack_key(id), problem.clone(), layers_of(&needs[id]));
+            findings.add(keys::pack(id), problem.clone(), layers_of(&needs[id]));
         }
     }
     Ok(Checked { verdicts, bytes_read })
@@ -448,7 +448,7 @@ fn verify_index(
     len: u64,
     frames: &BTreeMap<u64, FrameNeed>,
 ) -> Result<(Verdict, u64), StoreError> {
-    let key = pack_key(&id);
+    let key = keys::pack(&id);
     // `None`: the pack is gone. An empty range (a lying footer) asks nothing.
     let get = |range: std::ops::Range<u64>| match range.is_empty() {
         true => Ok(Some(bytes::Bytes::new())),
@@ -486,7 +486,7 @@ fn verify_whole(
     id: PackId,
     frames: &BTreeMap<u64, FrameNeed>,
 ) -> Result<(Verdict, u64), StoreError> {
-    let Some(bytes) = store.remote().get(&pack_key(&id), MAX_PACK_LEN)? else {
+    let Some(bytes) = store.remote().get(&keys::pack(&id), MAX_PACK_LEN)? else {
         return Ok((Verdict::Broken(Problem::Missing), 0));
     };
     Ok((judge_whole(id, &bytes, frames), bytes.len() as u64))
@@ -689,7 +689,7 @@ mod tests {
             assert_eq!((report.workspaces, report.layers, report.packs), (1, 1, 1));
         }
 
-        let file = remote_dir(dir.path()).join(pack_key(&pack));
+        let file = remote_dir(dir.path()).join(keys::pack(&pack));
         let whole = std::fs::read(&file).unwrap();
         let mut flipped = whole.clone();
         flipped[100] ^= 0x40;
@@ -700,7 +700,7 @@ mod tests {
         let broken = &report.broken[0];
         assert_eq!(
             (broken.key.as_str(), broken.problem.code()),
-            (pack_key(&pack).as_str(), "corrupt")
+            (keys::pack(&pack).as_str(), "corrupt")
         );
         assert_eq!(
             (broken.layers.clone(), broken.workspaces.clone()),

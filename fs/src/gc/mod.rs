@@ -36,10 +36,11 @@ use crate::check::corrupt;
 use crate::crash;
 use crate::error::{PackError, StoreError};
 use crate::ids::{LayerId, PackId};
+use crate::keys;
 use crate::markers::condemned;
-use crate::pack::{pack_key, relocation_key, Relocation, MAX_RELOCATION_LEN};
+use crate::pack::{Relocation, MAX_RELOCATION_LEN};
 use crate::store::remote::Listed;
-use crate::store::{layer_key, Store};
+use crate::store::Store;
 use crate::unix_time::{millis, now_millis};
 use crate::workers;
 use crate::workspace::{self, WorkspaceName};
@@ -58,7 +59,6 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 /// Where markers live: `gc/condemned/<object key>`.
 /// Largest condemnation marker read (one line of text).
 const MAX_MARKER_LEN: u64 = 64 << 10;
-const MARKERS: &str = "gc/condemned";
 
 /// An object garbage collection may delete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,9 +75,9 @@ impl Object {
     /// Its remote key.
     pub fn key(&self) -> String {
         match self {
-            Object::Layer(id) => layer_key(id),
-            Object::Pack(id) => pack_key(id),
-            Object::Relocation(id) => relocation_key(id),
+            Object::Layer(id) => keys::layer(id),
+            Object::Pack(id) => keys::pack(id),
+            Object::Relocation(id) => keys::relocation(id),
         }
     }
 
@@ -98,16 +98,16 @@ impl Object {
     }
 
     fn marker_key(&self) -> String {
-        format!("{MARKERS}/{}", self.key())
+        keys::condemned(&self.key())
     }
 
     /// The object a key names (`layers/<id>`, `packs/<id>` or `relocations/<id>`).
     pub fn parse(key: &str) -> Option<Object> {
         let (kind, id) = key.split_once('/')?;
         match kind {
-            "layers" => id.parse().ok().map(Object::Layer),
-            "packs" => id.parse().ok().map(Object::Pack),
-            "relocations" => id.parse().ok().map(Object::Relocation),
+            keys::LAYERS => id.parse().ok().map(Object::Layer),
+            keys::PACKS => id.parse().ok().map(Object::Pack),
+            keys::RELOCATIONS => id.parse().ok().map(Object::Relocation),
             _ => None,
         }
     }
@@ -117,9 +117,9 @@ impl Object {
 pub fn condemned(store: &Store) -> Result<HashSet<Object>, StoreError> {
     Ok(store
         .remote()
-        .list(MARKERS)?
+        .list(keys::CONDEMNED)?
         .iter()
-        .filter_map(|l| Object::parse(l.key.strip_prefix(MARKERS)?.strip_prefix('/')?))
+        .filter_map(|l| Object::parse(keys::condemned_object(&l.key)?))
         .collect())
 }
 
@@ -211,7 +211,7 @@ fn collect(store: &Store, opts: &GcOptions) -> Result<GcReport, GcError> {
     let ignored: HashSet<&WorkspaceName> = report.expired.iter().map(|(ws, _)| ws).collect();
     // Listed first: a frame is relocated only into a pack that is stored.
     let mut stored: Vec<(Object, Listed)> = Vec::new();
-    for prefix in ["layers", "packs", "relocations"] {
+    for prefix in [keys::LAYERS, keys::PACKS, keys::RELOCATIONS] {
         let listed = store.remote().list(prefix)?;
         stored.extend(
             listed
@@ -277,7 +277,7 @@ pub type ReadRelocation = (PackId, Result<Relocation, PackError>);
 pub fn read_relocations(store: &Store, packs: &[PackId]) -> Result<Vec<ReadRelocation>, StoreError> {
     let read = Mutex::new(Vec::new());
     workers::for_each(packs, CONCURRENCY, |pack| {
-        if let Some(bytes) = store.remote().get(&relocation_key(pack), MAX_RELOCATION_LEN)? {
+        if let Some(bytes) = store.remote().get(&keys::relocation(pack), MAX_RELOCATION_LEN)? {
             let relocation = Relocation::decode(*pack, &bytes);
             read.lock().unwrap().push((*pack, relocation));
         }
@@ -318,10 +318,10 @@ impl Pass<'_> {
         let markers: Vec<(String, Object)> = self
             .store
             .remote()
-            .list(MARKERS)?
+            .list(keys::CONDEMNED)?
             .into_iter()
             .filter_map(|m| {
-                let object = Object::parse(m.key.strip_prefix(MARKERS)?.strip_prefix('/')?)?;
+                let object = Object::parse(keys::condemned_object(&m.key)?)?;
                 Some((m.key, object))
             })
             .collect();
@@ -525,11 +525,11 @@ mod tests {
         assert!(repacked(&report).is_empty(), "{report:?}");
         let condemned: Vec<&str> = report.condemned.iter().map(|f| f.key.as_str()).collect();
         assert!(
-            !condemned.contains(&pack_key(&pack).as_str()),
+            !condemned.contains(&keys::pack(&pack).as_str()),
             "still referenced: {condemned:?}"
         );
 
-        std::fs::remove_file(remote.join(pack_key(&pack))).unwrap();
+        std::fs::remove_file(remote.join(keys::pack(&pack))).unwrap();
         let young = PackId::of(b"marked just now, stored after the listing");
         corrupt::mark(&store, &young, "test", "a flipped byte").unwrap();
         let wet = GcOptions {

@@ -14,8 +14,9 @@ use super::{Object, PERSIST_BOUND};
 use crate::crash;
 use crate::error::StoreError;
 use crate::ids::{ChunkId, PackId};
+use crate::keys;
 use crate::manifest::ChunkRef;
-use crate::pack::{pack_key, read_index, relocation_key, Moved, PackWriter, Relocation, MAX_PACK_LEN};
+use crate::pack::{read_index, Moved, PackWriter, Relocation, MAX_PACK_LEN};
 use crate::store::remote::Listed;
 use crate::store::{Store, MAX_RELOCATIONS};
 
@@ -39,7 +40,7 @@ pub struct Repacked {
 impl Repacked {
     /// The old pack's key.
     pub fn key(&self) -> String {
-        pack_key(&self.pack)
+        keys::pack(&self.pack)
     }
 }
 
@@ -91,7 +92,7 @@ pub(super) fn repack(
 ) -> Result<Vec<(PackId, Relocation)>, StoreError> {
     let mut written = Vec::new();
     for repacked in packs.iter_mut() {
-        let Some(bytes) = store.remote().get(&pack_key(&repacked.pack), MAX_PACK_LEN)? else {
+        let Some(bytes) = store.remote().get(&keys::pack(&repacked.pack), MAX_PACK_LEN)? else {
             tracing::warn!(pack = %repacked.pack, "not repacked: gone meanwhile");
             continue;
         };
@@ -104,14 +105,14 @@ pub(super) fn repack(
             continue;
         };
         crash::point("repack.packs-put");
-        store.put_object(relocation_key(&repacked.pack), Bytes::from(relocation.encode()))?;
+        store.put_object(keys::relocation(&repacked.pack), Bytes::from(relocation.encode()))?;
         crash::point("repack.relocation-put");
         // Only now that the record makes the new pack live: this host's later
         // persists deduplicate against it.
         store.db().put_chunks(&copied.refs)?;
         crash::point("repack.indexed");
         tracing::info!(pack = %repacked.pack, "repacked");
-        repacked.into = copied.into.iter().map(pack_key).collect();
+        repacked.into = copied.into.iter().map(keys::pack).collect();
         written.push((repacked.pack, relocation));
     }
     Ok(written)
@@ -152,7 +153,7 @@ fn copy(
     for pack in sealed {
         into.push(pack.id);
         refs.extend(pack.refs());
-        store.put_object(pack_key(&pack.id), Bytes::from(pack.bytes))?;
+        store.put_object(keys::pack(&pack.id), Bytes::from(pack.bytes))?;
     }
     if started.elapsed() + PERSIST_BOUND > grace {
         return Ok(Copied {

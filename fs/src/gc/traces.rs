@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::error::StoreError;
-use crate::prefetch::TRACES;
+use crate::keys::TRACES;
 use crate::store::Store;
 use crate::unix_time::millis;
 use crate::workers;
@@ -45,7 +45,7 @@ pub fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prefetch::trace_key;
+    use crate::keys::trace;
     use crate::store::testing::{remote_dir, store_in};
 
     /// A trace last written two days ago goes with a one-day limit; one
@@ -57,10 +57,10 @@ mod tests {
         for key in ["ci/old", "ci/new"] {
             store
                 .remote()
-                .put(&trace_key(key), b"wsfs-trace 1\n"[..].into())
+                .put(&trace(key), b"wsfs-trace 1\n"[..].into())
                 .unwrap();
         }
-        let old = remote_dir(dir.path()).join(trace_key("ci/old"));
+        let old = remote_dir(dir.path()).join(trace("ci/old"));
         let two_days = Duration::from_secs(2 * 24 * 3600);
         let file = std::fs::File::options().write(true).open(&old).unwrap();
         file.set_modified(SystemTime::now() - two_days).unwrap();
@@ -68,10 +68,10 @@ mod tests {
         let keys = |found: Vec<Found>| found.into_iter().map(|f| f.key).collect::<Vec<_>>();
 
         let dry = prune(&store, day, SystemTime::now(), true).unwrap();
-        assert_eq!(keys(dry), [trace_key("ci/old")]);
+        assert_eq!(keys(dry), [trace("ci/old")]);
         assert!(old.exists(), "a dry run deletes nothing");
         let done = prune(&store, day, SystemTime::now(), false).unwrap();
-        assert_eq!(keys(done), [trace_key("ci/old")]);
+        assert_eq!(keys(done), [trace("ci/old")]);
         assert!(!old.exists());
         let listed: Vec<String> = store
             .remote()
@@ -80,6 +80,6 @@ mod tests {
             .into_iter()
             .map(|t| t.key)
             .collect();
-        assert_eq!(listed, [trace_key("ci/new")]);
+        assert_eq!(listed, [trace("ci/new")]);
     }
 }

@@ -17,7 +17,7 @@ pub mod writer;
 pub use reader::{
     check_chunk, chunk_in_frame, decode_frame, decode_index, index_of, parse_footer, read_index,
 };
-pub use relocation::{relocation_key, Moved, Relocation, MAX_RELOCATION_LEN};
+pub use relocation::{Moved, Relocation, MAX_RELOCATION_LEN};
 pub use writer::{FrameBuilder, FrameCompressor, PackWriter, PlainFrame, SealedPack};
 
 /// Last 8 bytes of every pack.
@@ -41,8 +41,3 @@ pub const PACK_TARGET: usize = 64 * 1024 * 1024;
 pub const MAX_PACK_LEN: u64 = 2 * PACK_TARGET as u64;
 /// zstd level for frames and indexes.
 pub const ZSTD_LEVEL: i32 = 3;
-
-/// The remote key of a pack.
-pub fn pack_key(id: &crate::ids::PackId) -> String {
-    format!("packs/{id}")
-}

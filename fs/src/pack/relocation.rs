@@ -24,11 +24,6 @@ const HEADER: &str = "wsfs-relocation 1";
 /// this allows.
 pub const MAX_RELOCATION_LEN: u64 = 16 << 20;
 
-/// The remote key of the relocation record of `old`.
-pub fn relocation_key(old: &PackId) -> String {
-    format!("relocations/{old}")
-}
-
 /// Where one frame went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Moved {
@@ -124,7 +119,6 @@ mod tests {
         assert_eq!(decoded, r);
         assert_eq!(decoded.get(1_000_000).unwrap().offset, 900_024);
         assert_eq!(decoded.get(25), None);
-        assert!(relocation_key(&old).starts_with("relocations/"));
 
         let own = format!("{HEADER}\n0 1 {old} 5\n");
         for garbage in [&b"wsfs-relocation 2\n"[..], b"\xff", own.as_bytes()] {

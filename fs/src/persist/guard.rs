@@ -11,9 +11,9 @@ use crate::check::corrupt;
 use crate::error::StoreError;
 use crate::gc::{self, Object};
 use crate::ids::{LayerId, PackId};
+use crate::keys;
 use crate::manifest::{self, Manifest};
-use crate::pack::pack_key;
-use crate::store::{layer_key, Store};
+use crate::store::Store;
 
 use super::{PersistError, PersistOutcome};
 
@@ -123,9 +123,9 @@ pub(super) fn check(store: &Store, claims: &Claims<'_>, landed: bool) -> Result<
         .packs
         .iter()
         .filter(|p| !verdict.gone.contains(p))
-        .map(pack_key)
+        .map(keys::pack)
         .collect();
-    let layer = layer_key(&claims.layer);
+    let layer = keys::layer(&claims.layer);
     if landed || !(claims.layer_uploaded || verdict.layer_condemned) {
         keys.push(layer.clone());
     }

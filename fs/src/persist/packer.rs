@@ -12,8 +12,9 @@ use bytes::Bytes;
 
 use crate::error::StoreError;
 use crate::ids::ChunkId;
+use crate::keys;
 use crate::manifest::ChunkRef;
-use crate::pack::{pack_key, FrameBuilder, FrameCompressor, PackWriter, PlainFrame, SealedPack};
+use crate::pack::{FrameBuilder, FrameCompressor, PackWriter, PlainFrame, SealedPack};
 use crate::store::remote::PendingPut;
 use crate::store::Store;
 
@@ -194,7 +195,7 @@ impl<'s> Assembler<'s> {
         self.uploads.push(
             self.store
                 .remote()
-                .spawn_put(pack_key(&pack.id), Bytes::from(pack.bytes)),
+                .spawn_put(keys::pack(&pack.id), Bytes::from(pack.bytes)),
         );
         Ok(())
     }

@@ -23,11 +23,10 @@ use bytes::Bytes;
 
 use crate::error::{PackError, StoreError};
 use crate::ids::{ChunkId, LayerId, PackId};
+use crate::keys;
 use crate::manifest::{self, ChunkLocation, ChunkRef, Manifest};
 use crate::metrics::Metrics;
-use crate::pack::{
-    check_chunk, chunk_in_frame, decode_frame, pack_key, relocation_key, Relocation, MAX_RELOCATION_LEN,
-};
+use crate::pack::{check_chunk, chunk_in_frame, decode_frame, Relocation, MAX_RELOCATION_LEN};
 use cache::{FrameCache, FrameKey};
 use db::Db;
 use lru::Lru;
@@ -217,11 +216,6 @@ fn decode_manifest(layer: &LayerId, bytes: &[u8]) -> Result<Manifest, StoreError
         layer: *layer,
         source,
     })
-}
-
-/// The remote key of a layer manifest.
-pub fn layer_key(id: &LayerId) -> String {
-    format!("layers/{id}")
 }
 
 impl Store {
@@ -441,7 +435,7 @@ impl Store {
                 let gone = Arc::new(StoreError::Remote {
                     remote: self.remote.url().to_string(),
                     op: "GET",
-                    key: pack_key(&pack),
+                    key: keys::pack(&pack),
                     message: "the pack was rewritten by gc".into(),
                     not_found: true,
                 });
@@ -452,7 +446,7 @@ impl Store {
         let end = frames.last().expect("a span has frames").end();
         let fetched = {
             let _permit = self.gets.enter();
-            self.remote.get_range(&pack_key(&pack), start..end)
+            self.remote.get_range(&keys::pack(&pack), start..end)
         };
         let fetched = fetched.and_then(|bytes| {
             if bytes.len() as u64 == end - start {
@@ -558,7 +552,7 @@ impl Store {
 
     /// Reads the relocation record of `pack` from the remote, and remembers it.
     fn read_relocation(&self, pack: &PackId) -> Result<Option<Arc<Relocation>>, StoreError> {
-        let Some(bytes) = self.remote.get(&relocation_key(pack), MAX_RELOCATION_LEN)? else {
+        let Some(bytes) = self.remote.get(&keys::relocation(pack), MAX_RELOCATION_LEN)? else {
             return Ok(None);
         };
         let relocation = Arc::new(Relocation::decode(*pack, &bytes)?);
@@ -609,7 +603,7 @@ impl Store {
     fn fetch_layer(&self, layer: &LayerId) -> Result<Bytes, StoreError> {
         let bytes = self
             .remote
-            .get(&layer_key(layer), manifest::MAX_OBJECT_LEN)?
+            .get(&keys::layer(layer), manifest::MAX_OBJECT_LEN)?
             .ok_or(StoreError::MissingLayer(*layer))?;
         if LayerId::of(&bytes) != *layer {
             return Err(StoreError::LayerDigest(*layer));
@@ -634,7 +628,7 @@ impl Store {
         if self.db.manifest(&id)?.is_some() {
             return Ok((id, 0));
         }
-        self.put_object(layer_key(&id), Bytes::from(bytes.clone()))?;
+        self.put_object(keys::layer(&id), Bytes::from(bytes.clone()))?;
         crate::crash::point("persist.manifest-put");
         self.db.put_manifest(&id, &bytes)?;
         Ok((id, bytes.len() as u64))
