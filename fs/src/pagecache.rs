@@ -40,8 +40,8 @@ use fuser::{INodeNo, Notifier};
 use crate::error::StoreError;
 use crate::ids::PackId;
 use crate::manifest::ChunkRef;
+use crate::pack::{Frame, FrameIndex};
 use crate::prefetch::{AccessTrace, PrefetchProgress};
-use crate::store::readahead::{Frame, FrameIndex};
 use crate::tree::{Attr, ChunkSource, NodeType, Tree};
 
 /// Bytes read from the caches and handed to the kernel per notification.

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use crate::ids::PackId;
 use crate::markers::trace;
+use crate::pack::Frame;
 use crate::store::cache::FrameKey;
-use crate::store::readahead::{Frame, MAX_GAP, MAX_WINDOW};
+use crate::store::readahead::{MAX_GAP, MAX_WINDOW};
 use crate::tree::{ChunkSource, Tree};
 use crate::workers;
 

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::ids::PackId;
 use crate::manifest::{name_of, parent_of, ChunkRef, Entry, EntryKind, FileData, Manifest, Meta, Xattr};
 use crate::merge::merge;
-use crate::store::readahead::{Frame, FrameIndex};
+use crate::pack::{Frame, FrameIndex};
 use crate::store::Store;
 
 /// Inode number of the root directory.

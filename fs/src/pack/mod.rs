@@ -10,10 +10,12 @@
 //!
 //! [`ChunkLocation`]: crate::manifest::ChunkLocation
 
+pub mod frames;
 pub mod reader;
 pub mod relocation;
 pub mod writer;
 
+pub use frames::{Frame, FrameIndex};
 pub use reader::{
     check_chunk, chunk_in_frame, decode_frame, decode_index, index_of, parse_footer, read_index,
 };

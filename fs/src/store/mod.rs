@@ -26,11 +26,13 @@ use crate::ids::{ChunkId, LayerId, PackId};
 use crate::keys;
 use crate::manifest::{self, ChunkLocation, ChunkRef, Manifest};
 use crate::metrics::Metrics;
-use crate::pack::{check_chunk, chunk_in_frame, decode_frame, Relocation, MAX_RELOCATION_LEN};
+use crate::pack::{
+    check_chunk, chunk_in_frame, decode_frame, Frame, FrameIndex, Relocation, MAX_RELOCATION_LEN,
+};
 use cache::{FrameCache, FrameKey};
 use db::Db;
 use lru::Lru;
-use readahead::{span_around, Frame, FrameIndex, Windows};
+use readahead::{span_around, Windows};
 use remote::Remote;
 
 /// Verified chunks kept in memory, so that the kernel's consecutive small

@@ -14,12 +14,11 @@
 //! begin, still gets whole windows, and a sparse reader fetches single
 //! frames as before.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::lru::Lru;
 use crate::ids::PackId;
-use crate::manifest::{ChunkLocation, ChunkRef};
+use crate::pack::Frame;
 
 /// The first window after two close misses.
 const FIRST_WINDOW: u64 = 512 * 1024;
@@ -30,62 +29,6 @@ pub const MAX_WINDOW: u64 = 8 * 1024 * 1024;
 pub const MAX_GAP: u64 = 64 * 1024;
 /// Packs whose window is remembered (the least recently missed are dropped).
 const PACKS_REMEMBERED: u64 = 1024;
-
-/// A frame of a pack: where it is and how large.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Frame {
-    /// Byte offset in the pack.
-    pub offset: u64,
-    /// Compressed length.
-    pub len: u32,
-    /// Decompressed length.
-    pub plain_len: u32,
-}
-
-impl Frame {
-    /// The frame holding a chunk.
-    pub fn of(loc: &ChunkLocation) -> Frame {
-        Frame {
-            offset: loc.frame_offset,
-            len: loc.frame_len,
-            plain_len: loc.frame_plain_len,
-        }
-    }
-
-    /// The offset just past the frame.
-    pub fn end(&self) -> u64 {
-        self.offset + u64::from(self.len)
-    }
-}
-
-/// The frames of each pack that a tree's chunks use, in pack order.
-#[derive(Debug, Default)]
-pub struct FrameIndex {
-    packs: HashMap<PackId, Vec<Frame>>,
-}
-
-impl FrameIndex {
-    /// The frames of `chunks`.
-    pub fn of<'a>(chunks: impl IntoIterator<Item = &'a ChunkRef>) -> FrameIndex {
-        let mut packs: HashMap<PackId, Vec<Frame>> = HashMap::new();
-        for chunk in chunks {
-            packs
-                .entry(chunk.loc.pack)
-                .or_default()
-                .push(Frame::of(&chunk.loc));
-        }
-        for frames in packs.values_mut() {
-            frames.sort_unstable();
-            frames.dedup_by_key(|f| f.offset);
-        }
-        FrameIndex { packs }
-    }
-
-    /// The frames of `pack`, in pack order.
-    pub fn frames(&self, pack: &PackId) -> &[Frame] {
-        self.packs.get(pack).map(Vec::as_slice).unwrap_or_default()
-    }
-}
 
 /// The frames one GET fetches: `frames` of a pack around `missed`, from the
 /// first's offset to the last's end (gaps of at most [`MAX_GAP`] between
