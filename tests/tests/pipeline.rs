@@ -704,16 +704,8 @@ spec:
               - {{name: AWS_REGION, value: eu-west-1}}
               - {{name: SRC, value: $(workspaces.src.path)}}
             script: env
-          - name: wsfs
-            script: |
-              echo "state dir: [$(ls -A {state})]"
-              echo "remote: [$(ls -A {remote})]"
-              if [ -S {socket} ]; then echo "socket: reachable"; else echo "socket: gone"; fi
-              echo "view: $(cat $(workspaces.src.path)/main.c)"
-"#,
-        state = a.state_dir().display(),
-        remote = a.remote_dir().display(),
-        socket = socket.display(),
+{wsfs}"#,
+        wsfs = looks_for_wsfs(&a, &socket),
     );
     let file = pipeline_file(&a, "sealed.yaml", &yaml);
     let log = run(&a, a.test_dir(), &file, &["--workspace", "src=./src"]).ok();
@@ -739,16 +731,37 @@ spec:
         })
         .collect();
     assert!(leaked.is_empty(), "the step saw {leaked:?}:\n{log}");
-    for line in [
-        "[look/wsfs] state dir: []",
-        "[look/wsfs] remote: []",
-        "[look/wsfs] socket: gone",
-        "[look/wsfs] view: int main;",
-    ] {
+    for line in WSFS_HIDDEN {
         assert!(log.contains(line), "no {line:?}:\n{log}");
     }
     assert_clean(&a);
 }
+
+/// Step `wsfs` of task `look` (a YAML block at the indentation of a task's
+/// steps): it looks for `a`'s state dir, file remote and `socket`, and reads
+/// `main.c` of its workspace `src`; it prints [`WSFS_HIDDEN`] when they are hidden.
+fn looks_for_wsfs(a: &Host, socket: &Path) -> String {
+    format!(
+        r#"          - name: wsfs
+            script: |
+              echo "state dir: [$(ls -A {state})]"
+              echo "remote: [$(ls -A {remote})]"
+              if [ -S {socket} ]; then echo "socket: reachable"; else echo "socket: gone"; fi
+              echo "view: $(cat $(workspaces.src.path)/main.c)"
+"#,
+        state = a.state_dir().display(),
+        remote = a.remote_dir().display(),
+        socket = socket.display(),
+    )
+}
+
+/// What [`looks_for_wsfs`] prints when wsfs's state is hidden and the view is not.
+const WSFS_HIDDEN: [&str; 4] = [
+    "[look/wsfs] state dir: []",
+    "[look/wsfs] remote: []",
+    "[look/wsfs] socket: gone",
+    "[look/wsfs] view: int main;",
+];
 
 /// A build step runs as `securityContext.runAsUser` (and a step without one
 /// as `--step-user`, else root), owns what it writes in the task's working
@@ -851,34 +864,25 @@ spec:
             script: |
               echo "user $(id -u) group $(id -g)"
               echo built > built.txt
-          - name: wsfs
+{wsfs}          - name: check
             script: |
-              echo "state dir: [$(ls -A {state})]"
-              echo "remote: [$(ls -A {remote})]"
-              if [ -S {socket} ]; then echo "socket: reachable"; else echo "socket: gone"; fi
-              echo "view: $(cat $(workspaces.src.path)/main.c)"
               echo "sub-path: $(cat $(workspaces.lib.path)/util.c)"
               if touch $(workspaces.src.path)/new 2>/dev/null; then echo "view: writable"; else echo "view: read-only"; fi
               stat -c 'built.txt is owned by %u' built.txt
 "#,
         mount = LAPTOP_MOUNT,
-        state = a.state_dir().display(),
-        remote = a.remote_dir().display(),
-        socket = socket.display(),
+        wsfs = looks_for_wsfs(&a, &socket),
     );
     let file = pipeline_file(&a, "laptop.yaml", &yaml);
     let log = run(&a, a.test_dir(), &file, &["--workspace", "src=./src"]).ok();
     assert!(socket.exists(), "the daemon does not listen on WSFS_SOCKET");
-    for line in [
+    let mine = [
         format!("[look/who] user {} group {}", me.uid(), me.gid()),
-        "[look/wsfs] state dir: []".to_string(),
-        "[look/wsfs] remote: []".to_string(),
-        "[look/wsfs] socket: gone".to_string(),
-        "[look/wsfs] view: int main;".to_string(),
-        "[look/wsfs] sub-path: int util;".to_string(),
-        "[look/wsfs] view: read-only".to_string(),
-        format!("[look/wsfs] built.txt is owned by {}", me.uid()),
-    ] {
+        "[look/check] sub-path: int util;".to_string(),
+        "[look/check] view: read-only".to_string(),
+        format!("[look/check] built.txt is owned by {}", me.uid()),
+    ];
+    for line in WSFS_HIDDEN.map(String::from).into_iter().chain(mine) {
         assert!(log.contains(&line), "no {line:?}:\n{log}");
     }
     assert!(
