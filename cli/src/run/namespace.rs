@@ -233,7 +233,7 @@ fn write_file(path: &CStr, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The root of an ordinary user's step: the host's top-level entries, and
-/// top-level directories of its own for what is mounted over (see [`UserRoot`]).
+/// top-level directories of its own for what is mounted over (see the module).
 #[derive(Clone, Debug)]
 pub struct UserRoot {
     ids: Ids,
