@@ -212,8 +212,8 @@ pub enum Command {
     ///
     /// FILE is a Pipeline or PipelineRun. Each task runs as soon as the
     /// tasks it runs after succeeded, its workspaces as wsfs views, each step
-    /// in a mount namespace that shows only the workspaces it may see. Needs
-    /// root. See docs/pipeline.md.
+    /// in a mount namespace that shows only the workspaces it may see (and,
+    /// without root, in a user namespace, as you). See docs/pipeline.md.
     Run {
         /// The pipeline file (YAML, apiVersion tekton.dev/v1).
         file: PathBuf,
@@ -235,7 +235,8 @@ pub enum Command {
         prefetch: bool,
         /// Run steps as this user (and group), numeric ids, unless their
         /// securityContext gives runAsUser (runAsGroup); without it, steps
-        /// run as root.
+        /// run as root. Without root, steps run as you, and no other user is
+        /// taken.
         #[arg(long, value_name = "UID[:GID]")]
         step_user: Option<crate::step_user::StepUser>,
         #[command(flatten)]

@@ -4,6 +4,7 @@
 //! layer steps) and the files rejected before anything runs.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -294,13 +295,24 @@ fn a_missing_workspace_file_fails_the_task_before_its_first_step() {
 /// into its isolated view, test and lint (a sub-path) read the result.
 #[test]
 fn build_test_runs_over_a_local_source_tree() {
-    let a = Host::new();
+    build_test(&Host::new());
+}
+
+/// The same as an ordinary user on a laptop, with nothing set.
+#[test]
+#[ignore = "needs isolated views of an ordinary user's daemon (branch cow)"]
+fn build_test_runs_over_a_local_source_tree_as_an_ordinary_user() {
+    build_test(&Host::with_config(HostConfig::named("laptop").ordinary_user()));
+}
+
+/// Runs `examples/build-test.yaml` on `a` over a local source tree.
+fn build_test(a: &Host) {
     let repo = a.path("my-repo");
     for file in ["src/main.rs", "src/lib.rs", "Cargo.toml"] {
         write_file(&repo.join(file), b"// code\n").unwrap();
     }
     let log = run(
-        &a,
+        a,
         a.test_dir(),
         &example("build-test.yaml"),
         &["--workspace", "source=./my-repo", "--keep", "0"],
@@ -314,7 +326,7 @@ fn build_test_runs_over_a_local_source_tree() {
         repo.join("src/main.rs").is_file() && !repo.join("out").exists(),
         "the run changed the source directory"
     );
-    assert_clean(&a);
+    assert_clean(a);
 }
 
 const FAILING: &str = r#"
@@ -692,16 +704,8 @@ spec:
               - {{name: AWS_REGION, value: eu-west-1}}
               - {{name: SRC, value: $(workspaces.src.path)}}
             script: env
-          - name: wsfs
-            script: |
-              echo "state dir: [$(ls -A {state})]"
-              echo "remote: [$(ls -A {remote})]"
-              if [ -S {socket} ]; then echo "socket: reachable"; else echo "socket: gone"; fi
-              echo "view: $(cat $(workspaces.src.path)/main.c)"
-"#,
-        state = a.state_dir().display(),
-        remote = a.remote_dir().display(),
-        socket = socket.display(),
+{wsfs}"#,
+        wsfs = looks_for_wsfs(&a, &socket),
     );
     let file = pipeline_file(&a, "sealed.yaml", &yaml);
     let log = run(&a, a.test_dir(), &file, &["--workspace", "src=./src"]).ok();
@@ -727,16 +731,37 @@ spec:
         })
         .collect();
     assert!(leaked.is_empty(), "the step saw {leaked:?}:\n{log}");
-    for line in [
-        "[look/wsfs] state dir: []",
-        "[look/wsfs] remote: []",
-        "[look/wsfs] socket: gone",
-        "[look/wsfs] view: int main;",
-    ] {
+    for line in WSFS_HIDDEN {
         assert!(log.contains(line), "no {line:?}:\n{log}");
     }
     assert_clean(&a);
 }
+
+/// Step `wsfs` of task `look` (a YAML block at the indentation of a task's
+/// steps): it looks for `a`'s state dir, file remote and `socket`, and reads
+/// `main.c` of its workspace `src`; it prints [`WSFS_HIDDEN`] when they are hidden.
+fn looks_for_wsfs(a: &Host, socket: &Path) -> String {
+    format!(
+        r#"          - name: wsfs
+            script: |
+              echo "state dir: [$(ls -A {state})]"
+              echo "remote: [$(ls -A {remote})]"
+              if [ -S {socket} ]; then echo "socket: reachable"; else echo "socket: gone"; fi
+              echo "view: $(cat $(workspaces.src.path)/main.c)"
+"#,
+        state = a.state_dir().display(),
+        remote = a.remote_dir().display(),
+        socket = socket.display(),
+    )
+}
+
+/// What [`looks_for_wsfs`] prints when wsfs's state is hidden and the view is not.
+const WSFS_HIDDEN: [&str; 4] = [
+    "[look/wsfs] state dir: []",
+    "[look/wsfs] remote: []",
+    "[look/wsfs] socket: gone",
+    "[look/wsfs] view: int main;",
+];
 
 /// A build step runs as `securityContext.runAsUser` (and a step without one
 /// as `--step-user`, else root), owns what it writes in the task's working
@@ -789,5 +814,112 @@ spec:
     ] {
         assert!(log.contains(line), "no {line:?}:\n{log}");
     }
+    assert_clean(&a);
+}
+
+/// A mount path outside `/workspace` that the host lacks: an ordinary
+/// user's step sees it in a root of its own, the host never gets it.
+const LAPTOP_MOUNT: &str = "/wsfs-laptop-src";
+
+/// A developer runs a pipeline as an ordinary user, with nothing set (and
+/// the socket outside the state dir, as `WSFS_SOCKET` may put it): each step
+/// runs as that user, in a user namespace of its own, and sees its
+/// read-only workspaces (one at a mount path the host lacks, one a
+/// sub-path) and the task's working directory, while wsfs's state dir, its
+/// socket and its `file://` remote look empty or gone; `runAsNonRoot` holds.
+#[test]
+fn an_ordinary_users_steps_see_their_workspaces_and_not_wsfs_state() {
+    let sockets = tempfile::tempdir().unwrap();
+    let socket = sockets.path().join("wsfsd.sock");
+    let a = Host::with_config(
+        HostConfig::named("laptop")
+            .ordinary_user()
+            .file_remote()
+            .env("WSFS_SOCKET", socket.to_str().unwrap()),
+    );
+    let me = fs::metadata(a.home()).unwrap();
+    std::os::unix::fs::chown(sockets.path(), Some(me.uid()), Some(me.gid())).unwrap();
+    write_file(&a.path("src/main.c"), b"int main;\n").unwrap();
+    write_file(&a.path("src/lib/util.c"), b"int util;\n").unwrap();
+    let yaml = format!(
+        r#"
+apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata:
+  name: laptop
+spec:
+  workspaces: [{{name: src}}]
+  tasks:
+    - name: look
+      workspaces:
+        - {{name: src, workspace: src}}
+        - {{name: lib, workspace: src, subPath: lib}}
+      taskSpec:
+        workspaces:
+          - {{name: src, readOnly: true, mountPath: {mount}}}
+          - {{name: lib, readOnly: true}}
+        steps:
+          - name: who
+            securityContext: {{runAsNonRoot: true}}
+            script: |
+              echo "user $(id -u) group $(id -g)"
+              echo built > built.txt
+{wsfs}          - name: check
+            script: |
+              echo "sub-path: $(cat $(workspaces.lib.path)/util.c)"
+              if touch $(workspaces.src.path)/new 2>/dev/null; then echo "view: writable"; else echo "view: read-only"; fi
+              stat -c 'built.txt is owned by %u' built.txt
+"#,
+        mount = LAPTOP_MOUNT,
+        wsfs = looks_for_wsfs(&a, &socket),
+    );
+    let file = pipeline_file(&a, "laptop.yaml", &yaml);
+    let log = run(&a, a.test_dir(), &file, &["--workspace", "src=./src"]).ok();
+    assert!(socket.exists(), "the daemon does not listen on WSFS_SOCKET");
+    let mine = [
+        format!("[look/who] user {} group {}", me.uid(), me.gid()),
+        "[look/check] sub-path: int util;".to_string(),
+        "[look/check] view: read-only".to_string(),
+        format!("[look/check] built.txt is owned by {}", me.uid()),
+    ];
+    for line in WSFS_HIDDEN.map(String::from).into_iter().chain(mine) {
+        assert!(log.contains(&line), "no {line:?}:\n{log}");
+    }
+    assert!(
+        !Path::new(LAPTOP_MOUNT).exists(),
+        "the run made {LAPTOP_MOUNT} on the host"
+    );
+    assert_clean(&a);
+}
+
+/// An ordinary user's run refuses, before anything runs, a step of another
+/// user (`runAsUser`, at its line) or `--step-user` naming one: that would
+/// need subordinate ids; its own ids are fine.
+#[test]
+fn an_ordinary_users_run_refuses_steps_of_other_users() {
+    let a = Host::with_config(HostConfig::named("laptop").ordinary_user());
+    let me = fs::metadata(a.home()).unwrap();
+    let yaml = |user: u32| {
+        format!(
+            "apiVersion: tekton.dev/v1\nkind: Pipeline\nmetadata:\n  name: users\nspec:\n  tasks:\n    - name: build\n      \
+             taskSpec:\n        steps:\n          - name: compile\n            securityContext: {{runAsUser: {user}}}\n            \
+             script: id -u\n"
+        )
+    };
+    let other = pipeline_file(&a, "other.yaml", &yaml(51234));
+    let refused = ["is not the uid running wsfs run", "run wsfs run as root"];
+    a.rejects(
+        &["run", other.to_str().unwrap()],
+        &[&["other.yaml:11:", "runAsUser 51234"][..], &refused].concat(),
+        || a.workspace_names(None),
+    );
+    let own = pipeline_file(&a, "own.yaml", &yaml(me.uid()));
+    a.rejects(
+        &["run", own.to_str().unwrap(), "--step-user", "4321"],
+        &[&["--step-user 4321"][..], &refused].concat(),
+        || a.workspace_names(None),
+    );
+    let log = run(&a, a.test_dir(), &own, &[]).ok();
+    assert!(log.contains(&format!("[build/compile] {}", me.uid())), "{log}");
     assert_clean(&a);
 }

@@ -1,7 +1,8 @@
 //! `wsfs run`: executes a Tekton v1 pipeline on this host. Each task starts
 //! as soon as the tasks it runs after succeeded; its workspaces are wsfs
 //! views (read-only, or isolated and persisted as the next layer when the
-//! task succeeds); each step runs in a mount namespace of its own.
+//! task succeeds); each step runs in a mount namespace of its own (and, when
+//! `wsfs run` is not root, a user namespace: see `namespace`).
 
 mod namespace;
 mod report;
@@ -18,8 +19,9 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use wsfs_api::{pb, Client};
 use wsfs_pipeline::plan::{Plan, Source};
-use wsfs_pipeline::tekton::{self, RunOptions};
+use wsfs_pipeline::tekton::{self, Caller, RunOptions};
 
+use self::namespace::Ids;
 use self::report::{summary, task_json, TaskReport, TaskStatus};
 use self::task::RunContext;
 use crate::client::Daemon;
@@ -90,9 +92,20 @@ fn rand_u8() -> u8 {
 /// Runs the pipeline; an error when it failed (the summary says where).
 pub async fn run(client: Client, daemon: &Daemon, args: RunArgs) -> Result<()> {
     let state_dir = &daemon.state_dir;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("wsfs run needs root: each step runs in a mount namespace of its own");
+    // SAFETY: geteuid and getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let caller = (uid != 0).then_some(Caller { uid, gid });
+    if let Some(caller) = caller {
+        let step_user = args.step_user.unwrap_or_default();
+        let other = [
+            (step_user.uid, "uid", caller.uid),
+            (step_user.gid, "gid", caller.gid),
+        ]
+        .into_iter()
+        .find_map(|(id, kind, own)| id.and_then(|id| Caller::refusal("--step-user", kind, id, own)));
+        if let Some(refusal) = other {
+            bail!(refusal);
+        }
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let options = RunOptions {
@@ -109,8 +122,16 @@ pub async fn run(client: Client, daemon: &Daemon, args: RunArgs) -> Result<()> {
             .iter()
             .map(|p| tekton::parse_param_flag(p).map_err(|e| anyhow::anyhow!("--param {p:?}: {e}")))
             .collect::<Result<_>>()?,
+        caller,
     };
     let plan = tekton::load(&args.file, &options)?;
+    let user = caller.map(|c| Ids {
+        uid: c.uid,
+        gid: c.gid,
+    });
+    if let Some(ids) = user {
+        namespace::check_user_namespaces(ids)?;
+    }
     let run = options.run_name;
     let dir = state_dir.join("runs").join(&run);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -150,6 +171,7 @@ pub async fn run(client: Client, daemon: &Daemon, args: RunArgs) -> Result<()> {
         steps: Mutex::default(),
         hidden,
         step_user: args.step_user.unwrap_or_default(),
+        user,
     });
     say(&format!("pipeline {}: {} tasks", plan.name, plan.tasks.len()));
     let reports = tokio::select! {

@@ -16,7 +16,7 @@ use wsfs_api::{pb, Client};
 use wsfs_pipeline::plan::{Action, Step, Task, TaskWorkspace};
 use wsfs_pipeline::workspace_files::{self, FilesCheckError};
 
-use super::namespace::{isolate, Hidden, Mount, Mounts};
+use super::namespace::{isolate, Hidden, Ids, Mount, Mounts, UserRoot};
 use super::report::{StepReport, StepStatus, TaskReport, TaskStatus};
 use super::slug;
 use super::user::identity;
@@ -54,6 +54,9 @@ pub struct RunContext {
     pub hidden: Vec<PathBuf>,
     /// `--step-user`: who steps run as when their `securityContext` does not say.
     pub step_user: StepUser,
+    /// An ordinary user's run: the user's ids, which its steps keep, each in
+    /// a user namespace of its own.
+    pub user: Option<Ids>,
 }
 
 /// Prints one line of a run's, task's or step's log, prefixed with its name:
@@ -443,8 +446,19 @@ async fn execute(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let hidden = Hidden::new(ctx.hidden.iter().cloned());
-    isolate(&mut command, &mounts, &hidden, identity.ids, workdir)?;
-    let created = mount_points(ctx, &mounts, dir)?;
+    let root = ctx
+        .user
+        .map(|ids| UserRoot::new(ids, ctx.dir.join("root"), &mounts, &[WORKSPACE_ROOT, SCRIPTS]))
+        .transpose()?;
+    isolate(
+        &mut command,
+        &mounts,
+        &hidden,
+        identity.ids,
+        root.as_ref(),
+        workdir,
+    )?;
+    let created = mount_points(ctx, &mounts, dir, root.as_ref())?;
     let host_workdir = mounts.host_path(workdir);
     let ran = async {
         let made = create_dirs(&host_workdir)
@@ -490,11 +504,18 @@ fn hostname() -> Option<std::ffi::OsString> {
 /// on the host (empty directories, only ever mounted over inside steps), the
 /// mount paths under `/workspace` in the task's directory (returned, removed
 /// after the step so that other steps do not see them), others on the host
-/// (removed at the end of the run).
-fn mount_points(ctx: &RunContext, mounts: &Mounts, dir: &Path) -> Result<Vec<PathBuf>> {
+/// (removed at the end of the run); none on the host that the `root` of an
+/// ordinary user's step makes itself.
+fn mount_points(
+    ctx: &RunContext,
+    mounts: &Mounts,
+    dir: &Path,
+    root: Option<&UserRoot>,
+) -> Result<Vec<PathBuf>> {
+    let on_host = |target: &str| !root.is_some_and(|r| r.holds(target));
     let mut created = Vec::new();
     // Kept after the run: other runs may be about to mount over them.
-    for root in [WORKSPACE_ROOT, SCRIPTS] {
+    for root in [WORKSPACE_ROOT, SCRIPTS].into_iter().filter(|t| on_host(t)) {
         std::fs::create_dir_all(root).with_context(|| format!("cannot create {root} on the host"))?;
     }
     for mount in mounts
@@ -508,7 +529,8 @@ fn mount_points(ctx: &RunContext, mounts: &Mounts, dir: &Path) -> Result<Vec<Pat
                     format!("cannot create mountPath {} ({})", mount.target, path.display())
                 })?);
             }
-            Err(_) => ctx.create_host_dir(Path::new(&mount.target))?,
+            Err(_) if on_host(&mount.target) => ctx.create_host_dir(Path::new(&mount.target))?,
+            Err(_) => {}
         }
     }
     Ok(created)

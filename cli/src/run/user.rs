@@ -78,6 +78,9 @@ pub fn identity(run_as: &RunAs, default: StepUser) -> Result<Identity> {
     }
     let entry = passwd(user);
     let ids = match (uid, gid) {
+        // An ordinary user's steps keep its ids (the loader and `wsfs run`
+        // refused any other before the run).
+        _ if me != 0 => None,
         (None, None) => None,
         (_, Some(gid)) => Some(Ids { uid: user, gid }),
         (Some(uid), None) => Some(Ids {

@@ -2,6 +2,7 @@
 //! workspaces, and the variables they give a task's fields.
 
 use super::vars::{Scope, Workspaces};
+use super::Caller;
 use crate::plan::PipelineWorkspace;
 
 /// The pipeline as every task sees it: names, param values, bindings.
@@ -14,6 +15,8 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) params: Vec<(String, String)>,
     /// The workspaces with their bindings.
     pub(crate) workspaces: Vec<PipelineWorkspace>,
+    /// The user of an ordinary user's run, the only one steps can run as.
+    pub(crate) caller: Option<Caller>,
 }
 
 /// The context variables of the whole run.

@@ -64,6 +64,7 @@ pub(crate) fn plan(
         run_name: &options.run_name,
         params,
         workspaces,
+        caller: options.caller,
     };
     let tasks_at = at.key("tasks");
     if spec.tasks.is_empty() {

@@ -44,6 +44,32 @@ pub struct RunOptions {
     pub workspaces: Vec<(String, Source)>,
     /// `--param` flags: values of pipeline params, winning over the file's.
     pub params: Vec<(String, String)>,
+    /// `Some` when `wsfs run` is not root: its user, the only one its steps
+    /// can run as (a `runAsUser` or `runAsGroup` naming another is refused).
+    pub caller: Option<Caller>,
+}
+
+/// The user and group of an ordinary user's `wsfs run`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The user id.
+    pub uid: u32,
+    /// The group id.
+    pub gid: u32,
+}
+
+impl Caller {
+    /// Why `field` (`runAsUser`, `--step-user`, ...) cannot give `id` (a
+    /// `kind`, `uid` or `gid`) when the caller's is `own`; `None` when it is the caller's.
+    pub fn refusal(field: &str, kind: &str, id: u32, own: u32) -> Option<String> {
+        (id != own).then(|| {
+            format!(
+                "{field} {id} is not the {kind} running wsfs run ({own}): without root, steps run as the user \
+                 of wsfs run only (another {kind} would need subordinate ids and allow_other): remove \
+                 {field}, or run wsfs run as root"
+            )
+        })
+    }
 }
 
 /// Reads the Tekton file at `path` and makes the plan of its run with `options`.

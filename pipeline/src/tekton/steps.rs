@@ -6,6 +6,7 @@ use super::error::{known, DocPath, Fault, Problem};
 use super::model;
 use super::names::{check_dns_label, check_env_name, check_unique, mount_path, persist_path};
 use super::vars::{substitute, Scope, VarError, Workspaces};
+use super::Caller;
 use crate::plan::{Action, RunAs, Step, StepWorkspace, TaskWorkspace};
 
 /// A task's `stepTemplate.securityContext` and its place.
@@ -45,7 +46,14 @@ pub(crate) fn steps(
     )?;
     let mut raw = Vec::with_capacity(declared.len());
     for (i, step) in declared.iter().enumerate() {
-        raw.push(raw_step(&names[i], step, &place(i), template, workspaces)?);
+        raw.push(raw_step(
+            &names[i],
+            step,
+            &place(i),
+            template,
+            pipeline.caller,
+            workspaces,
+        )?);
     }
     for ws in workspaces.iter_mut() {
         ws.step_isolated = raw.iter().any(|s| s.workspaces.iter().any(|l| l.name == ws.name));
@@ -78,6 +86,7 @@ fn raw_step(
     step: &model::Step,
     at: &DocPath,
     template: &ContextAt,
+    caller: Option<Caller>,
     workspaces: &[TaskWorkspace],
 ) -> Result<Step, Fault> {
     let listed_at = at.key("workspaces");
@@ -136,15 +145,17 @@ fn raw_step(
                 .as_ref()
                 .map(|c| (c, at.key("securityContext"))),
             template,
+            caller,
         )?,
     })
 }
 
 /// Who the step runs as: its `securityContext` (`own`), each field over the
-/// task's `stepTemplate`'s, the ids checked.
-fn run_as(own: ContextAt, template: &ContextAt) -> Result<RunAs, Fault> {
+/// task's `stepTemplate`'s, the ids checked (in an ordinary user's run, that
+/// they are the `caller`'s).
+fn run_as(own: ContextAt, template: &ContextAt, caller: Option<Caller>) -> Result<RunAs, Fault> {
     let contexts: Vec<&(&model::SecurityContext, DocPath)> = own.iter().chain(template).collect();
-    let field = |get: fn(&model::SecurityContext) -> Option<i64>, key: &str| {
+    let field = |get: fn(&model::SecurityContext) -> Option<i64>, key: &str, kind: &str, own: Option<u32>| {
         let Some((value, at)) = contexts
             .iter()
             .find_map(|(c, at)| get(c).map(|v| (v, at.key(key))))
@@ -152,7 +163,10 @@ fn run_as(own: ContextAt, template: &ContextAt) -> Result<RunAs, Fault> {
             return Ok(None);
         };
         match u32::try_from(value) {
-            Ok(id) if id != u32::MAX => Ok(Some(id)),
+            Ok(id) if id != u32::MAX => match own.and_then(|own| Caller::refusal(key, kind, id, own)) {
+                Some(refusal) => Err(Fault::invalid(&at, refusal)),
+                None => Ok(Some(id)),
+            },
             _ => Err(Fault::invalid(
                 &at,
                 format!(
@@ -162,8 +176,8 @@ fn run_as(own: ContextAt, template: &ContextAt) -> Result<RunAs, Fault> {
             )),
         }
     };
-    let user = field(|c| c.run_as_user, "runAsUser")?;
-    let group = field(|c| c.run_as_group, "runAsGroup")?;
+    let user = field(|c| c.run_as_user, "runAsUser", "uid", caller.map(|c| c.uid))?;
+    let group = field(|c| c.run_as_group, "runAsGroup", "gid", caller.map(|c| c.gid))?;
     let non_root = contexts
         .iter()
         .find_map(|(c, at)| c.run_as_non_root.map(|v| (v, at.key("runAsNonRoot"))));

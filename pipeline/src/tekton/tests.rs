@@ -526,6 +526,48 @@ fn refuses_ids_that_are_not_ids_and_root_with_run_as_non_root() {
 }
 
 #[test]
+fn an_ordinary_users_run_refuses_other_users_and_groups_where_the_file_gives_them() {
+    let caller = RunOptions {
+        caller: Some(Caller { uid: 1000, gid: 100 }),
+        ..options()
+    };
+    let context = |fields: &str| {
+        step(&format!(
+            "          - name: one\n            script: echo one\n            securityContext: {{{fields}}}\n"
+        ))
+    };
+    assert_eq!(
+        error_with(&context("runAsUser: 1001"), &caller),
+        "p.yaml:19:42: spec.tasks[0] (a).taskSpec.steps[0] (one).securityContext.runAsUser: runAsUser 1001 \
+         is not the uid running wsfs run (1000): without root, steps run as the user of wsfs run only \
+         (another uid would need subordinate ids and allow_other): remove runAsUser, or run wsfs run as root"
+    );
+    let template = base(
+        "        steps:\n",
+        "        stepTemplate:\n          securityContext: {runAsGroup: 0}\n        steps:\n",
+    );
+    assert_contains(
+        &error_with(&template, &caller),
+        &[
+            "p.yaml:17:",
+            "stepTemplate.securityContext.runAsGroup: runAsGroup 0 is not the gid running wsfs run (100)",
+        ],
+    );
+    let own = load_yaml(
+        &context("runAsUser: 1000, runAsGroup: 100, runAsNonRoot: true"),
+        &caller,
+    )
+    .unwrap();
+    let expected = RunAs {
+        user: Some(1000),
+        group: Some(100),
+        non_root: true,
+    };
+    assert_eq!(own.tasks[0].steps[0].run_as, expected);
+    load_yaml(&context("runAsUser: 1001"), &options()).expect("root's run takes any user");
+}
+
+#[test]
 fn refuses_unsupported_tekton_fields_naming_them() {
     let cases: [(&str, &str, &str, &str); 16] = [
         ("  tasks:\n", "  finally: []\n  tasks:\n", "finally", "p.yaml:8:12:"),
