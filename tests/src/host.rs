@@ -468,15 +468,16 @@ impl Host {
                 cmd.env_remove(&key);
             }
         }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
         if let Some((user, _)) = &self.user {
-            // Where the user's own defaults put things, not the test runner's.
+            // Where the user's own defaults put things, not the test runner's
+            // (unless the host's own env says).
             for (key, _) in std::env::vars_os().filter(|(k, _)| k.to_string_lossy().starts_with("XDG_")) {
                 cmd.env_remove(key);
             }
             user.clone().switch(&mut cmd);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
         }
         cmd
     }
