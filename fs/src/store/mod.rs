@@ -644,6 +644,9 @@ impl Store {
 
 /// Stores and sources on local disk for unit tests.
 #[cfg(test)]
+mod tests;
+
+#[cfg(test)]
 pub(crate) mod testing {
     use std::path::{Path, PathBuf};
 
@@ -652,9 +655,14 @@ pub(crate) mod testing {
 
     /// A store with its state dir in `dir` and a `file://` remote at `dir/remote`.
     pub fn store_in(dir: &Path) -> Store {
+        store_on(dir, &format!("file://{}", remote_dir(dir).display()))
+    }
+
+    /// A store with its state dir in `dir` and the remote at `url`.
+    pub fn store_on(dir: &Path, url: &str) -> Store {
         Store::open(&StoreConfig {
             state_dir: dir.join("state"),
-            remote_url: format!("file://{}", remote_dir(dir).display()),
+            remote_url: url.to_string(),
             cache_bytes: 64 << 20,
             remote_timeout: std::time::Duration::from_secs(5),
         })
