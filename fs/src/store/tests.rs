@@ -2,7 +2,7 @@
 //! however many readers miss it, and never more than [`MAX_REMOTE_GETS`]
 //! GETs at once.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Barrier};
 
 use super::testing::{persist_all, store_on, write_file};
@@ -51,25 +51,39 @@ fn readers_of_one_missed_frame_share_one_get() {
     assert_eq!(gets, 1, "{readers} readers of one frame made {gets} GETs");
 }
 
+/// The scheduler state of thread `tid` of this process (`S`: asleep), if it still runs.
+fn thread_state(tid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
 #[test]
-fn the_gate_lets_in_at_most_its_bound_at_once() {
+fn the_gate_holds_back_one_more_than_its_bound_until_a_pass_is_given_back() {
     let gate = Gate::default();
-    let (inside, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let entering = 4 * MAX_REMOTE_GETS;
-    let start = Barrier::new(entering);
+    let passes: Vec<GatePass<'_>> = (0..MAX_REMOTE_GETS).map(|_| gate.enter()).collect();
+    let (entered, tid) = (AtomicBool::new(false), AtomicI32::new(0));
     std::thread::scope(|scope| {
-        for _ in 0..entering {
-            scope.spawn(|| {
-                start.wait();
-                let _pass = gate.enter();
-                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(now, Ordering::SeqCst);
-                std::thread::yield_now();
-                inside.fetch_sub(1, Ordering::SeqCst);
-            });
+        let waiter = scope.spawn(|| {
+            // SAFETY: gettid has no preconditions.
+            tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
+            let _pass = gate.enter();
+            entered.store(true, Ordering::SeqCst);
+        });
+        // Until the waiter sleeps (in the gate, as it should) or is done.
+        while !waiter.is_finished() {
+            let tid = tid.load(Ordering::SeqCst);
+            if tid != 0 && thread_state(tid).is_none_or(|state| state == 'S') {
+                break;
+            }
+            std::thread::yield_now();
         }
+        assert!(
+            !entered.load(Ordering::SeqCst),
+            "a GET got in while {MAX_REMOTE_GETS} were in flight"
+        );
+        drop(passes);
+        waiter.join().unwrap();
     });
-    let most = most.into_inner();
-    assert!(most <= MAX_REMOTE_GETS, "{most} inside at once");
+    assert!(entered.into_inner(), "the waiter never got in");
     assert_eq!(*gate.inside.lock().unwrap(), 0, "a pass was not given back");
 }
