@@ -355,8 +355,18 @@ impl Tree {
 
     /// A path (from the root, `a/b`) of each of `inodes` (one name of a hard-linked file).
     pub fn paths_of(&self, inodes: &HashSet<u64>) -> HashMap<u64, Vec<u8>> {
+        self.paths_from(ROOT_INO, |ino| inodes.contains(&ino))
+    }
+
+    /// A path (relative to directory `dir`) of each inode below it.
+    pub fn paths_below(&self, dir: u64) -> HashMap<u64, Vec<u8>> {
+        self.paths_from(dir, |_| true)
+    }
+
+    /// A path relative to `dir` of each inode below it that `wanted` takes.
+    fn paths_from(&self, dir: u64, wanted: impl Fn(u64) -> bool) -> HashMap<u64, Vec<u8>> {
         let mut found = HashMap::new();
-        let mut stack: Vec<(u64, Vec<u8>)> = vec![(ROOT_INO, Vec::new())];
+        let mut stack: Vec<(u64, Vec<u8>)> = vec![(dir, Vec::new())];
         while let Some((dir, path)) = stack.pop() {
             for (name, child) in self.children(dir).unwrap_or_default() {
                 let child_path = if path.is_empty() {
@@ -364,7 +374,7 @@ impl Tree {
                 } else {
                     [&path[..], b"/", name].concat()
                 };
-                if inodes.contains(child) {
+                if wanted(*child) {
                     found.entry(*child).or_insert_with(|| child_path.clone());
                 }
                 if self.attr(*child).is_ok_and(|a| a.kind == NodeType::Dir) {

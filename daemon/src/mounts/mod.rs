@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wsfs_fs::ids::LayerId;
-use wsfs_fs::persist::{persist_changes, Caller, ChangesRequest, PersistOutcome};
+use wsfs_fs::persist::{persist_changes, Caller, ChangesRequest, PersistOutcome, ROOT_OVERLAY_XATTRS};
 use wsfs_fs::prefetch::{trace_key, AccessTrace, PrefetchProgress};
 use wsfs_fs::store::Store;
 use wsfs_fs::tree::Tree;
@@ -460,8 +460,14 @@ impl Mounts {
         tree: &Tree,
     ) -> Result<PersistOutcome, MountError> {
         let upper = scratch.upper();
+        // Root's views are kernel overlayfs; an ordinary user's, wsfs's own copy-on-write.
+        let overlay_xattrs = match crate::sys::privileged() {
+            true => ROOT_OVERLAY_XATTRS,
+            false => wsfs_fs::cow::OVERLAY_XATTRS,
+        };
         let request = ChangesRequest {
             upper: &upper,
+            overlay_xattrs,
             base: tree,
             base_layers: &view.layers,
             sub_path: &view.sub_path,
