@@ -429,19 +429,28 @@ impl Tree {
     }
 }
 
+/// A chunk source for the crate's unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use crate::ids::ChunkId;
-    use crate::manifest::testing::{self, entry};
-    use crate::manifest::Entry;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Serves chunks from memory and counts requests.
     #[derive(Default)]
-    struct FakeSource {
-        chunks: HashMap<ChunkId, Arc<[u8]>>,
-        requests: AtomicUsize,
+    pub(crate) struct FakeSource {
+        pub chunks: HashMap<ChunkId, Arc<[u8]>>,
+        pub requests: AtomicUsize,
+    }
+
+    impl FakeSource {
+        /// A file entry at `path` made of `parts`, whose chunks it serves.
+        pub fn file(&mut self, path: &str, parts: &[&[u8]], link: u32) -> Entry {
+            for p in parts {
+                self.chunks.insert(ChunkId::of(p), Arc::from(*p));
+            }
+            crate::manifest::testing::file(path, parts, link)
+        }
     }
 
     impl ChunkSource for FakeSource {
@@ -454,16 +463,22 @@ mod tests {
             unreachable!("trees never prefetch")
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::FakeSource;
+    use super::*;
+    use crate::manifest::testing::entry;
+    use crate::manifest::Entry;
+    use std::sync::atomic::Ordering;
 
     fn dir(path: &str) -> Entry {
         entry(path, EntryKind::Dir { opaque: false })
     }
 
     fn file(source: &mut FakeSource, path: &str, parts: &[&[u8]], link: u32) -> Entry {
-        for p in parts {
-            source.chunks.insert(ChunkId::of(p), Arc::from(*p));
-        }
-        testing::file(path, parts, link)
+        source.file(path, parts, link)
     }
 
     fn sample() -> (Tree, FakeSource) {

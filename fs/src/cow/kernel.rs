@@ -66,7 +66,7 @@ impl CowFs {
     }
 
     /// Opens inode `ino` as `flags` say: a file opened for writing is copied up.
-    fn open_file(&self, ino: u64, flags: OpenFlags) -> io::Result<()> {
+    pub(super) fn open_file(&self, ino: u64, flags: OpenFlags) -> io::Result<()> {
         let rel = self.path_of(ino)?;
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         if write {
@@ -87,7 +87,7 @@ impl CowFs {
         Ok(())
     }
 
-    fn read_file(&self, ino: u64, offset: u64, size: u32) -> io::Result<Vec<u8>> {
+    pub(super) fn read_file(&self, ino: u64, offset: u64, size: u32) -> io::Result<Vec<u8>> {
         let file = match self.files.cached(ino, false) {
             Some(file) => file,
             None => {
@@ -115,7 +115,7 @@ impl CowFs {
         Ok(bytes)
     }
 
-    fn write_file(&self, ino: u64, offset: u64, data: &[u8]) -> io::Result<u32> {
+    pub(super) fn write_file(&self, ino: u64, offset: u64, data: &[u8]) -> io::Result<u32> {
         let file = self.files.get(ino, true, || {
             // A file a previous process had open: copied up when opened.
             let rel = self.path_of(ino)?;
@@ -140,7 +140,7 @@ impl CowFs {
         Ok(out)
     }
 
-    fn xattrs_of(&self, ino: u64) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub(super) fn xattrs_of(&self, ino: u64) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let rel = self.path_of(ino)?;
         let all = match self.existing(&rel)?.node {
             Node::Lower(tree_ino) => self.tree.xattrs(tree_ino).map_err(tree_err)?.to_vec(),

@@ -8,7 +8,7 @@
 //! process at. A persist whose requester calls it off ([`PersistRequest::cancelled`])
 //! stops, at the latest right before its record is written.
 
-mod changes;
+pub(crate) mod changes;
 mod guard;
 mod overrides;
 mod packer;
