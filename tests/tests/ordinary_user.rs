@@ -202,7 +202,8 @@ fn run<S: AsRef<std::ffi::OsStr>>(dir: &Path, cmd: &[S]) {
 /// What a build step does to its working tree, in `root`: writes a new
 /// file in a new directory, rewrites, appends to and chmods files it found,
 /// renames a file and a directory, deletes a file and a whole directory,
-/// links, symlinks and labels (a user xattr) files; then stamps every
+/// links, symlinks and labels (a user xattr) files, uses a file after
+/// unlinking it; then stamps every
 /// changed path with one mtime (so that two trees changed at different
 /// times compare equal).
 fn build_step(root: &Path, files: &[std::path::PathBuf], dirs: &[std::path::PathBuf]) {
@@ -239,6 +240,19 @@ fn build_step(root: &Path, files: &[std::path::PathBuf], dirs: &[std::path::Path
     fs::hard_link(root.join(linked), root.join("out/linked")).unwrap();
     std::os::unix::fs::symlink("report.txt", root.join("out/latest")).unwrap();
     xattr::set(root.join(labelled), "user.wsfs.test", b"labelled").unwrap();
+    // A scratch file used after its unlink, as compilers' temporaries are.
+    let mut scratch = fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(root.join("out/scratch"))
+        .unwrap();
+    fs::remove_file(root.join("out/scratch")).unwrap();
+    scratch.write_all(b"temporary").unwrap();
+    let mut back = Vec::new();
+    std::io::Seek::rewind(&mut scratch).unwrap();
+    std::io::Read::read_to_end(&mut scratch, &mut back).unwrap();
+    assert_eq!(back, b"temporary");
     let stamped = [
         "out",
         "out/report.txt",

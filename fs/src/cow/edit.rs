@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -121,18 +121,22 @@ impl CowFs {
             (true, true) => self.empty_dir(rel)?,
             (false, false) => {}
         }
+        let path = self.upper.path(rel);
+        match &found.node {
+            Node::Upper(_) if dir => fs::remove_dir(&path)?,
+            // Its last name: kept for whoever still has it open.
+            Node::Upper(meta) if meta.is_file() && meta.nlink() == 1 => {
+                self.orphans.adopt(found.ino, &path)?
+            }
+            Node::Upper(_) => fs::remove_file(&path)?,
+            Node::Lower(_) => {}
+        }
         let (parent, name) = split(rel);
         if self.lower_child(parent, name)?.is_some() {
             self.copy_up(parent, true)?;
-            if dir && matches!(found.node, Node::Upper(_)) {
-                fs::remove_dir(self.upper.path(rel))?;
-            }
-            self.upper.whiteout(rel)
-        } else if dir {
-            fs::remove_dir(self.upper.path(rel))
-        } else {
-            fs::remove_file(self.upper.path(rel))
+            self.upper.whiteout(rel)?;
         }
+        Ok(())
     }
 
     /// Checks that the view's directory `rel` shows nothing, and empties its
@@ -200,10 +204,7 @@ impl CowFs {
                 fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))?;
             }
             if let Some(size) = set.size {
-                match self.files.cached(ino, true) {
-                    Some(file) => file.set_len(size)?,
-                    None => OpenOptions::new().write(true).open(&path)?.set_len(size)?,
-                }
+                super::data::open_upper(&path, true)?.set_len(size)?;
             }
             if set.atime.is_some() || set.mtime.is_some() {
                 crate::os::set_times(&path, set.atime, set.mtime)?;
@@ -215,10 +216,10 @@ impl CowFs {
     /// The attributes of inode `ino`.
     pub(super) fn attr_of(&self, ino: u64) -> io::Result<FileAttr> {
         let found = self.path_of(ino).and_then(|rel| self.existing(&rel));
-        match (found, self.files.any(ino)) {
+        match (found, self.orphans.path(ino)) {
             (Ok(found), _) => self.attr(&found),
-            // Unlinked, still open.
-            (Err(_), Some(file)) => Ok(self.upper_attr(ino, &file.metadata()?)),
+            // Unlinked, maybe still open.
+            (Err(_), Some(orphan)) => Ok(self.upper_attr(ino, &fs::symlink_metadata(orphan)?)),
             (Err(e), None) => Err(e),
         }
     }

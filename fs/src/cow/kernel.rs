@@ -4,14 +4,13 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::SystemTime;
 
 use fuser::{
-    Errno, FileHandle, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Errno, FileHandle, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::edit::{New, SetAttr};
@@ -65,68 +64,6 @@ impl CowFs {
         self.make(&rel, what, mode & !umask)
     }
 
-    /// Opens inode `ino` as `flags` say: a file opened for writing is copied up.
-    pub(super) fn open_file(&self, ino: u64, flags: OpenFlags) -> io::Result<()> {
-        let rel = self.path_of(ino)?;
-        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        if write {
-            let _changing = self.changing.lock().unwrap();
-            self.copy_up(&rel, flags.0 & libc::O_TRUNC == 0)?;
-        }
-        self.files.opened(ino);
-        if let Node::Upper(_) = self.existing(&rel)?.node {
-            // Opened now, so that the file still reads and writes once unlinked.
-            let path = || Ok(self.upper.path(&rel));
-            if flags.acc_mode() != OpenAccMode::O_WRONLY {
-                let _ = self.files.get(ino, false, path);
-            }
-            if write {
-                self.files.get(ino, true, path)?;
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) fn read_file(&self, ino: u64, offset: u64, size: u32) -> io::Result<Vec<u8>> {
-        let file = match self.files.cached(ino, false) {
-            Some(file) => file,
-            None => {
-                let rel = self.path_of(ino)?;
-                match self.existing(&rel)?.node {
-                    Node::Lower(tree_ino) => {
-                        return self
-                            .tree
-                            .read(tree_ino, offset, size, self.source.as_ref())
-                            .map_err(tree_err)
-                    }
-                    Node::Upper(_) => self.files.get(ino, false, || Ok(self.upper.path(&rel)))?,
-                }
-            }
-        };
-        let mut bytes = vec![0; size as usize];
-        let mut done = 0;
-        while done < bytes.len() {
-            match file.read_at(&mut bytes[done..], offset + done as u64)? {
-                0 => break,
-                n => done += n,
-            }
-        }
-        bytes.truncate(done);
-        Ok(bytes)
-    }
-
-    pub(super) fn write_file(&self, ino: u64, offset: u64, data: &[u8]) -> io::Result<u32> {
-        let file = self.files.get(ino, true, || {
-            // A file a previous process had open: copied up when opened.
-            let rel = self.path_of(ino)?;
-            let _changing = self.changing.lock().unwrap();
-            self.copy_up(&rel, true)?;
-            Ok(self.upper.path(&rel))
-        })?;
-        file.write_all_at(data, offset)?;
-        Ok(data.len() as u32)
-    }
-
     /// The listing of directory `ino` from `offset` on: `.`, `..`, then the children.
     fn listing(&self, ino: u64) -> io::Result<Vec<(u64, Vec<u8>, Option<super::merged::Found>)>> {
         let rel = self.path_of(ino)?;
@@ -172,8 +109,9 @@ impl Filesystem for CowFs {
             .and_then(|rel| self.lookup_path(&rel));
         match found {
             Ok(Some(found)) => reply_entry(reply, self.attr(&found)),
-            // Negative entries are not cached: a name may appear any time.
-            Ok(None) => reply.entry(&std::time::Duration::ZERO, &file_attr(&NEGATIVE), Generation(0)),
+            // Node id 0: a negative entry the kernel caches. Names appear
+            // only through this mount, and the kernel knows when.
+            Ok(None) => reply.entry(&TTL, &file_attr(&NEGATIVE), Generation(0)),
             Err(e) => reply.error(kernel_errno(e)),
         }
     }
@@ -310,13 +248,12 @@ impl Filesystem for CowFs {
         reply_entry(reply, self.make_in(newparent, newname, New::Link(ino.0), 0, 0));
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let _timed = self.timed(FuseOp::Open);
-        match self.open_file(ino.0, flags) {
-            // Every change goes through this mount: cached pages stay right.
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(kernel_errno(e)),
-        }
+        // The kernel stops sending OPEN and RELEASE, and keeps pages across
+        // opens (every change goes through this mount): files are copied up
+        // at their first change, found by inode.
+        reply.error(Errno::ENOSYS);
     }
 
     fn create(
@@ -326,16 +263,10 @@ impl Filesystem for CowFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        flags: i32,
+        _flags: i32,
         reply: ReplyCreate,
     ) {
-        let created = self
-            .make_in(parent, name, New::File, mode, umask)
-            .and_then(|attr| {
-                self.open_file(attr.ino.0, OpenFlags(flags))?;
-                Ok(attr)
-            });
-        match created {
+        match self.make_in(parent, name, New::File, mode, umask) {
             Ok(attr) => reply.created(
                 &TTL,
                 &attr,
@@ -391,30 +322,17 @@ impl Filesystem for CowFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Writes are in the upper file when they are answered: nothing to
+        // flush, and the kernel stops sending FLUSH at each close.
+        reply.error(Errno::ENOSYS);
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        let synced = match self.files.any(ino.0) {
-            Some(file) if datasync => file.sync_data(),
-            Some(file) => file.sync_all(),
-            None => Ok(()),
-        };
-        reply_empty(reply, synced);
+        reply_empty(reply, self.sync_file(ino.0, datasync));
     }
 
-    fn release(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        self.files.released(ino.0);
-        reply.ok();
+    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
+        self.orphans.forget(ino.0);
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {

@@ -8,16 +8,18 @@
 //! of an ordinary user's daemon").
 //!
 //! No state lives only in this process: inode numbers are derived from the
-//! tree and the upper directory ([`inodes`]) and file handles are 0 (files
-//! are found by inode, their descriptors cached while open), so the next
+//! tree and the upper directory ([`inodes`]), and `open` answers `ENOSYS`
+//! (files are found by inode; no handles, no OPEN or RELEASE round trips;
+//! unlinked files kept for their readers in [`orphans`]), so the next
 //! daemon serves the same connection over the same upper directory.
 
 mod copy_up;
+mod data;
 mod edit;
-mod files;
 mod inodes;
 mod kernel;
 mod merged;
+mod orphans;
 #[cfg(test)]
 mod tests;
 mod upper;
@@ -44,7 +46,7 @@ pub struct CowFs {
     /// The paths of the tree's inodes below the view's root, for a process
     /// asked about inodes an earlier one made the kernel learn.
     lower_paths: OnceLock<HashMap<u64, Vec<u8>>>,
-    files: files::Files,
+    orphans: orphans::Orphans,
     /// Held by every change of the upper directory's names.
     changing: Mutex<()>,
     metrics: Arc<FuseMetrics>,
@@ -67,15 +69,16 @@ impl CowFs {
         let owner = shown
             .owner
             .unwrap_or_else(|| unsafe { (libc::geteuid(), libc::getegid()) });
+        let upper = upper::Upper::new(upper, work)?;
         let fs = CowFs {
             tree,
             shown,
             owner,
             source,
-            upper: upper::Upper::new(upper, work)?,
+            orphans: orphans::Orphans::new(upper.orphans())?,
+            upper,
             inodes: Mutex::new(inodes::Inodes::new()),
             lower_paths: OnceLock::new(),
-            files: files::Files::default(),
             changing: Mutex::new(()),
             metrics,
         };

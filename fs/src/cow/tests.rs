@@ -115,9 +115,7 @@ fn a_write_copies_the_file_up_and_it_keeps_its_number() {
     assert_eq!(read(&fs, "d/a"), b"lower a");
     assert!(!view.upper("d").exists(), "reads copy nothing up");
 
-    fs.open_file(before, fuser::OpenFlags(libc::O_WRONLY)).unwrap();
     assert_eq!(fs.write_file(before, 6, b"A!").unwrap(), 2);
-    fs.files.released(before);
     assert_eq!(std::fs::read(view.upper("d/a")).unwrap(), b"lower A!");
     assert_eq!(read(&fs, "d/a"), b"lower A!");
     assert_eq!(ino(&fs, "d/a"), before);
@@ -235,12 +233,11 @@ fn a_new_process_keeps_every_number_the_kernel_knows() {
         assert_eq!(self::ino(&next, path), *ino, "{path}");
     }
     assert_eq!(next.attr_of(before[1]).unwrap().perm, 0o600);
-    assert_eq!(
-        std::fs::read_dir(view.scratch.path().join("work"))
-            .unwrap()
-            .count(),
-        0
-    );
+    let work: Vec<_> = std::fs::read_dir(view.scratch.path().join("work"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(work, ["orphans"], "nothing half-made is left");
 }
 
 /// chmod, truncate and utimens copy up; chown to anyone else is refused.
@@ -273,4 +270,25 @@ fn setattr_copies_up_and_refuses_giving_files_away() {
     let meta = std::fs::metadata(view.upper("c")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o4755);
     assert_eq!(meta.len(), 0);
+}
+
+/// A file unlinked while open (no OPEN tells the view which are) still
+/// reads and writes by its number until the kernel forgets it.
+#[test]
+fn an_unlinked_file_lives_until_the_kernel_forgets_it() {
+    let view = View::new();
+    let fs = view.fs();
+    fs.make(b"tmp", New::File, 0o600).unwrap();
+    let tmp = ino(&fs, "tmp");
+    fs.write_file(tmp, 0, b"scratch").unwrap();
+    fs.remove(b"tmp", false).unwrap();
+    assert!(fs.find(b"tmp").unwrap().is_none());
+    assert!(!view.upper("tmp").exists(), "persist never sees it");
+    fs.write_file(tmp, 7, b"!").unwrap();
+    assert_eq!(fs.read_file(tmp, 0, 100).unwrap(), b"scratch!");
+    assert_eq!(fs.attr_of(tmp).unwrap().size, 8);
+    fs.orphans.forget(tmp);
+    assert_eq!(errno_of(fs.read_file(tmp, 0, 100)), libc::ENOENT);
+    let orphans = view.scratch.path().join("work/orphans");
+    assert_eq!(std::fs::read_dir(orphans).unwrap().count(), 0);
 }

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const OVERLAY_XATTRS: &[u8] = b"user.overlay.";
 const OPAQUE: &str = "user.overlay.opaque";
 const ORIGIN: &str = "user.overlay.origin";
+/// The directory of the work directory holding unlinked files still open.
+pub(super) const ORPHANS: &str = "orphans";
 
 /// Whether a user of a view may see and set the xattr `name`: `user.*`
 /// but the overlay's own.
@@ -53,7 +55,7 @@ impl Upper {
     /// a copy in `root`. What a previous process left in `work` is removed.
     pub fn new(root: PathBuf, work: PathBuf) -> io::Result<Upper> {
         if let Ok(entries) = fs::read_dir(&work) {
-            for entry in entries.flatten() {
+            for entry in entries.flatten().filter(|e| e.file_name() != ORPHANS) {
                 let path = entry.path();
                 let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
             }
@@ -84,6 +86,11 @@ impl Upper {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Where unlinked files still open are kept.
+    pub fn orphans(&self) -> PathBuf {
+        self.work.join(ORPHANS)
     }
 
     /// A fresh path in the work directory.
