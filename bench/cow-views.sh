@@ -23,8 +23,8 @@ chmod 755 "$dir"
 as_user() { setpriv --reuid="$uid" --regid="$gid" --clear-groups env HOME="$dir/home" "$@"; }
 as_root() { env WSFS_CONFIG=none WSFS_STATE_DIR="$dir/root-state" WSFS_REMOTE="file://$dir/remote" "$@"; }
 cleanup() {
-    as_user "$bin/wsfs" daemon shutdown >/dev/null 2>&1 || true
-    as_root "$bin/wsfs" daemon shutdown >/dev/null 2>&1 || true
+    as_user "$bin/wsfs" shutdown >/dev/null 2>&1 || true
+    as_root "$bin/wsfs" shutdown >/dev/null 2>&1 || true
     rm -rf "$dir"
 }
 trap cleanup EXIT
