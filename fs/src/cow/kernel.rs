@@ -14,11 +14,14 @@ use fuser::{
 };
 
 use super::edit::{New, SetAttr};
-use super::merged::Node;
+use super::merged::{Found, Node};
 use super::upper::user_xattr;
 use super::{tree_err, CowFs};
 use crate::fuse::{file_attr, negotiate, reply_xattr, xattr_names, Filesystem, Timed, NEGATIVE, TTL};
 use crate::metrics::FuseOp;
+
+/// A listing's entry: number, name, and what it is (none for `.` and `..`).
+type Listed = (u64, Vec<u8>, Option<Found>);
 
 /// The errno the kernel gets for `e`.
 fn kernel_errno(e: io::Error) -> Errno {
@@ -65,7 +68,7 @@ impl CowFs {
     }
 
     /// The listing of directory `ino` from `offset` on: `.`, `..`, then the children.
-    fn listing(&self, ino: u64) -> io::Result<Vec<(u64, Vec<u8>, Option<super::merged::Found>)>> {
+    fn listing(&self, ino: u64) -> io::Result<Vec<Listed>> {
         let rel = self.path_of(ino)?;
         let children = self.children(&rel)?;
         let mut inodes = self.inodes.lock().unwrap();

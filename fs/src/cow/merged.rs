@@ -25,6 +25,9 @@ pub(super) enum Node {
     Lower(u64),
 }
 
+/// The entries of a directory: name and what it is.
+pub(super) type Entries = Vec<(Vec<u8>, Found)>;
+
 /// An entry of the view and its number.
 pub(super) struct Found {
     pub ino: u64,
@@ -122,7 +125,7 @@ impl CowFs {
 
     /// The entries of the upper directory `rel` (none when it has none), and
     /// the names its whiteouts hide.
-    pub(super) fn upper_children(&self, rel: &[u8]) -> io::Result<(Vec<(Vec<u8>, Found)>, HashSet<Vec<u8>>)> {
+    pub(super) fn upper_children(&self, rel: &[u8]) -> io::Result<(Entries, HashSet<Vec<u8>>)> {
         let mut shown = Vec::new();
         let mut hidden = HashSet::new();
         let entries = match std::fs::read_dir(self.upper.path(rel)) {
@@ -146,7 +149,7 @@ impl CowFs {
 
     /// The view's directory `rel`: upper entries, then lower ones not
     /// replaced or hidden, sorted by name.
-    pub(super) fn children(&self, rel: &[u8]) -> io::Result<Vec<(Vec<u8>, Found)>> {
+    pub(super) fn children(&self, rel: &[u8]) -> io::Result<Entries> {
         let (mut all, hidden) = self.upper_children(rel)?;
         if let Some(dir) = self.lower_dir(rel)? {
             let upper: HashSet<Vec<u8>> = all.iter().map(|(n, _)| n.clone()).collect();
