@@ -42,6 +42,13 @@ fn reply_entry(reply: ReplyEntry, made: io::Result<fuser::FileAttr>) {
     }
 }
 
+fn reply_data(reply: ReplyData, read: io::Result<Vec<u8>>) {
+    match read {
+        Ok(bytes) => reply.data(&bytes),
+        Err(e) => reply.error(kernel_errno(e)),
+    }
+}
+
 fn reply_empty(reply: ReplyEmpty, done: io::Result<()>) {
     match done {
         Ok(()) => reply.ok(),
@@ -176,10 +183,7 @@ impl Filesystem for CowFs {
                     .into_os_string()
                     .into_vec()),
             });
-        match target {
-            Ok(target) => reply.data(&target),
-            Err(e) => reply.error(kernel_errno(e)),
-        }
+        reply_data(reply, target);
     }
 
     fn mknod(
@@ -293,10 +297,7 @@ impl Filesystem for CowFs {
         reply: ReplyData,
     ) {
         let _timed = self.timed(FuseOp::Read);
-        match self.read_file(ino.0, offset, size) {
-            Ok(bytes) => reply.data(&bytes),
-            Err(e) => reply.error(kernel_errno(e)),
-        }
+        reply_data(reply, self.read_file(ino.0, offset, size));
     }
 
     fn write(
