@@ -335,6 +335,22 @@ impl Filesystem for CowFs {
         reply_empty(reply, self.sync_file(ino.0, datasync));
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // Not a terminal, nor anything else with ioctls (the kernel forwards
+        // every one; Python's open() asks each file whether it is a tty).
+        reply.error(Errno::ENOTTY);
+    }
+
     fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
         self.orphans.forget(ino.0);
     }
