@@ -84,6 +84,13 @@ impl View {
         }
     }
 
+    /// Whether its mount shows exactly the version's tree (the whole of it,
+    /// unchanged), so that the prefetch may push the tree's pages into it:
+    /// not a sub-path, and not an isolated view, whose files may differ.
+    fn shows_the_tree(&self) -> bool {
+        self.sub_path.is_empty() && self.scratch.is_none()
+    }
+
     /// The view as the mount table keeps it.
     fn record(&self) -> ViewRecord {
         ViewRecord {
@@ -355,7 +362,7 @@ impl Mounts {
         let shared = shared.get_mut(&view.version).expect("mounted above");
         shared.views += 1;
         if prefetch && shared.prefetch.is_none() {
-            let whole = own.get(&view.mountpoint).filter(|_| view.sub_path.is_empty());
+            let whole = own.get(&view.mountpoint).filter(|_| view.shows_the_tree());
             shared.start_prefetch(&self.store, &view.prefetch_key, whole);
         }
         view.prefetch = shared.prefetch.as_ref().map(|p| p.progress.clone());
