@@ -169,16 +169,22 @@ pub fn remove_all(dir: &Path) {
 
 /// Whether an xattr of a manifest may be set on an upper directory:
 /// `trusted.*` steers overlayfs itself (a forged `trusted.overlay.redirect`
-/// could show other directories) and `security.*` the kernel's security
-/// modules (capabilities, SELinux labels); whoever wrote the bucket must not
-/// reach either.
+/// could show other directories), `user.overlay.*` wsfs's own copy-on-write
+/// views alike, and `security.*` the kernel's security modules
+/// (capabilities, SELinux labels); whoever wrote the bucket must not reach
+/// any.
 fn settable_xattr(name: &[u8]) -> bool {
-    !(name.starts_with(b"trusted.") || name.starts_with(b"security."))
+    !(name.starts_with(b"trusted.")
+        || name.starts_with(b"security.")
+        || name.starts_with(wsfs_fs::cow::OVERLAY_XATTRS))
 }
 
-/// Gives `dir` the owner, mode, xattrs (but [`settable_xattr`]'s) and mtime of `meta`.
+/// Gives `dir` the mode, xattrs (but [`settable_xattr`]'s) and mtime of
+/// `meta`, and its owner when the daemon may give files away (root).
 fn copy_meta(dir: &Path, meta: &Meta) -> std::io::Result<()> {
-    std::os::unix::fs::chown(dir, Some(meta.uid), Some(meta.gid))?;
+    if crate::sys::privileged() {
+        std::os::unix::fs::chown(dir, Some(meta.uid), Some(meta.gid))?;
+    }
     fs::set_permissions(dir, fs::Permissions::from_mode(meta.mode))?;
     for (name, value) in meta.xattrs.iter().filter(|(name, _)| settable_xattr(name)) {
         xattr::set(dir, std::ffi::OsStr::from_bytes(name), value)?;
@@ -191,8 +197,8 @@ fn copy_meta(dir: &Path, meta: &Meta) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// A manifest's `trusted.*` and `security.*` xattrs never reach an
-    /// upper root; `user.*` ones do.
+    /// A manifest's `trusted.*`, `security.*` and `user.overlay.*` xattrs
+    /// never reach an upper root; `user.*` ones do.
     #[test]
     fn an_upper_root_gets_only_user_xattrs_of_the_manifest() {
         let dir = tempfile::tempdir().unwrap();
@@ -205,6 +211,7 @@ mod tests {
             xattrs: vec![
                 (b"security.capability".to_vec(), vec![1, 0, 0, 2]),
                 (b"trusted.overlay.redirect".to_vec(), b"/etc".to_vec()),
+                (b"user.overlay.opaque".to_vec(), b"y".to_vec()),
                 (b"user.kept".to_vec(), b"1".to_vec()),
             ],
         };

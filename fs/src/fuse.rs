@@ -30,12 +30,12 @@ pub use fuser::{BackgroundSession, Filesystem, Notifier};
 /// Entries and attributes never change while a mount lives.
 pub(crate) const TTL: Duration = Duration::from_secs(24 * 3600);
 /// Preferred I/O size reported in `st_blksize`.
-const BLOCK_SIZE: u32 = 128 * 1024;
+pub(crate) const BLOCK_SIZE: u32 = 128 * 1024;
 /// Threads serving requests: reads may wait on the remote, so more than one.
 const THREADS: usize = 8;
 
 /// The attributes sent with a negative lookup reply (node id 0).
-const NEGATIVE: Attr = Attr {
+pub(crate) const NEGATIVE: Attr = Attr {
     ino: 0,
     kind: NodeType::File,
     size: 0,
@@ -76,6 +76,16 @@ impl Shown {
             i => i,
         }
     }
+
+    /// The attributes the kernel gets for the tree's `attr`.
+    pub fn kernel_attr(&self, attr: &Attr) -> FileAttr {
+        let mut out = file_attr(attr);
+        out.ino = INodeNo(self.swap(attr.ino));
+        if let Some((uid, gid)) = self.owner {
+            (out.uid, out.gid) = (uid, gid);
+        }
+        out
+    }
 }
 
 /// A read-only filesystem serving one [`Tree`].
@@ -110,31 +120,28 @@ impl WsfsFs {
         }
     }
 
-    /// The attributes the kernel gets for `attr`.
-    fn kernel_attr(&self, attr: &Attr) -> FileAttr {
-        let mut out = file_attr(attr);
-        out.ino = INodeNo(self.shown.swap(attr.ino));
-        if let Some((uid, gid)) = self.shown.owner {
-            (out.uid, out.gid) = (uid, gid);
-        }
-        out
-    }
-
     /// Times a request of `op` until the returned guard is dropped (after the reply).
     fn timed(&self, op: FuseOp) -> Timed<'_> {
-        Timed {
-            metrics: &self.metrics,
-            op,
-            started: Instant::now(),
-        }
+        Timed::start(&self.metrics, op)
     }
 }
 
 /// A request being answered; counted when dropped.
-struct Timed<'a> {
+pub(crate) struct Timed<'a> {
     metrics: &'a FuseMetrics,
     op: FuseOp,
     started: Instant,
+}
+
+impl<'a> Timed<'a> {
+    /// Starts timing a request of `op`.
+    pub(crate) fn start(metrics: &'a FuseMetrics, op: FuseOp) -> Self {
+        Timed {
+            metrics,
+            op,
+            started: Instant::now(),
+        }
+    }
 }
 
 impl Drop for Timed<'_> {
@@ -175,7 +182,7 @@ pub fn adopt<FS: Filesystem>(fs: FS, fd: OwnedFd) -> io::Result<BackgroundSessio
     session.spawn()
 }
 
-fn errno(e: &TreeError) -> Errno {
+pub(crate) fn errno(e: &TreeError) -> Errno {
     match e {
         TreeError::NoInode(_) => Errno::ENOENT,
         TreeError::WrongKind(_, NodeType::Dir) => Errno::EISDIR,
@@ -184,7 +191,7 @@ fn errno(e: &TreeError) -> Errno {
     }
 }
 
-fn file_type(kind: NodeType) -> FileType {
+pub(crate) fn file_type(kind: NodeType) -> FileType {
     match kind {
         NodeType::Dir => FileType::Directory,
         NodeType::File => FileType::RegularFile,
@@ -192,7 +199,7 @@ fn file_type(kind: NodeType) -> FileType {
     }
 }
 
-fn file_attr(a: &Attr) -> FileAttr {
+pub(crate) fn file_attr(a: &Attr) -> FileAttr {
     let mtime = system_time(a.mtime_sec, a.mtime_nsec);
     FileAttr {
         ino: INodeNo(a.ino),
@@ -223,8 +230,18 @@ fn listing(tree: &Tree, ino: u64) -> Result<Vec<(u64, &[u8])>, TreeError> {
     Ok(out)
 }
 
+/// A listxattr answer: each name followed by a NUL.
+pub(crate) fn xattr_names<'a>(names: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for name in names {
+        out.extend_from_slice(name);
+        out.push(0);
+    }
+    out
+}
+
 /// Replies to an xattr request: its size when `size` is 0, else the bytes.
-fn reply_xattr(reply: ReplyXattr, size: u32, bytes: &[u8]) {
+pub(crate) fn reply_xattr(reply: ReplyXattr, size: u32, bytes: &[u8]) {
     if size == 0 {
         reply.size(bytes.len() as u32);
     } else if (size as usize) < bytes.len() {
@@ -234,30 +251,34 @@ fn reply_xattr(reply: ReplyXattr, size: u32, bytes: &[u8]) {
     }
 }
 
+/// What every wsfs mount asks of the kernel at INIT: 1 MiB read-ahead;
+/// listings carrying each entry's attributes (READDIRPLUS on every
+/// listing, not only the first: a walk then reads each file without a
+/// LOOKUP first); parallel lookups in one directory; symlink targets in
+/// the page cache. Capabilities the kernel lacks are left out.
+pub(crate) fn negotiate(config: &mut KernelConfig) {
+    if let Err(max) = config.set_max_readahead(1 << 20) {
+        let _ = config.set_max_readahead(max);
+    }
+    for wanted in [
+        InitFlags::FUSE_DO_READDIRPLUS,
+        InitFlags::FUSE_PARALLEL_DIROPS,
+        InitFlags::FUSE_CACHE_SYMLINKS,
+    ] {
+        let _ = config.add_capabilities(wanted);
+    }
+}
+
 impl Filesystem for WsfsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        if let Err(max) = config.set_max_readahead(1 << 20) {
-            let _ = config.set_max_readahead(max);
-        }
-        // Listings carry each entry's attributes (READDIRPLUS on every
-        // listing, not only the first): a walk then reads each file without a
-        // LOOKUP first. Lookups of one directory may run in parallel, and
-        // symlink targets stay in the page cache. Capabilities this kernel
-        // lacks are left out.
-        for wanted in [
-            InitFlags::FUSE_DO_READDIRPLUS,
-            InitFlags::FUSE_PARALLEL_DIROPS,
-            InitFlags::FUSE_CACHE_SYMLINKS,
-        ] {
-            let _ = config.add_capabilities(wanted);
-        }
+        negotiate(config);
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let _timed = self.timed(FuseOp::Lookup);
         match self.tree.lookup(self.shown.swap(parent.0), name.as_bytes()) {
-            Ok(Some(attr)) => reply.entry(&TTL, &self.kernel_attr(attr), Generation(0)),
+            Ok(Some(attr)) => reply.entry(&TTL, &self.shown.kernel_attr(attr), Generation(0)),
             // Node id 0: a negative entry the kernel caches for TTL (build
             // tools probe many paths that do not exist).
             Ok(None) => reply.entry(&TTL, &file_attr(&NEGATIVE), Generation(0)),
@@ -268,7 +289,7 @@ impl Filesystem for WsfsFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let _timed = self.timed(FuseOp::Getattr);
         match self.tree.attr(self.shown.swap(ino.0)) {
-            Ok(attr) => reply.attr(&TTL, &self.kernel_attr(attr)),
+            Ok(attr) => reply.attr(&TTL, &self.shown.kernel_attr(attr)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -360,7 +381,7 @@ impl Filesystem for WsfsFs {
                 i as u64 + 1,
                 OsStr::from_bytes(name),
                 &TTL,
-                &self.kernel_attr(attr),
+                &self.shown.kernel_attr(attr),
                 Generation(0),
             ) {
                 break;
@@ -390,14 +411,7 @@ impl Filesystem for WsfsFs {
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let _timed = self.timed(FuseOp::Listxattr);
         match self.tree.xattrs(self.shown.swap(ino.0)) {
-            Ok(xattrs) => {
-                let mut names = Vec::new();
-                for (name, _) in xattrs {
-                    names.extend_from_slice(name);
-                    names.push(0);
-                }
-                reply_xattr(reply, size, &names);
-            }
+            Ok(xattrs) => reply_xattr(reply, size, &xattr_names(xattrs.iter().map(|(n, _)| &n[..]))),
             Err(e) => reply.error(errno(&e)),
         }
     }

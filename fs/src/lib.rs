@@ -30,6 +30,8 @@ mod architecture_doc;
 #[cfg(feature = "store")]
 pub mod check;
 pub mod chunking;
+#[cfg(feature = "store")]
+pub mod cow;
 pub mod crash;
 pub mod error;
 #[cfg(feature = "store")]

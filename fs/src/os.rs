@@ -176,3 +176,69 @@ pub fn same_file(file: &File, dev: u64, ino: u64) -> io::Result<bool> {
     let meta = file.metadata()?;
     Ok(meta.is_file() && meta.dev() == dev && meta.ino() == ino)
 }
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `mknod(2)`: a FIFO, a socket, or (`S_IFCHR`, device 0) an overlay whiteout,
+/// which an ordinary user may make too.
+pub fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+    let path = c_path(path)?;
+    // SAFETY: a valid NUL-terminated path.
+    syscall_result(unsafe { libc::mknod(path.as_ptr(), mode, rdev) }.into())
+}
+
+/// Sets the access and modification times of `path` (a symlink itself, not
+/// its target); `None` leaves one as it is.
+pub fn set_times(
+    path: &Path,
+    atime: Option<std::time::SystemTime>,
+    mtime: Option<std::time::SystemTime>,
+) -> io::Result<()> {
+    let spec = |t: Option<std::time::SystemTime>| match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(t) => {
+            let since = crate::unix_time::since_epoch(t);
+            libc::timespec {
+                tv_sec: since.as_secs() as libc::time_t,
+                tv_nsec: since.subsec_nanos().into(),
+            }
+        }
+    };
+    let times = [spec(atime), spec(mtime)];
+    let path = c_path(path)?;
+    // SAFETY: a valid path and two timespecs.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    syscall_result(rc.into())
+}
+
+/// What `statvfs(2)` says of the file system holding `path`: blocks,
+/// free blocks, blocks free to users, inodes, free inodes, block size,
+/// longest name.
+pub fn statvfs(path: &Path) -> io::Result<[u64; 7]> {
+    let path = c_path(path)?;
+    // SAFETY: a plain C struct, filled by the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and a struct to fill.
+    syscall_result(unsafe { libc::statvfs(path.as_ptr(), &mut st) }.into())?;
+    Ok([
+        st.f_blocks,
+        st.f_bfree,
+        st.f_bavail,
+        st.f_files,
+        st.f_ffree,
+        st.f_bsize,
+        st.f_namemax,
+    ])
+}

@@ -355,8 +355,18 @@ impl Tree {
 
     /// A path (from the root, `a/b`) of each of `inodes` (one name of a hard-linked file).
     pub fn paths_of(&self, inodes: &HashSet<u64>) -> HashMap<u64, Vec<u8>> {
+        self.paths_from(ROOT_INO, |ino| inodes.contains(&ino))
+    }
+
+    /// A path (relative to directory `dir`) of each inode below it.
+    pub fn paths_below(&self, dir: u64) -> HashMap<u64, Vec<u8>> {
+        self.paths_from(dir, |_| true)
+    }
+
+    /// A path relative to `dir` of each inode below it that `wanted` takes.
+    fn paths_from(&self, dir: u64, wanted: impl Fn(u64) -> bool) -> HashMap<u64, Vec<u8>> {
         let mut found = HashMap::new();
-        let mut stack: Vec<(u64, Vec<u8>)> = vec![(ROOT_INO, Vec::new())];
+        let mut stack: Vec<(u64, Vec<u8>)> = vec![(dir, Vec::new())];
         while let Some((dir, path)) = stack.pop() {
             for (name, child) in self.children(dir).unwrap_or_default() {
                 let child_path = if path.is_empty() {
@@ -364,7 +374,7 @@ impl Tree {
                 } else {
                     [&path[..], b"/", name].concat()
                 };
-                if inodes.contains(child) {
+                if wanted(*child) {
                     found.entry(*child).or_insert_with(|| child_path.clone());
                 }
                 if self.attr(*child).is_ok_and(|a| a.kind == NodeType::Dir) {
@@ -419,19 +429,28 @@ impl Tree {
     }
 }
 
+/// A chunk source for the crate's unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use crate::ids::ChunkId;
-    use crate::manifest::testing::{self, entry};
-    use crate::manifest::Entry;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Serves chunks from memory and counts requests.
     #[derive(Default)]
-    struct FakeSource {
-        chunks: HashMap<ChunkId, Arc<[u8]>>,
-        requests: AtomicUsize,
+    pub(crate) struct FakeSource {
+        pub chunks: HashMap<ChunkId, Arc<[u8]>>,
+        pub requests: AtomicUsize,
+    }
+
+    impl FakeSource {
+        /// A file entry at `path` made of `parts`, whose chunks it serves.
+        pub fn file(&mut self, path: &str, parts: &[&[u8]], link: u32) -> Entry {
+            for p in parts {
+                self.chunks.insert(ChunkId::of(p), Arc::from(*p));
+            }
+            crate::manifest::testing::file(path, parts, link)
+        }
     }
 
     impl ChunkSource for FakeSource {
@@ -444,16 +463,22 @@ mod tests {
             unreachable!("trees never prefetch")
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::FakeSource;
+    use super::*;
+    use crate::manifest::testing::entry;
+    use crate::manifest::Entry;
+    use std::sync::atomic::Ordering;
 
     fn dir(path: &str) -> Entry {
         entry(path, EntryKind::Dir { opaque: false })
     }
 
     fn file(source: &mut FakeSource, path: &str, parts: &[&[u8]], link: u32) -> Entry {
-        for p in parts {
-            source.chunks.insert(ChunkId::of(p), Arc::from(*p));
-        }
-        testing::file(path, parts, link)
+        source.file(path, parts, link)
     }
 
     fn sample() -> (Tree, FakeSource) {

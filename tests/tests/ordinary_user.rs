@@ -230,3 +230,189 @@ fn an_ordinary_user_prefetches_checks_and_collects_garbage() {
     assert_eq!(u64_of(&gc, "live_layers"), 1, "{gc}");
     laptop.detach(&view);
 }
+
+/// Regular files of `tree` with one name (a change to one name of a
+/// hard-linked lower file breaks the link, as in overlayfs without `index`).
+fn lone_files(src: &Path, tree: &Tree) -> Vec<std::path::PathBuf> {
+    tree.small_files(u64::MAX)
+        .map(|f| f.path.clone())
+        .filter(|p| fs::symlink_metadata(src.join(p)).unwrap().nlink() == 1)
+        .collect()
+}
+
+/// Runs `cmd` (a command a user types) in `dir`; panics with its output when it fails.
+fn run<S: AsRef<std::ffi::OsStr>>(dir: &Path, cmd: &[S]) {
+    let out = std::process::Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let shown: Vec<_> = cmd
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        out.status.success(),
+        "`{}` in {dir:?}: {}",
+        shown.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a build step does to its working tree, in `root`: writes a new
+/// file in a new directory, rewrites, appends to and chmods files it found,
+/// renames a file and a directory, deletes a file and a whole directory,
+/// links, symlinks and labels (a user xattr) files, uses a file after
+/// unlinking it; then stamps every
+/// changed path with one mtime (so that two trees changed at different
+/// times compare equal).
+fn build_step(root: &Path, files: &[std::path::PathBuf], dirs: &[std::path::PathBuf]) {
+    use std::io::Write;
+    let [rewritten, appended, chmodded, renamed, deleted, linked, labelled, ..] = files else {
+        panic!("the tree has too few lone files: {files:?}")
+    };
+    let [moved_dir, deleted_dir, ..] = dirs else {
+        panic!("the tree has too few top-level directories: {dirs:?}")
+    };
+    fs::create_dir(root.join("out")).unwrap();
+    fs::write(root.join("out/report.txt"), b"all green\n").unwrap();
+    fs::write(root.join(rewritten), b"rewritten by the step\n").unwrap();
+    let mut log = fs::OpenOptions::new()
+        .append(true)
+        .open(root.join(appended))
+        .unwrap();
+    log.write_all(b"\nappended by the step").unwrap();
+    drop(log);
+    fs::set_permissions(
+        root.join(chmodded),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    fs::rename(root.join(renamed), root.join("out/renamed")).unwrap();
+    // A directory of the workspace moves as `mv` moves it (copying it when
+    // the file system answers EXDEV).
+    run(
+        root,
+        &["mv".as_ref(), moved_dir.as_os_str(), "moved-dir".as_ref()],
+    );
+    fs::remove_file(root.join(deleted)).unwrap();
+    fs::remove_dir_all(root.join(deleted_dir)).unwrap();
+    fs::hard_link(root.join(linked), root.join("out/linked")).unwrap();
+    std::os::unix::fs::symlink("report.txt", root.join("out/latest")).unwrap();
+    xattr::set(root.join(labelled), "user.wsfs.test", b"labelled").unwrap();
+    // A scratch file used after its unlink, as compilers' temporaries are.
+    let mut scratch = fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(root.join("out/scratch"))
+        .unwrap();
+    fs::remove_file(root.join("out/scratch")).unwrap();
+    scratch.write_all(b"temporary").unwrap();
+    let mut back = Vec::new();
+    std::io::Seek::rewind(&mut scratch).unwrap();
+    std::io::Read::read_to_end(&mut scratch, &mut back).unwrap();
+    assert_eq!(back, b"temporary");
+    let stamped = [
+        "out",
+        "out/report.txt",
+        "out/renamed",
+        "out/linked",
+        "out/latest",
+        "moved-dir",
+    ];
+    for path in stamped
+        .iter()
+        .map(Path::new)
+        .chain([rewritten, appended, chmodded].map(|p| p.as_path()))
+    {
+        run(
+            root,
+            &[
+                "touch".as_ref(),
+                "-h".as_ref(),
+                "-d".as_ref(),
+                "@1700000000".as_ref(),
+                path.as_os_str(),
+            ],
+        );
+    }
+}
+
+/// An ordinary user attaches an isolated view, builds in it (with a log
+/// file held open across a daemon restart), persists the changes with
+/// `detach --persist`, and another laptop reads back exactly what the
+/// step left.
+#[test]
+fn an_ordinary_users_isolated_view_persists_what_a_step_did() {
+    let laptop = Host::with_config(HostConfig::named("laptop").ordinary_user());
+    let tree = source_tree(&laptop, 3);
+    let src = laptop.path("src-3");
+    laptop.persist("me/proj", &src, &tree.top_level());
+    let dirs: Vec<std::path::PathBuf> = tree
+        .top_level()
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .filter(|n| src.join(n).is_dir() && !src.join(n).is_symlink())
+        // `mv` copies a directory the view cannot rename (EXDEV), which
+        // breaks links to names outside it.
+        .filter(|n| !tree.hard_links.iter().flatten().any(|p| p.starts_with(n)))
+        .take(2)
+        .collect();
+    let files: Vec<_> = lone_files(&src, &tree)
+        .into_iter()
+        .filter(|f| !dirs.iter().any(|d| f.starts_with(d)))
+        .collect();
+
+    // What the step should leave: the same step, by the same user, on a copy of the source.
+    let expected = laptop.home().join("expected");
+    laptop.as_user(|| {
+        let cp = [
+            "cp".as_ref(),
+            "-a".as_ref(),
+            src.as_os_str(),
+            expected.as_os_str(),
+        ];
+        run(laptop.home(), &cp);
+        build_step(&expected, &files, &dirs);
+        let log = b"before the restart\nafter the restart\n";
+        fs::write(expected.join("out/held.log"), log).unwrap();
+        run(&expected, &["touch", "-d", "@1700000000", "out/held.log"]);
+    });
+
+    let view = laptop.home().join("ws/build");
+    laptop.attach_view("me/proj", &view, &["--view", "isolated"]);
+    let mount = mounts::mount_at(&view).expect("the view is not mounted");
+    assert_eq!(mount.fs_type, "fuse.wsfs", "{mount:?}");
+    laptop.as_user(|| build_step(&view, &files, &dirs));
+    let held = laptop.as_user(|| {
+        let mut log = fs::File::create(view.join("out/held.log")).unwrap();
+        std::io::Write::write_all(&mut log, b"before the restart\n").unwrap();
+        log
+    });
+    let first = u64_of(&laptop.status(), "pid");
+    let restarted = laptop.ok_json(["daemon", "restart", "--json"]);
+    assert_ne!(u64_of(&restarted, "pid"), first, "{restarted}");
+    laptop.as_user(|| {
+        let mut log = held;
+        std::io::Write::write_all(&mut log, b"after the restart\n").unwrap();
+        log.sync_all().unwrap();
+        drop(log);
+        run(&view, &["touch", "-d", "@1700000000", "out/held.log"]);
+    });
+    let opts = CompareOptions {
+        owners: false,
+        dir_mtimes: false,
+        ..CompareOptions::ignoring_root()
+    };
+    laptop.as_user(|| assert_same_tree(&expected, &view, &opts));
+
+    let persisted = laptop.detach_persist(&view);
+    assert!(!mounts::is_mounted(&view), "{persisted}");
+
+    let other = laptop.peer(HostConfig::named("other").ordinary_user());
+    let there = other.home().join("ws/ro");
+    other.attach("me/proj", &there);
+    other.as_user(|| assert_same_tree(&expected, &there, &opts));
+    other.detach(&there);
+}

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use wsfs_fs::ids::LayerId;
 use wsfs_fs::keys;
-use wsfs_fs::persist::{persist_changes, Caller, ChangesRequest, PersistOutcome};
+use wsfs_fs::persist::{persist_changes, Caller, ChangesRequest, PersistOutcome, ROOT_OVERLAY_XATTRS};
 use wsfs_fs::prefetch::{AccessTrace, PrefetchProgress};
 use wsfs_fs::store::Store;
 use wsfs_fs::tree::Tree;
@@ -83,6 +83,13 @@ impl View {
         } else {
             shared.join(OsStr::from_bytes(&self.sub_path))
         }
+    }
+
+    /// Whether its mount shows exactly the version's tree (the whole of it,
+    /// unchanged), so that the prefetch may push the tree's pages into it:
+    /// not a sub-path, and not an isolated view, whose files may differ.
+    fn shows_the_tree(&self) -> bool {
+        self.sub_path.is_empty() && self.scratch.is_none()
     }
 
     /// The view as the mount table keeps it.
@@ -356,7 +363,7 @@ impl Mounts {
         let shared = shared.get_mut(&view.version).expect("mounted above");
         shared.views += 1;
         if prefetch && shared.prefetch.is_none() {
-            let whole = own.get(&view.mountpoint).filter(|_| view.sub_path.is_empty());
+            let whole = own.get(&view.mountpoint).filter(|_| view.shows_the_tree());
             shared.start_prefetch(&self.store, &view.prefetch_key, whole);
         }
         view.prefetch = shared.prefetch.as_ref().map(|p| p.progress.clone());
@@ -461,8 +468,14 @@ impl Mounts {
         tree: &Tree,
     ) -> Result<PersistOutcome, MountError> {
         let upper = scratch.upper();
+        // Root's views are kernel overlayfs; an ordinary user's, wsfs's own copy-on-write.
+        let overlay_xattrs = match crate::sys::privileged() {
+            true => ROOT_OVERLAY_XATTRS,
+            false => wsfs_fs::cow::OVERLAY_XATTRS,
+        };
         let request = ChangesRequest {
             upper: &upper,
+            overlay_xattrs,
             base: tree,
             base_layers: &view.layers,
             sub_path: &view.sub_path,

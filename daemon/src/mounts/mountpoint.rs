@@ -71,7 +71,8 @@ pub(super) fn mount_view(
 
 /// The FUSE mount of a view of an ordinary user's daemon: its part of the
 /// version, every entry shown as the user's (it may read them all, and
-/// could not give a file to anyone else).
+/// could not give a file to anyone else); an isolated view's is
+/// read-write, copy-on-write into its scratch directory ([`wsfs_fs::cow`]).
 fn own_mount(
     view: &View,
     shared: &SharedMount,
@@ -79,23 +80,25 @@ fn own_mount(
     link: Option<&Link>,
     connection: Connection,
 ) -> Result<FuseMount, MountError> {
-    if view.scratch.is_some() {
-        return Err(MountError::BadRequest(format!(
-            "isolated views need a daemon running as root for now (this one runs as uid {}): attach \
-             read-only, or use root's daemon (WSFS_SOCKET)",
-            // SAFETY: geteuid has no preconditions.
-            unsafe { libc::geteuid() }
-        )));
-    }
     let shown = Shown {
         root: resolve_sub_path(&shared.tree, &view.sub_path)?,
         // SAFETY: geteuid and getegid have no preconditions.
         owner: Some(unsafe { (libc::geteuid(), libc::getegid()) }),
     };
-    let fs = shared.fs(store, shown);
     let key = view_key(&view.mountpoint);
-    let path = view.mountpoint.clone();
-    FuseMount::open(link, &key, &fsname(&view.workspace), path, fs, true, connection)
+    let (path, name) = (view.mountpoint.clone(), fsname(&view.workspace));
+    match &view.scratch {
+        None => FuseMount::open(link, &key, &name, path, shared.fs(store, shown), true, connection),
+        Some(scratch) => {
+            let fs = shared
+                .cow_fs(store, shown, scratch)
+                .map_err(|e| MountError::UpperDir {
+                    upper: scratch.upper(),
+                    why: format!("cannot serve the view's changes from it ({e})"),
+                })?;
+            FuseMount::open(link, &key, &name, path, fs, false, connection)
+        }
+    }
 }
 
 /// The holder's key for the FUSE mount of the view at `mountpoint`.

@@ -228,7 +228,7 @@ impl Mounts {
             let shared = shared.get_mut(version).expect("inserted above");
             let whole = views
                 .values()
-                .filter(|v| v.version == version && v.sub_path.is_empty())
+                .filter(|v| v.version == version && v.shows_the_tree())
                 .find_map(|v| own.get(&v.mountpoint));
             shared.start_prefetch(&self.store, &key, whole);
             let progress = shared.prefetch.as_ref().map(|p| p.progress.clone());

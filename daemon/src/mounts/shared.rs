@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
+use wsfs_fs::cow::CowFs;
 use wsfs_fs::fuse::{self, BackgroundSession, Filesystem, Notifier, Shown, WsfsFs};
 use wsfs_fs::ids::LayerId;
 use wsfs_fs::keys;
@@ -22,6 +23,7 @@ use wsfs_holder::Link;
 
 use crate::mount_error::MountError;
 use crate::sys;
+use crate::views::Scratch;
 
 /// GETs a prefetch has in flight at once (each up to 8 MiB of frames).
 const PREFETCH_THREADS: usize = 4;
@@ -222,6 +224,20 @@ impl SharedMount {
             source,
             self.trace.clone(),
             self.busy.clone(),
+            store.metrics().fuse.clone(),
+        )
+    }
+
+    /// A copy-on-write file system serving this version as `shown`, its
+    /// changes in `scratch` (which may hold an earlier daemon's).
+    pub fn cow_fs(&self, store: &Arc<Store>, shown: Shown, scratch: &Scratch) -> std::io::Result<CowFs> {
+        let source: Arc<dyn ChunkSource> = store.clone();
+        CowFs::new(
+            self.tree.clone(),
+            shown,
+            source,
+            scratch.upper(),
+            scratch.work(),
             store.metrics().fuse.clone(),
         )
     }

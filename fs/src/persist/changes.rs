@@ -31,13 +31,18 @@ use crate::manifest::{
 use crate::tree::{NodeType, Tree};
 use crate::workspace::WorkspaceName;
 
-/// The prefix of the xattrs overlayfs keeps its bookkeeping in.
-const OVERLAY_XATTR: &[u8] = b"trusted.overlay.";
+/// The prefix of the xattrs kernel overlayfs (mounted by root) keeps its
+/// bookkeeping in; a view of an ordinary user's daemon uses
+/// [`crate::cow::OVERLAY_XATTRS`].
+pub const ROOT_OVERLAY_XATTRS: &[u8] = b"trusted.overlay.";
 
 /// What to persist from an isolated view.
 pub struct ChangesRequest<'a> {
     /// The view's overlayfs upper directory (not mounted any more).
     pub upper: &'a Path,
+    /// The prefix of its overlay xattrs ([`ROOT_OVERLAY_XATTRS`] or
+    /// [`crate::cow::OVERLAY_XATTRS`]).
+    pub overlay_xattrs: &'a [u8],
     /// The tree the view was based on.
     pub base: &'a Tree,
     /// The layers of that tree.
@@ -58,10 +63,10 @@ struct Overlay {
     redirect: Option<Vec<u8>>,
 }
 
-/// Removes the overlayfs xattrs from `xattrs` and returns what they said.
-fn take_overlay(xattrs: &mut Vec<Xattr>) -> Overlay {
+/// Removes the overlay xattrs (named `prefix*`) from `xattrs` and returns what they said.
+fn take_overlay(xattrs: &mut Vec<Xattr>, prefix: &[u8]) -> Overlay {
     let mut overlay = Overlay::default();
-    xattrs.retain(|(name, value)| match name.strip_prefix(OVERLAY_XATTR) {
+    xattrs.retain(|(name, value)| match name.strip_prefix(prefix) {
         None => true,
         Some(b"opaque") => {
             overlay.opaque = value == b"y";
@@ -158,6 +163,8 @@ struct Planner<'a> {
     base: Base<'a>,
     /// Workspace path of the view's root.
     sub_path: &'a [u8],
+    /// The prefix of the upper directory's overlay xattrs.
+    overlay_xattrs: &'a [u8],
     /// For each upper directory (path relative to the view root): the base
     /// directory it shows merged with it, if any. Moved directories show one
     /// at another path.
@@ -272,11 +279,19 @@ fn relative_to<'p>(path: &'p [u8], dir: &[u8]) -> Option<&'p [u8]> {
 
 /// Plans the layer that turns `base` into what the view shows, from the
 /// view's upper directory. `sub_path` is the workspace path of the view's
-/// root; `newer` are the layers that landed on the workspace since `base`.
-pub fn plan(upper: &Path, base: &Tree, newer: &[Manifest], sub_path: &[u8]) -> Result<Plan, PersistError> {
+/// root; `newer` are the layers that landed on the workspace since `base`;
+/// the upper directory's overlay xattrs are named `overlay_xattrs*`.
+pub fn plan(
+    upper: &Path,
+    overlay_xattrs: &[u8],
+    base: &Tree,
+    newer: &[Manifest],
+    sub_path: &[u8],
+) -> Result<Plan, PersistError> {
     let mut planner = Planner {
         base: Base { tree: base, newer },
         sub_path,
+        overlay_xattrs,
         lower_dirs: HashMap::new(),
         linked: Vec::new(),
         plan: Plan::default(),
@@ -316,7 +331,7 @@ impl Planner<'_> {
 
     /// Plans the upper entry at `rel` (relative to the view's root).
     fn add(&mut self, rel: &[u8], source: &Source, mut meta: Meta) -> Result<(), PersistError> {
-        let overlay = take_overlay(&mut meta.xattrs);
+        let overlay = take_overlay(&mut meta.xattrs, self.overlay_xattrs);
         let path = join_path(self.sub_path, rel);
         let parent_lower = parent_of(rel).and_then(|p| self.lower_dirs.get(p).cloned().flatten());
         let natural = if rel.is_empty() {
@@ -463,7 +478,7 @@ mod tests {
         xattr::set(u.join("f"), "trusted.overlay.redirect", b"/d/e").unwrap();
         whiteout(&u.join("d"));
 
-        let plan = plan(u, &base(), &[], b"ws").unwrap();
+        let plan = plan(u, ROOT_OVERLAY_XATTRS, &base(), &[], b"ws").unwrap();
         let e = by_path(&plan);
         assert!(matches!(e[""].kind, EntryKind::Dir { opaque: false }));
         assert!(matches!(e["ws"].kind, EntryKind::Dir { opaque: false }));
@@ -524,7 +539,7 @@ mod tests {
         xattr::set(u.join("archive"), "trusted.overlay.opaque", b"y").unwrap();
         xattr::set(u.join("archive/objs"), "trusted.overlay.redirect", b"/objs").unwrap();
         whiteout(&u.join("objs"));
-        let plan = plan(u, &base, &[], b"").unwrap();
+        let plan = plan(u, ROOT_OVERLAY_XATTRS, &base, &[], b"").unwrap();
         let inode_of = |path: &[u8]| {
             plan.entries
                 .iter()
@@ -546,7 +561,7 @@ mod tests {
         let fifo = std::ffi::CString::new(upper.path().join("c").as_os_str().as_bytes()).unwrap();
         // SAFETY: a valid path.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
-        let plan = plan(upper.path(), &base(), &[], b"ws").unwrap();
+        let plan = plan(upper.path(), ROOT_OVERLAY_XATTRS, &base(), &[], b"ws").unwrap();
         assert!(matches!(by_path(&plan)["ws/c"].kind, EntryKind::Whiteout));
         assert_eq!(plan.skipped, ["c"]);
     }
@@ -556,7 +571,7 @@ mod tests {
         let upper = tempfile::tempdir().unwrap();
         fs::create_dir(upper.path().join("reports")).unwrap();
         xattr::set(upper.path().join("reports"), "trusted.overlay.opaque", b"y").unwrap();
-        let plan = plan(upper.path(), &base(), &[], b"").unwrap();
+        let plan = plan(upper.path(), ROOT_OVERLAY_XATTRS, &base(), &[], b"").unwrap();
         // Parallel steps that both create it must both show up.
         assert!(matches!(
             by_path(&plan)["reports"].kind,

@@ -8,7 +8,7 @@
 //! process at. A persist whose requester calls it off ([`PersistRequest::cancelled`])
 //! stops, at the latest right before its record is written.
 
-mod changes;
+pub(crate) mod changes;
 mod guard;
 mod overrides;
 mod packer;
@@ -42,7 +42,7 @@ use packer::Packer;
 use plan::{plan_source, Content, Plan, Planned};
 use source::{source_err, SourceRoot};
 
-pub use changes::ChangesRequest;
+pub use changes::{ChangesRequest, ROOT_OVERLAY_XATTRS};
 
 /// What to persist.
 pub struct PersistRequest<'a> {
@@ -248,7 +248,7 @@ fn persist_view_changes(
     let upper = SourceRoot::open(req.upper, None)?;
     retrying(store, |avoid| {
         let newer = newer_layers(store, req.workspace, req.base_layers)?;
-        let plan = changes::plan(req.upper, req.base, &newer, req.sub_path)?;
+        let plan = changes::plan(req.upper, req.overlay_xattrs, req.base, &newer, req.sub_path)?;
         // Copied-up files mostly hold chunks the base tree already has: this host
         // may never have persisted them, but their location is in the base's manifests.
         let from = Sources {
