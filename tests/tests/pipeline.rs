@@ -300,7 +300,6 @@ fn build_test_runs_over_a_local_source_tree() {
 
 /// The same as an ordinary user on a laptop, with nothing set.
 #[test]
-#[ignore = "needs isolated views of an ordinary user's daemon (branch cow)"]
 fn build_test_runs_over_a_local_source_tree_as_an_ordinary_user() {
     build_test(&Host::with_config(HostConfig::named("laptop").ordinary_user()));
 }
