@@ -390,6 +390,23 @@ impl Filesystem for WsfsFs {
         reply.ok();
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // Not a terminal, nor anything else with ioctls: answered without
+        // a warning (the kernel forwards every one, and Python's open() asks
+        // each file whether it is a tty).
+        reply.error(Errno::ENOTTY);
+    }
+
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let _timed = self.timed(FuseOp::Statfs);
         let (_, bytes) = self.tree.totals();
