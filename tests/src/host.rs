@@ -994,6 +994,7 @@ fn ordinary_user_home(test_root: &Path, host_dir: &Path, remote: &str) -> (User,
              creates it, or `useradd --system {TEST_USER}`"
         )
     });
+    user_reaches_the_binaries(&user);
     fs::set_permissions(test_root, fs::Permissions::from_mode(0o755)).expect("open the test dir");
     let home = host_dir.join("home");
     fs::create_dir_all(home.join(".config/wsfs")).expect("create the user's home");
@@ -1016,6 +1017,29 @@ fn ordinary_user_home(test_root: &Path, host_dir: &Path, remote: &str) -> (User,
         own(Path::new(dir));
     }
     (user, home)
+}
+
+/// Panics with what to do when `user` cannot run the binaries under test
+/// (a build in a directory only root may enter, such as a clone in /root).
+fn user_reaches_the_binaries(user: &User) {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let checked = CHECKED.get_or_init(|| {
+        let bin = wsfs_bin();
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--version").stdout(Stdio::null()).stderr(Stdio::null());
+        user.clone().switch(&mut cmd);
+        match cmd.status() {
+            Ok(status) if status.success() => Ok(()),
+            outcome => Err(format!(
+                "{TEST_USER} cannot run {} ({outcome:?}): build where every user may read, e.g. \
+                 CARGO_TARGET_DIR=/var/cache/wsfs/target as .ci/run does",
+                bin.display()
+            )),
+        }
+    });
+    if let Err(e) = checked {
+        panic!("{e}");
+    }
 }
 
 /// Fails the test with `report`, or only prints it when the test is failing
