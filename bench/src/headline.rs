@@ -93,22 +93,31 @@ fn block(readme: &str) -> Result<(&str, std::ops::Range<usize>)> {
     Ok((command, body..end))
 }
 
-/// `readme` with its generated block replaced by `table`.
-pub fn splice(readme: &str, table: &str) -> Result<String> {
+/// `readme` with its generated block replaced by `table`, its opening
+/// marker naming `command`, the command that made it.
+pub fn splice(readme: &str, command: &str, table: &str) -> Result<String> {
     let (_, range) = block(readme)?;
+    let start = readme.find(BEGIN).expect("found by block");
     Ok(format!(
-        "{}{table}{}",
-        &readme[..range.start],
+        "{}{BEGIN}{command} -->\n{table}{}",
+        &readme[..start],
         &readme[range.end..]
     ))
 }
 
-/// Writes the table of `files` into the generated block of the README at
-/// `readme` (paths in the block's command are relative to its directory).
-pub fn write_readme(readme: &Path, table: &str) -> Result<()> {
+/// Writes `table`, the headline of the runs `files`, into the generated
+/// block of the README at `readme`, its opening marker naming the command
+/// (paths as given: relative to the repository root, where it is run).
+pub fn write_readme(readme: &Path, files: &[PathBuf], table: &str) -> Result<()> {
     let text =
         std::fs::read_to_string(readme).with_context(|| format!("cannot read {}", readme.display()))?;
-    let new = splice(&text, table).with_context(|| format!("in {}", readme.display()))?;
+    let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let command = format!(
+        "wsfs-bench --headline {} --readme {}",
+        files.join(" "),
+        readme.display()
+    );
+    let new = splice(&text, &command, table).with_context(|| format!("in {}", readme.display()))?;
     std::fs::write(readme, new).with_context(|| format!("cannot write {}", readme.display()))
 }
 
@@ -151,12 +160,12 @@ mod tests {
     }
 
     #[test]
-    fn splicing_replaces_only_the_block() {
+    fn splicing_replaces_only_the_block_and_its_command() {
         let readme = format!("intro\n{BEGIN}wsfs-bench --headline a.json -->\nold\n{END}\noutro\n");
-        let new = splice(&readme, "new\n").unwrap();
+        let new = splice(&readme, "wsfs-bench --headline b.json", "new\n").unwrap();
         assert_eq!(
             new,
-            format!("intro\n{BEGIN}wsfs-bench --headline a.json -->\nnew\n{END}\noutro\n")
+            format!("intro\n{BEGIN}wsfs-bench --headline b.json -->\nnew\n{END}\noutro\n")
         );
         assert_eq!(
             block_files("wsfs-bench --headline a.json b.json --readme README.md")
@@ -165,6 +174,6 @@ mod tests {
             2
         );
         assert!(block_files("cat a.json").is_err());
-        assert!(splice("no block here", "x").is_err());
+        assert!(splice("no block here", "wsfs-bench", "x").is_err());
     }
 }

@@ -165,9 +165,8 @@ fn main() -> ExitCode {
         (Some(root), _) => pipeline::read_and_print(root, args.read_list.as_deref()),
         (None, _) if args.headline.is_empty() => run(args),
         (None, None) => headline::render(&args.headline).map(|table| print!("{table}")),
-        (None, Some(readme)) => {
-            headline::render(&args.headline).and_then(|table| headline::write_readme(readme, &table))
-        }
+        (None, Some(readme)) => headline::render(&args.headline)
+            .and_then(|table| headline::write_readme(readme, &args.headline, &table)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
