@@ -1,6 +1,6 @@
-//! The read path's concurrency on an in-memory remote: one GET per frame
-//! however many readers miss it, and never more than [`MAX_REMOTE_GETS`]
-//! GETs at once.
+//! The read path on an in-memory remote: one GET per frame however many
+//! readers miss it, never more than [`MAX_REMOTE_GETS`] GETs at once, and
+//! frames found through a relocation record once their pack is gone.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Barrier};
@@ -86,4 +86,41 @@ fn the_gate_holds_back_one_more_than_its_bound_until_a_pass_is_given_back() {
     });
     assert!(entered.into_inner(), "the waiter never got in");
     assert_eq!(*gate.inside.lock().unwrap(), 0, "a pass was not given back");
+}
+
+#[test]
+fn a_reader_of_a_repacked_pack_follows_its_relocation_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, chunks) = cold_store(dir.path());
+    let old = chunks[0].loc.pack;
+    // What a repack leaves: the frames copied (here behind 100 bytes of
+    // other data, so every offset moves) into a new pack, the record
+    // written, the old pack deleted.
+    let bytes = store.remote().get(&keys::pack(&old), u64::MAX).unwrap().unwrap();
+    let new = PackId::of(b"the repacked pack");
+    let shift = 100u64;
+    let mut moved = vec![0u8; shift as usize];
+    moved.extend_from_slice(&bytes);
+    store.remote().put(&keys::pack(&new), moved.into()).unwrap();
+    let mut relocation = Relocation::default();
+    for frame in FrameIndex::of(&chunks).frames(&old) {
+        let to = crate::pack::Moved {
+            len: frame.len,
+            pack: new,
+            offset: frame.offset + shift,
+        };
+        relocation.insert(frame.offset, to);
+    }
+    store
+        .remote()
+        .put(&keys::relocation(&old), relocation.encode().into())
+        .unwrap();
+    store.remote().delete(&keys::pack(&old)).unwrap();
+
+    let index = FrameIndex::of(&chunks);
+    for chunk in &chunks {
+        let read = store.read_chunk(chunk, &index).unwrap();
+        assert_eq!(ChunkId::of(&read), chunk.id, "a relocated chunk read back wrong");
+    }
+    assert_eq!(store.metrics().snapshot().read_errors, 0);
 }
