@@ -7,8 +7,7 @@
 //! and `nodev`, and only their user reaches them (no `allow_other`).
 
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};

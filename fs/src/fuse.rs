@@ -88,41 +88,54 @@ impl Shown {
     }
 }
 
+/// What a mount's requests tell the daemon: which files its readers read
+/// first (the access trace), how many reads are in flight (a prefetch waits
+/// for them), and each request's latency.
+#[derive(Clone)]
+pub struct Readers {
+    /// First-read order of the tree's inodes.
+    pub trace: Arc<AccessTrace>,
+    /// Reads of the tree in flight.
+    pub busy: Arc<AtomicUsize>,
+    /// Requests by operation.
+    pub metrics: Arc<FuseMetrics>,
+}
+
+impl Readers {
+    /// Runs `read`, a read of the tree's inode `ino`, recorded in the trace
+    /// and counted in flight meanwhile.
+    pub(crate) fn read<T>(&self, ino: u64, read: impl FnOnce() -> T) -> T {
+        self.trace.record(ino);
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let done = read();
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        done
+    }
+}
+
 /// A read-only filesystem serving one [`Tree`].
 pub struct WsfsFs {
     tree: Arc<Tree>,
     shown: Shown,
     source: Arc<dyn ChunkSource>,
-    trace: Arc<AccessTrace>,
-    busy: Arc<AtomicUsize>,
-    metrics: Arc<FuseMetrics>,
+    readers: Readers,
 }
 
 impl WsfsFs {
-    /// Serves `tree` as `shown`, reading chunks from `source`; records which
-    /// files are read first in `trace`, counts reads in flight in `busy`
-    /// (prefetch waits for them) and each request in `metrics`.
-    pub fn new(
-        tree: Arc<Tree>,
-        shown: Shown,
-        source: Arc<dyn ChunkSource>,
-        trace: Arc<AccessTrace>,
-        busy: Arc<AtomicUsize>,
-        metrics: Arc<FuseMetrics>,
-    ) -> Self {
+    /// Serves `tree` as `shown`, reading chunks from `source`, telling
+    /// `readers` what its requests do.
+    pub fn new(tree: Arc<Tree>, shown: Shown, source: Arc<dyn ChunkSource>, readers: Readers) -> Self {
         WsfsFs {
             tree,
             shown,
             source,
-            trace,
-            busy,
-            metrics,
+            readers,
         }
     }
 
     /// Times a request of `op` until the returned guard is dropped (after the reply).
     fn timed(&self, op: FuseOp) -> Timed<'_> {
-        Timed::start(&self.metrics, op)
+        Timed::start(&self.readers.metrics, op)
     }
 }
 
@@ -320,12 +333,10 @@ impl Filesystem for WsfsFs {
         reply: ReplyData,
     ) {
         let _timed = self.timed(FuseOp::Read);
-        self.trace.record(self.shown.swap(ino.0));
-        self.busy.fetch_add(1, Ordering::Relaxed);
-        let read = self
-            .tree
-            .read(self.shown.swap(ino.0), offset, size, self.source.as_ref());
-        self.busy.fetch_sub(1, Ordering::Relaxed);
+        let tree_ino = self.shown.swap(ino.0);
+        let read = self.readers.read(tree_ino, || {
+            self.tree.read(tree_ino, offset, size, self.source.as_ref())
+        });
         match read {
             Ok(bytes) => reply.data(&bytes),
             Err(e) => reply.error(errno(&e)),

@@ -347,6 +347,12 @@ impl Host {
         }
     }
 
+    /// The uid and gid an ordinary user's host runs as.
+    pub fn user_ids(&self) -> (u32, u32) {
+        let (user, _) = self.user.as_ref().expect("not an ordinary user's host");
+        (user.uid, user.gid)
+    }
+
     /// The home of an ordinary user's host (see [`HostConfig::ordinary_user`]).
     pub fn home(&self) -> &Path {
         &self.user.as_ref().expect("not an ordinary user's host").1
@@ -361,7 +367,8 @@ impl Host {
             Some((user, _)) => std::thread::scope(|scope| {
                 scope
                     .spawn(|| {
-                        user.become_on_this_thread();
+                        user.take_on_this_thread()
+                            .unwrap_or_else(|e| panic!("cannot become uid {}: {e}", user.uid));
                         f()
                     })
                     .join()
@@ -858,41 +865,27 @@ impl User {
         })
     }
 
-    /// Makes the calling thread this user for good (credentials are per
-    /// thread in Linux; the raw system calls change only this one, where
-    /// libc's wrappers would change every thread of the process).
-    fn become_on_this_thread(&self) {
+    /// Makes the calling thread this user, for good, with exactly its groups.
+    /// Raw system calls: credentials are per thread in Linux, and libc's
+    /// wrappers would change every thread of the process.
+    fn take_on_this_thread(&self) -> std::io::Result<()> {
         // SAFETY: plain system calls on this thread's credentials; `groups` outlives them.
         let failed = unsafe {
             libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()) != 0
                 || libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) != 0
                 || libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) != 0
         };
-        assert!(
-            !failed,
-            "cannot become uid {}: {}",
-            self.uid,
-            std::io::Error::last_os_error()
-        );
+        match failed {
+            true => Err(std::io::Error::last_os_error()),
+            false => Ok(()),
+        }
     }
 
     /// Makes `cmd` run as this user, with exactly its groups.
     fn switch(self, cmd: &mut Command) {
         use std::os::unix::process::CommandExt;
-        let set = move || {
-            // SAFETY: plain system calls in the child before exec; `groups` lives in the closure.
-            let failed = unsafe {
-                libc::setgroups(self.groups.len(), self.groups.as_ptr()) != 0
-                    || libc::setgid(self.gid) != 0
-                    || libc::setuid(self.uid) != 0
-            };
-            match failed {
-                true => Err(std::io::Error::last_os_error()),
-                false => Ok(()),
-            }
-        };
-        // SAFETY: the closure only makes system calls.
-        unsafe { cmd.pre_exec(set) };
+        // SAFETY: the closure only makes system calls (in the child, before exec).
+        unsafe { cmd.pre_exec(move || self.take_on_this_thread()) };
     }
 }
 
@@ -1000,21 +993,18 @@ fn ordinary_user_home(test_root: &Path, host_dir: &Path, remote: &str) -> (User,
     fs::create_dir_all(home.join(".config/wsfs")).expect("create the user's home");
     let config = format!("# written by the tests\nremote = {remote:?}\n");
     fs::write(home.join(".config/wsfs/config.toml"), config).expect("write the user's config file");
-    let own = |path: &Path| {
-        std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid)).expect("give to the user");
-    };
-    for path in [
-        home.join(".config/wsfs/config.toml"),
-        home.join(".config/wsfs"),
+    let remote_dir = remote.strip_prefix("file://").map(PathBuf::from);
+    let config_dir = home.join(".config/wsfs");
+    let theirs = [
+        config_dir.join("config.toml"),
+        config_dir.clone(),
         home.join(".config"),
-    ] {
-        own(&path);
-    }
-    own(&home);
-    own(host_dir);
-    own(&host_dir.join("runs"));
-    if let Some(dir) = remote.strip_prefix("file://") {
-        own(Path::new(dir));
+        home.clone(),
+        host_dir.to_path_buf(),
+        host_dir.join("runs"),
+    ];
+    for path in theirs.iter().chain(&remote_dir) {
+        std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid)).expect("give to the user");
     }
     (user, home)
 }

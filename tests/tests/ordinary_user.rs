@@ -14,11 +14,6 @@ use wsfs_tests::json::{array_of, str_of, u64_of};
 use wsfs_tests::tree::{generate, Tree, TreeSpec};
 use wsfs_tests::{mounts, process, Host, HostConfig};
 
-/// The user a host runs as: its home's owner.
-fn uid_of(host: &Host) -> u32 {
-    fs::metadata(host.home()).unwrap().uid()
-}
-
 /// A working tree an ordinary user can read: files, directories, symlinks,
 /// hard links, user xattrs, odd names and mtimes (no root-only modes).
 fn source_tree(host: &Host, seed: u64) -> Tree {
@@ -35,7 +30,7 @@ fn source_tree(host: &Host, seed: u64) -> Tree {
 /// What an ordinary user's view shows of a tree, to that user (nobody
 /// else may look): everything but the owners, which are all the user's.
 fn assert_shows(host: &Host, src: &Path, view: &Path) {
-    let uid = uid_of(host);
+    let uid = host.user_ids().0;
     host.as_user(|| {
         let opts = CompareOptions {
             owners: false,
@@ -63,7 +58,7 @@ fn an_ordinary_user_persists_attaches_and_reads_back_with_nothing_set() {
     let status = laptop.status();
     let state_dir = laptop.home().join(".local/state/wsfs");
     assert_eq!(Path::new(str_of(&status, "state_dir")), state_dir, "{status}");
-    let uid = uid_of(&laptop);
+    let uid = laptop.user_ids().0;
     assert_ne!(uid, 0);
     let daemon = fs::read_to_string(format!("/proc/{}/status", u64_of(&status, "pid"))).unwrap();
     let daemon_uid = daemon

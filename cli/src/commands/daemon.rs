@@ -81,11 +81,9 @@ fn status_text(s: &pb::StatusReply) -> String {
         ];
         // An ordinary user's daemon mounts each view on its own.
         let versions = s.shared_mounts.len();
-        let shared = s.shared_mounts.iter().filter(|m| !m.path.is_empty()).count();
-        let how = if shared == versions {
-            format!("share {shared} FUSE mounts")
-        } else {
-            format!("of {versions} versions, each its own FUSE mount")
+        let how = match s.shared_mounts.iter().all(|m| !m.path.is_empty()) {
+            true => format!("share {versions} FUSE mounts"),
+            false => format!("of {versions} versions, each its own FUSE mount"),
         };
         format!("{}\n{} views {how}", table(&header, &rows), s.mounts.len())
     };

@@ -252,14 +252,17 @@ fn top(path: &str) -> Option<&[u8]> {
 }
 
 impl UserRoot {
-    /// The root of a step of user `ids` with `mounts`, made at `at` (an
-    /// empty directory, created here): the top-level directories of `ours`
-    /// (wsfs's mount points) and of targets the host lacks are its own.
-    pub fn new(ids: Ids, at: PathBuf, mounts: &Mounts, ours: &[&str]) -> Result<UserRoot> {
+    /// The root of a step of user `ids` with `mounts` and `workdir`, made at
+    /// `at` (an empty directory, created here): the top-level directories
+    /// of `ours` (wsfs's mount points), and of targets and the working
+    /// directory the host lacks, are its own.
+    pub fn new(ids: Ids, at: PathBuf, mounts: &Mounts, ours: &[&str], workdir: &str) -> Result<UserRoot> {
         std::fs::create_dir_all(&at).with_context(|| format!("cannot create {}", at.display()))?;
         let host_lacks = mounts
             .iter()
-            .filter_map(|m| top(&m.target))
+            .map(|m| m.target.as_str())
+            .chain([workdir])
+            .filter_map(top)
             .filter(|name| !Path::new("/").join(std::ffi::OsStr::from_bytes(name)).exists());
         let own = ours
             .iter()
@@ -277,13 +280,16 @@ impl UserRoot {
     }
 
     /// What the child does to make it, read from the host before the fork.
-    fn prepare(&self, mounts: &Mounts) -> Result<NewRoot> {
+    fn prepare(&self, mounts: &Mounts, workdir: &str) -> Result<NewRoot> {
         let path = |path: &Path| c_string(path.as_os_str().as_bytes(), "a path");
+        let automounts = automount_points();
         let mut entries = Vec::new();
         for entry in std::fs::read_dir("/").context("cannot list /")? {
             let host = entry.context("cannot list /")?.path();
             let name = host.file_name().unwrap_or_default();
-            if self.own.contains(name.as_bytes()) {
+            // Binding an automount point would mount it (or wait for its
+            // device): the step does without it, as bubblewrap's do.
+            if self.own.contains(name.as_bytes()) || automounts.contains(&host) {
                 continue;
             }
             let meta = host
@@ -303,8 +309,10 @@ impl UserRoot {
         }
         let dirs: BTreeSet<&Path> = mounts
             .iter()
-            .filter(|m| self.holds(&m.target))
-            .flat_map(|m| Path::new(&m.target).ancestors())
+            .map(|m| m.target.as_str())
+            .chain([workdir])
+            .filter(|target| self.holds(target))
+            .flat_map(|target| Path::new(target).ancestors())
             .filter(|d| *d != Path::new("/"))
             .collect();
         Ok(NewRoot {
@@ -313,6 +321,21 @@ impl UserRoot {
             dirs: dirs.into_iter().map(path).collect::<Result<_>>()?,
         })
     }
+}
+
+/// Mount points of automounters (`autofs`: systemd's `/boot` or `/efi`,
+/// `/net`, NFS homes), from this process's mount table.
+fn automount_points() -> BTreeSet<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter(|line| {
+            line.split(" - ")
+                .nth(1)
+                .is_some_and(|tail| tail.starts_with("autofs "))
+        })
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Where the host's root is while an ordinary user's step root is made.
@@ -465,7 +488,7 @@ pub fn isolate(
 ) -> Result<()> {
     let prepared = Prepared {
         user: user
-            .map(|u| anyhow::Ok((Maps::of(u.ids), u.prepare(mounts)?)))
+            .map(|u| anyhow::Ok((Maps::of(u.ids), u.prepare(mounts, workdir)?)))
             .transpose()?,
         binds: mounts
             .iter()

@@ -448,7 +448,15 @@ async fn execute(
     let hidden = Hidden::new(ctx.hidden.iter().cloned());
     let root = ctx
         .user
-        .map(|ids| UserRoot::new(ids, ctx.dir.join("root"), &mounts, &[WORKSPACE_ROOT, SCRIPTS]))
+        .map(|ids| {
+            UserRoot::new(
+                ids,
+                ctx.dir.join("root"),
+                &mounts,
+                &[WORKSPACE_ROOT, SCRIPTS],
+                workdir,
+            )
+        })
         .transpose()?;
     isolate(
         &mut command,
@@ -460,9 +468,15 @@ async fn execute(
     )?;
     let created = mount_points(ctx, &mounts, dir, root.as_ref())?;
     let host_workdir = mounts.host_path(workdir);
+    // Made by the step's own root, not on the host (an ordinary user's step).
+    let in_own_root = root.as_ref().is_some_and(|r| r.holds(workdir)) && host_workdir == Path::new(workdir);
     let ran = async {
-        let made = create_dirs(&host_workdir)
-            .with_context(|| format!("cannot create workingDir {workdir} ({})", host_workdir.display()))?;
+        let made = match in_own_root {
+            true => Vec::new(),
+            false => create_dirs(&host_workdir).with_context(|| {
+                format!("cannot create workingDir {workdir} ({})", host_workdir.display())
+            })?,
+        };
         if let Some(ids) = identity.ids {
             // The step's user owns the task's working directory (as Tekton's
             // emptyDir lets any user write) and the directories made for it.
@@ -471,9 +485,15 @@ async fn execute(
                     .with_context(|| format!("cannot give {} to user {}", path.display(), ids.uid))?;
             }
         }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start step {:?}", step.name))?;
+        let mut child = command.spawn().with_context(|| match ctx.user {
+            None => format!("cannot start step {:?}", step.name),
+            Some(_) => format!(
+                "cannot start step {:?} in its user and mount namespaces (a tmpfs root at {} made of the \
+                 host's top-level entries, pivot_root, binds of its workspaces)",
+                step.name,
+                ctx.dir.join("root").display()
+            ),
+        })?;
         let group = child.id().map(|pid| pid as i32);
         ctx.steps.lock().unwrap().extend(group);
         let out = pump(ctx, &task.name, &step.name, child.stdout.take().expect("piped"));
@@ -514,9 +534,12 @@ fn mount_points(
 ) -> Result<Vec<PathBuf>> {
     let on_host = |target: &str| !root.is_some_and(|r| r.holds(target));
     let mut created = Vec::new();
-    // Kept after the run: other runs may be about to mount over them.
-    for root in [WORKSPACE_ROOT, SCRIPTS].into_iter().filter(|t| on_host(t)) {
-        std::fs::create_dir_all(root).with_context(|| format!("cannot create {root} on the host"))?;
+    // Kept after the run: other runs may be about to mount over them. An
+    // ordinary user's step root makes its own.
+    if root.is_none() {
+        for dir in [WORKSPACE_ROOT, SCRIPTS] {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir} on the host"))?;
+        }
     }
     for mount in mounts
         .iter()
@@ -529,7 +552,16 @@ fn mount_points(
                     format!("cannot create mountPath {} ({})", mount.target, path.display())
                 })?);
             }
-            Err(_) if on_host(&mount.target) => ctx.create_host_dir(Path::new(&mount.target))?,
+            Err(_) if on_host(&mount.target) => {
+                ctx.create_host_dir(Path::new(&mount.target)).with_context(|| match root {
+                    None => format!("mountPath {}", mount.target),
+                    Some(_) => format!(
+                        "mountPath {} needs a directory on the host, which only root may make there: use \
+                         a path under /workspace or under a top-level directory the host lacks, or run as root",
+                        mount.target
+                    ),
+                })?
+            }
             Err(_) => {}
         }
     }

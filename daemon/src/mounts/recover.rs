@@ -259,13 +259,13 @@ impl Mounts {
     /// that never mounted), and empties the trash in the background.
     fn clear_leftovers(&self, kept_scratch: &HashSet<PathBuf>) {
         let table = self.table.lock().unwrap();
+        let served: HashSet<&PathBuf> = table
+            .shared
+            .values()
+            .filter_map(|s| s.mount.as_ref())
+            .map(|m| &m.path)
+            .collect();
         if let Ok(all) = sys::mounts() {
-            let served: HashSet<&PathBuf> = table
-                .shared
-                .values()
-                .filter_map(|s| s.mount.as_ref())
-                .map(|m| &m.path)
-                .collect();
             for m in all
                 .iter()
                 .filter(|m| m.point.starts_with(&self.dir) && m.is_wsfs())
@@ -276,15 +276,8 @@ impl Mounts {
             }
         }
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for entry in entries.flatten() {
-                if !table
-                    .shared
-                    .values()
-                    .filter_map(|s| s.mount.as_ref())
-                    .any(|m| m.path == entry.path())
-                {
-                    let _ = std::fs::remove_dir(entry.path());
-                }
+            for entry in entries.flatten().filter(|e| !served.contains(&e.path())) {
+                let _ = std::fs::remove_dir(entry.path());
             }
         }
         if let Ok(entries) = std::fs::read_dir(&self.scratch_dir) {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wsfs_fs::cow::CowFs;
-use wsfs_fs::fuse::{self, BackgroundSession, Filesystem, Notifier, Shown, WsfsFs};
+use wsfs_fs::fuse::{self, BackgroundSession, Filesystem, Notifier, Readers, Shown, WsfsFs};
 use wsfs_fs::ids::LayerId;
 use wsfs_fs::keys;
 use wsfs_fs::pagecache::Pusher;
@@ -215,31 +215,28 @@ impl SharedMount {
         Ok(shared)
     }
 
+    /// What the version's mounts tell the daemon: one trace and one count
+    /// of reads in flight for all its views.
+    fn readers(&self, store: &Store) -> Readers {
+        Readers {
+            trace: self.trace.clone(),
+            busy: self.busy.clone(),
+            metrics: store.metrics().fuse.clone(),
+        }
+    }
+
     /// A read-only file system serving this version as `shown`.
     pub fn fs(&self, store: &Arc<Store>, shown: Shown) -> WsfsFs {
         let source: Arc<dyn ChunkSource> = store.clone();
-        WsfsFs::new(
-            self.tree.clone(),
-            shown,
-            source,
-            self.trace.clone(),
-            self.busy.clone(),
-            store.metrics().fuse.clone(),
-        )
+        WsfsFs::new(self.tree.clone(), shown, source, self.readers(store))
     }
 
     /// A copy-on-write file system serving this version as `shown`, its
     /// changes in `scratch` (which may hold an earlier daemon's).
     pub fn cow_fs(&self, store: &Arc<Store>, shown: Shown, scratch: &Scratch) -> std::io::Result<CowFs> {
         let source: Arc<dyn ChunkSource> = store.clone();
-        CowFs::new(
-            self.tree.clone(),
-            shown,
-            source,
-            scratch.upper(),
-            scratch.work(),
-            store.metrics().fuse.clone(),
-        )
+        let (upper, work) = (scratch.upper(), scratch.work());
+        CowFs::new(self.tree.clone(), shown, source, upper, work, self.readers(store))
     }
 
     /// Starts fetching the version's files in the background: first those of

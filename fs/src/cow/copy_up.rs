@@ -24,6 +24,16 @@ impl CowFs {
         if let Some(meta) = self.upper.stat(rel)? {
             return Ok(meta);
         }
+        if rel.is_empty() {
+            // The upper root itself is gone (a cleaner emptied /tmp?).
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "the view's upper directory {} is gone",
+                    self.upper.path(rel).display()
+                ),
+            ));
+        }
         let (parent, name) = split(rel);
         self.copy_up(parent, true)?;
         let ino = self

@@ -8,8 +8,9 @@ use std::io;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::inodes::UPPER_ONLY;
 use super::merged::Node;
-use super::{tree_err, CowFs};
+use super::{errno, tree_err, CowFs};
 
 /// Where the bytes of a file are.
 enum Bytes {
@@ -38,25 +39,44 @@ pub(super) fn open_upper(path: &Path, write: bool) -> io::Result<File> {
 }
 
 impl CowFs {
-    /// Where the bytes of inode `ino` are.
+    /// Where the bytes of inode `ino` are: at its last known path when the
+    /// entry there is still `ino`; else kept as an orphan (unlinked, or
+    /// replaced by a rename, while open); else, for a lower file deleted
+    /// from the view, in the tree, whose bytes never change.
     fn bytes_of(&self, ino: u64) -> io::Result<Bytes> {
         let found = self.path_of(ino).and_then(|rel| Ok((self.existing(&rel)?, rel)));
         match found {
-            Ok((found, rel)) => Ok(match found.node {
+            Ok((found, rel)) if found.ino == ino => Ok(match found.node {
                 Node::Lower(tree_ino) => Bytes::Lower(tree_ino),
                 Node::Upper(_) => Bytes::Upper(self.upper.path(&rel)),
             }),
-            Err(e) => self.orphans.path(ino).map(Bytes::Upper).ok_or(e),
+            Ok(_) => self.gone(ino, errno(libc::ENOENT)),
+            Err(e) => self.gone(ino, e),
         }
     }
 
-    /// The upper file of inode `ino`, copied up first if it is a lower one.
+    /// The bytes of inode `ino`, no longer at any path of the view
+    /// (`error` when they are nowhere).
+    fn gone(&self, ino: u64, error: io::Error) -> io::Result<Bytes> {
+        match self.orphans.path(ino) {
+            Some(orphan) => Ok(Bytes::Upper(orphan)),
+            None if ino & UPPER_ONLY == 0 => Ok(Bytes::Lower(self.shown.swap(ino))),
+            None => Err(error),
+        }
+    }
+
+    /// The upper file of inode `ino`, copied up first if it is a lower one
+    /// still at its path (a lower file deleted from the view, or replaced,
+    /// takes no writes: `ESTALE`).
     pub(super) fn upper_file(&self, ino: u64) -> io::Result<PathBuf> {
         if let Some(orphan) = self.orphans.path(ino) {
             return Ok(orphan);
         }
         let rel = self.path_of(ino)?;
         let _changing = self.changing.lock().unwrap();
+        if self.existing(&rel)?.ino != ino {
+            return Err(errno(libc::ESTALE));
+        }
         self.copy_up(&rel, true)?;
         Ok(self.upper.path(&rel))
     }
@@ -66,8 +86,10 @@ impl CowFs {
         let path = match self.bytes_of(ino)? {
             Bytes::Lower(tree_ino) => {
                 return self
-                    .tree
-                    .read(tree_ino, offset, size, self.source.as_ref())
+                    .readers
+                    .read(tree_ino, || {
+                        self.tree.read(tree_ino, offset, size, self.source.as_ref())
+                    })
                     .map_err(tree_err)
             }
             Bytes::Upper(path) => path,

@@ -160,7 +160,8 @@ impl CowFs {
         let _changing = self.changing.lock().unwrap();
         let source = self.find(from)?.ok_or_else(|| errno(libc::ENOENT))?;
         let is_dir = source.is_dir(&self.tree);
-        if let Some(target) = self.find(to)? {
+        let target = self.find(to)?;
+        if let Some(target) = &target {
             if noreplace {
                 return Err(errno(libc::EEXIST));
             }
@@ -179,6 +180,16 @@ impl CowFs {
         let lower_to = self.lower_child(to_parent, to_name)?.is_some();
         self.copy_up(from, true)?;
         self.copy_up(to_parent, true)?;
+        if let Some(Found {
+            ino,
+            node: Node::Upper(meta),
+        }) = &target
+        {
+            // The replaced file's last name: kept for whoever has it open.
+            if meta.is_file() && meta.nlink() == 1 {
+                self.orphans.adopt(*ino, &self.upper.path(to))?;
+            }
+        }
         fs::rename(self.upper.path(from), self.upper.path(to))?;
         if is_dir && lower_to {
             set_opaque(&self.upper.path(to))?;

@@ -58,7 +58,7 @@ fn reply_empty(reply: ReplyEmpty, done: io::Result<()>) {
 
 impl CowFs {
     fn timed(&self, op: FuseOp) -> Timed<'_> {
-        Timed::start(&self.metrics, op)
+        Timed::start(&self.readers.metrics, op)
     }
 
     /// Makes `what` as `name` in directory `parent`.
@@ -353,6 +353,14 @@ impl Filesystem for CowFs {
 
     fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
         self.orphans.forget(ino.0);
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _timed = self.timed(FuseOp::Opendir);
+        // As for files: no OPENDIR/RELEASEDIR round trips, and the kernel
+        // caches listings, which it drops itself at every change of the
+        // directory (all of them go through this mount).
+        reply.error(Errno::ENOSYS);
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {

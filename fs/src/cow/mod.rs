@@ -30,8 +30,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use self::upper::{user_xattr, OVERLAY_XATTRS};
-use crate::fuse::Shown;
-use crate::metrics::FuseMetrics;
+use crate::fuse::{Readers, Shown};
 use crate::tree::{ChunkSource, Tree, TreeError};
 
 /// A copy-on-write view: `tree` as `shown`, changes in an upper directory.
@@ -49,21 +48,23 @@ pub struct CowFs {
     orphans: orphans::Orphans,
     /// Held by every change of the upper directory's names.
     changing: Mutex<()>,
-    metrics: Arc<FuseMetrics>,
+    readers: Readers,
 }
 
 impl CowFs {
     /// Serves `tree` as `shown` with its changes in `upper` (a directory
     /// whose root looks like the view's root; `work`, on the same file
-    /// system, holds entries being made), reading chunks from `source`.
-    /// `upper` may hold the changes of an earlier process serving the view.
+    /// system, holds entries being made), reading chunks from `source`,
+    /// telling `readers` what its requests do (reads of lower files are
+    /// traced and counted as the read-only views' are). `upper` may hold
+    /// the changes of an earlier process serving the view.
     pub fn new(
         tree: Arc<Tree>,
         shown: Shown,
         source: Arc<dyn ChunkSource>,
         upper: PathBuf,
         work: PathBuf,
-        metrics: Arc<FuseMetrics>,
+        readers: Readers,
     ) -> io::Result<CowFs> {
         // SAFETY: geteuid and getegid have no preconditions.
         let owner = shown
@@ -80,7 +81,7 @@ impl CowFs {
             inodes: Mutex::new(inodes::Inodes::new()),
             lower_paths: OnceLock::new(),
             changing: Mutex::new(()),
-            metrics,
+            readers,
         };
         fs.index_upper(Vec::new())?;
         Ok(fs)

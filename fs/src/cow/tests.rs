@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::edit::{New, SetAttr};
 use super::inodes::UPPER_ONLY;
 use super::*;
-use crate::fuse::Shown;
+use crate::fuse::{Readers, Shown};
 use crate::manifest::testing::entry;
 use crate::manifest::{EntryKind, Manifest};
 use crate::persist::changes::plan;
@@ -74,7 +74,11 @@ impl View {
             source,
             dir.join("upper"),
             dir.join("work"),
-            Arc::default(),
+            Readers {
+                trace: Arc::new(crate::prefetch::AccessTrace::new(self.tree.inodes())),
+                busy: Arc::default(),
+                metrics: Arc::default(),
+            },
         )
         .unwrap()
     }
@@ -291,4 +295,36 @@ fn an_unlinked_file_lives_until_the_kernel_forgets_it() {
     assert_eq!(errno_of(fs.read_file(tmp, 0, 100)), libc::ENOENT);
     let orphans = view.scratch.path().join("work/orphans");
     assert_eq!(std::fs::read_dir(orphans).unwrap().count(), 0);
+}
+
+/// A file replaced by a rename, or deleted, while a reader has it open
+/// reads on as the file it was (as on a native file system): never as what
+/// took its name; writes to a replaced lower file are refused, not sent to
+/// the newcomer.
+#[test]
+fn a_replaced_or_deleted_file_reads_on_as_what_it_was() {
+    let view = View::new();
+    let fs = view.fs();
+    fs.make(b"log", New::File, 0o644).unwrap();
+    let old_log = ino(&fs, "log");
+    fs.write_file(old_log, 0, b"old log").unwrap();
+    fs.make(b"log.new", New::File, 0o644).unwrap();
+    fs.write_file(ino(&fs, "log.new"), 0, b"new log").unwrap();
+    fs.rename(b"log.new", b"log", false).unwrap();
+    assert_eq!(read(&fs, "log"), b"new log");
+    assert_eq!(fs.read_file(old_log, 0, 100).unwrap(), b"old log");
+    fs.write_file(old_log, 0, b"OLD").unwrap();
+    assert_eq!(
+        read(&fs, "log"),
+        b"new log",
+        "a write to the replaced file reached its successor"
+    );
+
+    let lower = ino(&fs, "c");
+    let before = read(&fs, "c");
+    fs.make(b"c.new", New::File, 0o644).unwrap();
+    fs.rename(b"c.new", b"c", false).unwrap();
+    assert_eq!(fs.read_file(lower, 0, 100).unwrap(), before);
+    assert_eq!(errno_of(fs.write_file(lower, 0, b"x")), libc::ESTALE);
+    assert!(read(&fs, "c").is_empty(), "the successor changed");
 }
