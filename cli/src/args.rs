@@ -79,6 +79,12 @@ pub enum Command {
         /// then `wsfs rm --expired` deletes it.
         #[arg(long, value_name = "DURATION")]
         expire_after: Option<humantime::Duration>,
+        /// Pack first the files that the last readers of this key's access
+        /// trace read, in their read order, so that the next step reading
+        /// them fetches a few frames (repeatable; default: the workspace
+        /// name, where `attach` keeps its trace unless given --prefetch-key).
+        #[arg(long, value_name = "KEY")]
+        prefetch_key: Vec<String>,
         #[command(flatten)]
         output: Output,
     },

@@ -281,6 +281,9 @@ impl Wsfs for Service {
         let caller = peer.caller();
         let req = request.into_inner();
         let ws = workspace_name(&req.workspace)?;
+        for key in &req.prefetch_keys {
+            prefetch_key(key)?;
+        }
         let admin_group = self.daemon.config.admin_group;
         let root = PathBuf::from(std::ffi::OsStr::from_bytes(&req.root));
         let paths: Vec<PathBuf> = req
@@ -332,6 +335,7 @@ impl Wsfs for Service {
                 host: &daemon.host,
                 cancelled: Some(&cancelled),
                 caller: caller.as_ref(),
+                prefetch_keys: &req.prefetch_keys,
             };
             // Setting the expiry of a workspace others persisted to deletes their
             // layers later: as `wsfs expire`, that is for root and the admin group.

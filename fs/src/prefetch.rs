@@ -11,11 +11,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::error::StoreError;
 use crate::ids::PackId;
+use crate::keys;
 use crate::markers::trace;
 use crate::pack::Frame;
 use crate::store::cache::FrameKey;
 use crate::store::readahead::{MAX_GAP, MAX_WINDOW};
+use crate::store::Store;
 use crate::tree::{ChunkSource, Tree};
 use crate::workers;
 
@@ -89,6 +92,16 @@ impl AccessTrace {
 }
 
 pub use crate::markers::trace::decode as decode_trace;
+
+/// The most bytes of a stored trace that are read (the paths of a few million files).
+pub const MAX_TRACE_LEN: u64 = 256 << 20;
+
+/// The stored access trace kept under `key` (empty when none is kept; see
+/// [`decode_trace`]).
+pub fn read_trace(store: &Store, key: &str) -> Result<Vec<u8>, StoreError> {
+    let stored = store.remote().get(&keys::trace(key), MAX_TRACE_LEN)?;
+    Ok(stored.map(|b| b.to_vec()).unwrap_or_default())
+}
 
 /// The order to prefetch a tree's files in: those of `trace` first, in its
 /// order, then every other file in tree order.

@@ -398,3 +398,66 @@ fn prefetch_fetches_what_was_read_first_last_time_first_then_everything() {
         "prefetch in tree order took {gets} GETs (the manifests' included) for {frames} frames: not coalesced"
     );
 }
+
+/// The learned layout. A build writes 2000 files of 8 KiB (16 MiB, about
+/// 16 frames); last run's test step read 40 of them, spread over the whole
+/// tree, so it fetched most of the layer. The build persists the same tree
+/// again (unchanged): the persist packs those 40 files anew, first, in the
+/// order they were read. This run's test step, on a fresh host, reads the
+/// same 40 files and fetches little more than they hold; a third persist
+/// finds them packed together and stores nothing new.
+#[test]
+fn a_step_reading_what_the_last_run_read_fetches_those_files_after_a_re_persist() {
+    const FILES: usize = 2000;
+    const SIZE: usize = 8 * 1024;
+    let build = Host::new();
+    let src = build.path("src");
+    let names: Vec<String> = (0..FILES)
+        .map(|i| format!("pkg{:02}/f{i:04}.bin", i / 100))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        wsfs_tests::tree::write_file(&src.join(name), &wsfs_tests::tree::random_bytes(i as u64, SIZE))
+            .unwrap();
+    }
+    let first = build.persist("ci/layout", &src, &["."]);
+    // Read in an order of their own (not tree order): every 50th file, last first.
+    let read: Vec<&String> = names.iter().step_by(50).rev().collect();
+    let read_by = |name: &str| {
+        let host = build.peer_named(name);
+        let mnt = host.path("mnt");
+        host.attach("ci/layout", &mnt);
+        for name in &read {
+            read_same(&src, &mnt, Path::new(name.as_str()));
+        }
+        let fetched = u64_of(&host.status(), "remote_bytes_fetched");
+        host.detach(&mnt);
+        fetched
+    };
+    let scattered = read_by("last-run");
+    let stored = u64_of(&first, "stored_bytes");
+    assert!(
+        scattered * 2 > stored,
+        "40 files spread over the tree fetched only {scattered} of {stored} stored bytes: not scattered"
+    );
+
+    let again = build.persist("ci/layout", &src, &["."]);
+    let hot = (read.len() * SIZE) as u64;
+    assert_eq!(
+        u64_of(&again, "new_bytes"),
+        hot,
+        "the re-persist did not pack exactly the 40 traced files anew: {again}"
+    );
+    let together = read_by("this-run");
+    eprintln!("stored {stored}; the 40 files hold {hot}; fetched before the re-persist {scattered}, after {together}");
+    assert!(
+        together < hot + 2 * MIB,
+        "reading the 40 traced files after the re-persist fetched {together} bytes \
+         (they hold {hot}; before: {scattered})"
+    );
+    let third = build.persist("ci/layout", &src, &["."]);
+    assert_eq!(
+        u64_of(&third, "new_bytes"),
+        0,
+        "packed the traced files anew again: {third}"
+    );
+}

@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use wsfs_fs::ids::LayerId;
 use wsfs_fs::keys;
+use wsfs_fs::persist::layout::Layout;
 use wsfs_fs::persist::{persist_changes, Caller, ChangesRequest, PersistOutcome, ROOT_OVERLAY_XATTRS};
 use wsfs_fs::prefetch::{AccessTrace, PrefetchProgress};
 use wsfs_fs::store::Store;
@@ -473,6 +474,8 @@ impl Mounts {
             true => ROOT_OVERLAY_XATTRS,
             false => wsfs_fs::cow::OVERLAY_XATTRS,
         };
+        // New files go in the order the view's readers read the last version.
+        let layout = Layout::read(&self.store, std::slice::from_ref(&view.prefetch_key));
         let request = ChangesRequest {
             upper: &upper,
             overlay_xattrs,
@@ -481,6 +484,7 @@ impl Mounts {
             sub_path: &view.sub_path,
             workspace: &view.workspace,
             host: &self.host,
+            layout: &layout,
         };
         let error = match persist_changes(&self.store, &request, &mut |_| {}) {
             Ok(outcome) => {

@@ -13,9 +13,8 @@ use std::time::Instant;
 use wsfs_fs::cow::CowFs;
 use wsfs_fs::fuse::{self, BackgroundSession, Filesystem, Notifier, Readers, Shown, WsfsFs};
 use wsfs_fs::ids::LayerId;
-use wsfs_fs::keys;
 use wsfs_fs::pagecache::Pusher;
-use wsfs_fs::prefetch::{decode_trace, prefetch, prefetch_order, AccessTrace, PrefetchProgress};
+use wsfs_fs::prefetch::{decode_trace, prefetch, prefetch_order, read_trace, AccessTrace, PrefetchProgress};
 use wsfs_fs::store::Store;
 use wsfs_fs::tree::{ChunkSource, Tree};
 use wsfs_fs::workspace::WorkspaceName;
@@ -32,8 +31,6 @@ const PREFETCH_THREADS: usize = 4;
 const MANIFESTS_AT_ONCE: usize = 16;
 /// How many of the first files to prefetch the log names.
 const PREFETCH_LOGGED: usize = 5;
-/// Largest access trace read (the paths of a few million files).
-const MAX_TRACE_LEN: u64 = 256 << 20;
 
 /// One workspace version, as its views show it.
 pub(super) struct SharedMount {
@@ -265,10 +262,10 @@ impl SharedMount {
             self.busy.clone(),
             progress.clone(),
         );
-        let key = keys::trace(key);
+        let key = key.to_string();
         std::thread::spawn(move || {
-            let stored = match store.remote().get(&key, MAX_TRACE_LEN) {
-                Ok(stored) => stored.unwrap_or_default(),
+            let stored = match read_trace(&store, &key) {
+                Ok(stored) => stored,
                 Err(e) => {
                     tracing::warn!(key, error = %e, "cannot read the access trace: prefetching in tree order");
                     Default::default()

@@ -53,6 +53,8 @@ pub struct ChangesRequest<'a> {
     pub workspace: &'a WorkspaceName,
     /// This host's name, for the workspace record.
     pub host: &'a str,
+    /// The order to pack changed files in (see [`super::layout`]).
+    pub layout: &'a super::layout::Layout,
 }
 
 /// The overlayfs bookkeeping of one upper path.

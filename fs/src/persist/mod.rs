@@ -10,6 +10,7 @@
 
 pub(crate) mod changes;
 mod guard;
+pub mod layout;
 mod overrides;
 mod packer;
 mod plan;
@@ -38,6 +39,7 @@ use crate::store::Store;
 use crate::unix_time;
 use crate::workspace::{self, LayerRecord, WorkspaceName};
 use guard::{retrying, Avoid, Built};
+use layout::Layout;
 use packer::Packer;
 use plan::{plan_source, Content, Plan, Planned};
 use source::{source_err, SourceRoot};
@@ -59,6 +61,10 @@ pub struct PersistRequest<'a> {
     /// Who asked, when not the daemon's own user: the source is read with
     /// its credentials (see [`Caller`]).
     pub caller: Option<&'a Caller>,
+    /// The keys of the access traces whose files are packed first (see
+    /// [`layout`]); empty: the workspace's name, the key attach keeps a
+    /// trace under by default.
+    pub prefetch_keys: &'a [String],
 }
 
 /// Progress of a persist, reported after each file.
@@ -188,6 +194,10 @@ fn persist_tree(
             why: "no path given: name the files and directories to persist".into(),
         });
     }
+    let layout = match req.prefetch_keys {
+        [] => Layout::read(store, &[req.workspace.to_string()]),
+        keys => Layout::read(store, keys),
+    };
     retrying(store, |avoid| {
         let started = Instant::now();
         let base = workspace::layers(store, req.workspace)?;
@@ -219,6 +229,7 @@ fn persist_tree(
             root: &source_root,
             known: HashMap::new(),
             stat_cache: true,
+            layout: &layout,
         };
         build(store, plan, from, &target, avoid, progress)
     })
@@ -255,6 +266,7 @@ fn persist_view_changes(
             root: &upper,
             known: req.base.chunk_refs().iter().map(|r| (r.id, *r)).collect(),
             stat_cache: false,
+            layout: req.layout,
         };
         build(store, plan, from, &target, avoid, progress)
     })
@@ -299,6 +311,8 @@ struct Sources<'a> {
     /// Use and fill the stat cache (off for a view's upper directory, whose
     /// paths are gone after the persist).
     stat_cache: bool,
+    /// The order to pack files in.
+    layout: &'a Layout,
 }
 
 /// Chunks and packs what `plan` reads, writes its manifest, and appends it
@@ -313,7 +327,8 @@ fn build(
 ) -> Result<Built, PersistError> {
     let started = Instant::now();
     plan.sort();
-    let mut layer = LayerBuilder::new(store, plan, from, &avoid.packs);
+    let repack_traced = layout::repack_traced(&plan, from.layout, store, from.root, &from.known)?;
+    let mut layer = LayerBuilder::new(store, plan, from, &avoid.packs, repack_traced);
     let new_refs = std::thread::scope(|scope| {
         let packer = Packer::start(scope, store, avoid.salt);
         let chunked = layer.chunk_files(&packer, target, progress);
@@ -355,6 +370,10 @@ struct FileJob {
     size: u64,
     /// `(dev, ino)` when other names of this inode are in the layer.
     inode: Option<(u64, u64)>,
+    /// Its place in the layout's read order, when traced.
+    rank: Option<u32>,
+    /// Pack its chunks anew even where the store has them (see [`layout`]).
+    repack: bool,
 }
 
 /// Where a file's bytes are read from.
@@ -397,12 +416,21 @@ struct LayerBuilder<'s> {
 }
 
 impl<'s> LayerBuilder<'s> {
-    fn new(store: &'s Store, plan: Plan, from: Sources<'s>, avoid: &'s HashSet<PackId>) -> Self {
+    /// `repack_traced`: pack the layout's traced files anew (see [`layout::repack_traced`]).
+    fn new(
+        store: &'s Store,
+        plan: Plan,
+        from: Sources<'s>,
+        avoid: &'s HashSet<PackId>,
+        repack_traced: bool,
+    ) -> Self {
         let Sources {
             root,
             mut known,
             stat_cache,
+            layout,
         } = from;
+
         known.retain(|_, r| !avoid.contains(&r.loc.pack));
         let mut names_per_inode: HashMap<(u64, u64), u32> = HashMap::new();
         for inode in plan.entries.iter().filter_map(|p| p.inode) {
@@ -441,11 +469,16 @@ impl<'s> LayerBuilder<'s> {
                 let next_id = link_ids.len() as u32 + 1;
                 data.link = *link_ids.entry(inode).or_insert(next_id);
             }
+            let rank = layout.rank(&entry.path);
+            let repack = repack_traced && rank.is_some();
             let from = match content {
-                Content::Known if data.chunks.iter().any(|r| avoid.contains(&r.loc.pack)) => {
+                Content::Cached { abs, stamp } if repack => FileSource::Path { abs, stamp },
+                Content::Known | Content::Cached { .. }
+                    if data.chunks.iter().any(|r| avoid.contains(&r.loc.pack)) =>
+                {
                     FileSource::Stored(std::mem::take(&mut data.chunks))
                 }
-                Content::Known => {
+                Content::Known | Content::Cached { .. } => {
                     layer.known.extend(data.chunks.iter().map(|r| (r.id, *r)));
                     let chunks = data.chunks.iter().map(|r| (r.id, r.len)).collect();
                     layer.entries.push((entry, Some(chunks)));
@@ -462,9 +495,13 @@ impl<'s> LayerBuilder<'s> {
                 from,
                 size,
                 inode: linked,
+                rank,
+                repack,
             });
             layer.entries.push((entry, None));
         }
+        // Traced files first, in read order; the rest in tree order (a stable sort).
+        layer.files.sort_by_key(|job| job.rank.unwrap_or(u32::MAX));
         layer
     }
 
@@ -506,7 +543,7 @@ impl<'s> LayerBuilder<'s> {
                 let frames = FrameIndex::of(refs);
                 for r in refs {
                     let data = self.store.read_chunk(r, &frames)?;
-                    self.add_chunk(packer, r.id, &data)?;
+                    self.add_chunk(packer, r.id, &data, false)?;
                 }
                 return Ok(refs.iter().map(|r| (r.id, r.len)).collect());
             }
@@ -517,10 +554,11 @@ impl<'s> LayerBuilder<'s> {
         let mut failure = None;
         chunk_stream(file, |chunk| {
             chunks.push((chunk.id, chunk.data.len() as u32));
-            self.add_chunk(packer, chunk.id, chunk.data).map_err(|e| {
-                failure = Some(e);
-                io::Error::other("store failure")
-            })
+            self.add_chunk(packer, chunk.id, chunk.data, job.repack)
+                .map_err(|e| {
+                    failure = Some(e);
+                    io::Error::other("store failure")
+                })
         })
         .map_err(|e| failure.take().unwrap_or_else(|| source_err(abs)(e)))?;
         let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
@@ -532,14 +570,24 @@ impl<'s> LayerBuilder<'s> {
         Ok(chunks)
     }
 
-    fn add_chunk(&mut self, packer: &Packer<'_>, id: ChunkId, data: &[u8]) -> Result<(), PersistError> {
-        if self.known.contains_key(&id) || self.new.contains(&id) {
+    /// Hands a chunk to the packer unless this persist packs it already, or
+    /// (unless `repack`) the store has it.
+    fn add_chunk(
+        &mut self,
+        packer: &Packer<'_>,
+        id: ChunkId,
+        data: &[u8],
+        repack: bool,
+    ) -> Result<(), PersistError> {
+        if self.new.contains(&id) || (!repack && self.known.contains_key(&id)) {
             return Ok(());
         }
-        if let Some(known) = self.store.db().chunk(&id)? {
-            if !self.avoid.contains(&known.loc.pack) {
-                self.known.insert(id, known);
-                return Ok(());
+        if !repack {
+            if let Some(known) = self.store.db().chunk(&id)? {
+                if !self.avoid.contains(&known.loc.pack) {
+                    self.known.insert(id, known);
+                    return Ok(());
+                }
             }
         }
         self.new_bytes += data.len() as u64;

@@ -15,6 +15,15 @@ use crate::store::db::FileStamp;
 pub enum Content {
     /// Nothing to read: not a regular file, or a file whose chunks are in its entry.
     Known,
+    /// A regular file unchanged since the last persist (the stat cache gave
+    /// its chunks, in its entry), still readable at `abs` should it be
+    /// packed anew (see [`super::layout`]).
+    Cached {
+        /// Absolute path of the file.
+        abs: PathBuf,
+        /// Its stat stamp.
+        stamp: FileStamp,
+    },
     /// A regular file to read from `abs` and chunk.
     Read {
         /// Absolute path of the file.
@@ -82,7 +91,10 @@ pub fn plan_source(path: Vec<u8>, source: &Source, meta: Meta) -> Result<Option<
                 chunks,
                 link: 0,
             }),
-            Content::Known,
+            Content::Cached {
+                abs: source.abs.clone(),
+                stamp: stamp_of(&source.meta),
+            },
         )
     } else if ft.is_file() {
         let data = FileData {
