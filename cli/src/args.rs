@@ -90,7 +90,9 @@ pub enum Command {
     },
     /// Attach a view of a workspace at a mountpoint.
     ///
-    /// Data is fetched on first read, or ahead of readers with --prefetch.
+    /// Data is fetched on first read; the files that the last readers under
+    /// the view's prefetch key read are fetched ahead of readers, in the
+    /// order they were read, and with --prefetch the whole workspace.
     Attach {
         /// The workspace, NAMESPACE/NAME.
         #[arg(long, short = 'w')]
@@ -114,6 +116,10 @@ pub enum Command {
         /// that miss still go first.
         #[arg(long)]
         prefetch: bool,
+        /// Fetch nothing ahead of readers, not even the files the last
+        /// readers read (by default they are fetched in the background).
+        #[arg(long, conflicts_with = "prefetch")]
+        no_prefetch: bool,
         /// Wait until the prefetch is done (a progress bar on a terminal);
         /// exit non-zero if it fails or stops.
         #[arg(long, requires = "prefetch")]
@@ -234,8 +240,9 @@ pub enum Command {
         /// 0 deletes them when it ends.
         #[arg(long, value_name = "DURATION", default_value = "0")]
         keep: humantime::Duration,
-        /// Prefetch each task's workspaces in the background, first the files
-        /// the same task read first in the last run (access trace
+        /// Prefetch each task's whole workspaces in the background, first the
+        /// files the same task read first in the last run. Without it, those
+        /// files alone are fetched ahead (access trace
         /// PIPELINE/TASK/WORKSPACE, as `attach --prefetch-key`).
         #[arg(long)]
         prefetch: bool,

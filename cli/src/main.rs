@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> Result<()> {
             sub_path,
             upper_dir,
             prefetch,
+            no_prefetch,
             wait,
             prefetch_key,
             output,
@@ -75,6 +76,7 @@ async fn run(cli: Cli) -> Result<()> {
                 sub_path: sub_path.unwrap_or_default(),
                 upper_dir,
                 prefetch,
+                no_prefetch,
                 prefetch_key,
             };
             commands::mount::attach(&mut client, &workspace, &mountpoint, &view, wait, output.json).await

@@ -18,7 +18,7 @@ use wsfs_fs::workspace::{self, WorkspaceName};
 use wsfs_fs::{check, gc, unix_time};
 
 use crate::mount_error::MountError;
-use crate::mounts::{AttachRequest, View};
+use crate::mounts::{AttachRequest, Prefetch, View};
 use crate::peer::Peer;
 use crate::requests::{absolute, namespace, prefetch_key, workspace_name};
 use crate::state::Daemon;
@@ -406,7 +406,7 @@ impl Wsfs for Service {
                 kind,
                 sub_path,
                 upper_dir: upper_dir.as_deref(),
-                prefetch: req.prefetch,
+                prefetch: Prefetch::asked(req.prefetch, req.no_prefetch),
                 prefetch_key: prefetch_key.as_deref(),
                 note: None,
                 caller: caller.as_ref(),

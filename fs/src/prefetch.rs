@@ -104,15 +104,17 @@ pub fn read_trace(store: &Store, key: &str) -> Result<Vec<u8>, StoreError> {
 }
 
 /// The order to prefetch a tree's files in: those of `trace` first, in its
-/// order, then every other file in tree order.
-pub fn prefetch_order(tree: &Tree, trace: &[&[u8]]) -> Vec<u64> {
+/// order, then (`rest`) every other file in tree order.
+pub fn prefetch_order(tree: &Tree, trace: &[&[u8]], rest: bool) -> Vec<u64> {
     let mut seen = HashSet::new();
     let traced = trace
         .iter()
         .filter_map(|path| tree.resolve(path).ok().flatten())
         .filter(|&ino| tree.file_chunks(ino).is_ok());
     let mut order: Vec<u64> = traced.filter(|&ino| seen.insert(ino)).collect();
-    order.extend(tree.file_inodes().filter(|ino| !seen.contains(ino)));
+    if rest {
+        order.extend(tree.file_inodes().filter(|ino| !seen.contains(ino)));
+    }
     order
 }
 

@@ -200,6 +200,7 @@ fn main() {
         upper_dir: "/var/tmp/upper".into(),
         prefetch: true,
         prefetch_key: "build-cache/linux".into(),
+        no_prefetch: false,
     };
     let list = pb::ListRequest {
         namespace: "run-42".into(),

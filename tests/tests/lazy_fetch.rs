@@ -404,8 +404,9 @@ fn prefetch_fetches_what_was_read_first_last_time_first_then_everything() {
 /// tree, so it fetched most of the layer. The build persists the same tree
 /// again (unchanged): the persist packs those 40 files anew, first, in the
 /// order they were read. This run's test step, on a fresh host, reads the
-/// same 40 files and fetches little more than they hold; a third persist
-/// finds them packed together and stores nothing new.
+/// same 40 files and fetches little more than they hold (attach, with no
+/// flag, fetched them ahead, the first read first); a third persist finds
+/// them packed together and stores nothing new.
 #[test]
 fn a_step_reading_what_the_last_run_read_fetches_those_files_after_a_re_persist() {
     const FILES: usize = 2000;
@@ -426,6 +427,13 @@ fn a_step_reading_what_the_last_run_read_fetches_those_files_after_a_re_persist(
         let host = build.peer_named(name);
         let mnt = host.path("mnt");
         host.attach("ci/layout", &mnt);
+        if name == "this-run" {
+            // Without a flag, attach fetches ahead what the last run read.
+            let done = host.wait_prefetched(&mnt);
+            assert_eq!(str_of(&done, "state"), "done", "{done}");
+            assert_eq!(u64_of(&done, "files_total"), read.len() as u64, "{done}");
+            assert_eq!(first_fetched(&done)[0], read[0].as_str(), "{done}");
+        }
         for name in &read {
             read_same(&src, &mnt, Path::new(name.as_str()));
         }

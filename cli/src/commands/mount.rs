@@ -39,6 +39,8 @@ pub struct ViewOptions {
     pub upper_dir: Option<PathBuf>,
     /// Fetch the whole workspace in the background.
     pub prefetch: bool,
+    /// Fetch nothing ahead of readers, not even the files of the trace.
+    pub no_prefetch: bool,
     /// Where the access trace is kept (default: the workspace name).
     pub prefetch_key: Option<String>,
 }
@@ -65,6 +67,7 @@ pub async fn attach(
         upper_dir,
         prefetch: view.prefetch,
         prefetch_key: view.prefetch_key.clone().unwrap_or_default(),
+        no_prefetch: view.no_prefetch,
     };
     let mut m = client.attach(request).await?.into_inner();
     if wait {

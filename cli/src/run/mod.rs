@@ -161,11 +161,10 @@ pub async fn run(client: Client, daemon: &Daemon, args: RunArgs) -> Result<()> {
         dir,
         bound,
         json: args.json,
-        prefetch: args.prefetch.then(|| {
-            Some(slug(&plan.name))
-                .filter(|s| !s.is_empty())
-                .unwrap_or("pipeline".into())
-        }),
+        trace_prefix: Some(slug(&plan.name))
+            .filter(|s| !s.is_empty())
+            .unwrap_or("pipeline".into()),
+        prefetch: args.prefetch,
         host_dirs: Mutex::new(Vec::new()),
         attached: Mutex::default(),
         steps: Mutex::default(),

@@ -42,8 +42,12 @@ pub struct RunContext {
     pub bound: std::collections::HashMap<String, String>,
     /// Step logs go to stderr (stdout carries the JSON summary).
     pub json: bool,
-    /// With `--prefetch`: the pipeline's part of the access trace keys.
-    pub prefetch: Option<String>,
+    /// The pipeline's part of the access trace keys: each task's views
+    /// keep their trace under PIPELINE/TASK/WORKSPACE, so that the next run's
+    /// task fetches ahead what this one read.
+    pub trace_prefix: String,
+    /// `--prefetch`: each view fetches its whole workspace in the background.
+    pub prefetch: bool,
     /// Directories created on the host for mount paths, removed at the end.
     pub host_dirs: Mutex<Vec<PathBuf>>,
     /// Views attached and not yet detached, for clean-up after an interrupt.
@@ -210,12 +214,9 @@ async fn prepare(
             view: if decl.read_only { "read-only" } else { "isolated" }.to_string(),
             sub_path: decl.sub_path.clone(),
             upper_dir: String::new(),
-            prefetch: ctx.prefetch.is_some(),
-            prefetch_key: ctx
-                .prefetch
-                .as_ref()
-                .map(|pipeline| format!("{pipeline}/{}/{}", slug(&task.name), slug(&decl.name)))
-                .unwrap_or_default(),
+            prefetch: ctx.prefetch,
+            prefetch_key: format!("{}/{}/{}", ctx.trace_prefix, slug(&task.name), slug(&decl.name)),
+            no_prefetch: false,
         };
         ctx.attach(client, request).await.map_err(|e| {
             let message = format!("workspace {:?} (wsfs workspace {workspace}): {e:#}", decl.name);

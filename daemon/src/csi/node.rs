@@ -326,7 +326,7 @@ fn publish(daemon: &Daemon, publication: &Publication, target: &Path) -> Result<
         kind,
         sub_path: spec.sub_path.clone(),
         upper_dir: None,
-        prefetch: spec.prefetch,
+        prefetch: crate::mounts::Prefetch::asked(spec.prefetch, false),
         prefetch_key: spec.prefetch_key.as_deref(),
         note: Some(publication.keep()),
         caller: None,

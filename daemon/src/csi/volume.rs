@@ -45,7 +45,8 @@ pub struct VolumeSpec {
     pub persist: PersistPolicy,
     /// `mountPath`: where the pod sees the volume, for messages.
     pub mount_path: String,
-    /// `prefetch`: fetch the whole workspace in the background.
+    /// `prefetch`: fetch the whole workspace in the background (else only
+    /// the files its last readers read, when a trace is kept).
     pub prefetch: bool,
     /// `prefetchKey`: where the access trace is kept (default: the workspace name).
     pub prefetch_key: Option<String>,

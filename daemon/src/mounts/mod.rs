@@ -69,8 +69,10 @@ pub struct View {
     /// Where the access trace of the view's readers is kept (`--prefetch-key`,
     /// default the workspace name).
     pub prefetch_key: String,
-    /// The prefetch of the view's version, if one was asked for.
+    /// The prefetch of the view's version, if one runs.
     pub prefetch: Option<Arc<PrefetchProgress>>,
+    /// It asked for the whole version to be prefetched (`--prefetch`).
+    pub whole_prefetch: bool,
     /// What its requester keeps with it (the CSI publication), recorded
     /// with the view so that a new daemon has it too.
     pub note: Option<Vec<u8>>,
@@ -108,7 +110,7 @@ impl View {
             created: self.created,
             owner: self.owner,
             prefetch_key: self.prefetch_key.clone(),
-            prefetch: self.prefetch.is_some(),
+            prefetch: self.whole_prefetch,
             note: self.note.clone(),
         }
     }
@@ -127,6 +129,29 @@ pub struct SharedInfo {
     pub views: usize,
 }
 
+/// What a view fetches ahead of its readers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefetch {
+    /// Nothing: only what readers miss (`attach --no-prefetch`).
+    Off,
+    /// The files that the last readers under the view's prefetch key read,
+    /// in their order (the default: nothing when no trace is kept).
+    Traced,
+    /// Those, then the rest of the version (`attach --prefetch`).
+    WholeTree,
+}
+
+impl Prefetch {
+    /// What `--prefetch` and `--no-prefetch` ask for.
+    pub fn asked(whole_tree: bool, off: bool) -> Prefetch {
+        match (whole_tree, off) {
+            (true, _) => Prefetch::WholeTree,
+            (false, true) => Prefetch::Off,
+            (false, false) => Prefetch::Traced,
+        }
+    }
+}
+
 /// What to attach, and how.
 pub struct AttachRequest<'a> {
     /// The workspace.
@@ -139,9 +164,9 @@ pub struct AttachRequest<'a> {
     pub sub_path: Vec<u8>,
     /// Where an isolated view keeps its changes (default: the state dir).
     pub upper_dir: Option<&'a Path>,
-    /// Fetch the whole version in the background, in the order of the trace
-    /// kept under `prefetch_key`.
-    pub prefetch: bool,
+    /// What to fetch in the background, in the order of the trace kept
+    /// under `prefetch_key`.
+    pub prefetch: Prefetch,
     /// Where the access trace is read from and written to (default: the workspace name).
     pub prefetch_key: Option<&'a str>,
     /// What to record with the view (see [`View::note`]).
@@ -302,6 +327,7 @@ impl Mounts {
             state: ViewState::Mounting,
             prefetch_key: req.prefetch_key.map_or_else(|| ws.to_string(), str::to_string),
             prefetch: None,
+            whole_prefetch: req.prefetch == Prefetch::WholeTree,
             note: req.note.clone(),
         };
         let attached = self.mount_new_view(&mut table, &mut view, tree, req.prefetch);
@@ -334,7 +360,7 @@ impl Mounts {
         table: &mut Table,
         view: &mut View,
         tree: Arc<Tree>,
-        prefetch: bool,
+        prefetch: Prefetch,
     ) -> Result<(), MountError> {
         self.put_record(view)?;
         let link = self.link.as_deref();
@@ -363,12 +389,16 @@ impl Mounts {
         let Table { shared, own, .. } = table;
         let shared = shared.get_mut(&view.version).expect("mounted above");
         shared.views += 1;
-        if prefetch && shared.prefetch.is_none() {
+        // By default the files the last readers under the view's key read;
+        // with `--prefetch`, the whole version.
+        let whole_tree = prefetch == Prefetch::WholeTree;
+        let started = shared.prefetch.as_ref().map(|p| p.whole_tree);
+        if prefetch != Prefetch::Off && started.is_none_or(|whole| whole_tree && !whole) {
             let whole = own.get(&view.mountpoint).filter(|_| view.shows_the_tree());
-            shared.start_prefetch(&self.store, &view.prefetch_key, whole);
+            shared.start_prefetch(&self.store, &view.prefetch_key, whole, whole_tree);
         }
         view.prefetch = shared.prefetch.as_ref().map(|p| p.progress.clone());
-        if view.prefetch.is_some() {
+        if view.whole_prefetch {
             // Kept, so that a new daemon prefetches again.
             let _ = self.put_record(view);
         }

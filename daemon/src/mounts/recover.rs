@@ -186,6 +186,7 @@ impl Mounts {
                 state: ViewState::Attached,
                 prefetch_key: record.prefetch_key.clone(),
                 prefetch: None,
+                whole_prefetch: record.prefetch,
                 note: record.note.clone(),
             };
             let own = held.remove(&view_key(mountpoint));
@@ -230,7 +231,7 @@ impl Mounts {
                 .values()
                 .filter(|v| v.version == version && v.shows_the_tree())
                 .find_map(|v| own.get(&v.mountpoint));
-            shared.start_prefetch(&self.store, &key, whole);
+            shared.start_prefetch(&self.store, &key, whole, true);
             let progress = shared.prefetch.as_ref().map(|p| p.progress.clone());
             for view in views.values_mut().filter(|v| v.version == version) {
                 view.prefetch = progress.clone();

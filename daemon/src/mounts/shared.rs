@@ -45,7 +45,7 @@ pub(super) struct SharedMount {
     pub trace: Arc<AccessTrace>,
     /// Reads in flight (a prefetch waits for them).
     busy: Arc<AtomicUsize>,
-    /// The prefetch of the whole version, once a view asked for one.
+    /// The prefetch of the version, once a view was attached.
     pub prefetch: Option<Prefetching>,
 }
 
@@ -54,6 +54,20 @@ pub(super) struct SharedMount {
 pub(super) struct Prefetching {
     pub progress: Arc<PrefetchProgress>,
     pusher: Option<Pusher>,
+    /// It fetches the whole version (`attach --prefetch`), not only the traced files.
+    pub whole_tree: bool,
+}
+
+impl Prefetching {
+    /// Stops fetching and pushing.
+    pub fn stop(self) {
+        self.progress
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(pusher) = self.pusher {
+            pusher.stop();
+        }
+    }
 }
 
 /// How a FUSE connection comes to be served.
@@ -238,12 +252,24 @@ impl SharedMount {
 
     /// Starts fetching the version's files in the background: first those of
     /// the trace kept under `key` (the order readers read them last time),
-    /// then the rest; each fetched file is pushed into the page cache of a
-    /// mount showing the whole version, if there is one: root's, else
-    /// `whole_view`, a view's own.
-    pub fn start_prefetch(&mut self, store: &Arc<Store>, key: &str, whole_view: Option<&FuseMount>) {
+    /// then (`whole_tree`) the rest; each fetched file is pushed into the
+    /// page cache of a mount showing the whole version, if there is one:
+    /// root's, else `whole_view`, a view's own. A prefetch running already stops.
+    pub fn start_prefetch(
+        &mut self,
+        store: &Arc<Store>,
+        key: &str,
+        whole_view: Option<&FuseMount>,
+        whole_tree: bool,
+    ) {
+        if let Some(running) = self.prefetch.take() {
+            running.stop();
+        }
         let progress = Arc::new(PrefetchProgress::default());
-        *progress.state.lock().unwrap() = "starting".into();
+        // A prefetch of traced files only shows once there are some.
+        if whole_tree {
+            *progress.state.lock().unwrap() = "starting".into();
+        }
         let source: Arc<dyn ChunkSource> = store.clone();
         let pusher = self.mount.as_ref().or(whole_view).map(|mount| {
             Pusher::spawn(
@@ -272,7 +298,14 @@ impl SharedMount {
                 }
             };
             let trace = decode_trace(&stored);
-            let order = prefetch_order(&tree, &trace);
+            let order = prefetch_order(&tree, &trace, whole_tree);
+            if order.is_empty() && !whole_tree {
+                // Nothing traced: no prefetch to show (its state stays empty).
+                if let Some(queue) = &queue {
+                    queue.finish(String::new());
+                }
+                return;
+            }
             let first: Vec<u64> = order.iter().take(PREFETCH_LOGGED).copied().collect();
             let paths = tree.paths_of(&first.iter().copied().collect());
             let first: Vec<String> = first
@@ -297,18 +330,19 @@ impl SharedMount {
                 None => *done.state.lock().unwrap() = state,
             }
         });
-        self.prefetch = Some(Prefetching { progress, pusher });
+        self.prefetch = Some(Prefetching {
+            progress,
+            pusher,
+            whole_tree,
+        });
     }
 
     /// Stops its prefetch, and unmounts root's FUSE mount of it (`lazy`:
     /// processes may still use files of a lazily detached view, so the
     /// mount is detached lazily too) and has the holder let go of it.
     pub fn close(self, link: Option<&Link>, lazy: bool) {
-        if let Some(Prefetching { progress, pusher }) = self.prefetch {
-            progress.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            if let Some(pusher) = pusher {
-                pusher.stop();
-            }
+        if let Some(prefetch) = self.prefetch {
+            prefetch.stop();
         }
         if let Some(mount) = self.mount {
             let path = mount.path.clone();
