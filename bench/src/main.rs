@@ -16,6 +16,7 @@
 mod corpus;
 mod headline;
 mod host;
+mod layout;
 mod measure;
 mod peers;
 mod pipeline;
@@ -121,6 +122,8 @@ struct Args {
 enum Phase {
     /// Persist, attach, full and partial reads, stored bytes.
     Main,
+    /// The learned layout: a 5% read, a re-persist, the same 5% read again.
+    Layout,
     /// Cold attach vs extraction at the --scale sizes.
     Scale,
     /// wsfs on S3 vs a tar.zst downloaded from S3, through a latency-injecting proxy.
@@ -139,7 +142,7 @@ impl Args {
             Phase::Views => self.no_views,
             Phase::Pipeline => self.no_pipeline,
             Phase::S3 => self.no_s3,
-            Phase::Main | Phase::Scale | Phase::Takeover => false,
+            Phase::Main | Phase::Layout | Phase::Scale | Phase::Takeover => false,
         };
         let chosen = match phase {
             _ if !self.only.is_empty() => self.only.contains(&phase),
@@ -243,6 +246,9 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
             outcome.attach.clone(),
             outcome.extract.clone(),
         ));
+    }
+    if args.runs(Phase::Layout) {
+        layout::suite(&cfg, &tree, &mut outcome)?;
     }
     for small in &small_trees {
         let (attach, extract) = measure::attach_only(&cfg, small)?;

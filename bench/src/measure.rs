@@ -19,6 +19,8 @@ use crate::report::{bytes, time, Qty, Row, Samples, Target};
 const WS: &str = "bench/tree";
 /// The workspace of the re-persist (so the attached workspace keeps one layer).
 const AGAIN: &str = "bench/again";
+/// Attach fetching nothing ahead of readers, not even the files of the access trace.
+pub const NO_PREFETCH: &str = "--no-prefetch";
 /// Share of the files read for the "bytes fetched" measurements (and by the
 /// pipeline's partial consumers).
 pub const SAMPLE_PERCENT: usize = 5;
@@ -155,13 +157,15 @@ pub fn suite(cfg: &Config, tree: &Tree) -> Result<Outcome> {
         remote = one_run(cfg, tree, run, &mut t, &mut seen)?;
     }
     // Daemon start, then attach proper, on fresh hosts (of the last run's
-    // remote); the last one then reads the random 5% sample.
+    // remote); the last one then reads the random 5% sample. These attaches
+    // fetch nothing ahead (the cold read above left a trace of every file):
+    // the patterns measure what lazy reads fetch with no history.
     let mut last = None;
     for run in 0..cfg.runs {
         cfg.progress_run("wsfs daemon start, attach; then a 5% sample", run);
         let host = cfg.host(&remote)?;
         push(&mut t.daemon_start, || host.status())?;
-        let mountpoint = push(&mut t.attach_alone, || host.attach(WS))?;
+        let mountpoint = push(&mut t.attach_alone, || host.attach_with(WS, &[NO_PREFETCH]))?;
         last = Some((host, mountpoint));
     }
     seen.attach_status = last.as_ref().expect("runs ≥ 1").0.status()?;
@@ -173,7 +177,7 @@ pub fn suite(cfg: &Config, tree: &Tree) -> Result<Outcome> {
             None => {
                 cfg.progress(&format!("wsfs attach; then {}", pattern.name));
                 let host = cfg.host(&remote)?;
-                let mountpoint = host.attach(WS)?;
+                let mountpoint = host.attach_with(WS, &[NO_PREFETCH])?;
                 (host, mountpoint)
             }
         };

@@ -28,7 +28,7 @@ use wsfs_tests::s3::{S3Server, BUCKET};
 
 use crate::corpus::Tree;
 use crate::host::field;
-use crate::measure::{check, new_dir, patterns, Config, Outcome, Pattern};
+use crate::measure::{check, new_dir, patterns, Config, Outcome, Pattern, NO_PREFETCH};
 use crate::peers;
 use crate::proxy::{Proxy, Stats};
 use crate::read::{self, Read};
@@ -72,12 +72,20 @@ struct Attach {
     full_target: Target,
 }
 
-/// The ways of attaching measured: plain, and with `--prefetch` (whose cold
-/// full read has the target of being no slower than the baseline).
+/// The ways of attaching measured, in the order each run takes them:
+/// `--no-prefetch` (what a first run gets: lazy reads, no history), then no
+/// flag (fetching ahead the files the same reader read in the previous
+/// attach, the `--no-prefetch` one of this run: what every later run of a
+/// pipeline gets), then `--prefetch` (the whole tree). Without `--no-prefetch`
+/// the cold full read has the target of being no slower than the baseline.
 const ATTACHES: &[Attach] = &[
     Attach {
-        flags: &[],
+        flags: &[NO_PREFETCH],
         full_target: Target::None,
+    },
+    Attach {
+        flags: &[],
+        full_target: Target::AtMost(1.0),
     },
     Attach {
         flags: &["--prefetch"],
@@ -86,13 +94,11 @@ const ATTACHES: &[Attach] = &[
 ];
 
 impl Attach {
-    /// Its flags for a consumer reading `pattern`: with `--prefetch`, each
-    /// pattern keeps its own access trace, as each task of `wsfs run` does.
+    /// Its flags for a consumer reading `pattern`: each pattern keeps its
+    /// own access trace, as each task of `wsfs run` does.
     fn flags_for(&self, pattern: &str) -> Vec<String> {
         let mut flags: Vec<String> = self.flags.iter().map(|f| f.to_string()).collect();
-        if self.flags.contains(&"--prefetch") {
-            flags.extend(["--prefetch-key".to_string(), format!("bench/{pattern}")]);
-        }
+        flags.extend(["--prefetch-key".to_string(), format!("bench/{pattern}")]);
         flags
     }
 

@@ -172,8 +172,8 @@ type Span = (PackId, Vec<Frame>);
 
 /// The frames of the files in `order`, as GETs: each frame once, in the
 /// order of the first file that needs it, each GET taking the frames that
-/// follow in its pack not taken yet (from [`FIRST_SPAN`] bytes, doubling, up
-/// to [`MAX_WINDOW`]). Returns the
+/// follow in its pack, needed and not taken yet (from [`FIRST_SPAN`] bytes,
+/// doubling, up to [`MAX_WINDOW`]). Returns the
 /// spans and, for each frame, the files (indexes in `order`) that need it.
 fn plan_spans(tree: &Tree, order: &[u64]) -> (Vec<Span>, HashMap<FrameKey, Vec<usize>>) {
     let mut needed_by: HashMap<FrameKey, Vec<usize>> = HashMap::new();
@@ -205,6 +205,7 @@ fn plan_spans(tree: &Tree, order: &[u64]) -> (Vec<Span>, HashMap<FrameKey, Vec<u
         for next in frames.get(at + 1..).unwrap_or_default() {
             let last = span.last().expect("not empty");
             if taken.contains(&(pack, next.offset))
+                || !needed_by.contains_key(&(pack, next.offset))
                 || next.offset.saturating_sub(last.end()) > MAX_GAP
                 || (span.len() >= 2 && next.end() - span[0].offset > cap)
             {
@@ -329,6 +330,47 @@ pub fn prefetch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::testing::{file, layer};
+    use crate::manifest::EntryKind;
+
+    /// Four files, each alone in one of four consecutive frames of one pack.
+    fn four_frames() -> Tree {
+        let entries = (0..4u64)
+            .map(|i| {
+                let mut entry = file(&format!("f{i}"), &[&[i as u8; 100]], 0);
+                let EntryKind::File(data) = &mut entry.kind else {
+                    unreachable!()
+                };
+                let loc = &mut data.chunks[0].loc;
+                (loc.frame_offset, loc.frame_len, loc.frame_plain_len) = (i * 50, 50, 100);
+                entry
+            })
+            .collect();
+        Tree::build(&[layer(entries)])
+    }
+
+    /// A prefetch of traced files alone takes their frames and none of the
+    /// frames in between, though one GET could span them; the whole tree's
+    /// prefetch takes all four frames in one GET.
+    #[test]
+    fn a_prefetch_of_two_files_fetches_their_frames_alone() {
+        let tree = four_frames();
+        let traced = prefetch_order(&tree, &[b"f2", b"f0"], false);
+        let (spans, _) = plan_spans(&tree, &traced);
+        let offsets: Vec<Vec<u64>> = spans
+            .iter()
+            .map(|(_, f)| f.iter().map(|f| f.offset).collect())
+            .collect();
+        assert_eq!(offsets, [vec![100], vec![0]]);
+        let whole = prefetch_order(&tree, &[b"f2", b"f0"], true);
+        assert_eq!(whole.len(), 4);
+        let (spans, _) = plan_spans(&tree, &prefetch_order(&tree, &[], true));
+        let offsets: Vec<Vec<u64>> = spans
+            .iter()
+            .map(|(_, f)| f.iter().map(|f| f.offset).collect())
+            .collect();
+        assert_eq!(offsets, [vec![0, 50, 100, 150]]);
+    }
 
     #[test]
     fn traces_keep_first_read_order_and_round_trip() {
