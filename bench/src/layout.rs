@@ -80,7 +80,7 @@ pub fn suite(cfg: &Config, tree: &Tree, outcome: &mut Outcome) -> Result<()> {
             Target::AtMost(1.0),
         ),
         Row::times(
-            format!("layout: the same, before the re-persist (no history)"),
+            "layout: the same, before the re-persist (no history)",
             &t.read[0],
             &t.native,
             "zstd -d | tar -x + reading them natively",
