@@ -137,6 +137,36 @@ fn prefetch_line(host: &Host, key: &str) -> String {
         .to_string()
 }
 
+/// With no flag, each task's views keep their access trace per pipeline,
+/// task and workspace: in the second run of the hello pipeline, t2 fetches
+/// ahead the file it read in the first run, and t1's persist lays the files
+/// t1 and t2 read last run out first (the workspaces themselves are new
+/// each run).
+#[test]
+fn the_next_run_fetches_ahead_and_lays_out_first_what_each_task_read() {
+    let a = Host::new();
+    run(&a, a.test_dir(), &example("hello.yaml"), &[]).ok();
+    let log = a.daemon_log_tail(400);
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("prefetching") && l.contains("traces/hello/t2/shared")),
+        "a prefetch without a trace:\n{log}"
+    );
+    run(&a, a.test_dir(), &example("hello.yaml"), &[]).ok();
+    let second = prefetch_line(&a, "hello/t2/shared");
+    assert!(
+        second.contains("traced=1") && second.contains("first=hello.txt"),
+        "t2's second run did not fetch ahead what it read in the first: {second}"
+    );
+    let log = a.daemon_log_tail(400);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("laying out traced files first") && l.contains("hello/t2/shared")),
+        "the second run's persist did not lay out what t2 read:\n{log}"
+    );
+    assert_clean(&a);
+}
+
 /// `wsfs run --prefetch` attaches each task's workspaces with prefetch, its
 /// access trace kept per pipeline, task and workspace: in the second run of
 /// the hello pipeline, t2's workspace is prefetched starting with the file t2

@@ -52,6 +52,28 @@ pub struct RunArgs {
 
 /// `text` in lower-case letters, digits and `-` (anything else becomes `-`),
 /// fit for workspace names and access trace keys.
+/// The access trace key of the views of task `task`'s workspace `decl`.
+pub(crate) fn trace_key(prefix: &str, task: &str, decl: &str) -> String {
+    format!("{prefix}/{}/{}", slug(task), slug(decl))
+}
+
+/// Pipeline workspace → the trace keys of the task views bound to it, in
+/// task order: a persist to it lays out first what those tasks read last run.
+fn readers(plan: &Plan, prefix: &str) -> HashMap<String, Vec<String>> {
+    let mut readers: HashMap<String, Vec<String>> = HashMap::new();
+    for task in &plan.tasks {
+        for decl in &task.workspaces {
+            if let Some(ws) = &decl.pipeline_workspace {
+                readers
+                    .entry(ws.clone())
+                    .or_default()
+                    .push(trace_key(prefix, &task.name, &decl.name));
+            }
+        }
+    }
+    readers
+}
+
 pub(crate) fn slug(text: &str) -> String {
     let slug: String = text
         .chars()
@@ -149,7 +171,11 @@ pub async fn run(client: Client, daemon: &Daemon, args: RunArgs) -> Result<()> {
         Err(e) => say(&format!("cannot remove expired workspaces: {}", e.message())),
     }
     let hidden = hidden_paths(&mut client, daemon).await;
-    let (bound, owned) = match bind_workspaces(&mut client, &plan, &run, &dir, &say).await {
+    let trace_prefix = Some(slug(&plan.name))
+        .filter(|s| !s.is_empty())
+        .unwrap_or("pipeline".into());
+    let readers = readers(&plan, &trace_prefix);
+    let (bound, owned) = match bind_workspaces(&mut client, &plan, &run, &dir, &readers, &say).await {
         Ok(bound) => bound,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -161,9 +187,8 @@ pub async fn run(client: Client, daemon: &Daemon, args: RunArgs) -> Result<()> {
         dir,
         bound,
         json: args.json,
-        trace_prefix: Some(slug(&plan.name))
-            .filter(|s| !s.is_empty())
-            .unwrap_or("pipeline".into()),
+        trace_prefix,
+        readers,
         prefetch: args.prefetch,
         host_dirs: Mutex::new(Vec::new()),
         attached: Mutex::default(),
@@ -240,6 +265,7 @@ async fn bind_workspaces(
     plan: &Plan,
     run: &str,
     dir: &Path,
+    readers: &HashMap<String, Vec<String>>,
     say: &impl Fn(&str),
 ) -> Result<(HashMap<String, String>, HashSet<String>)> {
     let mut bound = HashMap::new();
@@ -279,7 +305,7 @@ async fn bind_workspaces(
             paths: vec![b".".to_vec()],
             // A run killed before its clean-up leaves its workspaces: they expire.
             expire_after_ms: ORPHAN_EXPIRY.as_millis() as u64,
-            prefetch_keys: Vec::new(),
+            prefetch_keys: readers.get(&ws.name).cloned().unwrap_or_default(),
         };
         match persist::stream(client, request, |_| {}).await {
             Ok(result) => seeded.push(match ws.binding.as_ref().map(|b| &b.source) {

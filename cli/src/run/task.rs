@@ -18,7 +18,7 @@ use wsfs_pipeline::workspace_files::{self, FilesCheckError};
 
 use super::namespace::{isolate, Hidden, Ids, Mount, Mounts, UserRoot};
 use super::report::{StepReport, StepStatus, TaskReport, TaskStatus};
-use super::slug;
+use super::trace_key;
 use super::user::identity;
 use crate::commands::persist;
 use crate::step_user::StepUser;
@@ -46,6 +46,9 @@ pub struct RunContext {
     /// keep their trace under PIPELINE/TASK/WORKSPACE, so that the next run's
     /// task fetches ahead what this one read.
     pub trace_prefix: String,
+    /// Pipeline workspace → the trace keys of the task views bound to it
+    /// (the keys a persist to it lays files out by).
+    pub readers: std::collections::HashMap<String, Vec<String>>,
     /// `--prefetch`: each view fetches its whole workspace in the background.
     pub prefetch: bool,
     /// Directories created on the host for mount paths, removed at the end.
@@ -215,7 +218,7 @@ async fn prepare(
             sub_path: decl.sub_path.clone(),
             upper_dir: String::new(),
             prefetch: ctx.prefetch,
-            prefetch_key: format!("{}/{}/{}", ctx.trace_prefix, slug(&task.name), slug(&decl.name)),
+            prefetch_key: trace_key(&ctx.trace_prefix, &task.name, &decl.name),
             no_prefetch: false,
         };
         ctx.attach(client, request).await.map_err(|e| {
@@ -347,7 +350,13 @@ async fn run_step(
                 root: root.as_os_str().as_bytes().to_vec(),
                 paths: paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
                 expire_after_ms: 0,
-                prefetch_keys: Vec::new(),
+                prefetch_keys: view
+                    .decl
+                    .pipeline_workspace
+                    .as_ref()
+                    .and_then(|ws| ctx.readers.get(ws))
+                    .cloned()
+                    .unwrap_or_default(),
             };
             let result = persist::stream(client, request, |_| {}).await.map_err(|e| {
                 match e.downcast::<tonic::Status>() {

@@ -13,6 +13,7 @@ use std::time::Instant;
 use wsfs_fs::cow::CowFs;
 use wsfs_fs::fuse::{self, BackgroundSession, Filesystem, Notifier, Readers, Shown, WsfsFs};
 use wsfs_fs::ids::LayerId;
+use wsfs_fs::keys;
 use wsfs_fs::pagecache::Pusher;
 use wsfs_fs::prefetch::{decode_trace, prefetch, prefetch_order, read_trace, AccessTrace, PrefetchProgress};
 use wsfs_fs::store::Store;
@@ -288,9 +289,9 @@ impl SharedMount {
             self.busy.clone(),
             progress.clone(),
         );
-        let key = key.to_string();
+        let (prefetch_key, key) = (key.to_string(), keys::trace(key));
         std::thread::spawn(move || {
-            let stored = match read_trace(&store, &key) {
+            let stored = match read_trace(&store, &prefetch_key) {
                 Ok(stored) => stored,
                 Err(e) => {
                     tracing::warn!(key, error = %e, "cannot read the access trace: prefetching in tree order");

@@ -70,6 +70,11 @@ impl Layout {
     pub fn is_empty(&self) -> bool {
         self.rank.is_empty()
     }
+
+    /// How many paths are traced.
+    pub fn len(&self) -> usize {
+        self.rank.len()
+    }
 }
 
 /// Whether the traced files of `plan` are to be packed anew: they hold at

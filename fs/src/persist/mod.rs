@@ -194,10 +194,19 @@ fn persist_tree(
             why: "no path given: name the files and directories to persist".into(),
         });
     }
-    let layout = match req.prefetch_keys {
-        [] => Layout::read(store, &[req.workspace.to_string()]),
-        keys => Layout::read(store, keys),
+    let default_key = [req.workspace.to_string()];
+    let keys = match req.prefetch_keys {
+        [] => &default_key[..],
+        keys => keys,
     };
+    let layout = Layout::read(store, keys);
+    if !layout.is_empty() {
+        tracing::info!(
+            keys = keys.join(" "),
+            traced = layout.len(),
+            "laying out traced files first"
+        );
+    }
     retrying(store, |avoid| {
         let started = Instant::now();
         let base = workspace::layers(store, req.workspace)?;
