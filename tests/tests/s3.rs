@@ -213,7 +213,8 @@ fn sixteen_concurrent_readers_of_one_file_fetch_each_chunk_once() {
 
     let fetched = |host: &Host, readers: usize| {
         let mnt = host.path("mnt");
-        host.attach("run-3/big", &mnt);
+        // Readers alone: no prefetch of what the other host's readers read.
+        host.attach_view("run-3/big", &mnt, &["--no-prefetch"]);
         let barrier = Barrier::new(readers);
         std::thread::scope(|scope| {
             for _ in 0..readers {

@@ -439,7 +439,6 @@ impl<'s> LayerBuilder<'s> {
             stat_cache,
             layout,
         } = from;
-
         known.retain(|_, r| !avoid.contains(&r.loc.pack));
         let mut names_per_inode: HashMap<(u64, u64), u32> = HashMap::new();
         for inode in plan.entries.iter().filter_map(|p| p.inode) {
