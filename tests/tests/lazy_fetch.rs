@@ -469,3 +469,26 @@ fn a_step_reading_what_the_last_run_read_fetches_those_files_after_a_re_persist(
         "packed the traced files anew again: {third}"
     );
 }
+
+/// A build persists an unchanged tree again (the workspace then names the
+/// same layer twice in a row): a new host attaching it fetches that layer's
+/// manifest once.
+#[test]
+fn a_layer_persisted_twice_in_a_row_is_fetched_once() {
+    let build = Host::new();
+    let src = build.path("src");
+    let tree = generate(&src, &TreeSpec::plain(9, 200)).unwrap();
+    let first = build.persist("ci/twice", &src, &tree.top_level());
+    let again = build.persist("ci/twice", &src, &tree.top_level());
+    assert_eq!(str_of(&first, "layer"), str_of(&again, "layer"), "{again}");
+    assert_eq!(build.layer_count("ci/twice"), 2);
+    let step = build.peer_named("step");
+    let mnt = step.path("mnt");
+    step.attach_view("ci/twice", &mnt, &["--no-prefetch"]);
+    assert_eq!(
+        u64_of(&step.status(), "remote_get_requests"),
+        1,
+        "attaching fetched more than the one manifest"
+    );
+    assert_same_tree(&src, &mnt, &CompareOptions::ignoring_root());
+}

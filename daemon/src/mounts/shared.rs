@@ -171,6 +171,10 @@ pub(super) fn build_tree(store: &Store, layers: &[LayerId]) -> Result<Tree, Moun
     // (the object and its decoded body).
     let largest = 2 * wsfs_fs::manifest::MAX_OBJECT_LEN;
     let at_once = (wsfs_fs::memory::available() / 2 / largest).clamp(1, MANIFESTS_AT_ONCE as u64) as usize;
+    // A layer twice in a row (an unchanged tree persisted again lands the
+    // same layer) shows what it shows once: its manifest is fetched once.
+    let mut layers = layers.to_vec();
+    layers.dedup();
     let mut manifests = Vec::with_capacity(layers.len());
     for group in layers.chunks(at_once) {
         let fetched: Vec<_> = std::thread::scope(|scope| {
