@@ -340,7 +340,8 @@ fn build(
             cfg.host(&files.remote)?.persist(WS, &tree.root)
         })
     };
-    if run % 2 == 1 {
+    let persist_first = run % 2 == 1;
+    if persist_first {
         persist(t)?;
     }
     let mksquashfs = |out: &Path, level: Option<u32>| {
@@ -356,7 +357,7 @@ fn build(
     push(&mut t.mksquashfs, || mksquashfs(&files.squashfs, None))?;
     push(&mut t.mksquashfs3, || mksquashfs(&files.squashfs3, Some(LEVEL)))?;
     push(&mut t.tar, || peers::tar_zstd(&tree.root, &files.archive, 1))?;
-    if run % 2 == 0 {
+    if !persist_first {
         persist(t)?;
     }
     let size = |p: &Path| -> Result<u64> {
