@@ -70,7 +70,7 @@ impl Tools {
         };
         if !missing.is_empty() {
             bail!(
-                "{} not found: scripts/setup-peers installs them",
+                "{} not found: scripts/setup-peers installs the peers' tools",
                 missing.join(", ")
             );
         }
@@ -104,8 +104,8 @@ impl Tools {
                 .output()
                 .with_context(|| format!("cannot run {}", program.display()))?;
             let text =
-                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-            // squashfuse prints its usage after the version line.
+                String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+            // squashfuse prints its version on stderr, its usage after it and on stdout.
             let first = text
                 .lines()
                 .find(|l| l.contains(|c: char| c.is_ascii_digit()))
