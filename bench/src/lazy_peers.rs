@@ -374,10 +374,9 @@ fn build(
     })
 }
 
-/// Mounts with `mount` (which returns the mount point), reads the probe's
-/// first byte, then every file twice, into `reads`; checks both reads;
-/// returns once everything is unmounted again (what `mount` returned is
-/// dropped).
+/// Mounts with `mount` (which returns a guard and the mount point), reads
+/// the probe's first byte, then every file twice, into `reads`, and checks
+/// both reads; the guard (a peer's [`Mounted`]) is dropped on return.
 fn measure<G>(
     reads: &mut Reads,
     tree: &Tree,
