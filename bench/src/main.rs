@@ -5,6 +5,8 @@
 //! - `corpus`: the tree (given, or the default corpus copied from cargo's registry)
 //! - `host`: one wsfs host (state dir, daemon, CLI with `--json`)
 //! - `peers`: the baselines (`tar | zstd`, extraction, dropping caches)
+//! - `lazy_peers`: wsfs vs squashfuse and ratarmount mounting the same tree
+//! - `layout`: the learned layout (a 5% read, a re-persist, the same read)
 //! - `read`: reading trees, the same code through a mount and natively
 //! - `measure`: the measurements
 //! - `views`: per-step views (isolated attach, writes in a view, detach --persist)
@@ -17,6 +19,7 @@ mod corpus;
 mod headline;
 mod host;
 mod layout;
+mod lazy_peers;
 mod measure;
 mod peers;
 mod pipeline;
@@ -126,6 +129,8 @@ enum Phase {
     Layout,
     /// Cold attach vs extraction at the --scale sizes.
     Scale,
+    /// wsfs vs the lazy peers (squashfuse, ratarmount), by default when installed.
+    Peers,
     /// wsfs on S3 vs a tar.zst downloaded from S3, through a latency-injecting proxy.
     S3,
     /// The pipeline of 1 producer + 8 consumers.
@@ -142,11 +147,12 @@ impl Args {
             Phase::Views => self.no_views,
             Phase::Pipeline => self.no_pipeline,
             Phase::S3 => self.no_s3,
-            Phase::Main | Phase::Layout | Phase::Scale | Phase::Takeover => false,
+            Phase::Main | Phase::Layout | Phase::Scale | Phase::Peers | Phase::Takeover => false,
         };
         let chosen = match phase {
             _ if !self.only.is_empty() => self.only.contains(&phase),
             Phase::S3 => garage_installed(),
+            Phase::Peers => lazy_peers::Tools::find().is_ok(),
             _ => true,
         };
         !skipped && chosen
@@ -255,6 +261,13 @@ fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
         scale.push((small.files.len(), small.bytes, attach, extract));
     }
     scale.sort_by_key(|s| s.0);
+    if args.runs(Phase::Peers) {
+        lazy_peers::suite(&cfg, &tree, &mut outcome)?;
+    } else if args.only.is_empty() {
+        if let Err(e) = lazy_peers::Tools::find() {
+            eprintln!("peers phase skipped: {e:#}");
+        }
+    }
     if args.runs(Phase::S3) {
         let net = s3::Net {
             latency: std::time::Duration::from_millis(args.s3_latency_ms),
