@@ -45,6 +45,7 @@ async fn run(cli: Cli) -> Result<()> {
             root,
             paths,
             expire_after,
+            threads,
             output,
         } => {
             let mut client = daemon.connect_or_start().await?;
@@ -53,6 +54,7 @@ async fn run(cli: Cli) -> Result<()> {
                 root: &root,
                 paths: &paths,
                 expire_after: expire_after.map(Into::into),
+                threads,
             };
             commands::persist::run(&mut client, &request, output.json).await
         }

@@ -332,6 +332,7 @@ impl Wsfs for Service {
                 host: &daemon.host,
                 cancelled: Some(&cancelled),
                 caller: caller.as_ref(),
+                threads: req.threads as usize,
             };
             // Setting the expiry of a workspace others persisted to deletes their
             // layers later: as `wsfs expire`, that is for root and the admin group.

@@ -190,6 +190,7 @@ fn main() {
         root: b"/src".to_vec(),
         paths: vec![b"target".to_vec(), b"out/\xff".to_vec()],
         expire_after_ms: 3_600_000,
+        threads: 0,
     };
     let attach = pb::AttachRequest {
         workspace: "run-42/build".into(),

@@ -21,6 +21,8 @@ pub struct Request<'a> {
     pub paths: &'a [PathBuf],
     /// `--expire-after`.
     pub expire_after: Option<Duration>,
+    /// `--threads`.
+    pub threads: Option<u32>,
 }
 
 /// Persists the request's paths as a new layer of its workspace.
@@ -37,6 +39,7 @@ pub async fn run(client: &mut Client, req: &Request<'_>, json: bool) -> Result<(
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .collect(),
         expire_after_ms: req.expire_after.map_or(0, |d| (d.as_millis() as u64).max(1)),
+        threads: req.threads.unwrap_or(0),
     };
     let bar = progress_bar(json);
     let result = stream(client, request, |p| {

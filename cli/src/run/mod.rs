@@ -280,6 +280,7 @@ async fn bind_workspaces(
             paths: vec![b".".to_vec()],
             // A run killed before its clean-up leaves its workspaces: they expire.
             expire_after_ms: ORPHAN_EXPIRY.as_millis() as u64,
+            threads: 0,
         };
         match persist::stream(client, request, |_| {}).await {
             Ok(result) => seeded.push(match ws.binding.as_ref().map(|b| &b.source) {

@@ -346,6 +346,7 @@ async fn run_step(
                 root: root.as_os_str().as_bytes().to_vec(),
                 paths: paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
                 expire_after_ms: 0,
+                threads: 0,
             };
             let result = persist::stream(client, request, |_| {}).await.map_err(|e| {
                 match e.downcast::<tonic::Status>() {

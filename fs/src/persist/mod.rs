@@ -10,6 +10,7 @@
 
 pub(crate) mod changes;
 mod guard;
+mod in_order;
 mod overrides;
 mod packer;
 mod plan;
@@ -25,7 +26,7 @@ use std::time::{Instant, SystemTime};
 
 use thiserror::Error;
 
-use crate::chunking::chunk_stream;
+use crate::chunking::{chunk_bytes, chunk_stream};
 use crate::crash;
 use crate::error::StoreError;
 use crate::gc;
@@ -38,6 +39,7 @@ use crate::store::Store;
 use crate::unix_time;
 use crate::workspace::{self, LayerRecord, WorkspaceName};
 use guard::{retrying, Avoid, Built};
+use in_order::Ahead;
 use packer::Packer;
 use plan::{plan_source, Content, Plan, Planned};
 use source::{source_err, SourceRoot};
@@ -59,6 +61,9 @@ pub struct PersistRequest<'a> {
     /// Who asked, when not the daemon's own user: the source is read with
     /// its credentials (see [`Caller`]).
     pub caller: Option<&'a Caller>,
+    /// Threads that walk, read, chunk and compress; 0: one per core. The
+    /// layer does not depend on it.
+    pub threads: usize,
 }
 
 /// Progress of a persist, reported after each file.
@@ -182,6 +187,7 @@ fn persist_tree(
         return Err(bad_root("--root is not a directory".into()));
     }
     let source_root = SourceRoot::open(&root, req.caller)?;
+    let threads = threads_or_cores(req.threads);
     if req.paths.is_empty() {
         return Err(PersistError::BadPath {
             path: String::new(),
@@ -191,7 +197,8 @@ fn persist_tree(
     retrying(store, |avoid| {
         let started = Instant::now();
         let base = workspace::layers(store, req.workspace)?;
-        let tree = source_root.as_caller(|| source::collect(&source_root, req.paths, Some(store.db())))??;
+        let tree = source_root
+            .as_caller(|| source::collect(&source_root, req.paths, Some(store.db()), threads))??;
         let walked = started.elapsed();
         let mut plan = Plan::default();
         source_root.as_caller(|| {
@@ -220,8 +227,16 @@ fn persist_tree(
             known: HashMap::new(),
             stat_cache: true,
         };
-        build(store, plan, from, &target, avoid, progress)
+        build(store, plan, from, &target, avoid, threads, progress)
     })
+}
+
+/// `threads`, or one per core when 0.
+fn threads_or_cores(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
 }
 
 /// Persists the changes an isolated view made (see [`changes`]) as a layer
@@ -256,7 +271,7 @@ fn persist_view_changes(
             known: req.base.chunk_refs().iter().map(|r| (r.id, *r)).collect(),
             stat_cache: false,
         };
-        build(store, plan, from, &target, avoid, progress)
+        build(store, plan, from, &target, avoid, threads_or_cores(0), progress)
     })
 }
 
@@ -301,22 +316,23 @@ struct Sources<'a> {
     stat_cache: bool,
 }
 
-/// Chunks and packs what `plan` reads, writes its manifest, and appends it
-/// to the workspace unless the gc check refuses it.
+/// Chunks and packs what `plan` reads on `threads` threads, writes its
+/// manifest, and appends it to the workspace unless the gc check refuses it.
 fn build(
     store: &Store,
     mut plan: Plan,
     from: Sources<'_>,
     target: &Target<'_>,
     avoid: &Avoid,
+    threads: usize,
     progress: &mut dyn FnMut(&PersistProgress),
 ) -> Result<Built, PersistError> {
     let started = Instant::now();
     plan.sort();
     let mut layer = LayerBuilder::new(store, plan, from, &avoid.packs);
     let new_refs = std::thread::scope(|scope| {
-        let packer = Packer::start(scope, store, avoid.salt);
-        let chunked = layer.chunk_files(&packer, target, progress);
+        let mut packer = Packer::start(scope, store, avoid.salt, threads);
+        let chunked = layer.chunk_files(&mut packer, target, threads, progress);
         let packed = packer.finish();
         // When the packer stopped (an upload failed), its error is the one to tell.
         let packed = match (chunked, packed) {
@@ -346,6 +362,33 @@ fn racy_after() -> (i64, u32) {
 
 /// A file's chunks (ids and lengths) before all their packs are sealed.
 type PendingChunks = Vec<(ChunkId, u32)>;
+
+/// Files up to this size are read whole and chunked on worker threads;
+/// larger ones are streamed in their turn (see [`LayerBuilder::chunk_files`]).
+const READ_WHOLE: u64 = 8 << 20;
+/// Bytes of files read ahead of the one whose chunks go to the packer, at most.
+const READ_AHEAD_BYTES: u64 = 64 << 20;
+
+/// A file read whole and cut into chunks.
+struct WholeFile {
+    data: Vec<u8>,
+    chunks: PendingChunks,
+}
+
+/// Reads the file at `abs` that the walk saw as `stamp` and chunks it.
+fn read_whole(root: &SourceRoot, abs: &Path, stamp: &FileStamp) -> Result<WholeFile, PersistError> {
+    let mut file = root.open_file(abs, stamp)?;
+    // One byte more than expected: a file that grew since is read to its end.
+    let mut data = Vec::with_capacity(stamp.size as usize + 1);
+    io::Read::read_to_end(&mut file, &mut data).map_err(source_err(abs))?;
+    let mut chunks = Vec::new();
+    chunk_bytes(&data, |chunk| {
+        chunks.push((chunk.id, chunk.data.len() as u32));
+        Ok::<_, std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {});
+    Ok(WholeFile { data, chunks })
+}
 
 /// A regular file to chunk.
 struct FileJob {
@@ -469,11 +512,15 @@ impl<'s> LayerBuilder<'s> {
     }
 
     /// Chunks every regular file, reusing what the store already has;
-    /// stops when the persist is called off.
+    /// stops when the persist is called off. Files are read and chunked
+    /// ahead on `threads` threads, but their new chunks reach the packer in
+    /// the order of [`LayerBuilder::files`], so the packs do not depend on
+    /// the thread count.
     fn chunk_files(
         &mut self,
-        packer: &Packer<'_>,
+        packer: &mut Packer<'_>,
         target: &Target<'_>,
+        threads: usize,
         progress: &mut dyn FnMut(&PersistProgress),
     ) -> Result<(), PersistError> {
         let mut p = PersistProgress {
@@ -481,25 +528,63 @@ impl<'s> LayerBuilder<'s> {
             bytes_total: self.files.iter().map(|f| f.size).sum(),
             ..PersistProgress::default()
         };
+        // A hard-linked file is chunked at its first name; later names take those chunks.
         let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
-        for job in std::mem::take(&mut self.files) {
-            target.still_wanted()?;
-            let chunks = match job.inode.and_then(|i| first_name.get(&i)) {
-                Some(&first) => self.entries[first].1.clone().expect("chunked before"),
-                None => self.chunk_file(packer, &job)?,
-            };
-            if let Some(inode) = job.inode {
-                first_name.entry(inode).or_insert(job.entry);
+        let jobs: Vec<(FileJob, Option<usize>)> = std::mem::take(&mut self.files)
+            .into_iter()
+            .map(|job| {
+                let first = job.inode.map(|i| *first_name.entry(i).or_insert(job.entry));
+                let copy_of = first.filter(|&first| first != job.entry);
+                (job, copy_of)
+            })
+            .collect();
+        let root = self.root;
+        let ahead = Ahead {
+            threads,
+            items: 64 * threads,
+            cost: READ_AHEAD_BYTES,
+        };
+        let cost = |(job, _): &(FileJob, Option<usize>)| job.size.min(READ_WHOLE) + 4096;
+        let read = |(job, copy_of): &(FileJob, Option<usize>)| match (&job.from, copy_of) {
+            (FileSource::Path { abs, stamp }, None) if stamp.size <= READ_WHOLE => {
+                read_whole(root, abs, stamp).map(Some)
             }
+            _ => Ok(None),
+        };
+        in_order::run(&jobs, ahead, cost, read, |_, (job, copy_of), read| {
+            target.still_wanted()?;
+            let chunks = match (copy_of, read?) {
+                (Some(first), _) => self.entries[*first].1.clone().expect("chunked before"),
+                (None, Some(whole)) => self.add_whole(packer, job, whole)?,
+                (None, None) => self.chunk_file(packer, job)?,
+            };
             self.entries[job.entry].1 = Some(chunks);
             p.files_done += 1;
             p.bytes_done += job.size;
             progress(&p);
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
-    fn chunk_file(&mut self, packer: &Packer<'_>, job: &FileJob) -> Result<PendingChunks, PersistError> {
+    /// Adds the chunks of a file read whole ([`read_whole`]).
+    fn add_whole(
+        &mut self,
+        packer: &mut Packer<'_>,
+        job: &FileJob,
+        whole: WholeFile,
+    ) -> Result<PendingChunks, PersistError> {
+        let mut at = 0;
+        for &(id, len) in &whole.chunks {
+            let end = at + len as usize;
+            self.add_chunk(packer, id, &whole.data[at..end])?;
+            at = end;
+        }
+        self.remember(job, &whole.chunks);
+        Ok(whole.chunks)
+    }
+
+    /// Chunks a file as a stream (a large one), or packs anew chunks of the store.
+    fn chunk_file(&mut self, packer: &mut Packer<'_>, job: &FileJob) -> Result<PendingChunks, PersistError> {
         let (abs, stamp) = match &job.from {
             FileSource::Path { abs, stamp } => (abs, stamp),
             FileSource::Stored(refs) => {
@@ -511,7 +596,6 @@ impl<'s> LayerBuilder<'s> {
                 return Ok(refs.iter().map(|r| (r.id, r.len)).collect());
             }
         };
-        let key = abs.as_os_str().as_bytes();
         let file = self.root.open_file(abs, stamp)?;
         let mut chunks = Vec::new();
         let mut failure = None;
@@ -523,16 +607,26 @@ impl<'s> LayerBuilder<'s> {
             })
         })
         .map_err(|e| failure.take().unwrap_or_else(|| source_err(abs)(e)))?;
+        self.remember(job, &chunks);
+        Ok(chunks)
+    }
+
+    /// Remembers a source file read whole as `chunks` for the stat cache,
+    /// unless it changed while being read or may still change unseen.
+    fn remember(&mut self, job: &FileJob, chunks: &PendingChunks) {
+        let FileSource::Path { abs, stamp } = &job.from else {
+            return;
+        };
         let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
         if size != stamp.size {
             tracing::warn!(file = %abs.display(), "file changed while being persisted");
         } else if self.stat_cache && stamp.ctime < self.racy_after {
-            self.stamps.push((key.to_vec(), *stamp, job.entry));
+            self.stamps
+                .push((abs.as_os_str().as_bytes().to_vec(), *stamp, job.entry));
         }
-        Ok(chunks)
     }
 
-    fn add_chunk(&mut self, packer: &Packer<'_>, id: ChunkId, data: &[u8]) -> Result<(), PersistError> {
+    fn add_chunk(&mut self, packer: &mut Packer<'_>, id: ChunkId, data: &[u8]) -> Result<(), PersistError> {
         if self.known.contains_key(&id) || self.new.contains(&id) {
             return Ok(());
         }

@@ -692,6 +692,7 @@ pub(crate) mod testing {
             host: "test",
             cancelled: None,
             caller: None,
+            threads: 0,
         };
         persist(store, &req, &mut |_| {}).unwrap()
     }
