@@ -737,3 +737,6 @@ impl<'s> LayerBuilder<'s> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;
