@@ -16,6 +16,7 @@ mod packer;
 mod plan;
 mod source;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
@@ -34,7 +35,7 @@ use crate::ids::{ChunkId, LayerId, PackId};
 use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest};
 pub use crate::os::Caller;
 use crate::pack::FrameIndex;
-use crate::store::db::FileStamp;
+use crate::store::db::{Db, FileStamp};
 use crate::store::Store;
 use crate::unix_time;
 use crate::workspace::{self, LayerRecord, WorkspaceName};
@@ -373,10 +374,13 @@ const READ_AHEAD_BYTES: u64 = 64 << 20;
 struct WholeFile {
     data: Vec<u8>,
     chunks: PendingChunks,
+    /// The store's index entry of each chunk (see [`Db::chunks`]).
+    indexed: Vec<Option<ChunkRef>>,
 }
 
-/// Reads the file at `abs` that the walk saw as `stamp` and chunks it.
-fn read_whole(root: &SourceRoot, abs: &Path, stamp: &FileStamp) -> Result<WholeFile, PersistError> {
+/// Reads the file at `abs` that the walk saw as `stamp`, chunks it and
+/// looks its chunks up in the store's index.
+fn read_whole(root: &SourceRoot, db: &Db, abs: &Path, stamp: &FileStamp) -> Result<WholeFile, PersistError> {
     let mut file = root.open_file(abs, stamp)?;
     // One byte more than expected: a file that grew since is read to its end.
     let mut data = Vec::with_capacity(stamp.size as usize + 1);
@@ -387,7 +391,13 @@ fn read_whole(root: &SourceRoot, abs: &Path, stamp: &FileStamp) -> Result<WholeF
         Ok::<_, std::convert::Infallible>(())
     })
     .unwrap_or_else(|never| match never {});
-    Ok(WholeFile { data, chunks })
+    let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
+    let indexed = db.chunks(&ids)?;
+    Ok(WholeFile {
+        data,
+        chunks,
+        indexed,
+    })
 }
 
 /// A regular file to chunk.
@@ -538,7 +548,7 @@ impl<'s> LayerBuilder<'s> {
                 (job, copy_of)
             })
             .collect();
-        let root = self.root;
+        let (root, db) = (self.root, self.store.db());
         let ahead = Ahead {
             threads,
             items: 64 * threads,
@@ -547,7 +557,7 @@ impl<'s> LayerBuilder<'s> {
         let cost = |(job, _): &(FileJob, Option<usize>)| job.size.min(READ_WHOLE) + 4096;
         let read = |(job, copy_of): &(FileJob, Option<usize>)| match (&job.from, copy_of) {
             (FileSource::Path { abs, stamp }, None) if stamp.size <= READ_WHOLE => {
-                read_whole(root, abs, stamp).map(Some)
+                read_whole(root, db, abs, stamp).map(Some)
             }
             _ => Ok(None),
         };
@@ -573,14 +583,25 @@ impl<'s> LayerBuilder<'s> {
         job: &FileJob,
         whole: WholeFile,
     ) -> Result<PendingChunks, PersistError> {
-        let mut at = 0;
-        for &(id, len) in &whole.chunks {
-            let end = at + len as usize;
-            self.add_chunk(packer, id, &whole.data[at..end])?;
-            at = end;
+        let WholeFile {
+            data,
+            chunks,
+            indexed,
+        } = whole;
+        match &chunks[..] {
+            // Most files are one chunk: their buffer goes to the packer as it is.
+            [(id, _)] => self.add_indexed(packer, *id, Cow::Owned(data), indexed[0])?,
+            _ => {
+                let mut at = 0;
+                for (&(id, len), indexed) in chunks.iter().zip(indexed) {
+                    let end = at + len as usize;
+                    self.add_indexed(packer, id, Cow::Borrowed(&data[at..end]), indexed)?;
+                    at = end;
+                }
+            }
         }
-        self.remember(job, &whole.chunks);
-        Ok(whole.chunks)
+        self.remember(job, &chunks);
+        Ok(chunks)
     }
 
     /// Chunks a file as a stream (a large one), or packs anew chunks of the store.
@@ -626,23 +647,43 @@ impl<'s> LayerBuilder<'s> {
         }
     }
 
+    /// Adds a chunk to the layer: one it or the store already has, or a new
+    /// one, which goes to the packer.
     fn add_chunk(&mut self, packer: &mut Packer<'_>, id: ChunkId, data: &[u8]) -> Result<(), PersistError> {
-        if self.known.contains_key(&id) || self.new.contains(&id) {
+        if self.has(&id) {
             return Ok(());
         }
-        if let Some(known) = self.store.db().chunk(&id)? {
-            if !self.avoid.contains(&known.loc.pack) {
-                self.known.insert(id, known);
-                return Ok(());
-            }
+        let indexed = self.store.db().chunk(&id)?;
+        self.add_indexed(packer, id, Cow::Borrowed(data), indexed)
+    }
+
+    /// [`LayerBuilder::add_chunk`] of a chunk already looked up in the store's index.
+    fn add_indexed(
+        &mut self,
+        packer: &mut Packer<'_>,
+        id: ChunkId,
+        data: Cow<'_, [u8]>,
+        indexed: Option<ChunkRef>,
+    ) -> Result<(), PersistError> {
+        if self.has(&id) {
+            return Ok(());
+        }
+        if let Some(known) = indexed.filter(|r| !self.avoid.contains(&r.loc.pack)) {
+            self.known.insert(id, known);
+            return Ok(());
         }
         self.new_bytes += data.len() as u64;
         self.new.insert(id);
-        packer.add(id, data.to_vec()).map_err(|()| {
+        packer.add(id, data.into_owned()).map_err(|()| {
             // `Packer::finish` reports why.
             self.packer_stopped = true;
             StoreError::Internal("the packer stopped".into()).into()
         })
+    }
+
+    /// Whether the layer already has chunk `id`, known or new.
+    fn has(&self, id: &ChunkId) -> bool {
+        self.known.contains_key(id) || self.new.contains(id)
     }
 
     fn finish(mut self, target: &Target<'_>, new_refs: Vec<ChunkRef>) -> Result<Built, PersistError> {

@@ -32,7 +32,11 @@ fn the_layer_does_not_depend_on_the_thread_count() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     for i in 0..400usize {
-        write_file(&src.join(format!("d{}/f{i}", i % 7)), (i % 50) as u8, 100 + i * 97);
+        write_file(
+            &src.join(format!("d{}/f{i}", i % 7)),
+            (i % 50) as u8,
+            100 + i * 97,
+        );
     }
     write_file(&src.join("d3/big"), 200, READ_WHOLE as usize + 300_000);
     std::fs::hard_link(src.join("d0/f0"), src.join("d6/link")).unwrap();
