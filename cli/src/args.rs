@@ -79,8 +79,9 @@ pub enum Command {
         /// then `wsfs rm --expired` deletes it.
         #[arg(long, value_name = "DURATION")]
         expire_after: Option<humantime::Duration>,
-        /// Threads that walk, read, chunk and compress the files (default: one
-        /// per core of the daemon's host). The layer is the same whatever the number.
+        /// Threads that walk, read, chunk and compress the files (default: the
+        /// daemon's persist_threads, one per core unless set). The layer is the
+        /// same whatever the number.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
         threads: Option<u32>,
         #[command(flatten)]

@@ -282,6 +282,7 @@ impl Wsfs for Service {
         let req = request.into_inner();
         let ws = workspace_name(&req.workspace)?;
         let admin_group = self.daemon.config.admin_group;
+        let persist_threads = self.daemon.config.persist_threads;
         let root = PathBuf::from(std::ffi::OsStr::from_bytes(&req.root));
         let paths: Vec<PathBuf> = req
             .paths
@@ -332,7 +333,10 @@ impl Wsfs for Service {
                 host: &daemon.host,
                 cancelled: Some(&cancelled),
                 caller: caller.as_ref(),
-                threads: req.threads as usize,
+                threads: match req.threads {
+                    0 => persist_threads,
+                    n => n as usize,
+                },
             };
             // Setting the expiry of a workspace others persisted to deletes their
             // layers later: as `wsfs expire`, that is for root and the admin group.
