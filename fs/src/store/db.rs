@@ -253,24 +253,13 @@ impl Db {
 
     /// What the last persist learnt of a source file, if its stamp still matches.
     pub fn cached_file(&self, path: &[u8], stamp: &FileStamp) -> Result<Option<CachedFile>, StoreError> {
-        Ok(self
-            .get(CF_FILES, path)?
-            .and_then(|v| cached_if_unchanged(&v, stamp)))
-    }
-
-    /// [`Db::cached_file`] of each of `files` (path, stamp), in one batched
-    /// lookup: a directory's files at once cost less than one by one.
-    pub fn cached_files(&self, files: &[(&[u8], FileStamp)]) -> Result<Vec<Option<CachedFile>>, StoreError> {
-        let keys = files.iter().map(|(path, _)| *path);
-        self.db
-            .batched_multi_get_cf(self.cf(CF_FILES), keys, false)
-            .into_iter()
-            .zip(files)
-            .map(|(v, (_, stamp))| {
-                let v = v.map_err(|e| self.err(e))?;
-                Ok(v.and_then(|v| cached_if_unchanged(&v, stamp)))
-            })
-            .collect()
+        let Some(v) = self.get(CF_FILES, path)? else {
+            return Ok(None);
+        };
+        if v.len() < STAMP_LEN || decode_stamp(&v) != *stamp {
+            return Ok(None);
+        }
+        Ok(decode_cached(&v[STAMP_LEN..]))
     }
 
     /// Remembers source files for the next persist: stamp, chunks and xattrs.
@@ -366,14 +355,6 @@ pub struct CachedFile {
     pub chunks: Vec<ChunkRef>,
     /// Its extended attributes (a change of them changes the ctime).
     pub xattrs: Vec<Xattr>,
-}
-
-/// A stat cache value's record, when its stamp is `stamp`.
-fn cached_if_unchanged(v: &[u8], stamp: &FileStamp) -> Option<CachedFile> {
-    if v.len() < STAMP_LEN || decode_stamp(v) != *stamp {
-        return None;
-    }
-    decode_cached(&v[STAMP_LEN..])
 }
 
 /// Decodes what follows the stamp in a stat cache value; `None` when malformed.
@@ -506,19 +487,12 @@ mod tests {
             chunks: refs.to_vec(),
             xattrs: xattrs.to_vec(),
         };
-        assert_eq!(db.cached_file(b"/src/a", &stamp).unwrap(), Some(cached.clone()));
+        assert_eq!(db.cached_file(b"/src/a", &stamp).unwrap(), Some(cached));
         let touched = FileStamp {
             ctime: (7, 9),
             ..stamp
         };
         assert_eq!(db.cached_file(b"/src/a", &touched).unwrap(), None);
-        let batch = [
-            (&b"/src/a"[..], touched),
-            (b"/src/none", stamp),
-            (b"/src/a", stamp),
-        ];
-        let expected = [None, None, Some(cached.clone())];
-        assert_eq!(db.cached_files(&batch).unwrap(), expected);
         db.put_mount(b"/mnt", b"rec").unwrap();
         assert_eq!(db.mounts().unwrap(), vec![(b"/mnt".to_vec(), b"rec".to_vec())]);
         db.delete_mount(b"/mnt").unwrap();
