@@ -103,7 +103,12 @@ pub fn run<T: Sync, R: Send, E>(
                 }
             });
         }
-        let handed = (|| {
+        // However the caller's loop ends (an error, a panic), workers stop.
+        let _stop = Stop {
+            state: &state,
+            room: &room,
+        };
+        (|| {
             for (i, item) in items.iter().enumerate() {
                 let mut s = lock();
                 let result = loop {
@@ -126,11 +131,23 @@ pub fn run<T: Sync, R: Send, E>(
                 each(i, item, result)?;
             }
             Ok(())
-        })();
-        lock().stopped = true;
-        room.notify_all();
-        handed
+        })()
     })
+}
+
+/// Stops the workers when dropped.
+struct Stop<'a, R> {
+    state: &'a Mutex<State<R>>,
+    room: &'a Condvar,
+}
+
+impl<R> Drop for Stop<'_, R> {
+    fn drop(&mut self) {
+        let mut s = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        s.stopped = true;
+        drop(s);
+        self.room.notify_all();
+    }
 }
 
 /// Waits for `changed`; a thread that panicked holding the lock does not stop the others.
@@ -180,6 +197,28 @@ mod tests {
         // One more than the window: a worker may claim the next item before
         // the step that made room has counted its item out.
         assert!(max_seen.into_inner() <= 9);
+    }
+
+    /// A worker that panics makes the caller panic too, rather than wait
+    /// forever for its result; the other workers stop.
+    #[test]
+    fn a_panicking_worker_is_not_waited_for() {
+        let items: Vec<u32> = (0..1000).collect();
+        let ahead = Ahead {
+            threads: 3,
+            items: 16,
+            cost: u64::MAX,
+        };
+        let run = std::panic::catch_unwind(|| {
+            run(
+                &items,
+                ahead,
+                |_| 1,
+                |&i| assert_ne!(i, 40, "the work failed"),
+                |_, _, ()| Ok::<_, ()>(()),
+            )
+        });
+        assert!(run.is_err());
     }
 
     /// An error of the caller's step stops the run with that error.
