@@ -125,18 +125,15 @@ impl SourceRoot {
     }
 }
 
-/// What the stat cache knows of each of `paths` (absolute, with their
-/// `lstat`) that is a regular file unchanged since it was remembered.
-/// (RocksDB's batched `multi_get` a directory at a time was measured no
-/// faster than these lookups: the stat cache is mostly in its memtable.)
-fn cached(cache: Option<&Db>, paths: &[(&Path, &Metadata)]) -> Result<Vec<Option<CachedFile>>, PersistError> {
-    paths
-        .iter()
-        .map(|(abs, meta)| match cache {
-            Some(db) if meta.is_file() => Ok(db.cached_file(abs.as_os_str().as_bytes(), &stamp_of(meta))?),
-            _ => Ok(None),
-        })
-        .collect()
+/// What the stat cache knows of the source at `abs`, whose `lstat` is
+/// `meta`, when it is a regular file unchanged since it was remembered.
+/// (RocksDB's batched `multi_get`, a directory at a time, was measured no
+/// faster: the stat cache is mostly in its memtable.)
+fn cached(cache: Option<&Db>, abs: &Path, meta: &Metadata) -> Result<Option<CachedFile>, PersistError> {
+    match cache {
+        Some(db) if meta.is_file() => Ok(db.cached_file(abs.as_os_str().as_bytes(), &stamp_of(meta))?),
+        _ => Ok(None),
+    }
 }
 
 /// The paths a persist covers, in manifest order.
@@ -263,7 +260,7 @@ fn add_ancestors(
 fn add(root: &Path, rel: &[u8], tree: &mut SourceTree, cache: Option<&Db>) -> Result<(), PersistError> {
     let abs = abs_of(root, rel);
     let meta = fs::symlink_metadata(&abs).map_err(source_err(&abs))?;
-    let known = cached(cache, &[(&abs, &meta)])?.pop().flatten();
+    let known = cached(cache, &abs, &meta)?;
     tree.insert(
         TreePath(rel.to_vec()),
         Source::new(abs.clone(), &abs, meta, known)?,
@@ -347,21 +344,13 @@ fn read_dir(
         Err(e) => return Err(source_err(&abs)(e)),
     };
     let listed = os::fd_path(&handle);
-    let mut children = Vec::new();
     for child in fs::read_dir(&listed).map_err(source_err(&abs))? {
         let child = child.map_err(source_err(&abs))?;
         let rel = join_path(dir, child.file_name().as_bytes());
         let child_abs = abs_of(&source.dir, &rel);
         let meta = child.metadata().map_err(source_err(&child_abs))?;
-        children.push((rel, child_abs, child.path(), meta));
-    }
-    let paths: Vec<(&Path, &Metadata)> = children
-        .iter()
-        .map(|(_, abs, _, meta)| (abs.as_path(), meta))
-        .collect();
-    let known = cached(cache, &paths)?;
-    for ((rel, abs, at, meta), known) in children.into_iter().zip(known) {
-        out.push((rel, Source::new(abs, &at, meta, known)?));
+        let known = cached(cache, &child_abs, &meta)?;
+        out.push((rel, Source::new(child_abs, &child.path(), meta, known)?));
     }
     Ok(())
 }
@@ -522,14 +511,14 @@ mod tests {
         db.put_cached_files([(key, &stamp_of(&meta), &chunks[..], &remembered[..])])
             .unwrap();
 
-        let known = cached(Some(&db), &[(&file, &meta)]).unwrap().pop().flatten();
+        let known = cached(Some(&db), &file, &meta).unwrap();
         let source = Source::new(file.clone(), &file, meta, known).unwrap();
         assert_eq!(source.cached, Some(chunks.clone()));
         assert_eq!(source.attrs.xattrs, remembered);
 
         xattr::set(&file, "user.real", b"changed").unwrap();
         let meta = fs::symlink_metadata(&file).unwrap();
-        let known = cached(Some(&db), &[(&file, &meta)]).unwrap().pop().flatten();
+        let known = cached(Some(&db), &file, &meta).unwrap();
         let source = Source::new(file.clone(), &file, meta, known).unwrap();
         assert_eq!(source.cached, None);
         assert_eq!(
