@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - `corpus`: the tree (given, or the default corpus copied from cargo's registry)
+//! - `deps_tree`: a generated tree shaped like a dependency folder (`--deps N`)
 //! - `host`: one wsfs host (state dir, daemon, CLI with `--json`)
 //! - `peers`: the baselines (`tar | zstd`, extraction, dropping caches)
 //! - `lazy_peers`: wsfs vs squashfuse and ratarmount mounting the same tree
@@ -16,6 +17,7 @@
 //! - `report`: rows, the markdown table, JSON
 
 mod corpus;
+mod deps_tree;
 mod headline;
 mod host;
 mod layout;
@@ -52,6 +54,11 @@ struct Args {
     /// from ~/.cargo/registry/src into --corpus-dir.
     #[arg(long)]
     tree: Option<PathBuf>,
+    /// Measure a generated tree shaped like a dependency folder (packages of
+    /// small js/json/md files, nested, compressing ~35x) of this many files,
+    /// built once under --corpus-dir as deps-N.
+    #[arg(long, value_name = "FILES", conflicts_with = "tree")]
+    deps: Option<usize>,
     /// Size of the default corpus, in files.
     #[arg(long, default_value_t = 25_000)]
     files: usize,
@@ -208,9 +215,10 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn bench(args: &Args, bins: &Bins, work: &Path) -> Result<()> {
-    let root = match &args.tree {
-        Some(tree) => tree.clone(),
-        None => corpus::default_corpus(&args.corpus_dir, args.files)?,
+    let root = match (&args.tree, args.deps) {
+        (Some(tree), _) => tree.clone(),
+        (None, Some(files)) => deps_tree::deps_tree(&args.corpus_dir, files)?,
+        (None, None) => corpus::default_corpus(&args.corpus_dir, args.files)?,
     };
     let tree = Tree::scan(&root)?;
     // Built (when missing) before anything is timed.

@@ -85,6 +85,11 @@ pub enum Command {
         /// name, where `attach` keeps its trace unless given --prefetch-key).
         #[arg(long, value_name = "KEY")]
         prefetch_key: Vec<String>,
+        /// Threads that walk, read, chunk and compress the files (default: the
+        /// daemon's persist_threads, one per core unless set). The layer is the
+        /// same whatever the number.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+        threads: Option<u32>,
         #[command(flatten)]
         output: Output,
     },

@@ -46,6 +46,7 @@ async fn run(cli: Cli) -> Result<()> {
             paths,
             expire_after,
             prefetch_key,
+            threads,
             output,
         } => {
             let mut client = daemon.connect_or_start().await?;
@@ -55,6 +56,7 @@ async fn run(cli: Cli) -> Result<()> {
                 paths: &paths,
                 expire_after: expire_after.map(Into::into),
                 prefetch_keys: &prefetch_key,
+                threads,
             };
             commands::persist::run(&mut client, &request, output.json).await
         }

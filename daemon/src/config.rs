@@ -26,6 +26,9 @@ pub struct Config {
     /// workspaces, set expiries, collect garbage, check the store, restart
     /// and stop the daemon; without it only root may.
     pub admin_group: Option<u32>,
+    /// `persist_threads`: a persist's threads when its request names none
+    /// (0: one per core).
+    pub persist_threads: usize,
 }
 
 impl Config {
@@ -58,6 +61,7 @@ impl Config {
             remote_timeout: settings.remote_timeout(),
             socket_group,
             admin_group: settings.group(Key::AdminGroup),
+            persist_threads: settings.persist_threads().unwrap_or(0),
         })
     }
 }

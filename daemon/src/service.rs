@@ -285,6 +285,7 @@ impl Wsfs for Service {
             prefetch_key(key)?;
         }
         let admin_group = self.daemon.config.admin_group;
+        let persist_threads = self.daemon.config.persist_threads;
         let root = PathBuf::from(std::ffi::OsStr::from_bytes(&req.root));
         let paths: Vec<PathBuf> = req
             .paths
@@ -336,6 +337,10 @@ impl Wsfs for Service {
                 cancelled: Some(&cancelled),
                 caller: caller.as_ref(),
                 prefetch_keys: &req.prefetch_keys,
+                threads: match req.threads {
+                    0 => persist_threads,
+                    n => n as usize,
+                },
             };
             // Setting the expiry of a workspace others persisted to deletes their
             // layers later: as `wsfs expire`, that is for root and the admin group.

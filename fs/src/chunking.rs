@@ -28,6 +28,19 @@ pub struct Chunk<'a> {
     pub data: &'a [u8],
 }
 
+/// Cuts `data`, a whole input, into content-defined chunks, calling `each`
+/// in order: the chunks [`chunk_stream`] gives for the same bytes.
+pub fn chunk_bytes<E>(data: &[u8], mut each: impl FnMut(Chunk<'_>) -> Result<(), E>) -> Result<(), E> {
+    for cut in FastCDC::new(data, MIN_CHUNK as usize, AVG_CHUNK as usize, MAX_CHUNK as usize) {
+        let data = &data[cut.offset..cut.offset + cut.length];
+        each(Chunk {
+            id: ChunkId::of(data),
+            data,
+        })?;
+    }
+    Ok(())
+}
+
 /// Cuts `source` into content-defined chunks, calling `each` in order.
 /// An empty source yields no chunk. Small inputs cost one read and no
 /// buffer larger than themselves.
@@ -108,6 +121,18 @@ mod tests {
                 .collect();
         let streamed: Vec<usize> = chunks_of(&data).iter().map(|c| c.1.len()).collect();
         assert_eq!(streamed, whole);
+    }
+
+    #[test]
+    fn whole_inputs_are_cut_as_streams_are() {
+        let data = pseudo_random(WINDOW + 777_777, 5);
+        let mut whole = Vec::new();
+        chunk_bytes(&data, |c| {
+            whole.push((c.id, c.data.to_vec()));
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert_eq!(whole, chunks_of(&data));
     }
 
     #[test]

@@ -191,6 +191,7 @@ fn main() {
         paths: vec![b"target".to_vec(), b"out/\xff".to_vec()],
         expire_after_ms: 3_600_000,
         prefetch_keys: Vec::new(),
+        threads: 0,
     };
     let attach = pb::AttachRequest {
         workspace: "run-42/build".into(),

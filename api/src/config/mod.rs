@@ -289,6 +289,12 @@ impl Settings {
         values::parse_bytes(self.text(Key::CacheBytes).expect("always has a default")).expect("checked")
     }
 
+    /// `persist_threads`; `None` when unset (one per core).
+    pub fn persist_threads(&self) -> Option<usize> {
+        self.text(Key::PersistThreads)
+            .map(|text| values::parse_threads(text).expect("checked"))
+    }
+
     /// `remote_timeout`.
     pub fn remote_timeout(&self) -> Duration {
         values::parse_seconds(self.text(Key::RemoteTimeout).expect("always has a default")).expect("checked")

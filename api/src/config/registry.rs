@@ -20,6 +20,8 @@ pub enum Kind {
     LogFormat,
     /// An `IP:PORT` address to listen on.
     ListenAddr,
+    /// A count of threads, 1 to 1024.
+    Threads,
 }
 
 impl Kind {
@@ -35,6 +37,7 @@ impl Kind {
                 .parse::<std::net::SocketAddr>()
                 .map(drop)
                 .map_err(|_| format!("{text:?} is not an IP:PORT address")),
+            Kind::Threads => values::parse_threads(text).map(drop),
         };
         ok.map_err(|why| format!("{why}: expected {}", self.expected()))
     }
@@ -49,12 +52,13 @@ impl Kind {
             Kind::Group => "a group name or id from /etc/group",
             Kind::LogFormat => "\"text\" or \"json\"",
             Kind::ListenAddr => "an IP:PORT address such as 127.0.0.1:9464 (port 0: any free port)",
+            Kind::Threads => "a whole number from 1 to 1024",
         }
     }
 
     /// Whether the config file may give an integer rather than a string.
     pub fn takes_integer(self) -> bool {
-        matches!(self, Kind::Size | Kind::Seconds | Kind::Group)
+        matches!(self, Kind::Size | Kind::Seconds | Kind::Group | Kind::Threads)
     }
 }
 
@@ -126,6 +130,8 @@ pub enum Key {
     NodeId,
     /// `metrics_addr`.
     MetricsAddr,
+    /// `persist_threads`.
+    PersistThreads,
 }
 
 impl Key {
@@ -139,7 +145,7 @@ impl Key {
 pub const DEFAULT_CSI_DRIVER_NAME: &str = "csi.wsfs.dev";
 
 /// Every setting, in [`Key`] order.
-pub static SETTINGS: [Setting; 14] = [
+pub static SETTINGS: [Setting; 15] = [
     Setting {
         key: "state_dir",
         env: "WSFS_STATE_DIR",
@@ -252,6 +258,14 @@ pub static SETTINGS: [Setting; 14] = [
         default: Default::Unset("no metrics endpoint"),
         kind: Kind::ListenAddr,
     },
+    Setting {
+        key: "persist_threads",
+        env: "WSFS_PERSIST_THREADS",
+        flag: None,
+        description: "threads a persist walks, reads, chunks and compresses on, unless `wsfs persist --threads` says",
+        default: Default::Unset("one per core"),
+        kind: Kind::Threads,
+    },
 ];
 
 #[cfg(test)]
@@ -275,6 +289,7 @@ mod tests {
             Key::CsiDriverName,
             Key::NodeId,
             Key::MetricsAddr,
+            Key::PersistThreads,
         ];
         assert_eq!(keys.len(), SETTINGS.len());
         for (i, key) in keys.into_iter().enumerate() {

@@ -103,6 +103,14 @@ fn a_bad_value_names_the_file_the_line_the_key_and_what_is_expected() {
 
     let (_dir, path) = config_file("\nremote = 5\n");
     fails_with(&path, &["line 2: remote = 5: expected a string"]);
+    let (_dir, path) = config_file("persist_threads = 0\n");
+    fails_with(
+        &path,
+        &[
+            "line 1: persist_threads = \"0\"",
+            "expected a whole number from 1 to 1024",
+        ],
+    );
 }
 
 #[test]
@@ -112,6 +120,9 @@ fn integers_are_taken_where_a_number_makes_sense() {
     assert_eq!(settings.cache_bytes(), 1 << 20);
     assert_eq!(settings.group(Key::AdminGroup), Some(0));
     assert_eq!(settings.group(Key::SocketGroup), None);
+    assert_eq!(settings.persist_threads(), None, "one per core unless set");
+    let (_dir, path) = config_file("persist_threads = 3\n");
+    assert_eq!(with_file(&path, &[]).unwrap().persist_threads(), Some(3));
 }
 
 #[test]

@@ -57,6 +57,14 @@ pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{text:?} is not a number of seconds"))
 }
 
+/// A count of threads, 1 to 1024.
+pub(crate) fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.trim().parse() {
+        Ok(n @ 1..=1024) => Ok(n),
+        _ => Err(format!("{text:?} is not a thread count")),
+    }
+}
+
 /// The id of group `text` (a name or a number).
 pub(crate) fn group_id(text: &str) -> Result<u32, String> {
     if let Ok(gid) = text.parse() {

@@ -23,6 +23,8 @@ pub struct Request<'a> {
     pub expire_after: Option<Duration>,
     /// `--prefetch-key`.
     pub prefetch_keys: &'a [String],
+    /// `--threads`.
+    pub threads: Option<u32>,
 }
 
 /// Persists the request's paths as a new layer of its workspace.
@@ -40,6 +42,7 @@ pub async fn run(client: &mut Client, req: &Request<'_>, json: bool) -> Result<(
             .collect(),
         expire_after_ms: req.expire_after.map_or(0, |d| (d.as_millis() as u64).max(1)),
         prefetch_keys: req.prefetch_keys.to_vec(),
+        threads: req.threads.unwrap_or(0),
     };
     let bar = progress_bar(json);
     let result = stream(client, request, |p| {

@@ -306,6 +306,7 @@ async fn bind_workspaces(
             // A run killed before its clean-up leaves its workspaces: they expire.
             expire_after_ms: ORPHAN_EXPIRY.as_millis() as u64,
             prefetch_keys: readers.get(&ws.name).cloned().unwrap_or_default(),
+            threads: 0,
         };
         match persist::stream(client, request, |_| {}).await {
             Ok(result) => seeded.push(match ws.binding.as_ref().map(|b| &b.source) {

@@ -357,6 +357,7 @@ async fn run_step(
                     .and_then(|ws| ctx.readers.get(ws))
                     .cloned()
                     .unwrap_or_default(),
+                threads: 0,
             };
             let result = persist::stream(client, request, |_| {}).await.map_err(|e| {
                 match e.downcast::<tonic::Status>() {

@@ -10,12 +10,14 @@
 
 pub(crate) mod changes;
 mod guard;
+mod in_order;
 pub mod layout;
 mod overrides;
 mod packer;
 mod plan;
 mod source;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
@@ -26,7 +28,7 @@ use std::time::{Instant, SystemTime};
 
 use thiserror::Error;
 
-use crate::chunking::chunk_stream;
+use crate::chunking::{chunk_bytes, chunk_stream};
 use crate::crash;
 use crate::error::StoreError;
 use crate::gc;
@@ -34,11 +36,12 @@ use crate::ids::{ChunkId, LayerId, PackId};
 use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest};
 pub use crate::os::Caller;
 use crate::pack::FrameIndex;
-use crate::store::db::FileStamp;
+use crate::store::db::{Db, FileStamp};
 use crate::store::Store;
 use crate::unix_time;
 use crate::workspace::{self, LayerRecord, WorkspaceName};
 use guard::{retrying, Avoid, Built};
+use in_order::Ahead;
 use layout::Layout;
 use packer::Packer;
 use plan::{plan_source, Content, Plan, Planned};
@@ -65,6 +68,9 @@ pub struct PersistRequest<'a> {
     /// [`layout`]); empty: the workspace's name, the key attach keeps a
     /// trace under by default.
     pub prefetch_keys: &'a [String],
+    /// Threads that walk, read, chunk and compress; 0: one per core. The
+    /// layer does not depend on it.
+    pub threads: usize,
 }
 
 /// Progress of a persist, reported after each file.
@@ -188,6 +194,7 @@ fn persist_tree(
         return Err(bad_root("--root is not a directory".into()));
     }
     let source_root = SourceRoot::open(&root, req.caller)?;
+    let threads = threads_or_cores(req.threads);
     if req.paths.is_empty() {
         return Err(PersistError::BadPath {
             path: String::new(),
@@ -210,7 +217,8 @@ fn persist_tree(
     retrying(store, |avoid| {
         let started = Instant::now();
         let base = workspace::layers(store, req.workspace)?;
-        let tree = source_root.as_caller(|| source::collect(&source_root, req.paths, Some(store.db())))??;
+        let tree = source_root
+            .as_caller(|| source::collect(&source_root, req.paths, Some(store.db()), threads))??;
         let walked = started.elapsed();
         let mut plan = Plan::default();
         source_root.as_caller(|| {
@@ -240,8 +248,16 @@ fn persist_tree(
             stat_cache: true,
             layout: &layout,
         };
-        build(store, plan, from, &target, avoid, progress)
+        build(store, plan, from, &target, avoid, threads, progress)
     })
+}
+
+/// `threads`, or one per core when 0.
+fn threads_or_cores(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
 }
 
 /// Persists the changes an isolated view made (see [`changes`]) as a layer
@@ -277,7 +293,7 @@ fn persist_view_changes(
             stat_cache: false,
             layout: req.layout,
         };
-        build(store, plan, from, &target, avoid, progress)
+        build(store, plan, from, &target, avoid, threads_or_cores(0), progress)
     })
 }
 
@@ -324,14 +340,15 @@ struct Sources<'a> {
     layout: &'a Layout,
 }
 
-/// Chunks and packs what `plan` reads, writes its manifest, and appends it
-/// to the workspace unless the gc check refuses it.
+/// Chunks and packs what `plan` reads on `threads` threads, writes its
+/// manifest, and appends it to the workspace unless the gc check refuses it.
 fn build(
     store: &Store,
     mut plan: Plan,
     from: Sources<'_>,
     target: &Target<'_>,
     avoid: &Avoid,
+    threads: usize,
     progress: &mut dyn FnMut(&PersistProgress),
 ) -> Result<Built, PersistError> {
     let started = Instant::now();
@@ -339,8 +356,8 @@ fn build(
     let repack_traced = layout::repack_traced(&plan, from.layout, store, from.root, &from.known)?;
     let mut layer = LayerBuilder::new(store, plan, from, &avoid.packs, repack_traced);
     let new_refs = std::thread::scope(|scope| {
-        let packer = Packer::start(scope, store, avoid.salt);
-        let chunked = layer.chunk_files(&packer, target, progress);
+        let mut packer = Packer::start(scope, store, avoid.salt, threads);
+        let chunked = layer.chunk_files(&mut packer, target, threads, progress);
         let packed = packer.finish();
         // When the packer stopped (an upload failed), its error is the one to tell.
         let packed = match (chunked, packed) {
@@ -370,6 +387,42 @@ fn racy_after() -> (i64, u32) {
 
 /// A file's chunks (ids and lengths) before all their packs are sealed.
 type PendingChunks = Vec<(ChunkId, u32)>;
+
+/// Files up to this size are read whole and chunked on worker threads;
+/// larger ones are streamed in their turn (see [`LayerBuilder::chunk_files`]).
+const READ_WHOLE: u64 = 8 << 20;
+/// Bytes of files read ahead of the one whose chunks go to the packer, at most.
+const READ_AHEAD_BYTES: u64 = 64 << 20;
+
+/// A file read whole and cut into chunks.
+struct WholeFile {
+    data: Vec<u8>,
+    chunks: PendingChunks,
+    /// The store's index entry of each chunk (see [`Db::chunks`]).
+    indexed: Vec<Option<ChunkRef>>,
+}
+
+/// Reads the file at `abs` that the walk saw as `stamp`, chunks it and
+/// looks its chunks up in the store's index.
+fn read_whole(root: &SourceRoot, db: &Db, abs: &Path, stamp: &FileStamp) -> Result<WholeFile, PersistError> {
+    let mut file = root.open_file(abs, stamp)?;
+    // One byte more than expected: a file that grew since is read to its end.
+    let mut data = Vec::with_capacity(stamp.size as usize + 1);
+    io::Read::read_to_end(&mut file, &mut data).map_err(source_err(abs))?;
+    let mut chunks = Vec::new();
+    chunk_bytes(&data, |chunk| {
+        chunks.push((chunk.id, chunk.data.len() as u32));
+        Ok::<_, std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {});
+    let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
+    let indexed = db.chunks(&ids)?;
+    Ok(WholeFile {
+        data,
+        chunks,
+        indexed,
+    })
+}
 
 /// A regular file to chunk.
 struct FileJob {
@@ -514,11 +567,15 @@ impl<'s> LayerBuilder<'s> {
     }
 
     /// Chunks every regular file, reusing what the store already has;
-    /// stops when the persist is called off.
+    /// stops when the persist is called off. Files are read and chunked
+    /// ahead on `threads` threads, but their new chunks reach the packer in
+    /// the order of [`LayerBuilder::files`], so the packs do not depend on
+    /// the thread count.
     fn chunk_files(
         &mut self,
-        packer: &Packer<'_>,
+        packer: &mut Packer<'_>,
         target: &Target<'_>,
+        threads: usize,
         progress: &mut dyn FnMut(&PersistProgress),
     ) -> Result<(), PersistError> {
         let mut p = PersistProgress {
@@ -526,25 +583,74 @@ impl<'s> LayerBuilder<'s> {
             bytes_total: self.files.iter().map(|f| f.size).sum(),
             ..PersistProgress::default()
         };
+        // A hard-linked file is chunked at its first name; later names take those chunks.
         let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
-        for job in std::mem::take(&mut self.files) {
-            target.still_wanted()?;
-            let chunks = match job.inode.and_then(|i| first_name.get(&i)) {
-                Some(&first) => self.entries[first].1.clone().expect("chunked before"),
-                None => self.chunk_file(packer, &job)?,
-            };
-            if let Some(inode) = job.inode {
-                first_name.entry(inode).or_insert(job.entry);
+        let jobs: Vec<(FileJob, Option<usize>)> = std::mem::take(&mut self.files)
+            .into_iter()
+            .map(|job| {
+                let first = job.inode.map(|i| *first_name.entry(i).or_insert(job.entry));
+                let copy_of = first.filter(|&first| first != job.entry);
+                (job, copy_of)
+            })
+            .collect();
+        let (root, db) = (self.root, self.store.db());
+        let ahead = Ahead {
+            threads,
+            items: 64 * threads,
+            cost: READ_AHEAD_BYTES,
+        };
+        let cost = |(job, _): &(FileJob, Option<usize>)| job.size.min(READ_WHOLE) + 4096;
+        let read = |(job, copy_of): &(FileJob, Option<usize>)| match (&job.from, copy_of) {
+            (FileSource::Path { abs, stamp }, None) if stamp.size <= READ_WHOLE => {
+                read_whole(root, db, abs, stamp).map(Some)
             }
+            _ => Ok(None),
+        };
+        in_order::run(&jobs, ahead, cost, read, |_, (job, copy_of), read| {
+            target.still_wanted()?;
+            let chunks = match (copy_of, read?) {
+                (Some(first), _) => self.entries[*first].1.clone().expect("chunked before"),
+                (None, Some(whole)) => self.add_whole(packer, job, whole)?,
+                (None, None) => self.chunk_file(packer, job)?,
+            };
             self.entries[job.entry].1 = Some(chunks);
             p.files_done += 1;
             p.bytes_done += job.size;
             progress(&p);
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
-    fn chunk_file(&mut self, packer: &Packer<'_>, job: &FileJob) -> Result<PendingChunks, PersistError> {
+    /// Adds the chunks of a file read whole ([`read_whole`]).
+    fn add_whole(
+        &mut self,
+        packer: &mut Packer<'_>,
+        job: &FileJob,
+        whole: WholeFile,
+    ) -> Result<PendingChunks, PersistError> {
+        let WholeFile {
+            data,
+            chunks,
+            indexed,
+        } = whole;
+        match &chunks[..] {
+            // Most files are one chunk: their buffer goes to the packer as it is.
+            [(id, _)] => self.add_indexed(packer, *id, Cow::Owned(data), indexed[0], job.repack)?,
+            _ => {
+                let mut at = 0;
+                for (&(id, len), indexed) in chunks.iter().zip(indexed) {
+                    let end = at + len as usize;
+                    self.add_indexed(packer, id, Cow::Borrowed(&data[at..end]), indexed, job.repack)?;
+                    at = end;
+                }
+            }
+        }
+        self.remember(job, &chunks);
+        Ok(chunks)
+    }
+
+    /// Chunks a file as a stream (a large one), or packs anew chunks of the store.
+    fn chunk_file(&mut self, packer: &mut Packer<'_>, job: &FileJob) -> Result<PendingChunks, PersistError> {
         let (abs, stamp) = match &job.from {
             FileSource::Path { abs, stamp } => (abs, stamp),
             FileSource::Stored(refs) => {
@@ -556,7 +662,6 @@ impl<'s> LayerBuilder<'s> {
                 return Ok(refs.iter().map(|r| (r.id, r.len)).collect());
             }
         };
-        let key = abs.as_os_str().as_bytes();
         let file = self.root.open_file(abs, stamp)?;
         let mut chunks = Vec::new();
         let mut failure = None;
@@ -569,42 +674,72 @@ impl<'s> LayerBuilder<'s> {
                 })
         })
         .map_err(|e| failure.take().unwrap_or_else(|| source_err(abs)(e)))?;
+        self.remember(job, &chunks);
+        Ok(chunks)
+    }
+
+    /// Remembers a source file read whole as `chunks` for the stat cache,
+    /// unless it changed while being read or may still change unseen.
+    fn remember(&mut self, job: &FileJob, chunks: &PendingChunks) {
+        let FileSource::Path { abs, stamp } = &job.from else {
+            return;
+        };
         let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
         if size != stamp.size {
             tracing::warn!(file = %abs.display(), "file changed while being persisted");
         } else if self.stat_cache && stamp.ctime < self.racy_after {
-            self.stamps.push((key.to_vec(), *stamp, job.entry));
+            self.stamps
+                .push((abs.as_os_str().as_bytes().to_vec(), *stamp, job.entry));
         }
-        Ok(chunks)
     }
 
-    /// Hands a chunk to the packer unless this persist packs it already, or
-    /// (unless `repack`) the store has it.
+    /// Adds a chunk to the layer: one it or the store already has (unless
+    /// `repack`: see [`layout`]), or a new one, which goes to the packer.
     fn add_chunk(
         &mut self,
-        packer: &Packer<'_>,
+        packer: &mut Packer<'_>,
         id: ChunkId,
         data: &[u8],
         repack: bool,
     ) -> Result<(), PersistError> {
-        if self.new.contains(&id) || (!repack && self.known.contains_key(&id)) {
+        if self.has(&id, repack) {
             return Ok(());
         }
-        if !repack {
-            if let Some(known) = self.store.db().chunk(&id)? {
-                if !self.avoid.contains(&known.loc.pack) {
-                    self.known.insert(id, known);
-                    return Ok(());
-                }
-            }
+        let indexed = match repack {
+            true => None,
+            false => self.store.db().chunk(&id)?,
+        };
+        self.add_indexed(packer, id, Cow::Borrowed(data), indexed, repack)
+    }
+
+    /// [`LayerBuilder::add_chunk`] of a chunk already looked up in the store's index.
+    fn add_indexed(
+        &mut self,
+        packer: &mut Packer<'_>,
+        id: ChunkId,
+        data: Cow<'_, [u8]>,
+        indexed: Option<ChunkRef>,
+        repack: bool,
+    ) -> Result<(), PersistError> {
+        if self.has(&id, repack) {
+            return Ok(());
+        }
+        if let Some(known) = indexed.filter(|r| !repack && !self.avoid.contains(&r.loc.pack)) {
+            self.known.insert(id, known);
+            return Ok(());
         }
         self.new_bytes += data.len() as u64;
         self.new.insert(id);
-        packer.add(id, data.to_vec()).map_err(|()| {
+        packer.add(id, data.into_owned()).map_err(|()| {
             // `Packer::finish` reports why.
             self.packer_stopped = true;
             StoreError::Internal("the packer stopped".into()).into()
         })
+    }
+
+    /// Whether the layer already has chunk `id`: new, or (unless `repack`) known.
+    fn has(&self, id: &ChunkId, repack: bool) -> bool {
+        self.new.contains(id) || (!repack && self.known.contains_key(id))
     }
 
     fn finish(mut self, target: &Target<'_>, new_refs: Vec<ChunkRef>) -> Result<Built, PersistError> {
@@ -699,3 +834,6 @@ impl<'s> LayerBuilder<'s> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,12 +18,13 @@ use crate::pack::{FrameBuilder, FrameCompressor, PackWriter, PlainFrame, SealedP
 use crate::store::remote::PendingPut;
 use crate::store::Store;
 
-/// Chunks queued for compression: bounds memory while the worker is busy.
-const QUEUE: usize = 64;
+/// Batches queued for compression: bounds memory while the worker is busy.
+const QUEUE: usize = 16;
+/// Chunks are handed to the packing thread in batches of about this many
+/// bytes (one wake-up per batch, not per chunk: most files are one small chunk).
+const BATCH_BYTES: usize = 1 << 20;
 /// Packs uploading while the next one is being filled.
 const UPLOADS_IN_FLIGHT: usize = 2;
-/// Threads compressing frames at most.
-const MAX_COMPRESSORS: usize = 4;
 
 /// What the packer produced: where each new chunk lives, and the bytes uploaded.
 pub struct Packed {
@@ -33,33 +34,54 @@ pub struct Packed {
     pub stored_bytes: u64,
 }
 
+/// New chunks, in order.
+type Batch = Vec<(ChunkId, Vec<u8>)>;
+
 /// The sending side of the packing thread.
 pub struct Packer<'scope> {
-    tx: SyncSender<(ChunkId, Vec<u8>)>,
+    tx: SyncSender<Batch>,
+    batch: Batch,
+    batch_bytes: usize,
     worker: ScopedJoinHandle<'scope, Result<Packed, StoreError>>,
 }
 
 impl<'scope> Packer<'scope> {
-    /// Starts the packing thread in `scope`; its packs start with a salt
-    /// frame when `salt` is given.
+    /// Starts the packing thread in `scope`, compressing on `threads`
+    /// threads; its packs start with a salt frame when `salt` is given.
     pub fn start<'env>(
         scope: &'scope Scope<'scope, 'env>,
         store: &'env Store,
         salt: Option<[u8; 16]>,
+        threads: usize,
     ) -> Self {
         let (tx, rx) = sync_channel(QUEUE);
-        let worker = scope.spawn(move || pack(store, salt, rx));
-        Packer { tx, worker }
+        let worker = scope.spawn(move || pack(store, salt, threads.max(1), rx));
+        Packer {
+            tx,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            worker,
+        }
     }
 
     /// Queues a new chunk. Fails when the worker stopped on an error: call
     /// [`Packer::finish`] to get it.
-    pub fn add(&self, id: ChunkId, data: Vec<u8>) -> Result<(), ()> {
-        self.tx.send((id, data)).map_err(drop)
+    pub fn add(&mut self, id: ChunkId, data: Vec<u8>) -> Result<(), ()> {
+        self.batch_bytes += data.len();
+        self.batch.push((id, data));
+        if self.batch_bytes < BATCH_BYTES {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        self.tx.send(std::mem::take(&mut self.batch)).map_err(drop)
     }
 
     /// Seals the last pack, waits for every upload and returns the result.
     pub fn finish(self) -> Result<Packed, StoreError> {
+        if !self.batch.is_empty() {
+            // When the worker stopped, `join` below tells why.
+            let _ = self.tx.send(self.batch);
+        }
         drop(self.tx);
         self.worker
             .join()
@@ -77,12 +99,10 @@ type Compressed = (u64, PlainFrame, std::io::Result<Vec<u8>>);
 fn pack(
     store: &Store,
     salt: Option<[u8; 16]>,
-    rx: Receiver<(ChunkId, Vec<u8>)>,
+    threads: usize,
+    rx: Receiver<Batch>,
 ) -> Result<Packed, StoreError> {
     // Frames are compressed on several threads and appended to packs in order.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, MAX_COMPRESSORS);
     let (work_tx, work_rx) = sync_channel::<(u64, PlainFrame)>(threads);
     let work_rx = Mutex::new(work_rx);
     let (done_tx, done_rx) = channel::<Compressed>();
@@ -128,7 +148,7 @@ fn pack(
             Ok(())
         };
         let outcome = (|| {
-            for (id, data) in rx {
+            for (id, data) in rx.into_iter().flatten() {
                 next(frames.add(id, &data), &mut assembler)?;
             }
             next(frames.finish(), &mut assembler)

@@ -6,6 +6,7 @@ use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::PersistError;
 use crate::manifest::{join_path, manifest_path, path_cmp, ChunkRef, Meta, RelativePathError, Xattr};
@@ -42,15 +43,16 @@ pub struct Source {
 
 impl Source {
     /// The source at `abs`, whose `lstat` is `meta`. A regular file the stat
-    /// cache knows unchanged takes its xattrs from there (they change its
-    /// ctime); everything else has them read.
+    /// cache knows unchanged (`known`, see [`cached`]) takes its xattrs from
+    /// there (they change its ctime); everything else has them read.
     /// `at` reaches the same file for reading its xattrs (through its
     /// directory's handle during the walk).
-    fn new(abs: PathBuf, at: &Path, meta: Metadata, cache: Option<&Db>) -> Result<Source, PersistError> {
-        let known = match cache {
-            Some(db) if meta.is_file() => db.cached_file(abs.as_os_str().as_bytes(), &stamp_of(&meta))?,
-            _ => None,
-        };
+    fn new(
+        abs: PathBuf,
+        at: &Path,
+        meta: Metadata,
+        known: Option<CachedFile>,
+    ) -> Result<Source, PersistError> {
         let (xattrs, cached) = match known {
             Some(CachedFile { chunks, xattrs }) => (xattrs, Some(chunks)),
             None => (xattrs_of(at, &abs)?, None),
@@ -123,6 +125,17 @@ impl SourceRoot {
     }
 }
 
+/// What the stat cache knows of the source at `abs`, whose `lstat` is
+/// `meta`, when it is a regular file unchanged since it was remembered.
+/// (RocksDB's batched `multi_get`, a directory at a time, was measured no
+/// faster: the stat cache is mostly in its memtable.)
+fn cached(cache: Option<&Db>, abs: &Path, meta: &Metadata) -> Result<Option<CachedFile>, PersistError> {
+    match cache {
+        Some(db) if meta.is_file() => Ok(db.cached_file(abs.as_os_str().as_bytes(), &stamp_of(meta))?),
+        _ => Ok(None),
+    }
+}
+
 /// The paths a persist covers, in manifest order.
 pub type SourceTree = BTreeMap<TreePath, Source>;
 
@@ -143,11 +156,13 @@ fn bad_path(path: &Path, why: String) -> PersistError {
 /// Collects the root, each requested path with its ancestors, and everything
 /// below requested directories.
 /// `cache`: the stat cache, whose unchanged files need no xattr reads.
-/// Directories are listed through handles opened beneath `source`'s root.
+/// Directories are listed through handles opened beneath `source`'s root,
+/// on `threads` threads.
 pub fn collect(
     source: &SourceRoot,
     paths: &[PathBuf],
     cache: Option<&Db>,
+    threads: usize,
 ) -> Result<SourceTree, PersistError> {
     let root = source.dir.as_path();
     let mut tree = SourceTree::new();
@@ -155,7 +170,7 @@ pub fn collect(
     for path in paths {
         let rel = relative_path(root, path)?;
         add_ancestors(root, &rel, path, &mut tree, cache)?;
-        walk(source, &rel, &mut tree, cache)?;
+        walk(source, &rel, &mut tree, cache, threads)?;
     }
     Ok(tree)
 }
@@ -163,7 +178,13 @@ pub fn collect(
 /// Collects `root` and everything below it.
 pub fn collect_all(root: &Path) -> Result<SourceTree, PersistError> {
     let mut tree = SourceTree::new();
-    walk(&SourceRoot::open(root, None)?, &[], &mut tree, None)?;
+    walk(
+        &SourceRoot::open(root, None)?,
+        &[],
+        &mut tree,
+        None,
+        super::threads_or_cores(0),
+    )?;
     Ok(tree)
 }
 
@@ -239,37 +260,49 @@ fn add_ancestors(
 fn add(root: &Path, rel: &[u8], tree: &mut SourceTree, cache: Option<&Db>) -> Result<(), PersistError> {
     let abs = abs_of(root, rel);
     let meta = fs::symlink_metadata(&abs).map_err(source_err(&abs))?;
+    let known = cached(cache, &abs, &meta)?;
     tree.insert(
         TreePath(rel.to_vec()),
-        Source::new(abs.clone(), &abs, meta, cache)?,
+        Source::new(abs.clone(), &abs, meta, known)?,
     );
     Ok(())
 }
 
 /// Adds `rel` and, for a directory, everything below it (symlinks are not
-/// followed). Each level of the tree is read on a few threads: a persist of
-/// unchanged files is mostly these syscalls. Children are stat'ed relative to
-/// their directory's handle, which spares the kernel a walk of the whole path.
+/// followed). Each level of the tree is read on `threads` threads: a persist
+/// of unchanged files is mostly these syscalls. Children are stat'ed relative
+/// to their directory's handle, which spares the kernel a walk of the whole path.
 fn walk(
     source: &SourceRoot,
     rel: &[u8],
     tree: &mut SourceTree,
     cache: Option<&Db>,
+    threads: usize,
 ) -> Result<(), PersistError> {
     add(&source.dir, rel, tree, cache)?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
+    let threads = threads.max(1);
     let mut level: Vec<Vec<u8>> = Vec::new();
     if tree[&TreePath(rel.to_vec())].meta.is_dir() {
         level.push(rel.to_vec());
     }
     while !level.is_empty() {
-        let share = level.len().div_ceil(threads);
+        // Each thread takes the next directory not yet taken: one large
+        // directory does not hold up the others' share.
+        let next = AtomicUsize::new(0);
         let read: Vec<Result<Children, PersistError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = level
-                .chunks(share)
-                .map(|dirs| scope.spawn(move || read_dirs(source, dirs, cache)))
+            let workers: Vec<_> = (0..threads.min(level.len()))
+                .map(|_| {
+                    let (level, next) = (&level, &next);
+                    scope.spawn(move || {
+                        let mut children = Vec::new();
+                        loop {
+                            let Some(dir) = level.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                                return Ok(children);
+                            };
+                            read_dir(source, dir, cache, &mut children)?;
+                        }
+                    })
+                })
                 .collect();
             workers
                 .into_iter()
@@ -292,31 +325,34 @@ fn walk(
 /// Paths (relative to the root) and sources read from directories.
 type Children = Vec<(Vec<u8>, Source)>;
 
-/// The children of directories `dirs` (relative to the root), with their
-/// metadata. Each directory is opened beneath the root through no symlink
-/// and listed through that handle, so a directory swapped for a symlink
-/// during the walk is an error, never a listing of somewhere else.
-fn read_dirs(source: &SourceRoot, dirs: &[Vec<u8>], cache: Option<&Db>) -> Result<Children, PersistError> {
-    let mut out = Vec::new();
-    for dir in dirs {
-        let abs = abs_of(&source.dir, dir);
-        let handle = match os::open_dir_beneath(&source.fd, dir) {
-            Ok(handle) => handle,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EXDEV | libc::ENOTDIR)) => {
-                return Err(PersistError::Replaced { path: abs });
-            }
-            Err(e) => return Err(source_err(&abs)(e)),
-        };
-        let listed = os::fd_path(&handle);
-        for child in fs::read_dir(&listed).map_err(source_err(&abs))? {
-            let child = child.map_err(source_err(&abs))?;
-            let child_rel = join_path(dir, child.file_name().as_bytes());
-            let child_abs = abs_of(&source.dir, &child_rel);
-            let meta = child.metadata().map_err(source_err(&child_abs))?;
-            out.push((child_rel, Source::new(child_abs, &child.path(), meta, cache)?));
+/// Adds the children of directory `dir` (relative to the root), with their
+/// metadata, to `out`. The directory is opened beneath the root through no
+/// symlink and listed through that handle, so a directory swapped for a
+/// symlink during the walk is an error, never a listing of somewhere else.
+fn read_dir(
+    source: &SourceRoot,
+    dir: &[u8],
+    cache: Option<&Db>,
+    out: &mut Children,
+) -> Result<(), PersistError> {
+    let abs = abs_of(&source.dir, dir);
+    let handle = match os::open_dir_beneath(&source.fd, dir) {
+        Ok(handle) => handle,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EXDEV | libc::ENOTDIR)) => {
+            return Err(PersistError::Replaced { path: abs });
         }
+        Err(e) => return Err(source_err(&abs)(e)),
+    };
+    let listed = os::fd_path(&handle);
+    for child in fs::read_dir(&listed).map_err(source_err(&abs))? {
+        let child = child.map_err(source_err(&abs))?;
+        let rel = join_path(dir, child.file_name().as_bytes());
+        let child_abs = abs_of(&source.dir, &rel);
+        let meta = child.metadata().map_err(source_err(&child_abs))?;
+        let known = cached(cache, &child_abs, &meta)?;
+        out.push((rel, Source::new(child_abs, &child.path(), meta, known)?));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The extended attributes of the source path reached at `at`, sorted by
@@ -421,9 +457,9 @@ mod tests {
             Err(PersistError::Replaced { .. })
         ));
         // Nor is a directory listed through a symlink swapped in for it.
-        match read_dirs(&source, &[b"sub".to_vec()], None) {
+        match read_dir(&source, b"sub", None, &mut Vec::new()) {
             Err(PersistError::Replaced { path }) => assert_eq!(path, root.join("sub")),
-            other => panic!("listed {:?}", other.map(|c| c.len())),
+            other => panic!("listed {other:?}"),
         }
     }
 
@@ -475,13 +511,15 @@ mod tests {
         db.put_cached_files([(key, &stamp_of(&meta), &chunks[..], &remembered[..])])
             .unwrap();
 
-        let source = Source::new(file.clone(), &file, meta, Some(&db)).unwrap();
+        let known = cached(Some(&db), &file, &meta).unwrap();
+        let source = Source::new(file.clone(), &file, meta, known).unwrap();
         assert_eq!(source.cached, Some(chunks.clone()));
         assert_eq!(source.attrs.xattrs, remembered);
 
         xattr::set(&file, "user.real", b"changed").unwrap();
         let meta = fs::symlink_metadata(&file).unwrap();
-        let source = Source::new(file.clone(), &file, meta, Some(&db)).unwrap();
+        let known = cached(Some(&db), &file, &meta).unwrap();
+        let source = Source::new(file.clone(), &file, meta, known).unwrap();
         assert_eq!(source.cached, None);
         assert_eq!(
             source.attrs.xattrs,

@@ -136,6 +136,19 @@ impl Db {
             .and_then(|v| decode_location(&v).map(|(len, loc)| ChunkRef { id: *id, len, loc })))
     }
 
+    /// [`Db::chunk`] of each of `ids`, in one batched lookup.
+    pub fn chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRef>>, StoreError> {
+        self.db
+            .batched_multi_get_cf(self.cf(CF_CHUNKS), ids.iter().map(|id| &id.0), false)
+            .into_iter()
+            .zip(ids)
+            .map(|(v, id)| {
+                let v = v.map_err(|e| self.err(e))?;
+                Ok(v.and_then(|v| decode_location(&v).map(|(len, loc)| ChunkRef { id: *id, len, loc })))
+            })
+            .collect()
+    }
+
     /// Records where chunks live (after their pack is safely in the remote).
     pub fn put_chunks<'a>(&self, refs: impl IntoIterator<Item = &'a ChunkRef>) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
@@ -455,6 +468,8 @@ mod tests {
         db.put_chunks(&refs).unwrap();
         assert_eq!(db.chunk(&refs[1].id).unwrap(), Some(refs[1]));
         assert_eq!(db.chunk(&ChunkId([7; 32])).unwrap(), None);
+        let ids = [ChunkId([7; 32]), refs[1].id, refs[0].id];
+        assert_eq!(db.chunks(&ids).unwrap(), [None, Some(refs[1]), Some(refs[0])]);
         let stamp = FileStamp {
             dev: 1,
             ino: 2,

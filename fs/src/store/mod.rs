@@ -693,6 +693,7 @@ pub(crate) mod testing {
             cancelled: None,
             caller: None,
             prefetch_keys: &[],
+            threads: 0,
         };
         persist(store, &req, &mut |_| {}).unwrap()
     }
