@@ -68,7 +68,8 @@ pub fn suite(cfg: &Config, tree: &Tree, outcome: &mut Outcome) -> Result<()> {
             stored_after,
             "stored bytes, after the re-persist",
             Target::AtMost(0.1),
-        ),
+        )
+        .headline(),
         Row::times(
             format!(
                 "layout: cold attach + reading the same {}, after a re-persist",
