@@ -98,9 +98,11 @@ pub const MAX_TRACE_LEN: u64 = 256 << 20;
 
 /// The stored access trace kept under `key` (empty when none is kept; see
 /// [`decode_trace`]).
-pub fn read_trace(store: &Store, key: &str) -> Result<Vec<u8>, StoreError> {
-    let stored = store.remote().get(&keys::trace(key), MAX_TRACE_LEN)?;
-    Ok(stored.map(|b| b.to_vec()).unwrap_or_default())
+pub fn read_trace(store: &Store, key: &str) -> Result<bytes::Bytes, StoreError> {
+    Ok(store
+        .remote()
+        .get(&keys::trace(key), MAX_TRACE_LEN)?
+        .unwrap_or_default())
 }
 
 /// The order to prefetch a tree's files in: those of `trace` first, in its
